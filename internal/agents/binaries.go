@@ -1,0 +1,79 @@
+package agents
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Binary names the pinned component and the variable that overrides it.
+type Binary struct {
+	Name   string // nomad, consul, tofu
+	EnvVar string // NIMBUS_NOMAD_BIN, ...
+}
+
+// The pinned components that `make tools` builds into .tools/bin.
+var (
+	Nomad  = Binary{Name: "nomad", EnvVar: "NIMBUS_NOMAD_BIN"}
+	Consul = Binary{Name: "consul", EnvVar: "NIMBUS_CONSUL_BIN"}
+	Tofu   = Binary{Name: "tofu", EnvVar: "NIMBUS_TOFU_BIN"}
+)
+
+// Path finds the binary: the override variable if set, else .tools/bin in
+// the repository root. The error says how to get it.
+func (b Binary) Path() (string, error) {
+	if p := os.Getenv(b.EnvVar); p != "" {
+		if err := isExecutable(p); err != nil {
+			return "", fmt.Errorf("%s=%s: %w; unset it to use the pinned build from `make tools`", b.EnvVar, p, err)
+		}
+		return p, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(root, ".tools", "bin", b.Name)
+	if err := isExecutable(p); err != nil {
+		return "", fmt.Errorf("%s binary not found at %s: run `make tools` to build the pinned version, or set %s to an existing binary", b.Name, p, b.EnvVar)
+	}
+	return p, nil
+}
+
+func isExecutable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+// RepoRoot walks up from the working directory to the directory holding the
+// module's go.mod. NIMBUS_ROOT overrides it.
+func RepoRoot() (string, error) {
+	if r := os.Getenv("NIMBUS_ROOT"); r != "" {
+		return r, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isOurModule(data) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the repository root (go.mod of github.com/nimbus-faas/terraform-provider-nimbus) above the working directory; set NIMBUS_ROOT")
+		}
+		dir = parent
+	}
+}
+
+func isOurModule(gomod []byte) bool {
+	const want = "module github.com/nimbus-faas/terraform-provider-nimbus\n"
+	return len(gomod) >= len(want) && string(gomod[:len(want)]) == want
+}

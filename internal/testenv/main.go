@@ -1,0 +1,60 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+)
+
+// The package-wide environment: started by the first test that asks, so a
+// package's pure unit tests do not pay for agents, and stopped by Main.
+var (
+	shared    *Env
+	sharedErr error
+	once      sync.Once
+	options   Options
+	anyFailed bool
+	mu        sync.Mutex
+)
+
+// Main runs the package's tests and then stops the shared environment. On
+// failure it prints the agents' logs. opts are used if a test calls Get.
+// It returns instead of exiting, so TestMain's deferred cleanups run; the
+// test binary exits with m.Run's code.
+func Main(m *testing.M, opts ...Options) {
+	if len(opts) > 0 {
+		options = opts[0]
+	}
+	code := m.Run()
+	mu.Lock()
+	failed := anyFailed || code != 0
+	mu.Unlock()
+	if shared != nil {
+		if failed {
+			fmt.Fprintf(os.Stderr, "\n===== agent logs (testenv %s) =====\n", shared.ID)
+			shared.WriteLogs(os.Stderr)
+			fmt.Fprintf(os.Stderr, "===== end of agent logs =====\n")
+		}
+		shared.Stop()
+	}
+}
+
+// Get returns the package's shared environment, starting it on first use.
+// If the agents cannot start (the binaries are missing, say), the test
+// fails with the reason; it never skips.
+func Get(t testing.TB) *Env {
+	t.Helper()
+	once.Do(func() { shared, sharedErr = Start(options) })
+	if sharedErr != nil {
+		t.Fatalf("testenv: %v", sharedErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			mu.Lock()
+			anyFailed = true
+			mu.Unlock()
+		}
+	})
+	return shared
+}

@@ -1,0 +1,219 @@
+// Package testenv starts a real Consul agent and a real Nomad agent for a
+// test package, on free loopback ports with temporary state, and tears them
+// down afterwards. Tests that concern Nomad or Consul use it instead of mocks.
+//
+// Typical use:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+//	func TestSomething(t *testing.T) {
+//		env := testenv.Get(t)
+//		...
+//	}
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+)
+
+// Options shape the environment.
+type Options struct {
+	// ChrootEnv adds host→chroot entries to the Nomad client's slim chroot,
+	// for binaries that tasks run.
+	ChrootEnv map[string]string
+	// StartTimeout bounds agent start-up. Default 90s.
+	StartTimeout time.Duration
+}
+
+// Env is a running pair of agents.
+type Env struct {
+	ID         string
+	Dir        string // holds configs, logs and agent state
+	ConsulAddr string // http://127.0.0.1:port
+	NomadAddr  string // http://127.0.0.1:port
+	Consul     *consulapi.Client
+	Nomad      *nomadapi.Client
+
+	consulProc   *agents.Process
+	nomadProc    *agents.Process
+	nomadDataDir string
+	cgroupParent string
+}
+
+// Start launches Consul, then Nomad, and waits until Consul has a leader and
+// Nomad has a ready node with a healthy exec driver.
+func Start(opts Options) (env *Env, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the Nomad exec driver needs root: run the tests as root")
+	}
+	consulBin, err := agents.Consul.Path()
+	if err != nil {
+		return nil, err
+	}
+	nomadBin, err := agents.Nomad.Path()
+	if err != nil {
+		return nil, err
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 90 * time.Second
+	}
+
+	id := randomID()
+	dir, err := os.MkdirTemp("", "nimbus-testenv-"+id+"-")
+	if err != nil {
+		return nil, err
+	}
+	env = &Env{ID: id, Dir: dir}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, env.logTails(40))
+			env.Stop()
+			env = nil
+		}
+	}()
+
+	ports, err := agents.FreePorts(7)
+	if err != nil {
+		return env, err
+	}
+	consulCfg := agents.ConsulConfig{
+		NodeName:   "nimbus-test-" + id,
+		Datacenter: "dc1",
+		DataDir:    filepath.Join(dir, "consul"),
+		Ports:      agents.ConsulPorts{HTTP: ports[0], DNS: -1, SerfLAN: ports[1], SerfWAN: ports[2], Server: ports[3]},
+	}
+	env.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	env.nomadDataDir = filepath.Join(dir, "nomad")
+	env.cgroupParent = agents.CgroupParentName("nimbus-test-" + id)
+	nomadCfg := agents.NomadConfig{
+		Name:         "nimbus-test-" + id,
+		Region:       "global",
+		Datacenter:   "dc1",
+		DataDir:      env.nomadDataDir,
+		Ports:        agents.NomadPorts{HTTP: ports[4], RPC: ports[5], Serf: ports[6]},
+		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		CgroupParent: env.cgroupParent,
+		ChrootEnv:    agents.SlimChrootEnv(opts.ChrootEnv),
+	}
+	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
+
+	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
+	defer cancel()
+
+	consulFile, err := agents.WriteConfig(dir, "consul.hcl", consulCfg.HCL())
+	if err != nil {
+		return env, err
+	}
+	env.consulProc, err = agents.Start("consul", consulBin, []string{"agent", "-config-file", consulFile}, filepath.Join(dir, "consul.log"), agents.StartOptions{})
+	if err != nil {
+		return env, err
+	}
+	if env.Consul, err = clients.NewConsul(clients.ConsulConfig{Address: env.ConsulAddr}, clients.DefaultRetryPolicy, nil); err != nil {
+		return env, err
+	}
+	if err = agents.WaitConsul(ctx, env.consulProc, env.Consul); err != nil {
+		return env, err
+	}
+
+	nomadFile, err := agents.WriteConfig(dir, "nomad.hcl", nomadCfg.HCL())
+	if err != nil {
+		return env, err
+	}
+	env.nomadProc, err = agents.Start("nomad", nomadBin, []string{"agent", "-config", nomadFile}, filepath.Join(dir, "nomad.log"), agents.StartOptions{})
+	if err != nil {
+		return env, err
+	}
+	if env.Nomad, err = clients.NewNomad(clients.NomadConfig{Address: env.NomadAddr}, clients.DefaultRetryPolicy, nil); err != nil {
+		return env, err
+	}
+	if err = agents.WaitNomad(ctx, env.nomadProc, env.Nomad); err != nil {
+		return env, err
+	}
+	slog.Debug("testenv ready", "consul", env.ConsulAddr, "nomad", env.NomadAddr, "dir", dir)
+	return env, nil
+}
+
+// Stop purges all jobs, stops both agents and removes everything they left:
+// processes, mounts, cgroups and the state directory.
+func (e *Env) Stop() {
+	if e.Nomad != nil && e.nomadProc != nil && e.nomadProc.ExitError() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := agents.StopAllJobs(ctx, e.Nomad); err != nil {
+			slog.Warn("testenv: stopping jobs", "err", err)
+		}
+		cancel()
+	}
+	if e.nomadProc != nil {
+		e.nomadProc.Stop(10 * time.Second)
+	}
+	if e.consulProc != nil {
+		e.consulProc.Stop(10 * time.Second)
+	}
+	if e.nomadDataDir != "" {
+		agents.KillProcessesUnder(e.nomadDataDir)
+		if err := agents.UnmountUnder(e.nomadDataDir); err != nil {
+			slog.Warn("testenv: unmounting", "err", err)
+		}
+	}
+	agents.RemoveCgroup(e.cgroupParent)
+	if e.Dir != "" && os.Getenv("NIMBUS_TESTENV_KEEP") == "" {
+		if err := os.RemoveAll(e.Dir); err != nil {
+			slog.Warn("testenv: removing state", "dir", e.Dir, "err", err)
+		}
+	}
+}
+
+// WriteLogs copies both agents' logs to w, each line prefixed by the agent,
+// for reading after a failure.
+func (e *Env) WriteLogs(w io.Writer) {
+	for _, p := range []*agents.Process{e.consulProc, e.nomadProc} {
+		if p == nil {
+			continue
+		}
+		data, err := os.ReadFile(p.LogPath)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+			fmt.Fprintf(w, "[%s] %s\n", p.Name, line)
+		}
+	}
+}
+
+func (e *Env) logTails(n int) string {
+	var b strings.Builder
+	for _, p := range []*agents.Process{e.consulProc, e.nomadProc} {
+		if p == nil {
+			continue
+		}
+		data, _ := os.ReadFile(p.LogPath)
+		lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "--- last %d lines of %s (%s) ---\n%s\n", len(lines), p.Name, p.LogPath, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
