@@ -1,0 +1,111 @@
+package provider
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"testing"
+
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+func TestAccClusterDataSource(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	leader, err := env.Nomad.Status().Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ds = "data.nimbus_cluster.this"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{{
+			Config: providerConfig(env) + `data "nimbus_cluster" "this" {}`,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_address"), knownvalue.StringExact(env.NomadAddr)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_region"), knownvalue.StringExact("global")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_leader"), knownvalue.StringExact(leader)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_version"), knownvalue.StringExact("1.6.0")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_ready_nodes"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("exec_nodes"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("exec_driver_healthy"), knownvalue.Bool(true)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_address"), knownvalue.StringExact(env.ConsulAddr)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_datacenter"), knownvalue.StringExact("dc1")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_version"), knownvalue.StringExact("1.13.9")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_leader"), knownvalue.StringRegexp(regexp.MustCompile(`^127\.0\.0\.1:\d+$`))),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("id"), knownvalue.StringExact("global/dc1")),
+			},
+		}},
+	})
+}
+
+func TestAccClusterDataSourceUnreachable(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	closed := closedPort(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{
+				Config: fmt.Sprintf(`
+provider "nimbus" {
+  nomad {
+    address = "http://%s"
+  }
+  consul {
+    address = %q
+  }
+}
+data "nimbus_cluster" "this" {}`, closed, env.ConsulAddr),
+				ExpectError: regexp.MustCompile(`(?s)Cannot reach Nomad.*` + regexp.QuoteMeta(closed) + `.*NOMAD_ADDR`),
+			},
+			{
+				Config: fmt.Sprintf(`
+provider "nimbus" {
+  nomad {
+    address = %q
+  }
+  consul {
+    address = "%s"
+  }
+}
+data "nimbus_cluster" "this" {}`, env.NomadAddr, closed),
+				ExpectError: regexp.MustCompile(`(?s)Cannot reach Consul.*CONSUL_HTTP_ADDR`),
+			},
+		},
+	})
+}
+
+func TestAccProviderRejectsInvalidAddress(t *testing.T) {
+	requireAcceptance(t)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{{
+			Config: `
+provider "nimbus" {
+  nomad {
+    address = "nomad.example:4646"
+  }
+}
+data "nimbus_cluster" "this" {}`,
+			ExpectError: regexp.MustCompile(`(?s)invalid nomad.address.*NOMAD_ADDR`),
+		}},
+	})
+}
+
+// closedPort returns a loopback address on which nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}

@@ -1,0 +1,205 @@
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+)
+
+type providerModel struct {
+	GatewayURL types.String `tfsdk:"gateway_url"`
+	Nomad      *nomadModel  `tfsdk:"nomad"`
+	Consul     *consulModel `tfsdk:"consul"`
+}
+
+type nomadModel struct {
+	Address       types.String `tfsdk:"address"`
+	Token         types.String `tfsdk:"token"`
+	Region        types.String `tfsdk:"region"`
+	Namespace     types.String `tfsdk:"namespace"`
+	CAFile        types.String `tfsdk:"ca_file"`
+	CertFile      types.String `tfsdk:"cert_file"`
+	KeyFile       types.String `tfsdk:"key_file"`
+	TLSServerName types.String `tfsdk:"tls_server_name"`
+	SkipVerify    types.Bool   `tfsdk:"skip_verify"`
+}
+
+type consulModel struct {
+	Address       types.String `tfsdk:"address"`
+	Token         types.String `tfsdk:"token"`
+	Datacenter    types.String `tfsdk:"datacenter"`
+	CAFile        types.String `tfsdk:"ca_file"`
+	CertFile      types.String `tfsdk:"cert_file"`
+	KeyFile       types.String `tfsdk:"key_file"`
+	TLSServerName types.String `tfsdk:"tls_server_name"`
+	SkipVerify    types.Bool   `tfsdk:"skip_verify"`
+}
+
+func configSchema() schema.Schema {
+	str := func(desc string, sensitive bool) schema.StringAttribute {
+		return schema.StringAttribute{Optional: true, Sensitive: sensitive, MarkdownDescription: desc}
+	}
+	tlsAttrs := func(product, env string) map[string]schema.Attribute {
+		return map[string]schema.Attribute{
+			"ca_file":         str(fmt.Sprintf("Path to a PEM CA certificate that verifies %s's TLS certificate. Defaults to `%s_CACERT`.", product, env), false),
+			"cert_file":       str(fmt.Sprintf("Path to a PEM client certificate for mutual TLS with %s. Set with `key_file`. Defaults to `%s_CLIENT_CERT`.", product, env), false),
+			"key_file":        str(fmt.Sprintf("Path to the PEM key of `cert_file`. Defaults to `%s_CLIENT_KEY`.", env), false),
+			"tls_server_name": str(fmt.Sprintf("Server name to verify %s's certificate against. Defaults to `%s_TLS_SERVER_NAME`.", product, env), false),
+		}
+	}
+	nomad := tlsAttrs("Nomad", "NOMAD")
+	nomad["address"] = str("URL of the Nomad HTTP API. Defaults to `NOMAD_ADDR`, then `"+clients.DefaultNomadAddress+"`.", false)
+	nomad["token"] = str("Nomad ACL token. Defaults to `NOMAD_TOKEN`.", true)
+	nomad["region"] = str("Nomad region to deploy to. Defaults to `NOMAD_REGION`, then the agent's region.", false)
+	nomad["namespace"] = str("Nomad namespace to deploy to. Defaults to `NOMAD_NAMESPACE`, then `default`.", false)
+	nomad["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Nomad's TLS certificate. Insecure; for testing only. Defaults to `NOMAD_SKIP_VERIFY`."}
+
+	consul := tlsAttrs("Consul", "CONSUL")
+	consul["address"] = str("Address of the Consul HTTP API, as a URL or as `host:port` (then `CONSUL_HTTP_SSL` chooses https). Defaults to `CONSUL_HTTP_ADDR`, then `"+clients.DefaultConsulAddress+"`.", false)
+	consul["token"] = str("Consul ACL token. Defaults to `CONSUL_HTTP_TOKEN`.", true)
+	consul["datacenter"] = str("Consul datacenter. Defaults to the agent's datacenter.", false)
+	consul["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Consul's TLS certificate. Insecure; for testing only. Defaults to the inverse of `CONSUL_HTTP_SSL_VERIFY`."}
+
+	return schema.Schema{
+		MarkdownDescription: "Nimbus deploys serverless functions onto your own Nomad and Consul. " +
+			"Every setting falls back to the environment variable that the Nomad and Consul CLIs already read, so an empty provider block works wherever `nomad` and `consul` do.",
+		Attributes: map[string]schema.Attribute{
+			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`.", false),
+		},
+		Blocks: map[string]schema.Block{
+			"nomad":  schema.SingleNestedBlock{MarkdownDescription: "How to reach Nomad.", Attributes: nomad},
+			"consul": schema.SingleNestedBlock{MarkdownDescription: "How to reach Consul.", Attributes: consul},
+		},
+	}
+}
+
+// settings is the resolved configuration: explicit values, then the
+// environment, then defaults.
+type settings struct {
+	Nomad   clients.NomadConfig
+	Consul  clients.ConsulConfig
+	Gateway clients.GatewayConfig
+}
+
+// resolve merges the configuration with the environment and validates it.
+// Diagnostics point at the attribute and name the environment variable.
+func (m providerModel) resolve(getenv clients.Getenv) (settings, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	var in settings
+	if m.Nomad != nil {
+		n := m.Nomad
+		in.Nomad = clients.NomadConfig{
+			Address: n.Address.ValueString(), Token: n.Token.ValueString(),
+			Region: n.Region.ValueString(), Namespace: n.Namespace.ValueString(),
+			TLS: clients.TLSFiles{
+				CACert: n.CAFile.ValueString(), ClientCert: n.CertFile.ValueString(), ClientKey: n.KeyFile.ValueString(),
+				ServerName: n.TLSServerName.ValueString(), SkipVerify: n.SkipVerify.ValueBool(),
+			},
+			SkipVerifySet: !n.SkipVerify.IsNull(),
+		}
+		diags.Append(unknowns("nomad", map[string]bool{
+			"address": n.Address.IsUnknown(), "token": n.Token.IsUnknown(), "region": n.Region.IsUnknown(),
+			"namespace": n.Namespace.IsUnknown(), "ca_file": n.CAFile.IsUnknown(), "cert_file": n.CertFile.IsUnknown(),
+			"key_file": n.KeyFile.IsUnknown(), "tls_server_name": n.TLSServerName.IsUnknown(), "skip_verify": n.SkipVerify.IsUnknown(),
+		})...)
+	}
+	if m.Consul != nil {
+		c := m.Consul
+		in.Consul = clients.ConsulConfig{
+			Address: c.Address.ValueString(), Token: c.Token.ValueString(), Datacenter: c.Datacenter.ValueString(),
+			TLS: clients.TLSFiles{
+				CACert: c.CAFile.ValueString(), ClientCert: c.CertFile.ValueString(), ClientKey: c.KeyFile.ValueString(),
+				ServerName: c.TLSServerName.ValueString(), SkipVerify: c.SkipVerify.ValueBool(),
+			},
+			SkipVerifySet: !c.SkipVerify.IsNull(),
+		}
+		diags.Append(unknowns("consul", map[string]bool{
+			"address": c.Address.IsUnknown(), "token": c.Token.IsUnknown(), "datacenter": c.Datacenter.IsUnknown(),
+			"ca_file": c.CAFile.IsUnknown(), "cert_file": c.CertFile.IsUnknown(), "key_file": c.KeyFile.IsUnknown(),
+			"tls_server_name": c.TLSServerName.IsUnknown(), "skip_verify": c.SkipVerify.IsUnknown(),
+		})...)
+	}
+	in.Gateway.URL = m.GatewayURL.ValueString()
+	diags.Append(unknowns("", map[string]bool{"gateway_url": m.GatewayURL.IsUnknown()})...)
+	if diags.HasError() {
+		return in, diags
+	}
+
+	var out settings
+	var err error
+	if out.Nomad, err = in.Nomad.Resolve(getenv); err != nil {
+		diags.Append(configDiag(err))
+	}
+	if out.Consul, err = in.Consul.Resolve(getenv); err != nil {
+		diags.Append(configDiag(err))
+	}
+	if out.Gateway, err = in.Gateway.Resolve(getenv); err != nil {
+		diags.Append(configDiag(err))
+	}
+	return out, diags
+}
+
+// unknowns reports settings whose values are not known until apply: the
+// provider has to connect during plan.
+func unknowns(block string, unknown map[string]bool) diag.Diagnostics {
+	var diags diag.Diagnostics
+	for name, isUnknown := range unknown {
+		if !isUnknown {
+			continue
+		}
+		p, full := path.Root(name), name
+		if block != "" {
+			p, full = path.Root(block).AtName(name), block+"."+name
+		}
+		diags.AddAttributeError(p, "Provider setting not known until apply",
+			fmt.Sprintf("%s depends on a value that is only known after apply, but Nimbus must reach Nomad and Consul during plan. Use a literal, a variable or an environment variable instead.", full))
+	}
+	return diags
+}
+
+// configDiag turns a *clients.ConfigError into a diagnostic on its attribute.
+func configDiag(err error) diag.Diagnostic {
+	var ce *clients.ConfigError
+	if !errors.As(err, &ce) {
+		return diag.NewErrorDiagnostic("Invalid provider configuration", err.Error())
+	}
+	p := path.Empty()
+	for _, step := range strings.Split(ce.Attribute, ".") {
+		if p.Equal(path.Empty()) {
+			p = path.Root(step)
+		} else {
+			p = p.AtName(step)
+		}
+	}
+	return diag.NewAttributeErrorDiagnostic(p, "Invalid provider configuration: "+ce.Attribute, ce.Error())
+}
+
+// providerData is what resources and data sources receive.
+type providerData struct {
+	Settings settings
+	Nomad    *nomadapi.Client
+	Consul   *consulapi.Client
+}
+
+func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	nomad, err := clients.NewNomad(s.Nomad, clients.DefaultRetryPolicy, logger)
+	if err != nil {
+		diags.Append(configDiag(err))
+	}
+	consul, err := clients.NewConsul(s.Consul, clients.DefaultRetryPolicy, logger)
+	if err != nil {
+		diags.Append(configDiag(err))
+	}
+	return &providerData{Settings: s, Nomad: nomad, Consul: consul}, diags
+}
