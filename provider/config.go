@@ -46,35 +46,38 @@ type consulModel struct {
 }
 
 func configSchema() schema.Schema {
-	str := func(desc string, sensitive bool) schema.StringAttribute {
-		return schema.StringAttribute{Optional: true, Sensitive: sensitive, MarkdownDescription: desc}
+	str := func(desc string) schema.StringAttribute {
+		return schema.StringAttribute{Optional: true, MarkdownDescription: desc}
+	}
+	secret := func(desc string) schema.StringAttribute {
+		return schema.StringAttribute{Optional: true, Sensitive: true, MarkdownDescription: desc}
 	}
 	tlsAttrs := func(product, env string) map[string]schema.Attribute {
 		return map[string]schema.Attribute{
-			"ca_file":         str(fmt.Sprintf("Path to a PEM CA certificate that verifies %s's TLS certificate. Defaults to `%s_CACERT`.", product, env), false),
-			"cert_file":       str(fmt.Sprintf("Path to a PEM client certificate for mutual TLS with %s. Set with `key_file`. Defaults to `%s_CLIENT_CERT`.", product, env), false),
-			"key_file":        str(fmt.Sprintf("Path to the PEM key of `cert_file`. Defaults to `%s_CLIENT_KEY`.", env), false),
-			"tls_server_name": str(fmt.Sprintf("Server name to verify %s's certificate against. Defaults to `%s_TLS_SERVER_NAME`.", product, env), false),
+			"ca_file":         str(fmt.Sprintf("Path to a PEM CA certificate that verifies %s's TLS certificate. Defaults to `%s_CACERT`.", product, env)),
+			"cert_file":       str(fmt.Sprintf("Path to a PEM client certificate for mutual TLS with %s. Set with `key_file`. Defaults to `%s_CLIENT_CERT`.", product, env)),
+			"key_file":        str(fmt.Sprintf("Path to the PEM key of `cert_file`. Defaults to `%s_CLIENT_KEY`.", env)),
+			"tls_server_name": str(fmt.Sprintf("Server name to verify %s's certificate against. Defaults to `%s_TLS_SERVER_NAME`.", product, env)),
 		}
 	}
 	nomad := tlsAttrs("Nomad", "NOMAD")
-	nomad["address"] = str("URL of the Nomad HTTP API. Defaults to `NOMAD_ADDR`, then `"+clients.DefaultNomadAddress+"`.", false)
-	nomad["token"] = str("Nomad ACL token. Defaults to `NOMAD_TOKEN`.", true)
-	nomad["region"] = str("Nomad region to deploy to. Defaults to `NOMAD_REGION`, then the agent's region.", false)
-	nomad["namespace"] = str("Nomad namespace to deploy to. Defaults to `NOMAD_NAMESPACE`, then `default`.", false)
+	nomad["address"] = str("URL of the Nomad HTTP API. Defaults to `NOMAD_ADDR`, then `" + clients.DefaultNomadAddress + "`.")
+	nomad["token"] = secret("Nomad ACL token. Defaults to `NOMAD_TOKEN`.")
+	nomad["region"] = str("Nomad region to deploy to. Defaults to `NOMAD_REGION`, then the agent's region.")
+	nomad["namespace"] = str("Nomad namespace to deploy to. Defaults to `NOMAD_NAMESPACE`, then `default`.")
 	nomad["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Nomad's TLS certificate. Insecure; for testing only. Defaults to `NOMAD_SKIP_VERIFY`."}
 
 	consul := tlsAttrs("Consul", "CONSUL")
-	consul["address"] = str("Address of the Consul HTTP API, as a URL or as `host:port` (then `CONSUL_HTTP_SSL` chooses https). Defaults to `CONSUL_HTTP_ADDR`, then `"+clients.DefaultConsulAddress+"`.", false)
-	consul["token"] = str("Consul ACL token. Defaults to `CONSUL_HTTP_TOKEN`.", true)
-	consul["datacenter"] = str("Consul datacenter. Defaults to the agent's datacenter.", false)
+	consul["address"] = str("Address of the Consul HTTP API, as a URL or as `host:port` (then `CONSUL_HTTP_SSL` chooses https). Defaults to `CONSUL_HTTP_ADDR`, then `" + clients.DefaultConsulAddress + "`.")
+	consul["token"] = secret("Consul ACL token. Defaults to `CONSUL_HTTP_TOKEN`.")
+	consul["datacenter"] = str("Consul datacenter. Defaults to the agent's datacenter.")
 	consul["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Consul's TLS certificate. Insecure; for testing only. Defaults to the inverse of `CONSUL_HTTP_SSL_VERIFY`."}
 
 	return schema.Schema{
 		MarkdownDescription: "Nimbus deploys serverless functions onto your own Nomad and Consul. " +
 			"Every setting falls back to the environment variable that the Nomad and Consul CLIs already read, so an empty provider block works wherever `nomad` and `consul` do.",
 		Attributes: map[string]schema.Attribute{
-			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`.", false),
+			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`."),
 		},
 		Blocks: map[string]schema.Block{
 			"nomad":  schema.SingleNestedBlock{MarkdownDescription: "How to reach Nomad.", Attributes: nomad},

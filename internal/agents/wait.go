@@ -33,7 +33,7 @@ func poll(ctx context.Context, p *Process, what string, check func() (bool, erro
 			}
 			return fmt.Errorf("waiting for %s: %w", what, lastErr)
 		case <-exited:
-			return fmt.Errorf("waiting for %s: the agent %s (see %s)", what, p.ExitError(), p.LogPath)
+			return fmt.Errorf("waiting for %s: the agent %w (see %s)", what, p.ExitError(), p.LogPath)
 		case <-ticker.C:
 		}
 	}

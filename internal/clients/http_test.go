@@ -34,7 +34,7 @@ func TestRetriesOnlyTransientStatuses(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			var attempts atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				attempts.Add(1)
 				w.WriteHeader(tc.status)
 			}))
@@ -90,7 +90,10 @@ func TestConnectionRefusedIsBounded(t *testing.T) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 
-	_, err = NewHTTPClient(fastRetries, nil, nil).Get("http://" + addr + "/v1/status/leader")
+	resp, err := NewHTTPClient(fastRetries, nil, nil).Get("http://" + addr + "/v1/status/leader")
+	if err == nil {
+		_ = resp.Body.Close()
+	}
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) {
 		t.Fatalf("want the connection error after bounded retries, got %v", err)
@@ -124,11 +127,12 @@ func TestTLSFilesErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestSkipVerifyReachesTheTransport(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
 
 	strict := NewHTTPClient(fastRetries, nil, nil)
-	if _, err := strict.Get(srv.URL); err == nil {
+	if resp, err := strict.Get(srv.URL); err == nil {
+		_ = resp.Body.Close()
 		t.Fatal("a self-signed server must be refused without skip_verify")
 	}
 	cfg, err := TLSFiles{SkipVerify: true}.tlsConfig(nomadAttrTLS, nomadEnvTLS)

@@ -1,0 +1,203 @@
+// Package devstack runs the local stack behind `make dev`: a Consul and a
+// Nomad agent on their usual ports, detached, with state under .nimbus/ and
+// PID files so that `make dev-down` stops exactly what `make dev` started.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+)
+
+// The usual ports, so that the Nomad and Consul CLIs work without settings.
+const (
+	ConsulHTTP = 8500
+	NomadHTTP  = 4646
+)
+
+// cgroupName keeps the stack's task cgroups apart from test agents'.
+const cgroupName = "nimbus-dev"
+
+// Stack is the local stack rooted at Dir (the repository's .nimbus/).
+type Stack struct {
+	Dir string
+	Out io.Writer
+}
+
+func (s Stack) pidFile(name string) string { return filepath.Join(s.Dir, name+".pid") }
+func (s Stack) logFile(name string) string { return filepath.Join(s.Dir, "logs", name+".log") }
+func (s Stack) dataDir(name string) string { return filepath.Join(s.Dir, "data", name) }
+
+// Up starts whichever agents are not already running and waits until both
+// are ready. Running it again is harmless.
+func (s Stack) Up(ctx context.Context) error {
+	for _, d := range []string{filepath.Join(s.Dir, "logs"), filepath.Join(s.Dir, "data"), filepath.Join(s.Dir, "config")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	consulCfg := agents.ConsulConfig{
+		NodeName: "nimbus-dev", Datacenter: "dc1", DataDir: s.dataDir("consul"),
+		Ports: agents.ConsulPorts{HTTP: ConsulHTTP, DNS: 8600, SerfLAN: 8301, SerfWAN: 8302, Server: 8300},
+	}
+	nomadCfg := agents.NomadConfig{
+		Name: "nimbus-dev", Region: "global", Datacenter: "dc1", DataDir: s.dataDir("nomad"),
+		Ports:        agents.NomadPorts{HTTP: NomadHTTP, RPC: 4647, Serf: 4648},
+		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", ConsulHTTP),
+		CgroupParent: agents.CgroupParentName(cgroupName),
+		ChrootEnv:    agents.SlimChrootEnv(nil),
+	}
+
+	consul, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.ensure("consul", agents.Consul, consulCfg.HCL(), []string{"agent", "-config-file"}, ConsulHTTP,
+		func(p *agents.Process) error { return agents.WaitConsul(ctx, p, consul) }); err != nil {
+		return err
+	}
+	nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.ensure("nomad", agents.Nomad, nomadCfg.HCL(), []string{"agent", "-config"}, NomadHTTP,
+		func(p *agents.Process) error { return agents.WaitNomad(ctx, p, nomad) }); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(s.Out, `
+Nimbus local stack is up.
+  Consul UI:  http://127.0.0.1:%d/ui/
+  Nomad UI:   http://127.0.0.1:%d/ui/
+  Logs:       %s
+
+  export CONSUL_HTTP_ADDR=http://127.0.0.1:%d NOMAD_ADDR=http://127.0.0.1:%d
+
+Stop it with: make dev-down
+`, ConsulHTTP, NomadHTTP, filepath.Join(s.Dir, "logs"), ConsulHTTP, NomadHTTP)
+	return nil
+}
+
+// ensure starts the agent unless our PID file names a live instance of it,
+// then waits for readiness either way.
+func (s Stack) ensure(name string, bin agents.Binary, hcl string, args []string, port int, wait func(*agents.Process) error) error {
+	if pid := s.runningPid(name); pid > 0 {
+		fmt.Fprintf(s.Out, "dev: %s already running (pid %d)\n", name, pid)
+		return wait(nil)
+	}
+	if portInUse(port) {
+		return fmt.Errorf("port %d is in use by a process that make dev did not start; stop it (another %s agent?) and run make dev again", port, name)
+	}
+	path, err := bin.Path()
+	if err != nil {
+		return err
+	}
+	cfgFile, err := agents.WriteConfig(filepath.Join(s.Dir, "config"), name+".hcl", hcl)
+	if err != nil {
+		return err
+	}
+	p, err := agents.Start(name, path, append(args, cfgFile), s.logFile(name), agents.StartOptions{Detach: true})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(s.pidFile(name), []byte(strconv.Itoa(p.Pid())), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.Out, "dev: started %s (pid %d), waiting until it is ready\n", name, p.Pid())
+	if err := wait(p); err != nil {
+		return fmt.Errorf("%s did not become ready: %w; see %s", name, err, s.logFile(name))
+	}
+	return nil
+}
+
+// Down stops the agents named by the PID files, purging Nomad's jobs first
+// so that no task outlives the stack, and removes their state. Logs stay.
+func (s Stack) Down(ctx context.Context) error {
+	if pid := s.runningPid("nomad"); pid > 0 {
+		nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
+		if err == nil {
+			stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := agents.StopAllJobs(stopCtx, nomad); err != nil {
+				fmt.Fprintf(s.Out, "dev: stopping jobs: %v\n", err)
+			}
+			cancel()
+		}
+	}
+	for _, name := range []string{"nomad", "consul"} {
+		if pid := s.runningPid(name); pid > 0 {
+			agents.StopPid(pid, 15*time.Second)
+			fmt.Fprintf(s.Out, "dev: stopped %s (pid %d)\n", name, pid)
+		} else {
+			fmt.Fprintf(s.Out, "dev: %s was not running\n", name)
+		}
+		_ = os.Remove(s.pidFile(name))
+	}
+	nomadData := s.dataDir("nomad")
+	if n := agents.KillProcessesUnder(nomadData); n > 0 {
+		fmt.Fprintf(s.Out, "dev: killed %d leftover task processes\n", n)
+	}
+	if err := agents.UnmountUnder(s.Dir); err != nil {
+		return err
+	}
+	agents.RemoveCgroup(agents.CgroupParentName(cgroupName))
+	return os.RemoveAll(filepath.Join(s.Dir, "data"))
+}
+
+// runningPid returns the PID from name's PID file if that process is alive
+// and is the agent we started; otherwise 0. A PID reused by an unrelated
+// process is never signalled.
+func (s Stack) runningPid(name string) int {
+	raw, err := os.ReadFile(s.pidFile(name))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return 0
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	if filepath.Base(args[0]) != name || !strings.Contains(string(cmdline), s.Dir) {
+		return 0
+	}
+	return pid
+}
+
+func portInUse(port int) bool {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// Clients returns API clients for the stack, for callers that build on it.
+func Clients() (*nomadapi.Client, *consulapi.Client, error) {
+	n, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
+	return n, c, err
+}
