@@ -63,6 +63,8 @@ type NomadConfig struct {
 	CgroupParent string
 	// ChrootEnv maps host paths into every exec task's chroot.
 	ChrootEnv map[string]string
+	// MinDynamicPort and MaxDynamicPort bound the ports given to tasks.
+	MinDynamicPort, MaxDynamicPort int
 }
 
 // HCL renders the agent configuration.
@@ -79,6 +81,9 @@ func (c NomadConfig) HCL() string {
 	b.WriteString("server {\n  enabled = true\n  bootstrap_expect = 1\n}\n")
 	b.WriteString("client {\n  enabled = true\n  network_interface = \"lo\"\n")
 	fmt.Fprintf(&b, "  cgroup_parent = %s\n", strconv.Quote(c.CgroupParent))
+	if c.MinDynamicPort > 0 {
+		fmt.Fprintf(&b, "  min_dynamic_port = %d\n  max_dynamic_port = %d\n", c.MinDynamicPort, c.MaxDynamicPort)
+	}
 	b.WriteString("  options {\n")
 	fmt.Fprintf(&b, "    \"fingerprint.denylist\" = %s\n", strconv.Quote(CloudFingerprinters))
 	b.WriteString("    \"driver.allowlist\" = \"exec\"\n  }\n")

@@ -61,6 +61,7 @@ func (s Stack) Up(ctx context.Context) error {
 		CgroupParent: agents.CgroupParentName(cgroupName),
 		ChrootEnv:    agents.SlimChrootEnv(nil),
 	}
+	nomadCfg.MinDynamicPort, nomadCfg.MaxDynamicPort = agents.DevPortRange()
 
 	consul, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
 	if err != nil {

@@ -54,6 +54,7 @@ type Env struct {
 	nomadProc    *agents.Process
 	nomadDataDir string
 	cgroupParent string
+	portSlot     *agents.PortSlot
 }
 
 // Start launches Consul, then Nomad, and waits until Consul has a leader and
@@ -88,6 +89,9 @@ func Start(opts Options) (env *Env, err error) {
 		}
 	}()
 
+	if env.portSlot, err = agents.ReserveDynamicPorts(); err != nil {
+		return env, err
+	}
 	ports, err := agents.FreePorts(7)
 	if err != nil {
 		return env, err
@@ -110,6 +114,9 @@ func Start(opts Options) (env *Env, err error) {
 		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		CgroupParent: env.cgroupParent,
 		ChrootEnv:    agents.SlimChrootEnv(opts.ChrootEnv),
+
+		MinDynamicPort: env.portSlot.Min,
+		MaxDynamicPort: env.portSlot.Max,
 	}
 	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
 
@@ -172,6 +179,7 @@ func (e *Env) Stop() {
 		}
 	}
 	agents.RemoveCgroup(e.cgroupParent)
+	e.portSlot.Release()
 	if e.Dir != "" && os.Getenv("NIMBUS_TESTENV_KEEP") == "" {
 		if err := os.RemoveAll(e.Dir); err != nil {
 			slog.Warn("testenv: removing state", "dir", e.Dir, "err", err)
