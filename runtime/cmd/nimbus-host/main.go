@@ -1,0 +1,146 @@
+// Command nimbus-host runs one function instance: it starts the user's
+// handler and serves invocations to the gateway. Nomad's exec driver runs it
+// as the function job's task; every setting also has a flag for local use.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/host"
+)
+
+func main() {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	cfg, listen, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nimbus-host: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(cfg, listen, logger); err != nil {
+		logger.Error("nimbus-host stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg host.Config, listen string, logger *slog.Logger) error {
+	h, err := host.New(cfg, host.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	logger.Info("nimbus-host listening", "addr", ln.Addr().String(), "function", cfg.FunctionName, "runtime", cfg.Runtime)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case err := <-served:
+		return err
+	case s := <-sig:
+		logger.Info("shutting down: finishing invocations in flight", "signal", s.String())
+	}
+	// In-flight invocations end by their deadlines; give them that long.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+5*time.Second)
+	defer cancel()
+	shutdownErr := srv.Shutdown(ctx)
+	if err := h.Shutdown(ctx); err != nil {
+		shutdownErr = errors.Join(shutdownErr, err)
+	}
+	logger.Info("nimbus-host stopped")
+	return shutdownErr
+}
+
+// parseConfig reads flags, falling back to the environment the Nomad job
+// sets (NIMBUS_*) and to Nomad's own task variables.
+func parseConfig(args []string, getenv func(string) string) (host.Config, string, error) {
+	env := func(keys ...string) string {
+		for _, k := range keys {
+			if v := getenv(k); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	fs := flag.NewFlagSet("nimbus-host", flag.ContinueOnError)
+	var cfg host.Config
+	var timeout, granularity string
+	var memory, concurrency string
+	listen := env("NIMBUS_LISTEN")
+	if listen == "" {
+		if port := getenv("NOMAD_PORT_http"); port != "" {
+			ip := env("NOMAD_IP_http")
+			if ip == "" {
+				ip = "127.0.0.1"
+			}
+			listen = net.JoinHostPort(ip, port)
+		}
+	}
+	taskRoot := env("NIMBUS_TASK_ROOT", "LAMBDA_TASK_ROOT")
+	if taskRoot == "" {
+		if dir := getenv("NOMAD_TASK_DIR"); dir != "" {
+			taskRoot = dir + "/function"
+		} else {
+			taskRoot, _ = os.Getwd()
+		}
+	}
+	fs.StringVar(&listen, "listen", listen, "address for the gateway-facing API (default from NOMAD_PORT_http)")
+	fs.StringVar(&cfg.FunctionName, "function", env("NIMBUS_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME"), "function name")
+	fs.StringVar(&cfg.FunctionVersion, "function-version", env("NIMBUS_FUNCTION_VERSION"), "function version (default $LATEST)")
+	fs.StringVar(&cfg.Runtime, "runtime", env("NIMBUS_RUNTIME"), "provided, python3, nodejs or http")
+	fs.StringVar(&cfg.Handler, "handler", env("NIMBUS_HANDLER"), "handler: executable, module.function or file.export")
+	fs.StringVar(&cfg.TaskRoot, "task-root", taskRoot, "directory holding the function's code")
+	fs.StringVar(&memory, "memory-mb", env("NIMBUS_MEMORY_MB", "NOMAD_MEMORY_LIMIT"), "memory size in MB (default 128)")
+	fs.StringVar(&timeout, "timeout", env("NIMBUS_TIMEOUT"), "timeout when the gateway sends no deadline (default 3s)")
+	fs.StringVar(&granularity, "billing-granularity", env("NIMBUS_BILLING_GRANULARITY"), "1ms (default) or 100ms")
+	fs.StringVar(&concurrency, "concurrency", env("NIMBUS_CONCURRENCY"), "invocations at once, http runtime only (default 1)")
+	fs.StringVar(&cfg.Region, "region", env("NIMBUS_REGION", "NOMAD_REGION"), "region shown in ARNs and AWS_REGION")
+	fs.StringVar(&cfg.Python, "python", env("NIMBUS_PYTHON"), "python interpreter (default python3)")
+	fs.StringVar(&cfg.Node, "node", env("NIMBUS_NODE"), "node interpreter (default node)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", err
+	}
+	var err error
+	if memory != "" {
+		if cfg.MemoryMB, err = strconv.Atoi(memory); err != nil || cfg.MemoryMB <= 0 {
+			return cfg, "", fmt.Errorf("memory %q is not a positive number of MB", memory)
+		}
+	}
+	if concurrency != "" {
+		if cfg.Concurrency, err = strconv.Atoi(concurrency); err != nil {
+			return cfg, "", fmt.Errorf("concurrency %q is not a number", concurrency)
+		}
+	}
+	if timeout != "" {
+		if cfg.Timeout, err = time.ParseDuration(timeout); err != nil || cfg.Timeout <= 0 {
+			return cfg, "", fmt.Errorf("timeout %q is not a positive duration such as 3s", timeout)
+		}
+	}
+	if granularity != "" {
+		if cfg.BillingGranularity, err = time.ParseDuration(granularity); err != nil {
+			return cfg, "", fmt.Errorf("billing granularity %q is not 1ms or 100ms", granularity)
+		}
+	}
+	if listen == "" {
+		return cfg, "", errors.New("no address to listen on: pass -listen or run under Nomad with a port labelled http")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	return cfg, listen, nil
+}

@@ -1,0 +1,42 @@
+package host
+
+import (
+	"embed"
+	"os"
+	"path/filepath"
+)
+
+// The language bootstraps ship inside the host binary, so an instance
+// needs nothing beyond nimbus-host and the interpreter.
+//
+//go:embed bootstraps/bootstrap.py bootstraps/bootstrap.js
+var bootstrapFS embed.FS
+
+// writeBootstraps writes the runtime's bootstrap into dir (by default the
+// Nomad task's local dir, else a temp dir) and returns the directory.
+func writeBootstraps(dir, runtime string) (string, error) {
+	var name string
+	switch runtime {
+	case RuntimePython:
+		name = "bootstrap.py"
+	case RuntimeNode:
+		name = "bootstrap.js"
+	default:
+		return dir, nil
+	}
+	if dir == "" {
+		if taskDir := os.Getenv("NOMAD_TASK_DIR"); taskDir != "" {
+			dir = filepath.Join(taskDir, "nimbus-runtime")
+		} else {
+			dir = filepath.Join(os.TempDir(), "nimbus-runtime")
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := bootstrapFS.ReadFile("bootstraps/" + name)
+	if err != nil {
+		return "", err
+	}
+	return dir, os.WriteFile(filepath.Join(dir, name), data, 0o644)
+}

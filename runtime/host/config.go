@@ -1,0 +1,105 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Runtimes the host can run.
+const (
+	RuntimeProvided = "provided"
+	RuntimePython   = "python3"
+	RuntimeNode     = "nodejs"
+	RuntimeHTTP     = "http"
+)
+
+// Config is one function instance's settings. cmd/nimbus-host fills it from
+// flags and the environment that the Nomad job sets.
+type Config struct {
+	FunctionName    string
+	FunctionVersion string
+	Runtime         string
+	// Handler names the entry point: an executable for provided and http
+	// (default "bootstrap"), module.function for python3, file.export for
+	// nodejs.
+	Handler  string
+	TaskRoot string // the function's code
+	MemoryMB int
+	// Timeout applies when the gateway sends no deadline.
+	Timeout time.Duration
+	// BillingGranularity rounds billed durations up: 1ms or 100ms.
+	BillingGranularity time.Duration
+	// Concurrency is how many invocations the http runtime serves at once.
+	// Runtime API handlers serve one at a time.
+	Concurrency int
+	Region      string
+	// Python and Node name the interpreters.
+	Python, Node string
+	// RuntimeDir receives the shipped bootstraps.
+	RuntimeDir string
+	// Env is the handler's base environment; the Lambda variables are
+	// added on top.
+	Env []string
+}
+
+// withDefaults fills what is unset.
+func (c Config) withDefaults() Config {
+	if c.FunctionVersion == "" {
+		c.FunctionVersion = "$LATEST"
+	}
+	if c.Handler == "" && (c.Runtime == RuntimeProvided || c.Runtime == RuntimeHTTP) {
+		c.Handler = "bootstrap"
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = 128
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 3 * time.Second
+	}
+	if c.BillingGranularity == 0 {
+		c.BillingGranularity = time.Millisecond
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+	if c.Region == "" {
+		c.Region = "local"
+	}
+	if c.Python == "" {
+		c.Python = "python3"
+	}
+	if c.Node == "" {
+		c.Node = "node"
+	}
+	return c
+}
+
+// validate reports settings the host cannot run with.
+func (c Config) validate() error {
+	var errs []error
+	if c.FunctionName == "" {
+		errs = append(errs, errors.New("function name is required (-function or AWS_LAMBDA_FUNCTION_NAME)"))
+	}
+	switch c.Runtime {
+	case RuntimeProvided, RuntimePython, RuntimeNode, RuntimeHTTP:
+	default:
+		errs = append(errs, fmt.Errorf("runtime %q is not one of provided, python3, nodejs, http", c.Runtime))
+	}
+	if c.Handler == "" {
+		errs = append(errs, fmt.Errorf("the %s runtime needs a handler", c.Runtime))
+	}
+	if c.TaskRoot == "" {
+		errs = append(errs, errors.New("task root (the function's code directory) is required"))
+	}
+	if c.BillingGranularity != time.Millisecond && c.BillingGranularity != 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("billing granularity %s is not 1ms or 100ms", c.BillingGranularity))
+	}
+	if c.Concurrency > 1 && c.Runtime != RuntimeHTTP {
+		errs = append(errs, fmt.Errorf("concurrency %d needs the http runtime; Runtime API handlers take one invocation at a time", c.Concurrency))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d must be at least 1", c.Concurrency))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,442 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Host runs one function instance's handler and serves its invocations.
+type Host struct {
+	cfg          Config
+	log          *slog.Logger
+	stdout       *syncWriter // handler output and START/END/REPORT lines
+	stderr       *syncWriter
+	bootstrapDir string
+	mem          memoryMeter
+	metrics      *metrics
+
+	slots    chan struct{} // free invocation slots
+	inflight sync.WaitGroup
+	closing  atomic.Bool
+	stopped  chan struct{}
+
+	mu      sync.Mutex
+	proc    *handlerProc
+	changed chan struct{} // closed when proc is replaced
+	lastErr error         // why the last handler could not start
+}
+
+// Options carries the host's outputs; nil fields mean the process's own.
+type Options struct {
+	Stdout, Stderr io.Writer
+	Logger         *slog.Logger
+}
+
+// New validates cfg, writes the language bootstraps and starts the handler
+// so that the first invocation finds it initialised.
+func New(cfg Config, opts Options) (*Host, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(opts.Stderr, nil))
+	}
+	h := &Host{
+		cfg:     cfg,
+		log:     opts.Logger,
+		stdout:  &syncWriter{w: opts.Stdout},
+		stderr:  &syncWriter{w: opts.Stderr},
+		mem:     newMemoryMeter(),
+		metrics: newMetrics(),
+		slots:   make(chan struct{}, cfg.Concurrency),
+		stopped: make(chan struct{}),
+		changed: make(chan struct{}),
+	}
+	for range cfg.Concurrency {
+		h.slots <- struct{}{}
+	}
+	dir, err := writeBootstraps(cfg.RuntimeDir, cfg.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	h.bootstrapDir = dir
+	go h.supervise()
+	return h, nil
+}
+
+// supervise keeps one handler process running, replacing it whenever it
+// ends, with a growing pause while it keeps failing before it serves.
+func (h *Host) supervise() {
+	backoff := time.Duration(0)
+	for !h.closing.Load() {
+		p, err := h.startProc()
+		if err != nil {
+			h.log.Error("handler cannot start", "err", err)
+			h.mu.Lock()
+			h.lastErr = err
+			h.mu.Unlock()
+			backoff = nextBackoff(backoff)
+			h.sleep(backoff)
+			continue
+		}
+		h.setProc(p)
+		<-p.exited
+		h.metrics.restarts.Inc()
+		if h.closing.Load() {
+			return
+		}
+		if p.firstServed.Load() || p.killedByHost.Load() {
+			backoff = 0
+		} else {
+			backoff = nextBackoff(backoff)
+			h.log.Warn("handler exited before serving", "err", p.exitErr, "retry_in", backoff)
+			h.sleep(backoff)
+		}
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 100 * time.Millisecond
+	}
+	return min(2*d, 5*time.Second)
+}
+
+func (h *Host) sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-h.stopped:
+	}
+}
+
+func (h *Host) setProc(p *handlerProc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.proc, h.lastErr = p, nil
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// current returns the handler process (nil before the first start) and a
+// channel closed when it is replaced.
+func (h *Host) current() (*handlerProc, <-chan struct{}, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.proc, h.changed, h.lastErr
+}
+
+// Ready reports whether the handler has initialised, and if not, why.
+func (h *Host) Ready() (bool, string) {
+	p, _, err := h.current()
+	switch {
+	case h.closing.Load():
+		return false, "shutting down"
+	case err != nil:
+		return false, err.Error()
+	case p == nil:
+		return false, "starting the handler"
+	case p.ready():
+		return true, "ready"
+	case p.hasExited():
+		return false, "handler exited; restarting it"
+	default:
+		return false, "handler initialising"
+	}
+}
+
+// ErrBusy is returned when every invocation slot is taken.
+var ErrBusy = errors.New("the instance is busy with other invocations")
+
+// ErrClosing is returned once Shutdown has begun.
+var ErrClosing = errors.New("the instance is shutting down")
+
+// Request is one invocation as the gateway sends it.
+type Request struct {
+	ID            string
+	Deadline      time.Time
+	Payload       []byte
+	TraceID       string
+	ClientContext string
+	Identity      string
+}
+
+// Invoke runs one invocation to its end: a result, a function error, a
+// timeout at the deadline, or the handler's crash. It returns ErrBusy at
+// once when no slot is free rather than queueing.
+func (h *Host) Invoke(req Request) (Result, error) {
+	if h.closing.Load() {
+		return Result{}, ErrClosing
+	}
+	select {
+	case <-h.slots:
+	default:
+		h.metrics.busy.Inc()
+		return Result{}, ErrBusy
+	}
+	h.inflight.Add(1)
+	h.metrics.inflight.Inc()
+	defer func() {
+		h.metrics.inflight.Dec()
+		h.inflight.Done()
+		h.slots <- struct{}{}
+	}()
+
+	if req.ID == "" {
+		req.ID = newRequestID()
+	}
+	if req.Deadline.IsZero() {
+		req.Deadline = time.Now().Add(h.cfg.Timeout)
+	}
+	if req.TraceID == "" {
+		req.TraceID = newTraceID()
+	}
+	inv := newInvocation(req.ID, req.Deadline, req.Payload)
+	inv.traceID, inv.clientContext, inv.identity = req.TraceID, req.ClientContext, req.Identity
+
+	res := Result{RequestID: req.ID, MemorySizeMB: h.cfg.MemoryMB}
+	h.emit(inv, startLine(req.ID, h.cfg.FunctionVersion))
+
+	var out outcome
+	var p *handlerProc
+	start := time.Now()
+	for {
+		var failed *outcome
+		var waited time.Duration
+		p, failed, waited = h.awaitHandler(inv)
+		start = time.Now()
+		if failed != nil {
+			// Init failed or ran out the deadline: that time is the duration.
+			out, start = *failed, start.Add(-waited)
+			break
+		}
+		cold, initDuration := h.claimInit(p)
+		res.ColdStart, res.InitDuration = res.ColdStart || cold, initDuration
+		if h.cfg.Runtime == RuntimeHTTP {
+			out = h.proxyHTTP(p, inv)
+			break
+		}
+		var delivered bool
+		if out, delivered = h.runLambda(p, inv); delivered {
+			break
+		}
+		// The handler exited between invocations, before it took this
+		// event: nothing ran, so wait for its replacement.
+	}
+	res.Duration = time.Since(start)
+	res.BilledDuration = billed(res.Duration, h.cfg.BillingGranularity)
+	res.Body, res.Err = out.body, out.err
+	res.MaxMemoryMB = h.mem.maxUsedMB(p)
+
+	h.emit(inv, endLine(req.ID))
+	h.emit(inv, reportLine(res))
+	res.LogTail = inv.logs.String()
+	h.metrics.observe(res)
+	return res, nil
+}
+
+// claimInit reports a handler process's init on the first invocation that
+// it serves, which is the cold start.
+func (h *Host) claimInit(p *handlerProc) (bool, time.Duration) {
+	if !p.firstServed.CompareAndSwap(false, true) {
+		return false, 0
+	}
+	h.metrics.coldStarts.Inc()
+	return true, p.initDuration
+}
+
+// emit writes a host line to stdout and to the invocation's log tail.
+func (h *Host) emit(inv *invocation, line string) {
+	h.stdout.write(line)
+	inv.logs.write(line)
+}
+
+// awaitHandler waits until a handler process is initialised. If it cannot
+// be (the deadline passes, init fails), it returns the outcome to report
+// and how long the wait took.
+func (h *Host) awaitHandler(inv *invocation) (*handlerProc, *outcome, time.Duration) {
+	begin := time.Now()
+	timer := time.NewTimer(time.Until(inv.deadline))
+	defer timer.Stop()
+	for {
+		p, changed, startErr := h.current()
+		if p == nil || p.hasExited() {
+			// Between processes: wait for the supervisor's next one.
+			select {
+			case <-changed:
+				continue
+			case <-timer.C:
+				msg := "the handler did not start before the deadline"
+				if startErr != nil {
+					msg += ": " + startErr.Error()
+				}
+				return nil, &outcome{err: &ErrorBody{ErrorType: ErrInit, ErrorMessage: msg}}, time.Since(begin)
+			}
+		}
+		select {
+		case <-p.initDone:
+			return p, nil, time.Since(begin)
+		case <-p.exited:
+			if eb := p.initErr.Load(); eb != nil {
+				return p, &outcome{err: eb}, time.Since(begin)
+			}
+			return p, &outcome{err: h.exitOutcome(p, inv.id)}, time.Since(begin)
+		case <-timer.C:
+			p.kill()
+			return p, &outcome{err: h.timeoutError(inv)}, time.Since(begin)
+		}
+	}
+}
+
+// runLambda hands the event to a Runtime API handler and waits for its
+// answer, its exit or the deadline. delivered is false when the handler
+// exited without taking the event.
+func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivered bool) {
+	p.current.Store(inv)
+	defer p.current.Store(nil)
+	timer := time.NewTimer(time.Until(inv.deadline))
+	defer timer.Stop()
+
+	select {
+	case p.next <- inv:
+	case <-p.exited:
+		return outcome{}, false
+	case <-timer.C:
+		p.kill()
+		return outcome{err: h.timeoutError(inv)}, true
+	}
+	select {
+	case o := <-inv.done:
+		return o, true
+	case <-p.exited:
+		// An error posted just before exiting (a panic) wins over the exit.
+		select {
+		case o := <-inv.done:
+			return o, true
+		default:
+			return outcome{err: h.exitOutcome(p, inv.id)}, true
+		}
+	case <-timer.C:
+		p.kill()
+		return outcome{err: h.timeoutError(inv)}, true
+	}
+}
+
+func (h *Host) timeoutError(inv *invocation) *ErrorBody {
+	return &ErrorBody{
+		ErrorType:    ErrTimeout,
+		ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", inv.id, inv.allowance.Seconds()),
+	}
+}
+
+// Shutdown stops taking invocations, lets those in flight finish (each is
+// bounded by its deadline, and ctx bounds the wait), then stops the handler.
+func (h *Host) Shutdown(ctx context.Context) error {
+	if !h.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { h.inflight.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("invocations still in flight at shutdown: %w", ctx.Err())
+	}
+	close(h.stopped)
+	if p, _, _ := h.current(); p != nil {
+		p.stop(2 * time.Second)
+	}
+	return err
+}
+
+// functionARN is the Lambda-style ARN handlers see.
+func (h *Host) functionARN() string {
+	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.cfg.Region, h.cfg.FunctionName)
+}
+
+// handlerEnv is the handler's environment: the base environment without
+// the host's own settings, plus the variables Lambda handlers read.
+func (h *Host) handlerEnv(runtimeAPI string) []string {
+	c := h.cfg
+	base := c.Env
+	if base == nil {
+		base = os.Environ()
+	}
+	env := make([]string, 0, len(base)+24)
+	set := map[string]bool{}
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "NIMBUS_") {
+			continue
+		}
+		env = append(env, kv)
+		set[k] = true
+	}
+	add := func(k, v string, override bool) {
+		if override || !set[k] {
+			env = append(env, k+"="+v)
+		}
+	}
+	stream := fmt.Sprintf("%s/[%s]%s", time.Now().UTC().Format("2006/01/02"), c.FunctionVersion, instanceID())
+	add("AWS_LAMBDA_FUNCTION_NAME", c.FunctionName, true)
+	add("AWS_LAMBDA_FUNCTION_VERSION", c.FunctionVersion, true)
+	add("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", fmt.Sprint(c.MemoryMB), true)
+	add("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/"+c.FunctionName, true)
+	add("AWS_LAMBDA_LOG_STREAM_NAME", stream, true)
+	add("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand", true)
+	add("AWS_EXECUTION_ENV", "AWS_Lambda_"+c.Runtime, true)
+	add("AWS_REGION", c.Region, false)
+	add("AWS_DEFAULT_REGION", c.Region, false)
+	add("_HANDLER", c.Handler, true)
+	add("LAMBDA_TASK_ROOT", c.TaskRoot, true)
+	add("LAMBDA_RUNTIME_DIR", h.bootstrapDir, true)
+	add("TZ", ":UTC", false)
+	add("LANG", "en_US.UTF-8", false)
+	add("PATH", "/usr/local/bin:/usr/bin:/bin", false)
+	if runtimeAPI != "" {
+		add("AWS_LAMBDA_RUNTIME_API", runtimeAPI, true)
+	}
+	return env
+}
+
+// instanceID names this instance in log stream names: Nomad's allocation
+// id where there is one.
+func instanceID() string {
+	if id := os.Getenv("NOMAD_ALLOC_ID"); id != "" {
+		return strings.ReplaceAll(id, "-", "")
+	}
+	return randomHex(16)
+}
+
+func newRequestID() string {
+	b := randomHex(16)
+	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:32]
+}
+
+// newTraceID follows X-Ray's format, which Lambda handlers expect.
+func newTraceID() string {
+	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), randomHex(12), randomHex(8))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,138 @@
+package host
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// memoryMeter reads memory use from the task's cgroup where the sandbox
+// exposes it, and from the processes' own peak RSS otherwise.
+type memoryMeter struct {
+	peakFile   string // cgroup v2 memory.peak or v1 memory.max_usage_in_bytes
+	eventsFile string // cgroup v2 memory.events or v1 memory.oom_control
+}
+
+// The cgroup is only the instance's own under Nomad; elsewhere it may be a
+// whole session's, so outside Nomad the processes' peak RSS is used.
+func newMemoryMeter() memoryMeter {
+	if os.Getenv("NOMAD_ALLOC_ID") == "" {
+		return memoryMeter{}
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return memoryMeter{}
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var m memoryMeter
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			dir := filepath.Join("/sys/fs/cgroup", parts[2])
+			m = memoryMeter{peakFile: filepath.Join(dir, "memory.peak"), eventsFile: filepath.Join(dir, "memory.events")}
+		case hasController(parts[1], "memory"):
+			dir := filepath.Join("/sys/fs/cgroup/memory", parts[2])
+			m = memoryMeter{peakFile: filepath.Join(dir, "memory.max_usage_in_bytes"), eventsFile: filepath.Join(dir, "memory.oom_control")}
+		default:
+			continue
+		}
+		if _, err := os.Stat(m.peakFile); err == nil {
+			return m
+		}
+	}
+	return memoryMeter{}
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// maxUsedMB is the peak memory of the instance: the cgroup's peak, or the
+// host's and the handler's peak RSS.
+func (m memoryMeter) maxUsedMB(p *handlerProc) int {
+	if m.peakFile != "" {
+		if raw, err := os.ReadFile(m.peakFile); err == nil {
+			if b, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64); err == nil {
+				return int((b + (1<<20 - 1)) >> 20)
+			}
+		}
+	}
+	kb := statusKB("/proc/self/status", "VmHWM:")
+	if p != nil {
+		kb += p.peakRSSKB()
+	}
+	return int((kb + 1023) / 1024)
+}
+
+// oomKills is the cgroup's count of OOM kills, if the sandbox shows it.
+func (m memoryMeter) oomKills() (uint64, bool) {
+	if m.eventsFile == "" {
+		return 0, false
+	}
+	f, err := os.Open(m.eventsFile)
+	if err != nil {
+		return 0, false
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), " "); ok && k == "oom_kill" {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// oomKilledSince tells whether a SIGKILL of p was the kernel's OOM killer:
+// the cgroup's OOM count rose, or, where the sandbox hides the cgroup, the
+// handler had grown close to the memory limit.
+func (m memoryMeter) oomKilledSince(p *handlerProc, limitMB int) bool {
+	if n, ok := m.oomKills(); ok {
+		return n > p.oomBase
+	}
+	return p.peakRSSKB() >= uint64(limitMB)*1024*8/10
+}
+
+// peakRSSKB is the handler's peak resident memory: from the kernel's
+// accounting once it has exited, from /proc while it runs.
+func (p *handlerProc) peakRSSKB() uint64 {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	if p.hasExited() && p.cmd.ProcessState != nil {
+		if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			return uint64(ru.Maxrss)
+		}
+		return 0
+	}
+	return statusKB("/proc/"+strconv.Itoa(p.cmd.Process.Pid)+"/status", "VmHWM:")
+}
+
+// statusKB reads a "Key:   123 kB" field of a /proc status file.
+func statusKB(path, key string) uint64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = f.Close() }()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,282 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// handlerProc is one run of the user's handler. The host runs one at a time
+// and replaces it after it exits, times out or crashes, so every
+// replacement gets a fresh init, as on Lambda.
+type handlerProc struct {
+	cmd     *exec.Cmd
+	started time.Time
+
+	initOnce     sync.Once
+	initDone     chan struct{} // closed when the handler is ready for work
+	initDuration time.Duration
+
+	exited  chan struct{}
+	exitErr error // set before exited is closed
+	// killedByHost marks exits the host caused (timeout, shutdown), so they
+	// are not reported as crashes or out-of-memory kills.
+	killedByHost atomic.Bool
+
+	initErr atomic.Pointer[ErrorBody] // posted to /runtime/init/error
+
+	// Runtime API modes.
+	api     *http.Server
+	apiAddr string
+	next    chan *invocation
+	current atomic.Pointer[invocation]
+
+	// http mode.
+	port int
+
+	firstServed atomic.Bool
+	oomBase     uint64 // the cgroup's OOM kill count when it started
+}
+
+// markInit records the end of init, once.
+func (p *handlerProc) markInit() {
+	p.initOnce.Do(func() {
+		p.initDuration = time.Since(p.started)
+		close(p.initDone)
+	})
+}
+
+func (p *handlerProc) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *handlerProc) ready() bool {
+	select {
+	case <-p.initDone:
+		return !p.hasExited()
+	default:
+		return false
+	}
+}
+
+// kill stops the handler's whole process group at once.
+func (p *handlerProc) kill() {
+	p.killedByHost.Store(true)
+	if p.cmd.Process != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// stop asks the handler to exit, then kills it after grace.
+func (p *handlerProc) stop(grace time.Duration) {
+	p.killedByHost.Store(true)
+	if p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(grace):
+		p.kill()
+		<-p.exited
+	}
+}
+
+// command builds the handler's command line for the configured runtime.
+func (h *Host) command() (string, []string, error) {
+	c := h.cfg
+	switch c.Runtime {
+	case RuntimePython:
+		return c.Python, []string{"-u", filepath.Join(h.bootstrapDir, "bootstrap.py")}, nil
+	case RuntimeNode:
+		return c.Node, []string{filepath.Join(h.bootstrapDir, "bootstrap.js")}, nil
+	default:
+		path := c.Handler
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(c.TaskRoot, path)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			return "", nil, fmt.Errorf("handler %q not found in the function's code: %w", c.Handler, err)
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return "", nil, fmt.Errorf("handler %q is not an executable file; check its mode in the zip", c.Handler)
+		}
+		return path, nil, nil
+	}
+}
+
+// startProc starts a handler process with its Runtime API (or port).
+func (h *Host) startProc() (*handlerProc, error) {
+	bin, args, err := h.command()
+	if err != nil {
+		return nil, err
+	}
+	p := &handlerProc{
+		initDone: make(chan struct{}),
+		exited:   make(chan struct{}),
+		next:     make(chan *invocation),
+	}
+	extra := []string{}
+	if h.cfg.Runtime == RuntimeHTTP {
+		if p.port, err = freePort(); err != nil {
+			return nil, err
+		}
+		extra = append(extra, "PORT="+strconv.Itoa(p.port))
+	} else {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("runtime API listener: %w", err)
+		}
+		p.apiAddr = ln.Addr().String()
+		p.api = &http.Server{Handler: h.runtimeAPI(p), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = p.api.Serve(ln) }()
+	}
+
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = h.cfg.TaskRoot
+	cmd.Env = append(h.handlerEnv(p.apiAddr), extra...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = cmd
+	p.oomBase, _ = h.mem.oomKills()
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		p.closeAPI()
+		return nil, fmt.Errorf("start handler: %w", err)
+	}
+	var copying sync.WaitGroup
+	copying.Add(2)
+	go func() { defer copying.Done(); h.copyLines(p, stdout, h.stdout) }()
+	go func() { defer copying.Done(); h.copyLines(p, stderr, h.stderr) }()
+	go func() {
+		copying.Wait() // the pipes must be drained before Wait closes them
+		p.exitErr = cmd.Wait()
+		p.closeAPI()
+		close(p.exited)
+	}()
+	if h.cfg.Runtime == RuntimeHTTP {
+		go h.probeHTTP(p)
+	}
+	return p, nil
+}
+
+func (p *handlerProc) closeAPI() {
+	if p.api != nil {
+		_ = p.api.Close()
+	}
+}
+
+// probeHTTP marks an http handler ready once its port accepts connections.
+func (h *Host) probeHTTP(p *handlerProc) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
+	for !p.hasExited() {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = conn.Close()
+			p.markInit()
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// copyLines tags each line of the handler's output with the request id of
+// the invocation in flight, and keeps it for that invocation's log tail.
+func (h *Host) copyLines(p *handlerProc, r io.Reader, w *syncWriter) {
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			text := string(line)
+			if text[len(text)-1] == '\n' {
+				text = text[:len(text)-1]
+			}
+			id := "INIT"
+			inv := p.current.Load()
+			if inv != nil {
+				id = inv.id
+			} else if p.firstServed.Load() {
+				id = "-"
+			}
+			tagged := fmt.Sprintf("%s\t%s\t%s\n", time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), id, text)
+			w.write(tagged)
+			if inv != nil {
+				inv.logs.write(tagged)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue // a very long line goes out in pieces
+			}
+			return
+		}
+	}
+}
+
+// exitOutcome describes why a handler process ended during an invocation.
+func (h *Host) exitOutcome(p *handlerProc, requestID string) *ErrorBody {
+	var status string
+	killed := false
+	var exitErr *exec.ExitError
+	if errors.As(p.exitErr, &exitErr) {
+		if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			status = "signal: " + ws.Signal().String()
+			killed = ws.Signal() == syscall.SIGKILL
+		} else {
+			status = "exit status " + strconv.Itoa(exitErr.ExitCode())
+		}
+	} else if p.exitErr == nil {
+		status = "exit status 0"
+	} else {
+		status = p.exitErr.Error()
+	}
+	if killed && !p.killedByHost.Load() && h.mem.oomKilledSince(p, h.cfg.MemoryMB) {
+		return &ErrorBody{
+			ErrorType:    ErrOutOfMemory,
+			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s (out of memory: the function used more than its %d MB)", requestID, status, h.cfg.MemoryMB),
+		}
+	}
+	return &ErrorBody{
+		ErrorType:    ErrExit,
+		ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", requestID, status),
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitContext returns a context that ends at the deadline.
+func waitContext(deadline time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.Background(), deadline)
+}

@@ -1,0 +1,122 @@
+package host
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Handler serves the gateway-facing protocol (PROTOCOL.md): POST /invoke,
+// GET /healthz and GET /metrics.
+func (h *Host) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /invoke", h.serveInvoke)
+	mux.HandleFunc("GET /healthz", h.serveHealth)
+	mux.Handle("GET /metrics", h.metrics.handler())
+	return mux
+}
+
+func (h *Host) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	ready, status := h.Ready()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(HeaderProtocol, ProtocolVersion)
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"ready": ready, "status": status, "function": h.cfg.FunctionName, "runtime": h.cfg.Runtime,
+	})
+}
+
+func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > MaxPayloadBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, ErrRequestTooLarge,
+			fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, MaxPayloadBytes))
+		return
+	}
+	payload, tooLarge, err := readLimited(r.Body)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusBadRequest, ErrInvalidRequest, "reading the request: "+err.Error())
+		return
+	case tooLarge:
+		writeError(w, http.StatusRequestEntityTooLarge, ErrRequestTooLarge,
+			fmt.Sprintf("request payload exceeds the limit of %d bytes", MaxPayloadBytes))
+		return
+	}
+	req := Request{
+		ID:            r.Header.Get(HeaderRequestID),
+		Payload:       payload,
+		TraceID:       r.Header.Get(HeaderTraceID),
+		ClientContext: r.Header.Get(HeaderClientContext),
+		Identity:      r.Header.Get(HeaderIdentity),
+	}
+	if raw := r.Header.Get(HeaderDeadlineMs); raw != "" {
+		msec, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, ErrInvalidRequest, fmt.Sprintf("%s %q is not Unix milliseconds", HeaderDeadlineMs, raw))
+			return
+		}
+		req.Deadline = time.UnixMilli(msec)
+		if time.Until(req.Deadline) <= 0 {
+			writeError(w, http.StatusBadRequest, ErrInvalidRequest, fmt.Sprintf("%s is already past", HeaderDeadlineMs))
+			return
+		}
+	}
+	switch r.Header.Get(HeaderInvocationType) {
+	case "", InvocationRequestResponse, InvocationEvent:
+	case InvocationDryRun:
+		w.Header().Set(HeaderProtocol, ProtocolVersion)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		writeError(w, http.StatusBadRequest, ErrInvalidRequest,
+			fmt.Sprintf("%s must be RequestResponse, Event or DryRun", HeaderInvocationType))
+		return
+	}
+
+	res, err := h.Invoke(req)
+	switch {
+	case errors.Is(err, ErrBusy):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, ErrTypeBusy,
+			"the instance is already serving as many invocations as it can; retry on another instance or later")
+		return
+	case errors.Is(err, ErrClosing):
+		writeError(w, http.StatusServiceUnavailable, ErrShuttingDown, "the instance is shutting down; retry on another instance")
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "Host.Error", err.Error())
+		return
+	}
+
+	hdr := w.Header()
+	hdr.Set(HeaderProtocol, ProtocolVersion)
+	hdr.Set(HeaderRequestID, res.RequestID)
+	hdr.Set(HeaderDurationMs, strconv.FormatFloat(ms(res.Duration), 'f', 2, 64))
+	hdr.Set(HeaderBilledDurationMs, strconv.FormatInt(res.BilledDuration.Milliseconds(), 10))
+	hdr.Set(HeaderMemorySizeMB, strconv.Itoa(res.MemorySizeMB))
+	hdr.Set(HeaderMaxMemoryUsedMB, strconv.Itoa(res.MaxMemoryMB))
+	hdr.Set(HeaderColdStart, strconv.FormatBool(res.ColdStart))
+	if res.InitDuration > 0 {
+		hdr.Set(HeaderInitDurationMs, strconv.FormatFloat(ms(res.InitDuration), 'f', 2, 64))
+	}
+	if r.Header.Get(HeaderLogType) == "Tail" {
+		hdr.Set(HeaderLogResult, base64.StdEncoding.EncodeToString([]byte(res.LogTail)))
+	}
+	body := res.Body
+	if res.Err != nil {
+		hdr.Set(HeaderFunctionError, "Unhandled")
+		hdr.Set(HeaderErrorType, res.Err.ErrorType)
+		body = res.Err.marshal()
+		hdr.Set("Content-Type", "application/json")
+	} else {
+		hdr.Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,64 @@
+// Command lambdago is a Lambda handler built with the real aws-lambda-go
+// library; the event's "action" picks its behaviour.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+)
+
+type event struct {
+	Action string `json:"action"`
+	Value  string `json:"value"`
+	N      int    `json:"n"`
+}
+
+var started = time.Now()
+
+func handle(ctx context.Context, ev event) (map[string]any, error) {
+	lc, _ := lambdacontext.FromContext(ctx)
+	switch ev.Action {
+	case "echo":
+		return map[string]any{"echo": ev.Value, "request_id": lc.AwsRequestID, "arn": lc.InvokedFunctionArn}, nil
+	case "error":
+		return nil, errors.New("something went wrong: " + ev.Value)
+	case "panic":
+		panic("handler panicked: " + ev.Value)
+	case "sleep":
+		time.Sleep(time.Duration(ev.N) * time.Millisecond)
+		return map[string]any{"slept_ms": ev.N}, nil
+	case "exit":
+		os.Exit(ev.N)
+	case "big":
+		return map[string]any{"data": strings.Repeat("x", ev.N)}, nil
+	case "print":
+		fmt.Println("hello from the handler:", ev.Value)
+		fmt.Fprintln(os.Stderr, "a line on stderr")
+		return map[string]any{"printed": true}, nil
+	case "alloc":
+		// Touch n MB so that the memory is resident.
+		buf := make([]byte, ev.N<<20)
+		for i := range buf {
+			buf[i] = 1
+		}
+		return map[string]any{"allocated_mb": ev.N, "sum": len(buf)}, nil
+	case "env":
+		deadline, _ := ctx.Deadline()
+		out := map[string]any{"remaining_ms": time.Until(deadline).Milliseconds(), "started": started.UnixNano(), "pid": os.Getpid()}
+		for _, k := range []string{"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+			"_HANDLER", "LAMBDA_TASK_ROOT", "TZ", "AWS_LAMBDA_RUNTIME_API", "AWS_REGION", "AWS_LAMBDA_LOG_GROUP_NAME", "NIMBUS_SECRET_SETTING", "USER_SETTING"} {
+			out[k] = os.Getenv(k)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown action %q", ev.Action)
+}
+
+func main() { lambda.Start(handle) }
