@@ -75,6 +75,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Validate reports settings the host cannot run with, after defaults.
+func (c Config) Validate() error { return c.withDefaults().validate() }
+
 // validate reports settings the host cannot run with.
 func (c Config) validate() error {
 	var errs []error
@@ -86,7 +89,7 @@ func (c Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("runtime %q is not one of provided, python3, nodejs, http", c.Runtime))
 	}
-	if c.Handler == "" {
+	if c.Handler == "" && c.Runtime != "" {
 		errs = append(errs, fmt.Errorf("the %s runtime needs a handler", c.Runtime))
 	}
 	if c.TaskRoot == "" {

@@ -118,6 +118,16 @@ func launchHost(t *testing.T, env []string, args ...string) *runningHost {
 		t.Fatal(err)
 	}
 	go func() { _ = h.cmd.Wait(); close(h.exited) }()
+	for i := 0; ; i++ {
+		if conn, err := net.Dial("tcp", addr); err == nil {
+			_ = conn.Close()
+			break
+		}
+		if i == 500 {
+			t.Fatalf("nimbus-host never listened on %s\nstderr:\n%s", addr, h.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	t.Cleanup(func() {
 		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -309,7 +309,10 @@ func (h *Host) awaitHandler(inv *invocation) (*handlerProc, *outcome, time.Durat
 // exited without taking the event.
 func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivered bool) {
 	p.current.Store(inv)
-	defer p.current.Store(nil)
+	defer func() {
+		p.drainOutput()
+		p.current.Store(nil)
+	}()
 	timer := time.NewTimer(time.Until(inv.deadline))
 	defer timer.Stop()
 

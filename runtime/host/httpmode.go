@@ -46,6 +46,14 @@ var proxyClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 6
 // v2 event becomes that request; any other event is POSTed to / as JSON and
 // the response body is the result.
 func (h *Host) proxyHTTP(p *handlerProc, inv *invocation) outcome {
+	// With one invocation at a time, the handler's output is attributable.
+	if h.cfg.Concurrency == 1 {
+		p.current.Store(inv)
+		defer func() {
+			p.drainOutput()
+			p.current.Store(nil)
+		}()
+	}
 	ctx, cancel := waitContext(inv.deadline)
 	defer cancel()
 	req, isEvent, err := buildRequest(ctx, p.port, inv.payload)

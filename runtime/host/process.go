@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -46,6 +45,7 @@ type handlerProc struct {
 	// http mode.
 	port int
 
+	outputs     []*outputStream
 	firstServed atomic.Bool
 	oomBase     uint64 // the cgroup's OOM kill count when it started
 }
@@ -154,18 +154,22 @@ func (h *Host) startProc() (*handlerProc, error) {
 	cmd.Dir = h.cfg.TaskRoot
 	cmd.Env = append(h.handlerEnv(p.apiAddr), extra...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
+	stdout, err := newOutputStream(cmd, &cmd.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := cmd.StderrPipe()
+	stderr, err := newOutputStream(cmd, &cmd.Stderr)
 	if err != nil {
 		return nil, err
 	}
+	p.outputs = []*outputStream{stdout, stderr}
 	p.cmd = cmd
 	p.oomBase, _ = h.mem.oomKills()
 	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	stdout.closeWriter()
+	stderr.closeWriter()
+	if err != nil {
 		p.closeAPI()
 		return nil, fmt.Errorf("start handler: %w", err)
 	}
@@ -207,8 +211,9 @@ func (h *Host) probeHTTP(p *handlerProc) {
 
 // copyLines tags each line of the handler's output with the request id of
 // the invocation in flight, and keeps it for that invocation's log tail.
-func (h *Host) copyLines(p *handlerProc, r io.Reader, w *syncWriter) {
-	br := bufio.NewReaderSize(r, 64*1024)
+func (h *Host) copyLines(p *handlerProc, out *outputStream, w *syncWriter) {
+	defer func() { _ = out.r.Close() }()
+	br := bufio.NewReaderSize(out, 64*1024)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
@@ -228,6 +233,7 @@ func (h *Host) copyLines(p *handlerProc, r io.Reader, w *syncWriter) {
 			if inv != nil {
 				inv.logs.write(tagged)
 			}
+			out.handled.Add(int64(len(line)))
 		}
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {

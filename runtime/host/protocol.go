@@ -62,8 +62,8 @@ const MaxPayloadBytes = 6 * 1024 * 1024
 
 // ErrorBody is Lambda's error shape.
 type ErrorBody struct {
-	ErrorMessage string   `json:"errorMessage"`
-	ErrorType    string   `json:"errorType"`
+	ErrorMessage string `json:"errorMessage"`
+	ErrorType    string `json:"errorType"`
 	// StackTrace is kept as the handler sent it: runtimes differ in shape.
 	StackTrace json.RawMessage `json:"stackTrace,omitempty"`
 }

@@ -23,8 +23,11 @@ import (
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, listen, err := parseConfig(os.Args[1:], os.Getenv)
+	if err == nil {
+		err = cfg.Validate()
+	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "nimbus-host: %v\n", err)
+		fmt.Fprintf(os.Stderr, "nimbus-host: invalid configuration: %v\n", err)
 		os.Exit(2)
 	}
 	if err := run(cfg, listen, logger); err != nil {
