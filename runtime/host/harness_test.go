@@ -20,6 +20,8 @@ import (
 	// The handler in testdata/lambdago is built with the real aws-lambda-go;
 	// importing it here keeps it in go.mod.
 	_ "github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
 )
 
 // Binaries built once for the package: the real nimbus-host and the test
@@ -48,9 +50,9 @@ func TestMain(m *testing.M) {
 			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
 		}
 	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	defer func() { _ = os.RemoveAll(dir) }()
+	// The Nomad integration test runs the same binaries from the slim chroot.
+	testenv.Main(m, testenv.Options{ChrootEnv: map[string]string{dir: chrootDir}})
 }
 
 // lockedBuffer collects a process's output safely across goroutines.

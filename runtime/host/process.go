@@ -48,6 +48,8 @@ type handlerProc struct {
 	outputs     []*outputStream
 	firstServed atomic.Bool
 	oomBase     uint64 // the cgroup's OOM kill count when it started
+	peakKB      atomic.Uint64
+	sampledAt   atomic.Int64 // unix nanoseconds of the last peakKB sample
 }
 
 // markInit records the end of init, once.

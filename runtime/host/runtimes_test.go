@@ -147,7 +147,10 @@ func TestHTTPRuntimeConcurrency(t *testing.T) {
 	results := make([]invokeResult, 2)
 	for i := range results {
 		wg.Add(1)
-		go func() { defer wg.Done(); results[i] = h.invoke(t, slow, "X-Nimbus-Deadline-Ms", deadlineIn(10*time.Second)) }()
+		go func() {
+			defer wg.Done()
+			results[i] = h.invoke(t, slow, "X-Nimbus-Deadline-Ms", deadlineIn(10*time.Second))
+		}()
 	}
 	waitInflight(t, h, 2)
 	wantHostError(t, h.invoke(t, slow), http.StatusTooManyRequests, "Host.Busy")

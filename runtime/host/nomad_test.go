@@ -1,0 +1,132 @@
+package host_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+// chrootDir is where the test binaries appear inside exec tasks.
+const chrootDir = "/opt/nimbus"
+
+// hostJob runs nimbus-host with the aws-lambda-go handler as a Nomad exec
+// task, with a Consul service checked on /healthz.
+func hostJob(name string, memoryMB int) *nomadapi.Job {
+	job := nomadapi.NewServiceJob(name, name, "global", 50)
+	job.Datacenters = []string{"dc1"}
+	tg := nomadapi.NewTaskGroup("fn", 1)
+	tg.Networks = []*nomadapi.NetworkResource{{DynamicPorts: []nomadapi.Port{{Label: "http"}}}}
+	tg.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
+	tg.RestartPolicy = &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
+	task := nomadapi.NewTask("host", "exec").
+		SetConfig("command", chrootDir+"/nimbus-host").
+		SetConfig("args", []string{"-function", name, "-runtime", "provided", "-task-root", chrootDir + "/lambdago"}).
+		Require(&nomadapi.Resources{CPU: ptr(200), MemoryMB: ptr(memoryMB)})
+	task.Services = []*nomadapi.Service{{
+		Name: name, PortLabel: "http", Provider: "consul",
+		Checks: []nomadapi.ServiceCheck{{Name: "ready", Type: "http", Path: "/healthz", Interval: time.Second, Timeout: time.Second}},
+	}}
+	tg.AddTask(task)
+	job.AddTaskGroup(tg)
+	return job
+}
+
+func TestHostUnderNomadExecDriver(t *testing.T) {
+	env := testenv.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	const name = "host-under-nomad"
+	if _, _, err := env.Nomad.Jobs().Register(hostJob(name, 64), nil); err != nil {
+		t.Fatal(err)
+	}
+	svc := waitPassing(ctx, t, env.Consul, name)
+	h := &runningHost{url: fmt.Sprintf("http://%s:%d", svc.Service.Address, svc.Service.Port)}
+
+	r := h.invoke(t, `{"action":"echo","value":"nomad"}`, "X-Nimbus-Request-Id", "nomad-req-1")
+	if r.status != http.StatusOK || r.json(t)["echo"] != "nomad" {
+		t.Fatalf("invoke under Nomad: %d %s", r.status, r.body)
+	}
+	if r.header.Get("X-Nimbus-Memory-Size-Mb") != "64" {
+		t.Errorf("memory size %q; under Nomad it comes from the task's memory (NOMAD_MEMORY_LIMIT)", r.header.Get("X-Nimbus-Memory-Size-Mb"))
+	}
+
+	allocs, _, err := env.Nomad.Jobs().Allocations(name, false, nil)
+	if err != nil || len(allocs) != 1 {
+		t.Fatalf("allocations: %v %d", err, len(allocs))
+	}
+	alloc, _, err := env.Nomad.Allocations().Info(allocs[0].ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := regexp.MustCompile(`REPORT RequestId: nomad-req-1\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 64 MB\tMax Memory Used: \d+ MB\tInit Duration: [\d.]+ ms`)
+	var logs string
+	for i := 0; i < 50 && !report.MatchString(logs); i++ {
+		logs = allocLogs(t, env.Nomad, alloc, "host", "stdout")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !report.MatchString(logs) {
+		t.Fatalf("no REPORT line for nomad-req-1 in the alloc's stdout through Nomad's logs API:\n%s", logs)
+	}
+	t.Logf("from nomad alloc logs: %s", report.FindString(logs))
+
+	// The task's memory limit is a real cgroup limit: a handler that goes
+	// past it is killed by the kernel, and the host says so.
+	r = h.invoke(t, `{"action":"alloc","n":256}`, "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
+	wantFunctionError(t, r, "Runtime.OutOfMemory", "64 MB")
+	if ok := h.invoke(t, `{"action":"echo","value":"after-oom"}`, "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second)); ok.json(t)["echo"] != "after-oom" {
+		t.Fatalf("the instance must recover after an OOM kill: %s", ok.body)
+	}
+}
+
+func allocLogs(t *testing.T, c *nomadapi.Client, alloc *nomadapi.Allocation, task, stream string) string {
+	t.Helper()
+	cancel := make(chan struct{})
+	defer close(cancel)
+	frames, errs := c.AllocFS().Logs(alloc, false, task, stream, "start", 0, cancel, nil)
+	var b strings.Builder
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				return b.String()
+			}
+			b.Write(f.Data)
+		case err := <-errs:
+			if err != nil && err != io.EOF {
+				t.Fatalf("alloc logs: %v", err)
+			}
+			return b.String()
+		case <-time.After(3 * time.Second):
+			return b.String()
+		}
+	}
+}
+
+func waitPassing(ctx context.Context, t *testing.T, c *consulapi.Client, service string) *consulapi.ServiceEntry {
+	t.Helper()
+	var index uint64
+	for {
+		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
+		entries, meta, err := c.Health().Service(service, "", true, q)
+		if err != nil {
+			t.Fatalf("waiting for %s to pass its health check: %v", service, err)
+		}
+		if len(entries) > 0 {
+			return entries[0]
+		}
+		index = meta.LastIndex
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
