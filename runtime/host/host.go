@@ -215,7 +215,7 @@ func (h *Host) Invoke(req Request) (Result, error) {
 
 	var out outcome
 	var p *handlerProc
-	start := time.Now()
+	var start time.Time
 	for {
 		var failed *outcome
 		var waited time.Duration

@@ -3,6 +3,7 @@ package host_test
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -234,13 +235,8 @@ func waitInflight(t *testing.T, h *runningHost, n int) {
 	t.Helper()
 	want := fmt.Sprintf("nimbus_host_inflight %d", n)
 	for i := 0; i < 200; i++ {
-		resp, err := http.Get(h.url + "/metrics")
-		if err == nil {
-			b := new(strings.Builder)
-			_, _ = fmt.Fprint(b, readAll(resp))
-			if strings.Contains(b.String(), want) {
-				return
-			}
+		if body, err := getBody(h.url + "/metrics"); err == nil && strings.Contains(body, want) {
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -262,15 +258,12 @@ func waitReady(t *testing.T, h *runningHost) {
 	t.Fatal("host never became ready")
 }
 
-func readAll(resp *http.Response) string {
-	defer func() { _ = resp.Body.Close() }()
-	b := new(strings.Builder)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
+func getBody(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
 	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -103,7 +104,7 @@ func allocLogs(t *testing.T, c *nomadapi.Client, alloc *nomadapi.Allocation, tas
 			}
 			b.Write(f.Data)
 		case err := <-errs:
-			if err != nil && err != io.EOF {
+			if err != nil && !errors.Is(err, io.EOF) {
 				t.Fatalf("alloc logs: %v", err)
 			}
 			return b.String()

@@ -40,7 +40,8 @@ func TestSIGTERMFinishesInFlightThenStopsHandler(t *testing.T) {
 	if err := syscall.Kill(pid, 0); err == nil {
 		t.Errorf("handler process %d still runs after the host stopped", pid)
 	}
-	if _, err := http.Get(h.url + "/healthz"); err == nil {
+	if resp, err := http.Get(h.url + "/healthz"); err == nil {
+		_ = resp.Body.Close()
 		t.Error("the host still accepts requests after shutdown")
 	}
 }
