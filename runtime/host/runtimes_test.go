@@ -95,7 +95,8 @@ func TestNodeBootstrapAsync(t *testing.T) {
 	}
 	wantFunctionError(t, h.invoke(t, `{"action":"error","value":"x"}`), "TypeError", "bad value: x")
 	wantFunctionError(t, h.invoke(t, `{"action":"exit","n":5}`), "Runtime.ExitError", "exit status 5")
-	if ok := h.invoke(t, `{"value":"again"}`); ok.json(t)["echo"] != "again" {
+	wantFunctionError(t, h.invoke(t, `{"action":"sleep","n":3000}`, "X-Nimbus-Deadline-Ms", deadlineIn(400*time.Millisecond)), "Sandbox.Timedout", "Task timed out")
+	if ok := h.invoke(t, `{"value":"again"}`, "X-Nimbus-Deadline-Ms", deadlineIn(10*time.Second)); ok.json(t)["echo"] != "again" {
 		t.Fatalf("node handler did not recover: %s", ok.body)
 	}
 }
