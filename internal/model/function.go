@@ -1,0 +1,278 @@
+// Package model holds the function, trigger and limits specifications that
+// the provider and the gateway share, with their defaults and validation.
+// Every rule reports the field, what is wrong and what is allowed, so the
+// provider can turn it into a plan-time diagnostic.
+package model
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Runtimes a function can use.
+const (
+	RuntimeProvided = "provided"
+	RuntimePython   = "python3"
+	RuntimeNode     = "nodejs"
+	RuntimeHTTP     = "http"
+)
+
+// Runtimes lists the valid runtimes in the order docs show them.
+var Runtimes = []string{RuntimeProvided, RuntimePython, RuntimeNode, RuntimeHTTP}
+
+// Limits of a function's settings.
+const (
+	MaxNameLength     = 63
+	MinMemoryMB       = 64
+	MaxMemoryMB       = 10240
+	DefaultMemoryMB   = 128
+	MinTimeout        = time.Second
+	MaxTimeout        = 15 * time.Minute
+	DefaultTimeout    = 3 * time.Second
+	MaxEnvironment    = 4096 // bytes of keys and values together
+	DefaultMaxInst    = 10
+	DefaultIdle       = 5 * time.Minute
+	MinIdle           = 10 * time.Second
+	MaxIdle           = 24 * time.Hour
+	MaxDescription    = 256
+	MinCPUMHz         = 100
+	MaxConcurrency    = 1000
+	DefaultBilling    = time.Millisecond
+	CoarseBilling     = 100 * time.Millisecond
+	DefaultConcurrent = 1
+)
+
+// Function is one function's specification.
+type Function struct {
+	Name               string
+	Description        string
+	Runtime            string
+	Handler            string
+	MemoryMB           int
+	CPUMHz             int // 0: follows memory
+	Timeout            time.Duration
+	Environment        map[string]string
+	Concurrency        int
+	MinInstances       int
+	MaxInstances       int
+	IdleTimeout        time.Duration
+	BillingGranularity time.Duration
+}
+
+// WithDefaults fills unset fields with their documented defaults.
+func (f Function) WithDefaults() Function {
+	if f.Handler == "" && (f.Runtime == RuntimeProvided || f.Runtime == RuntimeHTTP) {
+		f.Handler = "bootstrap"
+	}
+	if f.MemoryMB == 0 {
+		f.MemoryMB = DefaultMemoryMB
+	}
+	if f.Timeout == 0 {
+		f.Timeout = DefaultTimeout
+	}
+	if f.Concurrency == 0 {
+		f.Concurrency = DefaultConcurrent
+	}
+	if f.MaxInstances == 0 {
+		f.MaxInstances = DefaultMaxInst
+	}
+	if f.IdleTimeout == 0 {
+		f.IdleTimeout = DefaultIdle
+	}
+	if f.BillingGranularity == 0 {
+		f.BillingGranularity = DefaultBilling
+	}
+	return f
+}
+
+// EffectiveCPUMHz is the CPU the function's instances reserve: cpu_mhz
+// when set, else 1 MHz per MB of memory, at least MinCPUMHz.
+func (f Function) EffectiveCPUMHz() int {
+	if f.CPUMHz > 0 {
+		return f.CPUMHz
+	}
+	return max(f.MemoryMB, MinCPUMHz)
+}
+
+// FieldError is one invalid setting.
+type FieldError struct {
+	Field   string // the Terraform attribute name, e.g. "memory_mb"
+	Message string // what is wrong and what is allowed
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// FieldErrors collects every invalid setting, so users fix them in one pass.
+type FieldErrors []*FieldError
+
+func (es FieldErrors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// err returns nil for no errors, so callers can test err != nil.
+func (es FieldErrors) err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+var (
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	pyHandler  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\.[A-Za-z_][A-Za-z0-9_]*$`)
+	jsHandler  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*\.[A-Za-z_$][A-Za-z0-9_$]*$`)
+	execHandle = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
+)
+
+// reservedEnv are names the runtime sets; a function may not override them.
+var reservedEnv = map[string]bool{
+	"_HANDLER": true, "_X_AMZN_TRACE_ID": true, "AWS_REGION": true, "AWS_DEFAULT_REGION": true,
+	"AWS_EXECUTION_ENV": true, "LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true, "TZ": true, "PORT": true,
+}
+
+// reservedEnvPrefixes are families of names the runtime or Nomad owns.
+var reservedEnvPrefixes = []string{"AWS_LAMBDA_", "NIMBUS_", "NOMAD_"}
+
+// ValidateName checks a function name on its own (the provider checks it
+// at plan time even when other fields are unknown).
+func ValidateName(name string) *FieldError {
+	switch {
+	case name == "":
+		return &FieldError{"name", "is required"}
+	case len(name) > MaxNameLength:
+		return &FieldError{"name", fmt.Sprintf("%q is %d characters; at most %d are allowed", name, len(name), MaxNameLength)}
+	case !dnsLabel.MatchString(name):
+		return &FieldError{"name", fmt.Sprintf("%q is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit (for example \"resize-images\")", name)}
+	}
+	return nil
+}
+
+// ValidateEnvironment checks names and total size.
+func ValidateEnvironment(env map[string]string) FieldErrors {
+	var errs FieldErrors
+	keys := make([]string, 0, len(env))
+	size := 0
+	for k, v := range env {
+		keys = append(keys, k)
+		size += len(k) + len(v)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !envName.MatchString(k) {
+			errs = append(errs, &FieldError{"environment", fmt.Sprintf("%q is not a valid variable name: use letters, digits and '_', not starting with a digit", k)})
+			continue
+		}
+		if reason := reservedReason(k); reason != "" {
+			errs = append(errs, &FieldError{"environment", fmt.Sprintf("%q is reserved: %s; choose another name", k, reason)})
+		}
+	}
+	if size > MaxEnvironment {
+		errs = append(errs, &FieldError{"environment", fmt.Sprintf("variables take %d bytes; at most %d bytes of names and values are allowed", size, MaxEnvironment)})
+	}
+	return errs
+}
+
+func reservedReason(k string) string {
+	if reservedEnv[k] {
+		return "the runtime sets it"
+	}
+	for _, p := range reservedEnvPrefixes {
+		if strings.HasPrefix(k, p) {
+			return fmt.Sprintf("names starting with %s belong to the runtime", p)
+		}
+	}
+	return ""
+}
+
+// Validate checks every field of a specification (after WithDefaults) and
+// returns FieldErrors listing each problem, or nil.
+func (f Function) Validate() error {
+	var errs FieldErrors
+	if e := ValidateName(f.Name); e != nil {
+		errs = append(errs, e)
+	}
+	if len(f.Description) > MaxDescription {
+		errs = append(errs, &FieldError{"description", fmt.Sprintf("is %d characters; at most %d are allowed", len(f.Description), MaxDescription)})
+	}
+	errs = append(errs, f.validateRuntime()...)
+	if f.MemoryMB < MinMemoryMB || f.MemoryMB > MaxMemoryMB {
+		errs = append(errs, &FieldError{"memory_mb", fmt.Sprintf("%d is out of range: use %d to %d", f.MemoryMB, MinMemoryMB, MaxMemoryMB)})
+	}
+	if f.CPUMHz != 0 && f.CPUMHz < MinCPUMHz {
+		errs = append(errs, &FieldError{"cpu_mhz", fmt.Sprintf("%d is below the minimum of %d MHz (leave it unset to follow memory_mb)", f.CPUMHz, MinCPUMHz)})
+	}
+	if f.Timeout < MinTimeout || f.Timeout > MaxTimeout {
+		errs = append(errs, &FieldError{"timeout", fmt.Sprintf("%s is out of range: use %s to %s", f.Timeout, MinTimeout, "15m")})
+	}
+	errs = append(errs, ValidateEnvironment(f.Environment)...)
+	switch {
+	case f.Concurrency < 1 || f.Concurrency > MaxConcurrency:
+		errs = append(errs, &FieldError{"concurrency", fmt.Sprintf("%d is out of range: use 1 to %d", f.Concurrency, MaxConcurrency)})
+	case f.Concurrency > 1 && f.Runtime != RuntimeHTTP && f.Runtime != "":
+		errs = append(errs, &FieldError{"concurrency", fmt.Sprintf("%d needs runtime \"http\": Lambda-style handlers take one invocation at a time per instance", f.Concurrency)})
+	}
+	if f.MinInstances < 0 {
+		errs = append(errs, &FieldError{"min_instances", fmt.Sprintf("%d is negative: use 0 (scale to zero) or more", f.MinInstances)})
+	}
+	if f.MaxInstances < 1 {
+		errs = append(errs, &FieldError{"max_instances", fmt.Sprintf("%d is below 1", f.MaxInstances)})
+	} else if f.MinInstances > f.MaxInstances {
+		errs = append(errs, &FieldError{"min_instances", fmt.Sprintf("%d is above max_instances (%d)", f.MinInstances, f.MaxInstances)})
+	}
+	if f.IdleTimeout < MinIdle || f.IdleTimeout > MaxIdle {
+		errs = append(errs, &FieldError{"idle_timeout", fmt.Sprintf("%s is out of range: use %s to %s", f.IdleTimeout, MinIdle, "24h")})
+	}
+	if f.BillingGranularity != DefaultBilling && f.BillingGranularity != CoarseBilling {
+		errs = append(errs, &FieldError{"billing_granularity", fmt.Sprintf("%s is not allowed: use \"1ms\" or \"100ms\"", f.BillingGranularity)})
+	}
+	return errs.err()
+}
+
+func (f Function) validateRuntime() FieldErrors {
+	switch f.Runtime {
+	case RuntimeProvided, RuntimeHTTP:
+		if !execHandle.MatchString(f.Handler) || strings.Contains(f.Handler, "..") {
+			return FieldErrors{{"handler", fmt.Sprintf("%q is not a path to an executable inside the source (for example \"bootstrap\" or \"bin/server\")", f.Handler)}}
+		}
+	case RuntimePython:
+		if !pyHandler.MatchString(f.Handler) {
+			return FieldErrors{{"handler", fmt.Sprintf("%q is not module.function (for example \"app.handler\")", f.Handler)}}
+		}
+	case RuntimeNode:
+		if !jsHandler.MatchString(f.Handler) || strings.Contains(f.Handler, "..") {
+			return FieldErrors{{"handler", fmt.Sprintf("%q is not file.export (for example \"index.handler\")", f.Handler)}}
+		}
+	default:
+		return FieldErrors{{"runtime", fmt.Sprintf("%q is not supported: use one of %s", f.Runtime, strings.Join(Runtimes, ", "))}}
+	}
+	return nil
+}
+
+// AsFieldErrors unwraps a Validate error.
+func AsFieldErrors(err error) FieldErrors {
+	var fe FieldErrors
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return nil
+}
+
+// ParseBillingGranularity accepts "1ms" or "100ms".
+func ParseBillingGranularity(s string) (time.Duration, error) {
+	switch s {
+	case "", "1ms":
+		return DefaultBilling, nil
+	case "100ms":
+		return CoarseBilling, nil
+	}
+	return 0, &FieldError{"billing_granularity", fmt.Sprintf("%q is not allowed: use \"1ms\" or \"100ms\"", s)}
+}
