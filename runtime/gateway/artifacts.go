@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// MaxArtifactBytes bounds an upload: the packaging limit.
+const MaxArtifactBytes = 50 * 1024 * 1024
+
+var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ArtifactStore keeps function packages in a directory, named by their
+// sha256. A blob becomes visible only complete and verified: it is written
+// to a temporary file, synced, and renamed into place.
+type ArtifactStore struct {
+	Dir string
+	Log *slog.Logger
+}
+
+// NewArtifactStore prepares dir and removes temporary files a crash left.
+func NewArtifactStore(dir string, log *slog.Logger) (*ArtifactStore, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "sha256"), 0o755); err != nil {
+		return nil, err
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "sha256", ".upload-*"))
+	for _, p := range leftovers {
+		_ = os.Remove(p)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &ArtifactStore{Dir: dir, Log: log}, nil
+}
+
+func (s *ArtifactStore) path(digest string) string {
+	return filepath.Join(s.Dir, "sha256", digest)
+}
+
+// ErrDigestMismatch is returned when the content does not hash to the name.
+var ErrDigestMismatch = errors.New("content does not match its sha256")
+
+// Put stores r as digest. It returns created=false when the blob was
+// already there (uploads are idempotent).
+func (s *ArtifactStore) Put(digest string, r io.Reader) (created bool, err error) {
+	if _, err := os.Stat(s.path(digest)); err == nil {
+		// Drain so the client's upload completes cleanly.
+		_, _ = io.Copy(io.Discard, r)
+		return false, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.Dir, "sha256"), ".upload-*")
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	if _, err = io.Copy(io.MultiWriter(tmp, h), r); err != nil {
+		return false, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return false, fmt.Errorf("%w: the upload hashes to %s", ErrDigestMismatch, got)
+	}
+	if err = tmp.Sync(); err != nil {
+		return false, err
+	}
+	if err = tmp.Close(); err != nil {
+		return false, err
+	}
+	if err = os.Chmod(tmp.Name(), 0o444); err != nil {
+		return false, err
+	}
+	if err = os.Rename(tmp.Name(), s.path(digest)); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Open returns the blob for reading.
+func (s *ArtifactStore) Open(digest string) (*os.File, error) {
+	return os.Open(s.path(digest))
+}
+
+// Handler serves PUT, GET and HEAD on /v1/artifacts/sha256/{digest}.
+func (s *ArtifactStore) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/artifacts/sha256/{digest}", s.servePut)
+	mux.HandleFunc("GET /v1/artifacts/sha256/{digest}", s.serveGet)
+	mux.HandleFunc("HEAD /v1/artifacts/sha256/{digest}", s.serveGet)
+	return mux
+}
+
+func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
+	digest, ok := digestParam(w, r)
+	if !ok {
+		return
+	}
+	if r.ContentLength > MaxArtifactBytes {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "ArtifactTooLarge",
+			fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes)
+	created, err := s.Put(digest, body)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, ErrDigestMismatch):
+		writeJSONError(w, http.StatusBadRequest, "DigestMismatch", fmt.Sprintf("refused: %v, not %s; upload the exact bytes you hashed", err, digest))
+		return
+	case errors.As(err, &tooLarge):
+		writeJSONError(w, http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("at most %d bytes are accepted", MaxArtifactBytes))
+		return
+	case err != nil:
+		s.Log.Error("storing artifact", "digest", digest, "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "StoreError", "the gateway could not store the artifact; retry later")
+		return
+	}
+	w.Header().Set("Location", r.URL.Path)
+	if created {
+		s.Log.Info("artifact stored", "digest", digest)
+		w.WriteHeader(http.StatusCreated)
+	} else {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
+	digest, ok := digestParam(w, r)
+	if !ok {
+		return
+	}
+	f, err := s.Open(digest)
+	if errors.Is(err, os.ErrNotExist) {
+		writeJSONError(w, http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest))
+		return
+	}
+	if err != nil {
+		writeJSONError(w, http.StatusInternalServerError, "StoreError", err.Error())
+		return
+	}
+	defer func() { _ = f.Close() }()
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("ETag", `"sha256:`+digest+`"`)
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", time.Time{}, f)
+}
+
+func digestParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	d := r.PathValue("digest")
+	if !hexDigest.MatchString(d) {
+		writeJSONError(w, http.StatusBadRequest, "InvalidDigest", fmt.Sprintf("%q is not a sha256 digest: use 64 lowercase hex characters", d))
+		return "", false
+	}
+	return d, true
+}
