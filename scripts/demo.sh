@@ -11,6 +11,7 @@ step "Building the pinned Nomad, Consul and OpenTofu (cached after the first run
 bash scripts/tools.sh
 
 step "Starting the local stack (Consul and Nomad)"
+CGO_ENABLED=0 go build -o .nimbus/runtime/bin/nimbus-host ./runtime/cmd/nimbus-host
 go run ./internal/cmd/nimbus-dev up
 
 step "Building the provider from this checkout"

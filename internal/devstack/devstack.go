@@ -62,6 +62,15 @@ func (s Stack) Up(ctx context.Context) error {
 		ChrootEnv:    agents.SlimChrootEnv(nil),
 	}
 	nomadCfg.MinDynamicPort, nomadCfg.MaxDynamicPort = agents.DevPortRange()
+	// Function jobs mount nimbus-host and, for interpreters, /usr from the
+	// client (internal/nomadjob); `make dev` builds nimbus-host first.
+	nomadCfg.HostVolumes = map[string]string{
+		"nimbus-runtime": filepath.Join(s.Dir, "runtime"),
+		"nimbus-usr":     "/usr",
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "runtime", "bin", "nimbus-host")); err != nil {
+		return fmt.Errorf("nimbus-host is not built into %s: run make dev, which builds it", filepath.Join(s.Dir, "runtime", "bin"))
+	}
 
 	consul, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
 	if err != nil {

@@ -37,6 +37,8 @@ type Options struct {
 	// ChrootEnv adds host→chroot entries to the Nomad client's slim chroot,
 	// for binaries that tasks run.
 	ChrootEnv map[string]string
+	// HostVolumes are read-only host directories offered to jobs by name.
+	HostVolumes map[string]string
 	// StartTimeout bounds agent start-up. Default 90s.
 	StartTimeout time.Duration
 }
@@ -117,6 +119,7 @@ func Start(opts Options) (env *Env, err error) {
 
 		MinDynamicPort: env.portSlot.Min,
 		MaxDynamicPort: env.portSlot.Max,
+		HostVolumes:    opts.HostVolumes,
 	}
 	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
 

@@ -1,0 +1,283 @@
+package nomadjob_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/aws/aws-lambda-go/lambda" // testdata/probe is built with it
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+var (
+	gatewayURL  string
+	gatewayData string // the artifact store's directory
+	fnDir       string // built function sources
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nimbus-nomadjob-test-")
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	fnDir = filepath.Join(dir, "functions")
+	root, err := agents.RepoRoot()
+	if err != nil {
+		panic(err)
+	}
+	for out, pkg := range map[string]string{
+		filepath.Join(dir, "runtime", "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
+		filepath.Join(dir, "nimbus-gateway"):               "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fnDir, "probe", "bootstrap"):         "./internal/nomadjob/testdata/probe",
+	} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
+		}
+	}
+	gatewayData = filepath.Join(dir, "artifacts")
+	stop := startGateway(filepath.Join(dir, "nimbus-gateway"), gatewayData)
+	defer stop()
+	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{
+		nomadjob.HostVolumeRuntime: filepath.Join(dir, "runtime"),
+		nomadjob.HostVolumeUsr:     "/usr",
+	}})
+}
+
+// startGateway runs the real nimbus-gateway binary on a free loopback port.
+func startGateway(bin, data string) func() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cmd := exec.Command(bin, "-listen", addr, "-data-dir", data)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		panic(err)
+	}
+	gatewayURL = "http://" + addr
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(gatewayURL + "/healthz"); err == nil {
+			_ = resp.Body.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+}
+
+// upload packages a source directory and stores it in the gateway.
+func upload(t *testing.T, dir string) nomadjob.Source {
+	t.Helper()
+	pkg, err := packaging.ZipDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := nomadjob.ArtifactURL(gatewayURL, pkg.SHA256)
+	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(pkg.Zip))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	return nomadjob.Source{URL: url, SHA256: pkg.SHA256}
+}
+
+func register(t *testing.T, env *testenv.Env, job *nomadapi.Job) {
+	t.Helper()
+	if _, _, err := env.Nomad.Jobs().Register(job, nil); err != nil {
+		t.Fatalf("register %s: %v", *job.ID, err)
+	}
+	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(*job.ID, true, nil) })
+}
+
+// instanceURL waits for the function's service to pass its check.
+func instanceURL(t *testing.T, c *consulapi.Client, service string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var index uint64
+	for {
+		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
+		entries, meta, err := c.Health().Service(service, "", true, q)
+		if err != nil {
+			t.Fatalf("waiting for %s to pass its check: %v", service, err)
+		}
+		if len(entries) > 0 {
+			return fmt.Sprintf("http://%s:%d", entries[0].Service.Address, entries[0].Service.Port)
+		}
+		index = meta.LastIndex
+	}
+}
+
+func invoke(t *testing.T, url, event string) (http.Header, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url+"/invoke", "application/json", strings.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Fatalf("invoke answered %d %q", resp.StatusCode, body)
+	}
+	return resp.Header, out
+}
+
+func TestRenderedJobValidatesOnNomad(t *testing.T) {
+	env := testenv.Get(t)
+	for name, tc := range map[string]model.Function{
+		"provided": {Name: "v-provided", Runtime: model.RuntimeProvided},
+		"python":   {Name: "v-python", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 3},
+		"http":     {Name: "v-http", Runtime: model.RuntimeHTTP, Concurrency: 10},
+	} {
+		resp, _, err := env.Nomad.Jobs().Validate(nomadjob.Render(tc, nomadjob.Source{URL: "http://g/x", SHA256: strings.Repeat("ab", 32)}, nomadjob.Options{}), nil)
+		if err != nil || resp.Error != "" || len(resp.ValidationErrors) > 0 {
+			t.Errorf("%s: Nomad refused the rendered job: %v %s %v", name, err, resp.Error, resp.ValidationErrors)
+		}
+		if resp.Warnings != "" {
+			t.Logf("%s: Nomad warns: %s", name, resp.Warnings)
+		}
+	}
+}
+
+func TestProvidedAndPythonFunctionsRun(t *testing.T) {
+	env := testenv.Get(t)
+
+	probe := model.Function{Name: "probe-run", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1}
+	register(t, env, nomadjob.Render(probe, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{}))
+	py := model.Function{Name: "py-run", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 1}
+	register(t, env, nomadjob.Render(py, upload(t, "testdata/pyfn"), nomadjob.Options{}))
+
+	hdr, out := invoke(t, instanceURL(t, env.Consul, "nimbus-fn-probe-run"), `{"action":"look"}`)
+	if hdr.Get("X-Nimbus-Function-Error") != "" || out["uid"] == nil {
+		t.Fatalf("provided function: %v %v", hdr, out)
+	}
+	hdr, out = invoke(t, instanceURL(t, env.Consul, "nimbus-fn-py-run"), `{"name":"nomad"}`)
+	if hdr.Get("X-Nimbus-Function-Error") != "" || out["hello"] != "nomad" || !strings.HasPrefix(fmt.Sprint(out["python"]), "3.") {
+		t.Fatalf("python function: %v %v", hdr, out)
+	}
+}
+
+func TestSandboxHolds(t *testing.T) {
+	env := testenv.Get(t)
+	root, _ := agents.RepoRoot()
+
+	// A neighbour whose task dir the probe must not see.
+	other := model.Function{Name: "neighbour", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1}
+	register(t, env, nomadjob.Render(other, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{}))
+	instanceURL(t, env.Consul, "nimbus-fn-neighbour")
+	allocs, _, err := env.Nomad.Jobs().Allocations("nimbus-fn-neighbour", false, nil)
+	if err != nil || len(allocs) == 0 {
+		t.Fatal(err)
+	}
+	neighbourDir := filepath.Join(env.Dir, "nomad", "alloc", allocs[0].ID)
+	if _, err := os.Stat(neighbourDir); err != nil {
+		t.Fatalf("the neighbour's alloc dir should exist on the host: %v", err)
+	}
+
+	f := model.Function{Name: "sandbox", Runtime: model.RuntimeProvided, MemoryMB: 64, MinInstances: 1, MaxInstances: 1}
+	register(t, env, nomadjob.Render(f, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{}))
+	url := instanceURL(t, env.Consul, "nimbus-fn-sandbox")
+
+	event, _ := json.Marshal(map[string]any{"action": "look", "paths": []string{"/root", root, neighbourDir, env.Dir, "/local/function/bootstrap"}})
+	_, out := invoke(t, url, string(event))
+	if out["uid"] != float64(65534) {
+		t.Errorf("the function runs as uid %v, want nobody (65534)", out["uid"])
+	}
+	visible := out["visible"].(map[string]any)
+	for _, hidden := range []string{"/root", root, neighbourDir, env.Dir} {
+		if visible[hidden] != false {
+			t.Errorf("the function can see %s", hidden)
+		}
+	}
+	if visible["/local/function/bootstrap"] != true {
+		t.Error("the function cannot see its own code; the check above would prove nothing")
+	}
+	procs := out["processes"].([]any)
+	for _, p := range procs {
+		if s := fmt.Sprint(p); s != "" && !strings.Contains(s, "nimbus-host") && !strings.Contains(s, "bootstrap") {
+			t.Errorf("the function sees a process that is not its own: %q", s)
+		}
+	}
+	if len(procs) == 0 || len(procs) > 3 {
+		t.Errorf("the function sees %d processes, want only its host and itself: %v", len(procs), procs)
+	}
+	t.Logf("sandbox root holds %v; processes %v", out["root"], procs)
+
+	hdr, out := invoke(t, url, `{"action":"alloc","mb":256}`)
+	if hdr.Get("X-Nimbus-Error-Type") != "Runtime.OutOfMemory" {
+		t.Errorf("allocating past memory_mb: %v %v, want Runtime.OutOfMemory", hdr.Get("X-Nimbus-Error-Type"), out)
+	}
+}
+
+func TestTamperedBlobFailsTheAllocation(t *testing.T) {
+	env := testenv.Get(t)
+	src := upload(t, "testdata/pyfn")
+	// Someone with access to the store's disk changes the package.
+	blob := filepath.Join(gatewayData, "sha256", src.SHA256)
+	if err := os.Chmod(blob, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blob, []byte("PK tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := nomadjob.Render(model.Function{Name: "tampered", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 1}, src, nomadjob.Options{})
+	register(t, env, job)
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		allocs, _, err := env.Nomad.Jobs().Allocations("nimbus-fn-tampered", true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range allocs {
+			if a.ClientStatus == nomadapi.AllocClientStatusRunning {
+				t.Fatal("an allocation with a tampered package is running")
+			}
+			for _, ts := range a.TaskStates {
+				for _, ev := range ts.Events {
+					if ev.Type != nomadapi.TaskArtifactDownloadFailed {
+						continue
+					}
+					// Nomad 1.6 runs go-getter in a subprocess and keeps its
+					// "Checksums did not match" in the client log; the event
+					// names the artifact, whose URL carries the checksum.
+					if !strings.Contains(ev.DisplayMessage, "sha256/"+src.SHA256) {
+						t.Fatalf("the artifact failure should name the package's checksum: %q", ev.DisplayMessage)
+					}
+					t.Logf("Nomad refused the package: %s", ev.DisplayMessage)
+					return
+				}
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatal("no artifact download failure was reported for a tampered package")
+}

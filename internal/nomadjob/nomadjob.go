@@ -1,0 +1,245 @@
+// Package nomadjob renders a function's specification into the Nomad job
+// that runs it. Rendering is a pure function, covered by golden files; a
+// test submits the result to a real Nomad's validate endpoint.
+//
+// Shape of a function job, and why:
+//
+//   - One group "fn" whose count is min_instances, with a scaling block of
+//     min and max, so the gateway's scale calls stay inside the limits.
+//   - update { max_parallel = 0 }: Nomad creates no deployments, so a scale
+//     request is never refused as "job scaling blocked due to active
+//     deployment". Health gating of new versions moves to the provider,
+//     which first runs the new version as a one-instance canary job
+//     (RenderCanary) and only updates the function when the canary passes
+//     its check.
+//   - The exec driver runs nimbus-host from the read-only host volume
+//     "nimbus-runtime", installed once per client: nothing is downloaded
+//     per instance but the function's own code, which keeps cold starts
+//     short, and the host's version is the operator's to manage.
+//   - The code comes from the gateway's artifact store through an artifact
+//     block with checksum = "sha256:<hex>": Nomad itself refuses a package
+//     whose bytes do not match.
+//   - python3 and nodejs functions also mount the host's /usr read-only
+//     (host volume "nimbus-usr") for their interpreter; provided and http
+//     functions do not see it.
+package nomadjob
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+)
+
+// Names shared with the client configuration and the gateway.
+const (
+	JobPrefix         = "nimbus-fn-"
+	CanaryPrefix      = "nimbus-canary-"
+	GroupName         = "fn"
+	TaskName          = "host"
+	PortLabel         = "http"
+	HostVolumeRuntime = "nimbus-runtime" // holds bin/nimbus-host
+	HostVolumeUsr     = "nimbus-usr"     // the host's /usr, for interpreters
+	RuntimeMount      = "/opt/nimbus"
+	HostCommand       = RuntimeMount + "/bin/nimbus-host"
+	CodeDir           = "local/function"
+	ManagedBy         = "terraform-provider-nimbus"
+)
+
+// Meta keys shown in the Nomad UI.
+const (
+	MetaFunction = "nimbus.function"
+	MetaRuntime  = "nimbus.runtime"
+	MetaSource   = "nimbus.source_sha256"
+	MetaMemory   = "nimbus.memory_mb"
+	MetaTimeout  = "nimbus.timeout"
+	MetaManaged  = "nimbus.managed_by"
+)
+
+// JobID names a function's job.
+func JobID(function string) string { return JobPrefix + function }
+
+// ServiceName names a function's Consul service.
+func ServiceName(function string) string { return JobPrefix + function }
+
+// Source is where Nomad fetches the function's code.
+type Source struct {
+	// URL is a go-getter URL of the zip, normally the gateway's
+	// /v1/artifacts/sha256/<hex>.
+	URL    string
+	SHA256 string
+}
+
+// Options are the deployment's settings beyond the function itself.
+type Options struct {
+	Namespace   string
+	Region      string
+	Datacenters []string // default: all ("*")
+}
+
+// Render returns the function's job.
+func Render(f model.Function, src Source, opts Options) *api.Job {
+	f = f.WithDefaults()
+	id := JobID(f.Name)
+	job := &api.Job{
+		ID:          ptr(id),
+		Name:        ptr(id),
+		Type:        ptr(api.JobTypeService),
+		Datacenters: datacenters(opts),
+		Meta:        meta(f, src),
+	}
+	if opts.Namespace != "" {
+		job.Namespace = ptr(opts.Namespace)
+	}
+	if opts.Region != "" {
+		job.Region = ptr(opts.Region)
+	}
+	tg := group(f, src, ServiceName(f.Name), f.MinInstances)
+	tg.Scaling = &api.ScalingPolicy{
+		Min:     ptr(int64(f.MinInstances)),
+		Max:     ptr(int64(f.MaxInstances)),
+		Enabled: ptr(true),
+		Type:    "horizontal",
+	}
+	job.TaskGroups = []*api.TaskGroup{tg}
+	return job
+}
+
+// RenderCanary returns a one-instance job of the same version under its own
+// name and service, which the provider runs to prove a new version healthy
+// before it replaces the function's instances.
+func RenderCanary(f model.Function, src Source, opts Options) *api.Job {
+	job := Render(f, src, opts)
+	id := CanaryPrefix + f.Name
+	job.ID, job.Name = ptr(id), ptr(id)
+	tg := job.TaskGroups[0]
+	tg.Scaling = nil
+	tg.Count = ptr(1)
+	// A canary that fails is reported, not retried.
+	tg.RestartPolicy = &api.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
+	tg.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	tg.Tasks[0].Services[0].Name = id
+	tg.Tasks[0].Services[0].Tags = []string{"nimbus", "nimbus-canary"}
+	return job
+}
+
+func group(f model.Function, src Source, service string, count int) *api.TaskGroup {
+	volumes := map[string]*api.VolumeRequest{
+		"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
+	}
+	mounts := []*api.VolumeMount{{Volume: ptr("runtime"), Destination: ptr(RuntimeMount), ReadOnly: ptr(true)}}
+	if needsInterpreter(f.Runtime) {
+		volumes["usr"] = &api.VolumeRequest{Name: "usr", Type: "host", Source: HostVolumeUsr, ReadOnly: true}
+		mounts = append(mounts, &api.VolumeMount{Volume: ptr("usr"), Destination: ptr("/usr"), ReadOnly: ptr(true)})
+	}
+	task := &api.Task{
+		Name:   TaskName,
+		Driver: "exec",
+		Config: map[string]interface{}{"command": HostCommand},
+		Env:    env(f),
+		Resources: &api.Resources{
+			CPU:      ptr(f.EffectiveCPUMHz()),
+			MemoryMB: ptr(f.MemoryMB),
+		},
+		Artifacts: []*api.TaskArtifact{{
+			GetterSource: ptr(src.URL),
+			GetterOptions: map[string]string{
+				"checksum": "sha256:" + src.SHA256,
+				"archive":  "zip",
+			},
+			RelativeDest: ptr(CodeDir),
+		}},
+		VolumeMounts: mounts,
+		// The host drains invocations in flight on SIGTERM; let it.
+		KillTimeout: ptr(f.Timeout + 5*time.Second),
+		LogConfig:   &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
+		Services: []*api.Service{{
+			Name:      service,
+			PortLabel: PortLabel,
+			Provider:  "consul",
+			Tags:      []string{"nimbus", "nimbus-fn", "runtime-" + f.Runtime},
+			Meta:      map[string]string{"function": f.Name},
+			Checks: []api.ServiceCheck{{
+				Name:     "nimbus-host ready",
+				Type:     "http",
+				Path:     "/healthz",
+				Interval: 2 * time.Second,
+				Timeout:  time.Second,
+			}},
+		}},
+	}
+	return &api.TaskGroup{
+		Name:  ptr(GroupName),
+		Count: ptr(count),
+		Networks: []*api.NetworkResource{{
+			Mode:         "host",
+			DynamicPorts: []api.Port{{Label: PortLabel}},
+		}},
+		// No deployments, so scaling is never blocked (see the package doc).
+		Update: &api.UpdateStrategy{MaxParallel: ptr(0)},
+		RestartPolicy: &api.RestartPolicy{
+			Attempts: ptr(3), Interval: ptr(time.Minute), Delay: ptr(time.Second), Mode: ptr("delay"),
+		},
+		EphemeralDisk: &api.EphemeralDisk{SizeMB: ptr(150)},
+		Volumes:       volumes,
+		Tasks:         []*api.Task{task},
+	}
+}
+
+func env(f model.Function) map[string]string {
+	e := make(map[string]string, len(f.Environment)+8)
+	for k, v := range f.Environment {
+		e[k] = v
+	}
+	e["NIMBUS_FUNCTION_NAME"] = f.Name
+	e["NIMBUS_RUNTIME"] = f.Runtime
+	e["NIMBUS_HANDLER"] = f.Handler
+	e["NIMBUS_MEMORY_MB"] = strconv.Itoa(f.MemoryMB)
+	e["NIMBUS_TIMEOUT"] = f.Timeout.String()
+	e["NIMBUS_BILLING_GRANULARITY"] = f.BillingGranularity.String()
+	e["NIMBUS_CONCURRENCY"] = strconv.Itoa(f.Concurrency)
+	switch f.Runtime {
+	case model.RuntimePython:
+		e["NIMBUS_PYTHON"] = "/usr/bin/python3"
+	case model.RuntimeNode:
+		e["NIMBUS_NODE"] = "/usr/bin/node"
+	}
+	return e
+}
+
+func meta(f model.Function, src Source) map[string]string {
+	m := map[string]string{
+		MetaFunction: f.Name,
+		MetaRuntime:  f.Runtime,
+		MetaSource:   src.SHA256,
+		MetaMemory:   strconv.Itoa(f.MemoryMB),
+		MetaTimeout:  f.Timeout.String(),
+		MetaManaged:  ManagedBy,
+	}
+	if f.Description != "" {
+		m["nimbus.description"] = f.Description
+	}
+	return m
+}
+
+func needsInterpreter(runtime string) bool {
+	return runtime == model.RuntimePython || runtime == model.RuntimeNode
+}
+
+func datacenters(opts Options) []string {
+	if len(opts.Datacenters) > 0 {
+		return opts.Datacenters
+	}
+	return []string{"*"}
+}
+
+// ArtifactURL is the gateway's address of a package.
+func ArtifactURL(gatewayURL, sha256 string) string {
+	return fmt.Sprintf("%s/v1/artifacts/sha256/%s", strings.TrimRight(gatewayURL, "/"), sha256)
+}
+
+func ptr[T any](v T) *T { return &v }
