@@ -45,8 +45,8 @@ func TestMain(m *testing.M) {
 	}
 	for out, pkg := range map[string]string{
 		filepath.Join(dir, "runtime", "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
-		filepath.Join(dir, "nimbus-gateway"):               "./runtime/cmd/nimbus-gateway",
-		filepath.Join(fnDir, "probe", "bootstrap"):         "./internal/nomadjob/testdata/probe",
+		filepath.Join(dir, "nimbus-gateway"):                "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fnDir, "probe", "bootstrap"):          "./internal/nomadjob/testdata/probe",
 	} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir = root
