@@ -192,6 +192,8 @@ type providerData struct {
 	Settings settings
 	Nomad    *nomadapi.Client
 	Consul   *consulapi.Client
+	// Artifacts is nil when no gateway_url is configured.
+	Artifacts *clients.Artifacts
 }
 
 func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics) {
@@ -204,5 +206,9 @@ func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics)
 	if err != nil {
 		diags.Append(configDiag(err))
 	}
-	return &providerData{Settings: s, Nomad: nomad, Consul: consul}, diags
+	data := &providerData{Settings: s, Nomad: nomad, Consul: consul}
+	if s.Gateway.URL != "" {
+		data.Artifacts = &clients.Artifacts{BaseURL: s.Gateway.URL, HTTP: clients.NewHTTPClient(clients.DefaultRetryPolicy, nil, logger)}
+	}
+	return data, diags
 }

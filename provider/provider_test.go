@@ -2,13 +2,18 @@ package provider
 
 import (
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
 )
 
@@ -27,13 +32,86 @@ func TestMain(m *testing.M) {
 			_ = os.Setenv("TF_ACC_PROVIDER_NAMESPACE", "nimbus-faas")
 		}
 	}
-	testenv.Main(m)
+	cleanup := buildFixtures()
+	defer cleanup()
+	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{
+		nomadjob.HostVolumeRuntime: fixtures.runtimeDir,
+		nomadjob.HostVolumeUsr:     "/usr",
+	}})
+}
+
+// fixtures are built once per test run: nimbus-host for the instances, the
+// real nimbus-gateway (its artifact store), and function code.
+var fixtures struct {
+	runtimeDir  string
+	gatewayURL  string
+	gatewayData string
+	goSource    string // an aws-lambda-go bootstrap
+	goSourceV2  string // the same with one more file: another version
+}
+
+func buildFixtures() func() {
+	dir, err := os.MkdirTemp("", "nimbus-provider-test-")
+	if err != nil {
+		panic(err)
+	}
+	root, err := agents.RepoRoot()
+	if err != nil {
+		panic(err)
+	}
+	fixtures.runtimeDir = filepath.Join(dir, "runtime")
+	fixtures.goSource = filepath.Join(dir, "go-v1")
+	fixtures.goSourceV2 = filepath.Join(dir, "go-v2")
+	gateway := filepath.Join(dir, "nimbus-gateway")
+	for out, pkg := range map[string]string{
+		filepath.Join(fixtures.runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
+		gateway: "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fixtures.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
+	} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
+		}
+	}
+	if err := os.MkdirAll(fixtures.goSourceV2, 0o755); err != nil {
+		panic(err)
+	}
+	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
+	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "bootstrap"), boot, 0o755)
+	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "VERSION"), []byte("2\n"), 0o644)
+
+	ports, err := agents.FreePorts(1)
+	if err != nil {
+		panic(err)
+	}
+	fixtures.gatewayData = filepath.Join(dir, "artifacts")
+	fixtures.gatewayURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	gw := exec.Command(gateway, "-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-data-dir", fixtures.gatewayData)
+	gw.Stderr = os.Stderr
+	if err := gw.Start(); err != nil {
+		panic(err)
+	}
+	for i := 0; i < 200; i++ {
+		if resp, err := http.Get(fixtures.gatewayURL + "/healthz"); err == nil {
+			_ = resp.Body.Close()
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return func() {
+		_ = gw.Process.Kill()
+		_ = gw.Wait()
+		_ = os.RemoveAll(dir)
+	}
 }
 
 // providerConfig points the provider at the test environment's agents.
 func providerConfig(env *testenv.Env) string {
 	return fmt.Sprintf(`
 provider "nimbus" {
+  gateway_url = %q
   nomad {
     address = %q
   }
@@ -41,7 +119,7 @@ provider "nimbus" {
     address = %q
   }
 }
-`, env.NomadAddr, env.ConsulAddr)
+`, fixtures.gatewayURL, env.NomadAddr, env.ConsulAddr)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

@@ -120,8 +120,8 @@ func SlimChrootEnv(extra map[string]string) map[string]string {
 	} {
 		// Nomad hard-links a chroot_env file as it finds it: a symlink would
 		// arrive as a link to a path the chroot lacks, so link the target.
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			env[real] = p
+		if target, err := filepath.EvalSymlinks(p); err == nil {
+			env[target] = p
 		}
 	}
 	for src, dst := range extra {

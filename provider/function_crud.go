@@ -1,0 +1,323 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+)
+
+const defaultTimeout = 10 * time.Minute
+
+func (r *functionResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan functionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Create(ctx, defaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp.Diagnostics.Append(r.deploy(ctx, &plan, nil)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *functionResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state functionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := plan.Timeouts.Update(ctx, defaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp.Diagnostics.Append(r.deploy(ctx, &plan, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *functionResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state functionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	timeout, diags := state.Timeouts.Delete(ctx, defaultTimeout)
+	resp.Diagnostics.Append(diags...)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	name := state.Name.ValueString()
+	for _, id := range []string{nomadjob.JobID(name), nomadjob.CanaryPrefix + name} {
+		if err := r.purge(ctx, id); err != nil {
+			resp.Diagnostics.AddError("Cannot delete the function's Nomad job", fmt.Sprintf("purging %s: %v", id, err))
+			return
+		}
+	}
+	kv := r.data.Consul.KV()
+	wq := (&consulapi.WriteOptions{}).WithContext(ctx)
+	if _, err := kv.Delete(kvstore.FunctionKey(name), wq); err != nil {
+		resp.Diagnostics.AddError("Cannot delete the function's Consul KV record", err.Error())
+		return
+	}
+	if _, err := kv.DeleteTree(kvstore.FunctionKey(name)+"/", wq); err != nil {
+		resp.Diagnostics.AddError("Cannot delete the function's Consul KV keys", err.Error())
+	}
+}
+
+func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state functionModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	name := state.Name.ValueString()
+	job, _, err := r.data.Nomad.Jobs().Info(nomadjob.JobID(name), r.queryOpts(ctx))
+	if isNotFound(err) || (err == nil && job.Stop != nil && *job.Stop) {
+		// Deleted or stopped outside Terraform: plan to create it again.
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the function's Nomad job", err.Error())
+		return
+	}
+	if err := fromJob(&state, job); err != nil {
+		resp.Diagnostics.AddError("Cannot read the function's Nomad job", fmt.Sprintf("%s does not look like a Nimbus function job: %v", *job.ID, err))
+		return
+	}
+	pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(name), (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the function's Consul KV record", err.Error())
+		return
+	}
+	if pair == nil {
+		// The record is gone: an empty idle_timeout makes the plan write it again.
+		state.IdleTimeout = types.StringValue("")
+	} else if rec, err := kvstore.DecodeFunction(pair.Value); err == nil {
+		if d, err := time.ParseDuration(rec.IdleTimeout); err == nil {
+			state.IdleTimeout = sameDuration(state.IdleTimeout, d)
+		}
+	}
+	state.ID = types.StringValue(name)
+	state.JobID = types.StringValue(*job.ID)
+	state.InvokeURL = types.StringValue(r.invokeURL(name))
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// fromJob refreshes the state from what Nomad runs, so changes made
+// outside Terraform show up in the plan.
+func fromJob(m *functionModel, job *nomadapi.Job) error {
+	if len(job.TaskGroups) != 1 || len(job.TaskGroups[0].Tasks) != 1 {
+		return errors.New("want one group with one task")
+	}
+	tg := job.TaskGroups[0]
+	task := tg.Tasks[0]
+	env := task.Env
+	m.Version = types.Int64Value(int64(deref(job.Version)))
+	m.Name = types.StringValue(env["NIMBUS_FUNCTION_NAME"])
+	m.Runtime = types.StringValue(env["NIMBUS_RUNTIME"])
+	m.Handler = types.StringValue(env["NIMBUS_HANDLER"])
+	if d := job.Meta["nimbus.description"]; d != "" || !m.Description.IsNull() {
+		m.Description = types.StringValue(d)
+	}
+	if task.Resources != nil {
+		m.MemoryMB = types.Int64Value(int64(deref(task.Resources.MemoryMB)))
+		m.CPUMHz = types.Int64Value(int64(deref(task.Resources.CPU)))
+	}
+	if d, err := time.ParseDuration(env["NIMBUS_TIMEOUT"]); err == nil {
+		m.Timeout = sameDuration(m.Timeout, d)
+	}
+	if c, err := strconv.Atoi(env["NIMBUS_CONCURRENCY"]); err == nil {
+		m.Concurrency = types.Int64Value(int64(c))
+	}
+	switch env["NIMBUS_BILLING_GRANULARITY"] {
+	case "100ms":
+		m.BillingGranularity = types.StringValue("100ms")
+	default:
+		m.BillingGranularity = types.StringValue("1ms")
+	}
+	if tg.Scaling != nil {
+		m.MinInstances = types.Int64Value(deref(tg.Scaling.Min))
+		m.MaxInstances = types.Int64Value(deref(tg.Scaling.Max))
+	}
+	user := map[string]string{}
+	for k, v := range env {
+		if !strings.HasPrefix(k, "NIMBUS_") {
+			user[k] = v
+		}
+	}
+	m.Environment = environmentValue(user, m.Environment.IsNull())
+	if sha := job.Meta[nomadjob.MetaSource]; sha != "" {
+		m.SourceSHA256 = types.StringValue(sha)
+	}
+	return nil
+}
+
+// deploy packages and uploads the code, proves the new version with a
+// canary when the task changes, records the function in KV, registers the
+// job and waits for min_instances healthy instances.
+func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prior *functionModel) diag.Diagnostics {
+	var diags diag.Diagnostics
+	f, d := plan.spec(ctx)
+	diags.Append(d...)
+	if err := f.Validate(); err != nil {
+		diags.AddError("Invalid function", err.Error())
+	}
+	if diags.HasError() {
+		return diags
+	}
+
+	src, d := r.source(ctx, plan)
+	diags.Append(d...)
+	if diags.HasError() {
+		return diags
+	}
+	opts := nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}
+	job := nomadjob.Render(f, src, opts)
+
+	existing, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.queryOpts(ctx))
+	switch {
+	case isNotFound(err):
+		existing = nil
+	case err != nil:
+		diags.AddError("Cannot reach Nomad", err.Error())
+		return diags
+	case prior == nil && existing.Meta[nomadjob.MetaManaged] != nomadjob.ManagedBy && (existing.Stop == nil || !*existing.Stop):
+		diags.AddAttributeError(attrPath("name"), "A Nomad job with this name exists",
+			fmt.Sprintf("Job %s exists and is not managed by Nimbus. Choose another function name, or stop and purge that job.", *job.ID))
+		return diags
+	}
+
+	if prior == nil || !taskUnchanged(*prior, *plan) {
+		if err := r.runCanary(ctx, f, src, opts); err != nil {
+			diags.AddError("The new version of function "+f.Name+" did not become healthy",
+				err.Error()+"\n\nThe function's running version was left as it was.")
+			return diags
+		}
+	}
+
+	rec := kvstore.FunctionRecord{
+		Name: f.Name, Namespace: opts.Namespace, JobID: *job.ID, Service: nomadjob.ServiceName(f.Name),
+		Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, CPUMHz: f.EffectiveCPUMHz(),
+		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
+		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
+		Description: f.Description,
+	}
+	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
+		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		diags.AddError("Cannot write the function's record to Consul KV", err.Error())
+		return diags
+	}
+
+	// Keep the count the gateway scaled to; a fresh job starts at min.
+	_, _, err = r.data.Nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: existing != nil}, r.writeOpts(ctx))
+	if err != nil {
+		diags.AddError("Nomad refused the function's job", err.Error())
+		return diags
+	}
+	registered, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.queryOpts(ctx))
+	if err != nil {
+		diags.AddError("Cannot read the registered job", err.Error())
+		return diags
+	}
+	if f.MinInstances > 0 {
+		if err := r.waitHealthy(ctx, f, deref(registered.Version)); err != nil {
+			diags.AddError("The function's instances did not become healthy", err.Error())
+			return diags
+		}
+	}
+	plan.Version = types.Int64Value(int64(deref(registered.Version)))
+	plan.JobID = types.StringValue(*job.ID)
+	plan.ID = types.StringValue(f.Name)
+	plan.Handler = types.StringValue(f.Handler)
+	plan.CPUMHz = types.Int64Value(int64(f.EffectiveCPUMHz()))
+	plan.SourceSHA256 = types.StringValue(src.SHA256)
+	plan.InvokeURL = types.StringValue(r.invokeURL(f.Name))
+	return diags
+}
+
+// taskUnchanged reports whether only settings outside the task changed
+// (instance counts, idle timeout), which need no canary.
+func taskUnchanged(a, b functionModel) bool {
+	return a.Runtime.Equal(b.Runtime) && a.Handler.Equal(b.Handler) && a.MemoryMB.Equal(b.MemoryMB) &&
+		a.CPUMHz.Equal(b.CPUMHz) && a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) &&
+		a.Concurrency.Equal(b.Concurrency) && a.BillingGranularity.Equal(b.BillingGranularity) &&
+		a.SourceSHA256.Equal(b.SourceSHA256) && a.SourceURL.Equal(b.SourceURL)
+}
+
+// source makes the code available to Nomad: uploads a local source to the
+// gateway (only when the store lacks it), or passes a source_url through.
+func (r *functionResource) source(ctx context.Context, plan *functionModel) (nomadjob.Source, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	if plan.Source.IsNull() {
+		return nomadjob.Source{URL: plan.SourceURL.ValueString(), SHA256: plan.SourceSHA256.ValueString()}, diags
+	}
+	pkg, err := packaging.FromPath(plan.Source.ValueString())
+	if err != nil {
+		diags.AddAttributeError(attrPath("source"), "Cannot package source", err.Error())
+		return nomadjob.Source{}, diags
+	}
+	if !plan.SourceSHA256.IsUnknown() && plan.SourceSHA256.ValueString() != pkg.SHA256 {
+		diags.AddAttributeError(attrPath("source"), "Source changed since plan",
+			fmt.Sprintf("The plan packaged sha256:%s but the source now packages to sha256:%s. Run plan again.", plan.SourceSHA256.ValueString(), pkg.SHA256))
+		return nomadjob.Source{}, diags
+	}
+	if r.data.Artifacts == nil {
+		diags.AddAttributeError(attrPath("source"), "No gateway to upload to",
+			"Uploading source needs the Nimbus gateway: set gateway_url in the provider block or NIMBUS_GATEWAY_URL.")
+		return nomadjob.Source{}, diags
+	}
+	if _, err := r.data.Artifacts.Ensure(ctx, pkg.SHA256, pkg.Zip); err != nil {
+		diags.AddError("Cannot upload the function's code", err.Error())
+		return nomadjob.Source{}, diags
+	}
+	return nomadjob.Source{URL: r.data.Artifacts.URL(pkg.SHA256), SHA256: pkg.SHA256}, diags
+}
+
+func (r *functionResource) purge(ctx context.Context, jobID string) error {
+	_, _, err := r.data.Nomad.Jobs().Deregister(jobID, true, r.writeOpts(ctx))
+	if isNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (r *functionResource) queryOpts(ctx context.Context) *nomadapi.QueryOptions {
+	return (&nomadapi.QueryOptions{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}).WithContext(ctx)
+}
+
+func (r *functionResource) writeOpts(ctx context.Context) *nomadapi.WriteOptions {
+	return (&nomadapi.WriteOptions{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}).WithContext(ctx)
+}
+
+func isNotFound(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "404")
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

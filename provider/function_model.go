@@ -1,0 +1,139 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+)
+
+// functionModel is nimbus_function's state.
+type functionModel struct {
+	ID                 types.String   `tfsdk:"id"`
+	Name               types.String   `tfsdk:"name"`
+	Description        types.String   `tfsdk:"description"`
+	Runtime            types.String   `tfsdk:"runtime"`
+	Handler            types.String   `tfsdk:"handler"`
+	MemoryMB           types.Int64    `tfsdk:"memory_mb"`
+	CPUMHz             types.Int64    `tfsdk:"cpu_mhz"`
+	Timeout            types.String   `tfsdk:"timeout"`
+	Environment        types.Map      `tfsdk:"environment"`
+	Concurrency        types.Int64    `tfsdk:"concurrency"`
+	MinInstances       types.Int64    `tfsdk:"min_instances"`
+	MaxInstances       types.Int64    `tfsdk:"max_instances"`
+	IdleTimeout        types.String   `tfsdk:"idle_timeout"`
+	BillingGranularity types.String   `tfsdk:"billing_granularity"`
+	Source             types.String   `tfsdk:"source"`
+	SourceURL          types.String   `tfsdk:"source_url"`
+	SourceSHA256       types.String   `tfsdk:"source_sha256"`
+	JobID              types.String   `tfsdk:"job_id"`
+	Version            types.Int64    `tfsdk:"version"`
+	InvokeURL          types.String   `tfsdk:"invoke_url"`
+	Timeouts           timeouts.Value `tfsdk:"timeouts"`
+}
+
+// attrOf maps model.FieldError fields to attributes (they are the same
+// names), for diagnostics on the right line.
+func (m functionModel) known(field string) bool {
+	switch field {
+	case "name":
+		return !m.Name.IsUnknown()
+	case "description":
+		return !m.Description.IsUnknown()
+	case "runtime", "handler":
+		return !m.Runtime.IsUnknown() && !m.Handler.IsUnknown()
+	case "memory_mb":
+		return !m.MemoryMB.IsUnknown()
+	case "cpu_mhz":
+		return !m.CPUMHz.IsUnknown()
+	case "timeout":
+		return !m.Timeout.IsUnknown()
+	case "environment":
+		return !m.Environment.IsUnknown()
+	case "concurrency":
+		return !m.Concurrency.IsUnknown() && !m.Runtime.IsUnknown()
+	case "min_instances", "max_instances":
+		return !m.MinInstances.IsUnknown() && !m.MaxInstances.IsUnknown()
+	case "idle_timeout":
+		return !m.IdleTimeout.IsUnknown()
+	case "billing_granularity":
+		return !m.BillingGranularity.IsUnknown()
+	}
+	return true
+}
+
+// spec builds the function specification; unknown and null values take
+// their defaults. Duration syntax errors are diagnostics on the attribute.
+func (m functionModel) spec(ctx context.Context) (model.Function, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	f := model.Function{
+		Name:         m.Name.ValueString(),
+		Description:  m.Description.ValueString(),
+		Runtime:      m.Runtime.ValueString(),
+		Handler:      m.Handler.ValueString(),
+		MemoryMB:     int(m.MemoryMB.ValueInt64()),
+		CPUMHz:       int(m.CPUMHz.ValueInt64()),
+		Concurrency:  int(m.Concurrency.ValueInt64()),
+		MinInstances: int(m.MinInstances.ValueInt64()),
+		MaxInstances: int(m.MaxInstances.ValueInt64()),
+	}
+	if m.MaxInstances.IsNull() || m.MaxInstances.IsUnknown() {
+		f.MaxInstances = 0 // default
+	}
+	f.Timeout = parseDuration(&diags, "timeout", m.Timeout)
+	f.IdleTimeout = parseDuration(&diags, "idle_timeout", m.IdleTimeout)
+	if !m.BillingGranularity.IsNull() && !m.BillingGranularity.IsUnknown() {
+		g, err := model.ParseBillingGranularity(m.BillingGranularity.ValueString())
+		if err != nil {
+			diags.AddAttributeError(attrPath("billing_granularity"), "Invalid billing_granularity", err.Error())
+		}
+		f.BillingGranularity = g
+	}
+	if !m.Environment.IsNull() && !m.Environment.IsUnknown() {
+		env := map[string]string{}
+		diags.Append(m.Environment.ElementsAs(ctx, &env, false)...)
+		f.Environment = env
+	}
+	return f.WithDefaults(), diags
+}
+
+func parseDuration(diags *diag.Diagnostics, attr string, v types.String) time.Duration {
+	if v.IsNull() || v.IsUnknown() {
+		return 0
+	}
+	d, err := time.ParseDuration(v.ValueString())
+	if err != nil {
+		diags.AddAttributeError(attrPath(attr), "Invalid "+attr, fmt.Sprintf("%q is not a duration: write it like \"30s\" or \"5m\"", v.ValueString()))
+	}
+	return d
+}
+
+// environmentValue turns a map into a Terraform map, null when empty and
+// the configuration had none.
+func environmentValue(env map[string]string, wasNull bool) types.Map {
+	if len(env) == 0 && wasNull {
+		return types.MapNull(types.StringType)
+	}
+	elems := make(map[string]attr.Value, len(env))
+	for k, v := range env {
+		elems[k] = types.StringValue(v)
+	}
+	return types.MapValueMust(types.StringType, elems)
+}
+
+// sameDuration keeps the user's spelling ("1m") when the value read back
+// ("1m0s") means the same.
+func sameDuration(current types.String, read time.Duration) types.String {
+	if !current.IsNull() && !current.IsUnknown() {
+		if d, err := time.ParseDuration(current.ValueString()); err == nil && d == read {
+			return current
+		}
+	}
+	return types.StringValue(shortDuration(read))
+}

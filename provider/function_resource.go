@@ -1,0 +1,271 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+)
+
+var (
+	_ resource.ResourceWithConfigure      = (*functionResource)(nil)
+	_ resource.ResourceWithValidateConfig = (*functionResource)(nil)
+	_ resource.ResourceWithModifyPlan     = (*functionResource)(nil)
+	_ resource.ResourceWithImportState    = (*functionResource)(nil)
+)
+
+func newFunctionResource() resource.Resource { return &functionResource{} }
+
+// functionResource is nimbus_function: a function packaged, uploaded to
+// the gateway's artifact store and run as a Nomad job.
+type functionResource struct {
+	data *providerData
+}
+
+func attrPath(name string) path.Path { return path.Root(name) }
+
+func (r *functionResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_function"
+}
+
+func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A serverless function. Nimbus packages `source` reproducibly, uploads it to the gateway's " +
+			"content-addressed artifact store, writes the function's record to Consul KV under `nimbus/functions/<name>` " +
+			"and runs it as the Nomad job `nimbus-fn-<name>` under the sandboxed `exec` driver. A new version first runs " +
+			"as a one-instance canary job and replaces the function only once the canary passes its health check.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The function's name.", PlanModifiers: keep},
+			"name": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Function name: a DNS label (lowercase letters, digits, `-`), at most 63 characters, unique per Nomad namespace. Changing it replaces the function.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"description": schema.StringAttribute{Optional: true, MarkdownDescription: "Shown in the Nomad UI as job meta. At most 256 characters."},
+			"runtime": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "One of `provided` (an executable speaking the Lambda Runtime API), `python3`, `nodejs`, `http` (an executable serving HTTP on `$PORT`).",
+				Validators:          []validator.String{stringvalidator.OneOf(model.Runtimes...)},
+			},
+			"handler": schema.StringAttribute{
+				Optional: true, Computed: true,
+				MarkdownDescription: "Entry point: `module.function` for `python3`, `file.export` for `nodejs`, a path to an executable in the source for `provided` and `http` (default `bootstrap`).",
+			},
+			"memory_mb": schema.Int64Attribute{
+				Optional: true, Computed: true, Default: int64default.StaticInt64(model.DefaultMemoryMB),
+				MarkdownDescription: "Memory per instance in MB, 64 to 10240. The instance is OOM-killed beyond it. Default 128.",
+				Validators:          []validator.Int64{int64validator.Between(model.MinMemoryMB, model.MaxMemoryMB)},
+			},
+			"cpu_mhz": schema.Int64Attribute{
+				Optional: true, Computed: true,
+				MarkdownDescription: "CPU per instance in MHz. Unset, it follows memory: 1 MHz per MB, at least 100.",
+				Validators:          []validator.Int64{int64validator.AtLeast(model.MinCPUMHz)},
+			},
+			"timeout": schema.StringAttribute{
+				Optional: true, Computed: true, Default: stringdefault.StaticString("3s"),
+				MarkdownDescription: "Longest an invocation may run, as a duration from `1s` to `15m`. Default `3s`.",
+				Validators:          []validator.String{durationBetween("timeout", model.MinTimeout, model.MaxTimeout)},
+			},
+			"environment": schema.MapAttribute{
+				ElementType: types.StringType, Optional: true, Sensitive: false,
+				MarkdownDescription: "Environment variables for the handler, at most 4 KB in all. Names the runtime sets (`AWS_LAMBDA_*`, `_HANDLER`, `LAMBDA_TASK_ROOT`, `NIMBUS_*`, `NOMAD_*`, ...) are refused.",
+			},
+			"concurrency": schema.Int64Attribute{
+				Optional: true, Computed: true, Default: int64default.StaticInt64(1),
+				MarkdownDescription: "Invocations one instance serves at once. Above 1 only for the `http` runtime. Default 1.",
+				Validators:          []validator.Int64{int64validator.Between(1, model.MaxConcurrency)},
+			},
+			"min_instances": schema.Int64Attribute{
+				Optional: true, Computed: true, Default: int64default.StaticInt64(0),
+				MarkdownDescription: "Instances kept running when idle; 0 scales to zero. Default 0.",
+				Validators:          []validator.Int64{int64validator.AtLeast(0)},
+			},
+			"max_instances": schema.Int64Attribute{
+				Optional: true, Computed: true, Default: int64default.StaticInt64(model.DefaultMaxInst),
+				MarkdownDescription: "Most instances the gateway scales to. Default 10.",
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
+			},
+			"idle_timeout": schema.StringAttribute{
+				Optional: true, Computed: true, Default: stringdefault.StaticString("5m"),
+				MarkdownDescription: "Time without traffic after which the gateway scales down to `min_instances`, `10s` to `24h`. Default `5m`.",
+				Validators:          []validator.String{durationBetween("idle_timeout", model.MinIdle, model.MaxIdle)},
+			},
+			"billing_granularity": schema.StringAttribute{
+				Optional: true, Computed: true, Default: stringdefault.StaticString("1ms"),
+				MarkdownDescription: "Rounding of billed durations: `1ms` (default) or `100ms`.",
+				Validators:          []validator.String{stringvalidator.OneOf("1ms", "100ms")},
+			},
+			"source": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Path to the function's code: a directory (zipped reproducibly) or a `.zip` file. At most 50 MB zipped. Conflicts with `source_url`.",
+			},
+			"source_url": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "A go-getter URL of an existing zip that Nomad fetches directly; requires `source_sha256`. Conflicts with `source`.",
+			},
+			"source_sha256": schema.StringAttribute{
+				Optional: true, Computed: true,
+				MarkdownDescription: "sha256 of the zip. Computed from `source` at plan time, so a code change shows as a change of this value; required with `source_url`.",
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[0-9a-f]{64}$`), "must be 64 lowercase hex characters")},
+			},
+			"job_id":     schema.StringAttribute{Computed: true, MarkdownDescription: "The Nomad job, `nimbus-fn-<name>`.", PlanModifiers: keep},
+			"version":    schema.Int64Attribute{Computed: true, MarkdownDescription: "The Nomad job version now running."},
+			"invoke_url": schema.StringAttribute{Computed: true, MarkdownDescription: "The gateway's invoke endpoint for this function, empty without `gateway_url`."},
+		},
+		Blocks: map[string]schema.Block{
+			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
+		},
+	}
+}
+
+func (r *functionResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	data, ok := req.ProviderData.(*providerData)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected provider data", fmt.Sprintf("got %T; this is a bug in the provider", req.ProviderData))
+		return
+	}
+	r.data = data
+}
+
+// ValidateConfig checks every rule of the model whose inputs are known, so
+// a bad name, size, timeout or environment fails at plan time.
+func (r *functionResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var m functionModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	f, diags := m.spec(ctx)
+	resp.Diagnostics.Append(diags...)
+	if err := f.Validate(); err != nil {
+		for _, fe := range model.AsFieldErrors(err) {
+			if m.known(fe.Field) && !schemaValidated(fe.Field) {
+				resp.Diagnostics.AddAttributeError(attrPath(fe.Field), "Invalid "+fe.Field, fe.Message)
+			}
+		}
+	}
+	hasSource := !m.Source.IsNull()
+	hasURL := !m.SourceURL.IsNull()
+	switch {
+	case hasSource && hasURL:
+		resp.Diagnostics.AddAttributeError(attrPath("source_url"), "Conflicting sources", "Set either source (a local directory or zip) or source_url, not both.")
+	case !hasSource && !hasURL:
+		resp.Diagnostics.AddAttributeError(attrPath("source"), "Missing source", "Set source to the function's code (a directory or a .zip file), or source_url with source_sha256.")
+	case hasURL && m.SourceSHA256.IsNull():
+		resp.Diagnostics.AddAttributeError(attrPath("source_sha256"), "Missing source_sha256", "source_url needs source_sha256, the sha256 of the zip, so Nomad can verify what it fetches.")
+	case hasSource && !m.Source.IsUnknown():
+		if _, err := os.Stat(m.Source.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(attrPath("source"), "Source not found",
+				fmt.Sprintf("%s: %v. Point source at the function's directory or zip, relative to the configuration (path.module helps).", m.Source.ValueString(), err))
+		}
+	}
+	if hasSource && !m.SourceSHA256.IsNull() && !m.SourceSHA256.IsUnknown() {
+		resp.Diagnostics.AddAttributeError(attrPath("source_sha256"), "source_sha256 is computed from source",
+			"Leave source_sha256 unset with source; Nimbus computes it. Set it only with source_url.")
+	}
+}
+
+// schemaValidated lists fields whose range the schema's own validators
+// already report, so the user sees one message per mistake.
+func schemaValidated(field string) bool {
+	switch field {
+	case "memory_mb", "timeout", "idle_timeout", "billing_granularity", "runtime":
+		return true
+	}
+	return false
+}
+
+// ModifyPlan packages the source at plan time, so that a code change is a
+// visible change of source_sha256 and an unchanged source plans nothing,
+// and fills the values that follow from others.
+func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() { // destroy
+		return
+	}
+	var plan functionModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if !plan.Source.IsNull() && !plan.Source.IsUnknown() {
+		pkg, err := packaging.FromPath(plan.Source.ValueString())
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(attrPath("source"), "Cannot package source", err.Error())
+			return
+		}
+		plan.SourceSHA256 = typesString(pkg.SHA256)
+	}
+	if plan.Handler.IsUnknown() && !plan.Runtime.IsUnknown() {
+		if h := (model.Function{Runtime: plan.Runtime.ValueString()}).WithDefaults().Handler; h != "" {
+			plan.Handler = typesString(h)
+		}
+	}
+	if plan.CPUMHz.IsUnknown() && !plan.MemoryMB.IsUnknown() {
+		plan.CPUMHz = typesInt64(int64(model.Function{MemoryMB: int(plan.MemoryMB.ValueInt64())}.EffectiveCPUMHz()))
+	}
+	if !plan.Name.IsUnknown() {
+		plan.ID = plan.Name
+		plan.JobID = typesString("nimbus-fn-" + plan.Name.ValueString())
+		plan.InvokeURL = typesString(r.invokeURL(plan.Name.ValueString()))
+	}
+	// version changes only when the job does.
+	if !req.State.Raw.IsNull() {
+		var state functionModel
+		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+		if jobUnchanged(state, plan) {
+			plan.Version = state.Version
+		}
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+func (r *functionResource) invokeURL(name string) string {
+	if r.data == nil || r.data.Settings.Gateway.URL == "" {
+		return ""
+	}
+	return r.data.Settings.Gateway.URL + "/v1/functions/" + name + "/invoke"
+}
+
+// jobUnchanged reports whether nothing that renders into the job changed.
+func jobUnchanged(a, b functionModel) bool {
+	return a.Name.Equal(b.Name) && a.Description.Equal(b.Description) && a.Runtime.Equal(b.Runtime) &&
+		a.Handler.Equal(b.Handler) && a.MemoryMB.Equal(b.MemoryMB) && a.CPUMHz.Equal(b.CPUMHz) &&
+		a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Concurrency.Equal(b.Concurrency) &&
+		a.MinInstances.Equal(b.MinInstances) && a.MaxInstances.Equal(b.MaxInstances) &&
+		a.BillingGranularity.Equal(b.BillingGranularity) && a.SourceSHA256.Equal(b.SourceSHA256) &&
+		a.SourceURL.Equal(b.SourceURL)
+}
+
+func (r *functionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	name := strings.TrimPrefix(req.ID, "nimbus-fn-")
+	if e := model.ValidateName(name); e != nil {
+		resp.Diagnostics.AddError("Invalid import ID", "Import a function by its name: "+e.Message)
+		return
+	}
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("name"), name)...)
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), name)...)
+}
+
+func typesString(s string) types.String { return types.StringValue(s) }
+func typesInt64(i int64) types.Int64    { return types.Int64Value(i) }

@@ -1,0 +1,357 @@
+package provider
+
+import (
+	"archive/zip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
+	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
+	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/statecheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+func functionConfig(env *testenv.Env, body string) string {
+	return providerConfig(env) + "\nresource \"nimbus_function\" \"fn\" {\n" + body + "\n}\n"
+}
+
+func digest(t *testing.T, dir string) string {
+	t.Helper()
+	pkg, err := packaging.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkg.SHA256
+}
+
+func checkInvokes(env *testenv.Env, service, event, key, want string) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		entries, _, err := env.Consul.Health().Service(service, "", true, nil)
+		if err != nil || len(entries) == 0 {
+			return fmt.Errorf("no healthy instance of %s in Consul (err %v)", service, err)
+		}
+		url := fmt.Sprintf("http://%s:%d/invoke", entries[0].Service.Address, entries[0].Service.Port)
+		resp, err := http.Post(url, "application/json", strings.NewReader(event))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		if err := json.Unmarshal(b, &out); err != nil {
+			return fmt.Errorf("invoke %s: %d %s", service, resp.StatusCode, b)
+		}
+		if fmt.Sprint(out[key]) != want {
+			return fmt.Errorf("invoke %s: %s = %v, want %q (%s)", service, key, out[key], want, b)
+		}
+		return nil
+	}
+}
+
+func checkJob(env *testenv.Env, jobID string, check func(memory int, version uint64) error) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		job, _, err := env.Nomad.Jobs().Info(jobID, nil)
+		if err != nil {
+			return err
+		}
+		return check(*job.TaskGroups[0].Tasks[0].Resources.MemoryMB, *job.Version)
+	}
+}
+
+func TestAccFunctionLifecycle(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	const res = "nimbus_function.fn"
+	v1, v2 := fixtures.goSource, fixtures.goSourceV2
+	cfg := func(src string, memory int) string {
+		return functionConfig(env, fmt.Sprintf(`
+  name          = "lifecycle"
+  runtime       = "provided"
+  source        = %q
+  memory_mb     = %d
+  min_instances = 1
+  timeout       = "10s"
+  environment = {
+    USER_SETTING = "visible"
+  }`, src, memory))
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		CheckDestroy: func(*terraform.State) error {
+			if _, _, err := env.Nomad.Jobs().Info("nimbus-fn-lifecycle", nil); err == nil || !strings.Contains(err.Error(), "404") {
+				return fmt.Errorf("job nimbus-fn-lifecycle still exists after destroy (err %v)", err)
+			}
+			if pair, _, err := env.Consul.KV().Get(kvstore.FunctionKey("lifecycle"), nil); err != nil || pair != nil {
+				return fmt.Errorf("KV record still exists after destroy (err %v)", err)
+			}
+			if keys, _, _ := env.Consul.KV().Keys(kvstore.FunctionKey("lifecycle"), "", nil); len(keys) != 0 {
+				return fmt.Errorf("KV keys left behind: %v", keys)
+			}
+			return nil
+		},
+		Steps: []resource.TestStep{
+			{
+				Config: cfg(v1, 128),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(0)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("source_sha256"), knownvalue.StringExact(digest(t, v1))),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("handler"), knownvalue.StringExact("bootstrap")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("cpu_mhz"), knownvalue.Int64Exact(128)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("invoke_url"), knownvalue.StringExact(fixtures.gatewayURL+"/v1/functions/lifecycle/invoke")),
+				},
+				Check: resource.ComposeTestCheckFunc(
+					checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"echo","value":"v1"}`, "echo", "v1"),
+					checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"env"}`, "USER_SETTING", "visible"),
+					func(*terraform.State) error {
+						pair, _, err := env.Consul.KV().Get(kvstore.FunctionKey("lifecycle"), nil)
+						if err != nil || pair == nil {
+							return fmt.Errorf("no KV record (err %v)", err)
+						}
+						rec, err := kvstore.DecodeFunction(pair.Value)
+						if err != nil || rec.SourceSHA256 != digest(t, v1) || rec.MinInstances != 1 || rec.JobID != "nimbus-fn-lifecycle" {
+							return fmt.Errorf("KV record %+v (err %v)", rec, err)
+						}
+						return nil
+					},
+				),
+			},
+			{
+				// A code change is a change of source_sha256 and a new job version.
+				Config: cfg(v2, 128),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue(res, tfjsonpath.New("source_sha256"), knownvalue.StringExact(digest(t, v2))),
+					plancheck.ExpectUnknownValue(res, tfjsonpath.New("version")),
+					plancheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
+				}},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(1)),
+				},
+				Check: checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"echo","value":"v2"}`, "echo", "v2"),
+			},
+			{
+				// A memory change re-renders the job.
+				Config: cfg(v2, 256),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(2)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("memory_mb"), knownvalue.Int64Exact(256)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("cpu_mhz"), knownvalue.Int64Exact(256)),
+				},
+				Check: checkJob(env, "nimbus-fn-lifecycle", func(memory int, _ uint64) error {
+					if memory != 256 {
+						return fmt.Errorf("Nomad runs the task with %d MB", memory)
+					}
+					return nil
+				}),
+			},
+			{
+				// The same configuration plans nothing.
+				Config:           cfg(v2, 256),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()}},
+			},
+			{
+				ResourceName:                         res,
+				ImportState:                          true,
+				ImportStateId:                        "lifecycle",
+				ImportStateVerify:                    true,
+				ImportStateVerifyIdentifierAttribute: "name",
+				ImportStateVerifyIgnore:              []string{"source", "timeouts"},
+			},
+		},
+	})
+}
+
+func TestAccFunctionDrift(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	config := functionConfig(env, fmt.Sprintf(`
+  name    = "drift"
+  runtime = "provided"
+  source  = %q`, fixtures.goSource))
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				// nomad job stop -purge, outside Terraform.
+				PreConfig: func() {
+					if _, _, err := env.Nomad.Jobs().Deregister("nimbus-fn-drift", true, nil); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("nimbus_function.fn", plancheck.ResourceActionCreate),
+				}},
+				Check: checkJob(env, "nimbus-fn-drift", func(int, uint64) error { return nil }),
+			},
+			{
+				// Memory changed outside Terraform shows as drift to undo.
+				PreConfig: func() {
+					job, _, err := env.Nomad.Jobs().Info("nimbus-fn-drift", nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					job.TaskGroups[0].Tasks[0].Resources.MemoryMB = ptrTo(512)
+					if _, _, err := env.Nomad.Jobs().Register(job, nil); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("nimbus_function.fn", plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue("nimbus_function.fn", tfjsonpath.New("memory_mb"), knownvalue.Int64Exact(128)),
+				}},
+			},
+		},
+	})
+}
+
+func TestAccFunctionPython(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	src, _ := filepath.Abs("testdata/pyfn")
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{{
+			Config: functionConfig(env, fmt.Sprintf(`
+  name          = "greeter"
+  runtime       = "python3"
+  handler       = "app.handler"
+  source        = %q
+  min_instances = 1`, src)),
+			Check: checkInvokes(env, "nimbus-fn-greeter", `{"name":"nomad"}`, "greeting", "hello nomad"),
+		}},
+	})
+}
+
+func TestAccFunctionRejectsBadInputAtPlan(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	escaping := filepath.Join(t.TempDir(), "escape.zip")
+	writeZip(t, escaping, "../../etc/cron.d/evil")
+	src := fixtures.goSource
+	steps := []struct {
+		body string
+		want string
+	}{
+		{fmt.Sprintf(`name = "Bad_Name"
+  runtime = "provided"
+  source = %q`, src), `(?s)Invalid name.*not a DNS label`},
+		{fmt.Sprintf(`name = "mem"
+  runtime = "provided"
+  source = %q
+  memory_mb = 20000`, src), `(?s)memory_mb.*between 64 and 10240`},
+		{fmt.Sprintf(`name = "slow"
+  runtime = "provided"
+  source = %q
+  timeout = "16m"`, src), `(?s)Invalid timeout.*16m is out of range: use 1s to 15m`},
+		{`name = "nosrc"
+  runtime = "provided"
+  source = "/does/not/exist"`, `(?s)Source not found.*/does/not/exist`},
+		{fmt.Sprintf(`name = "env"
+  runtime = "provided"
+  source = %q
+  environment = { AWS_LAMBDA_FUNCTION_NAME = "x" }`, src), `(?s)Invalid environment.*"AWS_LAMBDA_FUNCTION_NAME" is reserved`},
+		{fmt.Sprintf(`name = "zipslip"
+  runtime = "provided"
+  source = %q`, escaping), `(?s)Cannot package source.*contains "\.\."`},
+		{`name = "none"
+  runtime = "provided"`, `(?s)Missing source`},
+	}
+	for _, s := range steps {
+		t.Run(strings.SplitN(s.body, "\n", 2)[0], func(t *testing.T) {
+			resource.Test(t, resource.TestCase{
+				ProtoV6ProviderFactories: testProviders,
+				Steps: []resource.TestStep{{
+					Config:      functionConfig(env, s.body),
+					PlanOnly:    true,
+					ExpectError: regexp.MustCompile(s.want),
+				}},
+			})
+		})
+	}
+}
+
+func TestAccFunctionTamperedPackageIsReported(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	dir := t.TempDir()
+	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
+	if err := os.WriteFile(filepath.Join(dir, "bootstrap"), boot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "TAMPER"), []byte("unique to this test\n"), 0o644)
+	sha := digest(t, dir)
+	cfg := func(memory int) string {
+		return functionConfig(env, fmt.Sprintf(`
+  name      = "tampered"
+  runtime   = "provided"
+  source    = %q
+  memory_mb = %d`, dir, memory))
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: cfg(128)},
+			{
+				// The store's copy changes on disk; the next version must not run it.
+				PreConfig: func() {
+					blob := filepath.Join(fixtures.gatewayData, "sha256", sha)
+					_ = os.Chmod(blob, 0o644)
+					if err := os.WriteFile(blob, []byte("PK not what was uploaded"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config:      cfg(192),
+				ExpectError: regexp.MustCompile(`(?s)gateway's\s+copy\s+of\s+sha256:` + sha + `\s+does\s+not\s+match\s+its\s+checksum.*Failed Artifact Download.*left as it was`),
+			},
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	job, _, err := env.Nomad.Jobs().Info("nimbus-fn-tampered", (&nomadQuery{}).with(ctx))
+	if err == nil && *job.TaskGroups[0].Tasks[0].Resources.MemoryMB != 128 {
+		t.Errorf("the failed version replaced the running one (memory %d)", *job.TaskGroups[0].Tasks[0].Resources.MemoryMB)
+	}
+}
+
+func writeZip(t *testing.T, path string, names ...string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for _, n := range append([]string{"bootstrap"}, names...) {
+		w, _ := zw.Create(n)
+		_, _ = w.Write([]byte("x"))
+	}
+	_ = zw.Close()
+	_ = f.Close()
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+type nomadQuery struct{}
+
+func (nomadQuery) with(ctx context.Context) *nomadapi.QueryOptions {
+	return (&nomadapi.QueryOptions{}).WithContext(ctx)
+}

@@ -1,0 +1,185 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+)
+
+// runCanary runs the new version as a one-instance job under its own name
+// and waits for its health check, so that a version that cannot start
+// never replaces a working one. The canary is purged either way.
+func (r *functionResource) runCanary(ctx context.Context, f model.Function, src nomadjob.Source, opts nomadjob.Options) error {
+	job := nomadjob.RenderCanary(f, src, opts)
+	id := *job.ID
+	if err := r.purge(ctx, id); err != nil {
+		return err
+	}
+	defer func() {
+		cleanup, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = r.purge(cleanup, id)
+	}()
+	if _, _, err := r.data.Nomad.Jobs().Register(job, r.writeOpts(ctx)); err != nil {
+		return fmt.Errorf("Nomad refused the canary job %s: %w", id, err)
+	}
+	return r.poll(ctx, "the canary "+id, func() (bool, error) {
+		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, true, r.queryOpts(ctx))
+		if err != nil {
+			return false, err
+		}
+		for _, a := range allocs {
+			if failed(a) {
+				return false, r.explain(ctx, a, src)
+			}
+		}
+		entries, _, err := r.data.Consul.Health().Service(id, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return false, err
+		}
+		return len(entries) > 0, nil
+	}, func() string { return r.lastEvents(ctx, id) })
+}
+
+// waitHealthy waits until min_instances instances of the version just
+// registered pass their checks.
+func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, version uint64) error {
+	id := nomadjob.JobID(f.Name)
+	return r.poll(ctx, fmt.Sprintf("%d healthy instances of %s", f.MinInstances, id), func() (bool, error) {
+		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, false, r.queryOpts(ctx))
+		if err != nil {
+			return false, err
+		}
+		current := map[string]bool{}
+		for _, a := range allocs {
+			if a.JobVersion != version || a.DesiredStatus != nomadapi.AllocDesiredStatusRun {
+				continue
+			}
+			if failed(a) {
+				return false, fmt.Errorf("an instance failed:\n%s", events(a))
+			}
+			if a.ClientStatus == nomadapi.AllocClientStatusRunning {
+				current[a.ID] = true
+			}
+		}
+		entries, _, err := r.data.Consul.Health().Service(nomadjob.ServiceName(f.Name), "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return false, err
+		}
+		healthy := 0
+		for _, e := range entries {
+			for allocID := range current {
+				if strings.Contains(e.Service.ID, allocID) {
+					healthy++
+				}
+			}
+		}
+		return healthy >= f.MinInstances, nil
+	}, func() string { return r.lastEvents(ctx, id) })
+}
+
+func (r *functionResource) poll(ctx context.Context, what string, check func() (bool, error), describe func() string) error {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		ok, err := check()
+		if ok {
+			return nil
+		}
+		if err != nil && !isTransient(err) {
+			return err
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			msg := fmt.Sprintf("timed out waiting for %s", what)
+			if lastErr != nil {
+				msg += ": " + lastErr.Error()
+			}
+			if ev := describe(); ev != "" {
+				msg += "\nLatest task events:\n" + ev
+			}
+			return fmt.Errorf("%s\nRaise the resource's timeouts if instances need longer to start", msg)
+		case <-tick.C:
+		}
+	}
+}
+
+// transientError marks errors worth polling through (a blip talking to
+// an agent) rather than failing on.
+type transientError struct{ error }
+
+func isTransient(err error) bool {
+	_, ok := err.(transientError) //nolint:errorlint // only our own wrapper
+	return ok || strings.Contains(err.Error(), "connection refused")
+}
+
+func failed(a *nomadapi.AllocationListStub) bool {
+	if a.ClientStatus == nomadapi.AllocClientStatusFailed || a.ClientStatus == nomadapi.AllocClientStatusLost {
+		return true
+	}
+	for _, ts := range a.TaskStates {
+		if ts.Failed {
+			return true
+		}
+	}
+	return false
+}
+
+// explain turns a failed allocation into an actionable message. Nomad 1.6
+// reports an artifact checksum mismatch only as a failed download, so the
+// provider checks the store's copy itself.
+func (r *functionResource) explain(ctx context.Context, a *nomadapi.AllocationListStub, src nomadjob.Source) error {
+	msg := events(a)
+	for _, ts := range a.TaskStates {
+		for _, ev := range ts.Events {
+			if ev.Type != nomadapi.TaskArtifactDownloadFailed || r.data.Artifacts == nil || !strings.HasPrefix(src.URL, r.data.Artifacts.BaseURL) {
+				continue
+			}
+			actual, err := r.data.Artifacts.Verify(ctx, src.SHA256)
+			if err == nil && actual != src.SHA256 {
+				return fmt.Errorf("Nomad refused the package: the gateway's copy of sha256:%s does not match its checksum (its bytes hash to sha256:%s), so it was altered after upload. Remove it from the gateway's artifact store and apply again to upload it anew.\n%s",
+					src.SHA256, actual, msg)
+			}
+		}
+	}
+	return fmt.Errorf("the instance failed:\n%s", msg)
+}
+
+// events lists an allocation's task events, oldest first.
+func events(a *nomadapi.AllocationListStub) string {
+	var lines []string
+	tasks := make([]string, 0, len(a.TaskStates))
+	for t := range a.TaskStates {
+		tasks = append(tasks, t)
+	}
+	sort.Strings(tasks)
+	for _, t := range tasks {
+		for _, ev := range a.TaskStates[t].Events {
+			text := ev.DisplayMessage
+			if text == "" {
+				text = ev.Message
+			}
+			lines = append(lines, fmt.Sprintf("  %s  %s: %s", time.Unix(0, ev.Time).UTC().Format("15:04:05"), ev.Type, text))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (r *functionResource) lastEvents(ctx context.Context, jobID string) string {
+	allocs, _, err := r.data.Nomad.Jobs().Allocations(jobID, true, r.queryOpts(context.WithoutCancel(ctx)))
+	if err != nil || len(allocs) == 0 {
+		return ""
+	}
+	sort.Slice(allocs, func(i, j int) bool { return allocs[i].CreateTime > allocs[j].CreateTime })
+	return events(allocs[0])
+}

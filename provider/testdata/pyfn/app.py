@@ -1,0 +1,2 @@
+def handler(event, context):
+    return {"greeting": "hello " + event.get("name", "world"), "function": context.function_name}
