@@ -11,27 +11,38 @@ step "Building the pinned Nomad, Consul and OpenTofu (cached after the first run
 bash scripts/tools.sh
 
 step "Starting the local stack (Consul and Nomad)"
-CGO_ENABLED=0 go build -o .nimbus/runtime/bin/nimbus-host ./runtime/cmd/nimbus-host
+make --no-print-directory host
 go run ./internal/cmd/nimbus-dev up
 
 step "Building the provider from this checkout"
 # shellcheck source=scripts/tofu-env.sh
 source scripts/tofu-env.sh
-export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500
+export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500 NIMBUS_GATEWAY_URL=http://127.0.0.1:8080
+
+step "Building the Go example function (aws-lambda-go, as bootstrap)"
+CGO_ENABLED=0 go build -o examples/functions/hello-go/dist/bootstrap ./examples/functions/hello-go
 
 demo="$root/.nimbus/demo"
 mkdir -p "$demo"
 cp examples/quickstart/*.tf "$demo/"
 
 step "Applying examples/quickstart with OpenTofu"
-"$tofu" -chdir="$demo" apply -auto-approve -input=false -compact-warnings
+"$tofu" -chdir="$demo" apply -auto-approve -input=false -compact-warnings -var "functions_dir=$root/examples/functions"
 
 step "What happened"
 "$tofu" -chdir="$demo" output -json cluster | go run ./scripts/internal/printjson
+"$tofu" -chdir="$demo" output -json functions | go run ./scripts/internal/printjson
+
+step "Invoking each function's instance"
+for fn in hello-go hello-python hello-node; do
+  go run ./scripts/internal/invoke "$fn" '{"name":"demo"}'
+done
 cat <<MSG
 
-The provider reached Nomad and Consul and found a node that can run
-sandboxed function instances with the exec driver.
+Each function was packaged, uploaded to the gateway's artifact store,
+proven healthy by a canary, and runs as a Nomad job (nimbus-fn-<name>)
+under the sandboxed exec driver. See them, with their START/END/REPORT
+log lines, in the Nomad UI.
 
   Nomad UI:   http://127.0.0.1:4646/ui/
   Consul UI:  http://127.0.0.1:8500/ui/

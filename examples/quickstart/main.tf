@@ -1,5 +1,6 @@
 # Nimbus quickstart. `make demo` applies this against the local stack that
-# `make dev` starts; the provider reads NOMAD_ADDR and CONSUL_HTTP_ADDR.
+# `make dev` starts; the provider reads NOMAD_ADDR, CONSUL_HTTP_ADDR and
+# NIMBUS_GATEWAY_URL.
 terraform {
   required_providers {
     nimbus = {
@@ -10,7 +11,41 @@ terraform {
 
 provider "nimbus" {}
 
+variable "functions_dir" {
+  description = "Directory holding the example functions (hello-go must be built into hello-go/dist)."
+  type        = string
+  default     = ""
+}
+
+locals {
+  functions = var.functions_dir != "" ? var.functions_dir : "${path.module}/../functions"
+}
+
 data "nimbus_cluster" "local" {}
+
+resource "nimbus_function" "hello_go" {
+  name          = "hello-go"
+  runtime       = "provided"
+  source        = "${local.functions}/hello-go/dist"
+  min_instances = 1
+}
+
+resource "nimbus_function" "hello_python" {
+  name          = "hello-python"
+  runtime       = "python3"
+  handler       = "app.handler"
+  source        = "${local.functions}/hello-python"
+  min_instances = 1
+}
+
+resource "nimbus_function" "hello_node" {
+  name          = "hello-node"
+  runtime       = "nodejs"
+  handler       = "index.handler"
+  source        = "${local.functions}/hello-node"
+  min_instances = 1
+  memory_mb     = 192
+}
 
 output "cluster" {
   value = {
@@ -18,5 +53,12 @@ output "cluster" {
     consul        = "${data.nimbus_cluster.local.consul_address} (Consul ${data.nimbus_cluster.local.consul_version}, datacenter ${data.nimbus_cluster.local.consul_datacenter})"
     exec_nodes    = data.nimbus_cluster.local.exec_nodes
     ready_to_host = data.nimbus_cluster.local.exec_driver_healthy
+  }
+}
+
+output "functions" {
+  value = {
+    for f in [nimbus_function.hello_go, nimbus_function.hello_python, nimbus_function.hello_node] :
+    f.name => "job ${f.job_id} v${f.version}, code sha256:${substr(f.source_sha256, 0, 12)}"
   }
 }

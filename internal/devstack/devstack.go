@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,8 +26,9 @@ import (
 
 // The usual ports, so that the Nomad and Consul CLIs work without settings.
 const (
-	ConsulHTTP = 8500
-	NomadHTTP  = 4646
+	ConsulHTTP  = 8500
+	NomadHTTP   = 4646
+	GatewayHTTP = 8080
 )
 
 // cgroupName keeps the stack's task cgroups apart from test agents'.
@@ -76,7 +78,7 @@ func (s Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ensure("consul", agents.Consul, consulCfg.HCL(), []string{"agent", "-config-file"}, ConsulHTTP,
+	if err := s.ensureAgent("consul", agents.Consul, consulCfg.HCL(), []string{"agent", "-config-file"}, ConsulHTTP,
 		func(p *agents.Process) error { return agents.WaitConsul(ctx, p, consul) }); err != nil {
 		return err
 	}
@@ -84,8 +86,14 @@ func (s Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ensure("nomad", agents.Nomad, nomadCfg.HCL(), []string{"agent", "-config"}, NomadHTTP,
+	if err := s.ensureAgent("nomad", agents.Nomad, nomadCfg.HCL(), []string{"agent", "-config"}, NomadHTTP,
 		func(p *agents.Process) error { return agents.WaitNomad(ctx, p, nomad) }); err != nil {
+		return err
+	}
+	gatewayBin := filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway")
+	if err := s.ensure("nimbus-gateway", gatewayBin,
+		[]string{"-listen", fmt.Sprintf("127.0.0.1:%d", GatewayHTTP), "-data-dir", s.dataDir("gateway")}, GatewayHTTP,
+		func(p *agents.Process) error { return waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/healthz", GatewayHTTP)) }); err != nil {
 		return err
 	}
 
@@ -93,34 +101,27 @@ func (s Stack) Up(ctx context.Context) error {
 Nimbus local stack is up.
   Consul UI:  http://127.0.0.1:%d/ui/
   Nomad UI:   http://127.0.0.1:%d/ui/
+  Gateway:    http://127.0.0.1:%d
   Logs:       %s
 
-  export CONSUL_HTTP_ADDR=http://127.0.0.1:%d NOMAD_ADDR=http://127.0.0.1:%d
+  export CONSUL_HTTP_ADDR=http://127.0.0.1:%d NOMAD_ADDR=http://127.0.0.1:%d NIMBUS_GATEWAY_URL=http://127.0.0.1:%d
 
 Stop it with: make dev-down
-`, ConsulHTTP, NomadHTTP, filepath.Join(s.Dir, "logs"), ConsulHTTP, NomadHTTP)
+`, ConsulHTTP, NomadHTTP, GatewayHTTP, filepath.Join(s.Dir, "logs"), ConsulHTTP, NomadHTTP, GatewayHTTP)
 	return nil
 }
 
-// ensure starts the agent unless our PID file names a live instance of it,
-// then waits for readiness either way.
-func (s Stack) ensure(name string, bin agents.Binary, hcl string, args []string, port int, wait func(*agents.Process) error) error {
+// ensure starts bin with args unless our PID file names a live instance
+// of it, then waits for readiness either way.
+func (s Stack) ensure(name, bin string, args []string, port int, wait func(*agents.Process) error) error {
 	if pid := s.runningPid(name); pid > 0 {
 		fmt.Fprintf(s.Out, "dev: %s already running (pid %d)\n", name, pid)
 		return wait(nil)
 	}
 	if portInUse(port) {
-		return fmt.Errorf("port %d is in use by a process that make dev did not start; stop it (another %s agent?) and run make dev again", port, name)
+		return fmt.Errorf("port %d is in use by a process that make dev did not start; stop it (another %s?) and run make dev again", port, name)
 	}
-	path, err := bin.Path()
-	if err != nil {
-		return err
-	}
-	cfgFile, err := agents.WriteConfig(filepath.Join(s.Dir, "config"), name+".hcl", hcl)
-	if err != nil {
-		return err
-	}
-	p, err := agents.Start(name, path, append(args, cfgFile), s.logFile(name), agents.StartOptions{Detach: true})
+	p, err := agents.Start(name, bin, args, s.logFile(name), agents.StartOptions{Detach: true})
 	if err != nil {
 		return err
 	}
@@ -132,6 +133,19 @@ func (s Stack) ensure(name string, bin agents.Binary, hcl string, args []string,
 		return fmt.Errorf("%s did not become ready: %w; see %s", name, err, s.logFile(name))
 	}
 	return nil
+}
+
+// ensureAgent writes an agent's configuration and ensures it runs.
+func (s Stack) ensureAgent(name string, bin agents.Binary, hcl string, args []string, port int, wait func(*agents.Process) error) error {
+	path, err := bin.Path()
+	if err != nil {
+		return err
+	}
+	cfgFile, err := agents.WriteConfig(filepath.Join(s.Dir, "config"), name+".hcl", hcl)
+	if err != nil {
+		return err
+	}
+	return s.ensure(name, path, append(args, cfgFile), port, wait)
 }
 
 // Down stops the agents named by the PID files, purging Nomad's jobs first
@@ -147,7 +161,7 @@ func (s Stack) Down(ctx context.Context) error {
 			cancel()
 		}
 	}
-	for _, name := range []string{"nomad", "consul"} {
+	for _, name := range []string{"nimbus-gateway", "nomad", "consul"} {
 		if pid := s.runningPid(name); pid > 0 {
 			agents.StopPid(pid, 15*time.Second)
 			fmt.Fprintf(s.Out, "dev: stopped %s (pid %d)\n", name, pid)
@@ -191,6 +205,28 @@ func (s Stack) runningPid(name string) int {
 		return 0
 	}
 	return pid
+}
+
+func waitHTTP(ctx context.Context, p *agents.Process, url string) error {
+	for {
+		if resp, err := http.Get(url); err == nil { //nolint:noctx // bounded by ctx below
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		var exited <-chan struct{}
+		if p != nil {
+			exited = p.Exited()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return fmt.Errorf("it exited: %w", p.ExitError())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func portInUse(port int) bool {

@@ -1,0 +1,11 @@
+"""A Lambda-style Python handler; Nimbus runs it with runtime = "python3"."""
+
+
+def handler(event, context):
+    name = (event or {}).get("name", "world")
+    print(f"greeting {name}")
+    return {
+        "message": f"Hello, {name} from Python on Nimbus!",
+        "request_id": context.aws_request_id,
+        "remaining_ms": context.get_remaining_time_in_millis(),
+    }

@@ -1,0 +1,26 @@
+# A Python function, kept warm with one instance.
+resource "nimbus_function" "resize" {
+  name        = "resize-images"
+  description = "Resizes uploaded images"
+  runtime     = "python3"
+  handler     = "app.handler"
+  source      = "${path.module}/functions/resize" # a directory or a .zip
+
+  memory_mb     = 512
+  timeout       = "30s"
+  min_instances = 1
+  max_instances = 20
+  idle_timeout  = "10m"
+
+  environment = {
+    BUCKET = "images"
+  }
+}
+
+# A Go function built with aws-lambda-go (an executable named bootstrap),
+# scaled to zero when idle.
+resource "nimbus_function" "hello" {
+  name    = "hello-go"
+  runtime = "provided"
+  source  = "${path.module}/functions/hello-go/dist"
+}
