@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
@@ -275,6 +276,13 @@ func TestAccFunctionRejectsBadInputAtPlan(t *testing.T) {
   source = %q`, escaping), `(?s)Cannot package source.*contains "\.\."`},
 		{`name = "none"
   runtime = "provided"`, `(?s)Missing source`},
+		{`name = "url"
+  runtime = "provided"
+  source_url = "http://127.0.0.1:1/fn.zip"`, `(?s)Missing source_sha256.*verify`},
+		{fmt.Sprintf(`name = "both"
+  runtime = "provided"
+  source = %q
+  source_url = "http://127.0.0.1:1/fn.zip"`, src), `(?s)Conflicting sources`},
 	}
 	for _, s := range steps {
 		t.Run(strings.SplitN(s.body, "\n", 2)[0], func(t *testing.T) {
@@ -354,4 +362,31 @@ type nomadQuery struct{}
 
 func (nomadQuery) with(ctx context.Context) *nomadapi.QueryOptions {
 	return (&nomadapi.QueryOptions{}).WithContext(ctx)
+}
+
+func TestAccFunctionFromSourceURL(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	pkg, err := packaging.FromPath(fixtures.goSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := clients.Artifacts{BaseURL: fixtures.gatewayURL, HTTP: http.DefaultClient}
+	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		t.Fatal(err)
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{
+				Config: functionConfig(env, fmt.Sprintf(`
+  name          = "from-url"
+  runtime       = "provided"
+  source_url    = %q
+  source_sha256 = %q
+  min_instances = 1`, store.URL(pkg.SHA256), pkg.SHA256)),
+				Check: checkInvokes(env, "nimbus-fn-from-url", `{"action":"echo","value":"url"}`, "echo", "url"),
+			},
+		},
+	})
 }
