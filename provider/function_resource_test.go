@@ -115,7 +115,7 @@ func TestAccFunctionLifecycle(t *testing.T) {
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("source_sha256"), knownvalue.StringExact(digest(t, v1))),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("handler"), knownvalue.StringExact("bootstrap")),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("cpu_mhz"), knownvalue.Int64Exact(128)),
-					statecheck.ExpectKnownValue(res, tfjsonpath.New("invoke_url"), knownvalue.StringExact(fixtures.gatewayURL+"/v1/functions/lifecycle/invoke")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("invoke_url"), knownvalue.StringExact(gateway(env).URL+"/v1/functions/lifecycle/invoke")),
 				},
 				Check: resource.ComposeTestCheckFunc(
 					checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"echo","value":"v1"}`, "echo", "v1"),
@@ -322,7 +322,7 @@ func TestAccFunctionTamperedPackageIsReported(t *testing.T) {
 			{
 				// The store's copy changes on disk; the next version must not run it.
 				PreConfig: func() {
-					blob := filepath.Join(fixtures.gatewayData, "sha256", sha)
+					blob := filepath.Join(gateway(env).DataDir, "sha256", sha)
 					_ = os.Chmod(blob, 0o644)
 					if err := os.WriteFile(blob, []byte("PK not what was uploaded"), 0o644); err != nil {
 						t.Fatal(err)
@@ -371,7 +371,7 @@ func TestAccFunctionFromSourceURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := clients.Artifacts{BaseURL: fixtures.gatewayURL, HTTP: http.DefaultClient}
+	store := clients.Artifacts{BaseURL: gateway(env).URL, HTTP: http.DefaultClient}
 	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
 		t.Fatal(err)
 	}

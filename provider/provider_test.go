@@ -2,12 +2,11 @@ package provider
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -43,11 +42,25 @@ func TestMain(m *testing.M) {
 // fixtures are built once per test run: nimbus-host for the instances, the
 // real nimbus-gateway (its artifact store), and function code.
 var fixtures struct {
-	runtimeDir  string
-	gatewayURL  string
-	gatewayData string
-	goSource    string // an aws-lambda-go bootstrap
-	goSourceV2  string // the same with one more file: another version
+	runtimeDir string
+	gatewayBin string
+	goSource   string // an aws-lambda-go bootstrap
+	goSourceV2 string // the same with one more file: another version
+
+	gatewayOnce sync.Once
+	gateway     *testenv.Gateway
+}
+
+// gateway starts the real nimbus-gateway against env's agents, once.
+func gateway(env *testenv.Env) *testenv.Gateway {
+	fixtures.gatewayOnce.Do(func() {
+		g, err := env.StartGateway(fixtures.gatewayBin)
+		if err != nil {
+			panic(err)
+		}
+		fixtures.gateway = g
+	})
+	return fixtures.gateway
 }
 
 func buildFixtures() func() {
@@ -62,10 +75,10 @@ func buildFixtures() func() {
 	fixtures.runtimeDir = filepath.Join(dir, "runtime")
 	fixtures.goSource = filepath.Join(dir, "go-v1")
 	fixtures.goSourceV2 = filepath.Join(dir, "go-v2")
-	gateway := filepath.Join(dir, "nimbus-gateway")
+	fixtures.gatewayBin = filepath.Join(dir, "nimbus-gateway")
 	for out, pkg := range map[string]string{
 		filepath.Join(fixtures.runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
-		gateway: "./runtime/cmd/nimbus-gateway",
+		fixtures.gatewayBin:                           "./runtime/cmd/nimbus-gateway",
 		filepath.Join(fixtures.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
 	} {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
@@ -82,27 +95,8 @@ func buildFixtures() func() {
 	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "bootstrap"), boot, 0o755)
 	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "VERSION"), []byte("2\n"), 0o644)
 
-	ports, err := agents.FreePorts(1)
-	if err != nil {
-		panic(err)
-	}
-	fixtures.gatewayData = filepath.Join(dir, "artifacts")
-	fixtures.gatewayURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	gw := exec.Command(gateway, "-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-data-dir", fixtures.gatewayData)
-	gw.Stderr = os.Stderr
-	if err := gw.Start(); err != nil {
-		panic(err)
-	}
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(fixtures.gatewayURL + "/healthz"); err == nil {
-			_ = resp.Body.Close()
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	return func() {
-		_ = gw.Process.Kill()
-		_ = gw.Wait()
+		fixtures.gateway.Stop()
 		_ = os.RemoveAll(dir)
 	}
 }
@@ -119,7 +113,7 @@ provider "nimbus" {
     address = %q
   }
 }
-`, fixtures.gatewayURL, env.NomadAddr, env.ConsulAddr)
+`, gateway(env).URL, env.NomadAddr, env.ConsulAddr)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,10 +27,27 @@ import (
 )
 
 var (
-	gatewayURL  string
-	gatewayData string // the artifact store's directory
+	gatewayBin  string
+	gatewayOnce sync.Once
+	gw          *testenv.Gateway
 	fnDir       string // built function sources
 )
+
+// gateway starts the real nimbus-gateway (its artifact store) once.
+func gateway(t *testing.T) *testenv.Gateway {
+	t.Helper()
+	env := testenv.Get(t)
+	gatewayOnce.Do(func() {
+		var err error
+		if gw, err = env.StartGateway(gatewayBin); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if gw == nil {
+		t.Fatal("the gateway did not start")
+	}
+	return gw
+}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "nimbus-nomadjob-test-")
@@ -39,6 +56,7 @@ func TestMain(m *testing.M) {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	fnDir = filepath.Join(dir, "functions")
+	gatewayBin = filepath.Join(dir, "nimbus-gateway")
 	root, err := agents.RepoRoot()
 	if err != nil {
 		panic(err)
@@ -55,37 +73,11 @@ func TestMain(m *testing.M) {
 			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
 		}
 	}
-	gatewayData = filepath.Join(dir, "artifacts")
-	stop := startGateway(filepath.Join(dir, "nimbus-gateway"), gatewayData)
-	defer stop()
+	defer func() { gw.Stop() }()
 	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{
 		nomadjob.HostVolumeRuntime: filepath.Join(dir, "runtime"),
 		nomadjob.HostVolumeUsr:     "/usr",
 	}})
-}
-
-// startGateway runs the real nimbus-gateway binary on a free loopback port.
-func startGateway(bin, data string) func() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	cmd := exec.Command(bin, "-listen", addr, "-data-dir", data)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		panic(err)
-	}
-	gatewayURL = "http://" + addr
-	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(gatewayURL + "/healthz"); err == nil {
-			_ = resp.Body.Close()
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 }
 
 // upload packages a source directory and stores it in the gateway.
@@ -95,7 +87,7 @@ func upload(t *testing.T, dir string) nomadjob.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := nomadjob.ArtifactURL(gatewayURL, pkg.SHA256)
+	url := nomadjob.ArtifactURL(gateway(t).URL, pkg.SHA256)
 	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(pkg.Zip))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -241,7 +233,7 @@ func TestTamperedBlobFailsTheAllocation(t *testing.T) {
 	env := testenv.Get(t)
 	src := upload(t, "testdata/pyfn")
 	// Someone with access to the store's disk changes the package.
-	blob := filepath.Join(gatewayData, "sha256", src.SHA256)
+	blob := filepath.Join(gateway(t).DataDir, "sha256", src.SHA256)
 	if err := os.Chmod(blob, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -193,16 +193,20 @@ func (e *Env) Stop() {
 // WriteLogs copies both agents' logs to w, each line prefixed by the agent,
 // for reading after a failure.
 func (e *Env) WriteLogs(w io.Writer) {
+	logs := map[string]string{}
 	for _, p := range []*agents.Process{e.consulProc, e.nomadProc} {
-		if p == nil {
-			continue
+		if p != nil {
+			logs[p.Name] = p.LogPath
 		}
-		data, err := os.ReadFile(p.LogPath)
+	}
+	logs["gateway"] = filepath.Join(e.Dir, "gateway.log")
+	for _, name := range []string{"consul", "nomad", "gateway"} {
+		data, err := os.ReadFile(logs[name])
 		if err != nil {
 			continue
 		}
 		for _, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
-			fmt.Fprintf(w, "[%s] %s\n", p.Name, line)
+			fmt.Fprintf(w, "[%s] %s\n", name, line)
 		}
 	}
 }

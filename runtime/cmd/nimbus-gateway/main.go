@@ -1,6 +1,8 @@
-// Command nimbus-gateway runs the Nimbus gateway. For now it serves the
-// artifact store that the provider uploads function packages to and that
-// Nomad fetches them from.
+// Command nimbus-gateway runs the Nimbus gateway: the artifact store that
+// the provider uploads packages to and Nomad fetches them from, and the
+// invoke API that scales functions from zero and back. It finds Nomad and
+// Consul through NOMAD_ADDR and CONSUL_HTTP_ADDR (and their token and TLS
+// variables), like their CLIs.
 package main
 
 import (
@@ -16,38 +18,59 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 )
 
 func main() {
 	listen := flag.String("listen", envOr("NIMBUS_GATEWAY_LISTEN", "127.0.0.1:8080"), "address to serve on")
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
+	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*listen, *dataDir, logger); err != nil {
+	if err := run(*listen, *dataDir, *drain, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dataDir string, logger *slog.Logger) error {
+func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error {
 	store, err := gateway.NewArtifactStore(dataDir, logger)
 	if err != nil {
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
 	}
+	// Nomad and Consul are found the way their CLIs find them.
+	nomadCfg, err := clients.NomadConfig{}.Resolve(os.Getenv)
+	if err != nil {
+		return err
+	}
+	consulCfg, err := clients.ConsulConfig{}.Resolve(os.Getenv)
+	if err != nil {
+		return err
+	}
+	nomad, err := clients.NewNomad(nomadCfg, clients.DefaultRetryPolicy, logger)
+	if err != nil {
+		return err
+	}
+	consul, err := clients.NewConsul(consulCfg, clients.DefaultRetryPolicy, logger)
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Logger: logger})
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go gw.Run(runCtx)
+
 	mux := http.NewServeMux()
 	mux.Handle("/v1/artifacts/", store.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"ready":true}`))
-	})
+	mux.Handle("/", gw.Handler())
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	logger.Info("nimbus-gateway listening", "addr", ln.Addr().String(), "data_dir", dataDir)
+	logger.Info("nimbus-gateway listening", "addr", ln.Addr().String(), "data_dir", dataDir, "nomad", nomadCfg.Address, "consul", consulCfg.Address)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -58,7 +81,9 @@ func run(listen, dataDir string, logger *slog.Logger) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// Stop accepting; let invocations in flight run to their deadlines.
+	logger.Info("shutting down: draining invocations in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

@@ -1,0 +1,60 @@
+package testenv
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+)
+
+// Gateway is a nimbus-gateway process wired to an environment's agents.
+type Gateway struct {
+	URL     string
+	DataDir string
+	cmd     *exec.Cmd
+}
+
+// StartGateway runs the nimbus-gateway binary at bin against the
+// environment's Nomad and Consul, on a free loopback port, with its
+// artifact store under the environment's state dir.
+func (e *Env) StartGateway(bin string) (*Gateway, error) {
+	ports, err := agents.FreePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), DataDir: filepath.Join(e.Dir, "gateway")}
+	g.cmd = exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-data-dir", g.DataDir)
+	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr)
+	logFile, err := os.Create(filepath.Join(e.Dir, "gateway.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = logFile.Close() }()
+	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
+	if err := g.cmd.Start(); err != nil {
+		return nil, err
+	}
+	for i := 0; i < 250; i++ {
+		if resp, err := http.Get(g.URL + "/healthz"); err == nil { //nolint:gosec // our own loopback URL
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return g, nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	g.Stop()
+	return nil, fmt.Errorf("nimbus-gateway did not become ready; see %s", filepath.Join(e.Dir, "gateway.log"))
+}
+
+// Stop ends the gateway.
+func (g *Gateway) Stop() {
+	if g != nil && g.cmd != nil && g.cmd.Process != nil {
+		_ = g.cmd.Process.Kill()
+		_ = g.cmd.Wait()
+	}
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Gateway serves invocations of the functions in the registry.
+type Gateway struct {
+	log      *slog.Logger
+	registry *Registry
+	health   Health
+	jobs     Jobs
+	metrics  *metrics
+	usage    *usage
+	client   *http.Client
+
+	mu    sync.Mutex
+	pools map[string]*pool
+}
+
+// Options wires the gateway to Consul and Nomad.
+type Options struct {
+	KV     KV
+	Health Health
+	Jobs   Jobs
+	Logger *slog.Logger
+}
+
+// New returns a gateway; Run starts following Consul.
+func New(opts Options) *Gateway {
+	g := &Gateway{
+		log:     opts.Logger,
+		health:  opts.Health,
+		jobs:    opts.Jobs,
+		metrics: newMetrics(),
+		usage:   newUsage(),
+		client: &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		}},
+		pools: map[string]*pool{},
+	}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
+	return g
+}
+
+// Run follows Consul until ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	g.registry.Run(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, p := range g.pools {
+		p.cancel()
+		delete(g.pools, name)
+	}
+}
+
+// syncPools keeps one pool per function in the registry.
+func (g *Gateway) syncPools(fns map[string]*Function) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name, f := range fns {
+		if p, ok := g.pools[name]; ok {
+			p.fn.Store(f)
+			continue
+		}
+		g.pools[name] = newPool(g, f)
+	}
+	for name, p := range g.pools {
+		if _, ok := fns[name]; !ok {
+			p.cancel()
+			delete(g.pools, name)
+		}
+	}
+}
+
+func (g *Gateway) pool(name string) (*pool, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p, ok := g.pools[name]
+	return p, ok
+}
+
+// Handler serves the gateway's HTTP API.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
+	mux.HandleFunc("GET /v1/usage", g.usage.serve)
+	mux.Handle("GET /metrics", g.metrics.handler())
+	mux.HandleFunc("GET /healthz", g.serveHealth)
+	return mux
+}
+
+func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	synced, err := g.registry.Status()
+	status := map[string]any{"ready": synced, "consul": "ok"}
+	code := http.StatusOK
+	if err != nil {
+		// Still serving from the last known state; say so.
+		status["consul"] = "unreachable, serving the last known functions: " + err.Error()
+	}
+	if !synced {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, status)
+}

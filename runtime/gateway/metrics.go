@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type metrics struct {
+	reg         *prometheus.Registry
+	invocations *prometheus.CounterVec
+	errors      *prometheus.CounterVec
+	throttles   *prometheus.CounterVec
+	coldStarts  *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	inflight    *prometheus.GaugeVec
+	instances   *prometheus.GaugeVec
+	gbSeconds   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	fn := []string{"function"}
+	m := &metrics{
+		reg:         prometheus.NewRegistry(),
+		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_invocations_total", Help: "Invocations by function and HTTP status."}, []string{"function", "status"}),
+		errors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_errors_total", Help: "Invocations that ended in an error, by error type."}, []string{"function", "error_type"}),
+		throttles:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_throttles_total", Help: "Invocations refused with 429."}, fn),
+		coldStarts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_cold_starts_total", Help: "Invocations that waited for an instance to start."}, fn),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "nimbus_invocation_duration_seconds", Help: "Handler duration as the host measured it.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
+		}, fn),
+		inflight:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_inflight", Help: "Invocations in flight."}, fn),
+		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_instances", Help: "Instances registered in Consul."}, fn),
+		gbSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_billed_gb_seconds_total", Help: "Billed duration × memory size, in GB-seconds."}, fn),
+	}
+	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds)
+	return m
+}
+
+func (m *metrics) observe(name string, o outcome) {
+	m.invocations.WithLabelValues(name, strconv.Itoa(o.status)).Inc()
+	if o.errorType != "" {
+		m.errors.WithLabelValues(name, o.errorType).Inc()
+	}
+	if o.status == http.StatusTooManyRequests {
+		m.throttles.WithLabelValues(name).Inc()
+	}
+	if o.cold {
+		m.coldStarts.WithLabelValues(name).Inc()
+	}
+	if o.durationMs > 0 {
+		m.duration.WithLabelValues(name).Observe(o.durationMs / 1000)
+	}
+	m.gbSeconds.WithLabelValues(name).Add(gbSeconds(o))
+}
+
+// gbSeconds is the billed usage of one invocation.
+func gbSeconds(o outcome) float64 {
+	return o.billedMs / 1000 * o.memoryMB / 1024
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

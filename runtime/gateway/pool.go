@@ -1,0 +1,344 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+)
+
+// Health is the part of Consul's health API the gateway needs.
+type Health interface {
+	Service(service, tag string, passingOnly bool, q *consulapi.QueryOptions) ([]*consulapi.ServiceEntry, *consulapi.QueryMeta, error)
+}
+
+// Jobs is the part of Nomad's jobs API the gateway needs.
+type Jobs interface {
+	Scale(jobID, group string, count *int, message string, isError bool, meta map[string]interface{}, q *nomadapi.WriteOptions) (*nomadapi.JobRegisterResponse, *nomadapi.WriteMeta, error)
+	ScaleStatus(jobID string, q *nomadapi.QueryOptions) (*nomadapi.JobScaleStatusResponse, *nomadapi.QueryMeta, error)
+}
+
+// ErrThrottled means the function is at its limit: every instance it may
+// have is busy and the queue is full, or the wait ran out.
+var ErrThrottled = errors.New("throttled")
+
+// instance is one running nimbus-host.
+type instance struct {
+	id, addr   string
+	inflight   int
+	ready      bool // probed or passing its Consul check
+	sawPassing bool
+	gone       bool
+}
+
+type waiter struct{ ch chan *instance }
+
+// pool is one function's instances, queue and scaling.
+type pool struct {
+	name string
+	fn   atomic.Pointer[Function]
+	gw   *Gateway
+
+	mu        sync.Mutex
+	instances map[string]*instance
+	waiters   []*waiter
+	inflight  int
+	lastBusy  time.Time
+	count     int // the group count we last saw or set
+	known     bool
+	scaleErr  error
+
+	kick   chan struct{}
+	cancel context.CancelFunc
+}
+
+func newPool(gw *Gateway, fn *Function) *pool {
+	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
+	p.fn.Store(fn)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go p.watch(ctx)
+	go p.scaleLoop(ctx)
+	return p
+}
+
+func (p *pool) concurrency() int {
+	return max(p.fn.Load().Concurrency, 1)
+}
+
+// maxQueue bounds the requests that wait for an instance.
+func (p *pool) maxQueue() int {
+	f := p.fn.Load()
+	return max(f.MaxInstances*max(f.Concurrency, 1)*2, 16)
+}
+
+// acquire returns an instance with a free slot, waiting (bounded) for one
+// to start when none is free. cold reports that the request waited.
+func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err error) {
+	p.mu.Lock()
+	if inst := p.pickLocked(); inst != nil {
+		inst.inflight++
+		p.inflight++
+		p.lastBusy = time.Now()
+		p.reportLocked()
+		p.mu.Unlock()
+		return inst, false, nil
+	}
+	if len(p.waiters) >= p.maxQueue() {
+		p.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %d requests already wait for an instance of %s", ErrThrottled, len(p.waiters), p.name)
+	}
+	w := &waiter{ch: make(chan *instance, 1)}
+	p.waiters = append(p.waiters, w)
+	p.lastBusy = time.Now()
+	p.mu.Unlock()
+	p.poke()
+
+	select {
+	case inst := <-w.ch:
+		return inst, true, nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		for i, x := range p.waiters {
+			if x == w {
+				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				scaleErr := p.scaleErr
+				p.mu.Unlock()
+				if scaleErr != nil {
+					return nil, true, fmt.Errorf("%w: no instance of %s became free in time; the last scale request failed: %v", ErrThrottled, p.name, scaleErr)
+				}
+				return nil, true, fmt.Errorf("%w: no instance of %s became free in time", ErrThrottled, p.name)
+			}
+		}
+		p.mu.Unlock()
+		// Handed an instance just as the wait ended: give it back.
+		p.release(<-w.ch)
+		return nil, true, ctx.Err()
+	}
+}
+
+// release frees an instance's slot and hands it to the next waiter.
+func (p *pool) release(inst *instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	inst.inflight--
+	p.inflight--
+	p.lastBusy = time.Now()
+	p.dispatchLocked()
+	p.reportLocked()
+}
+
+func (p *pool) reportLocked() {
+	p.gw.metrics.inflight.WithLabelValues(p.name).Set(float64(p.inflight))
+}
+
+// forget drops an instance that refused or failed a connection.
+func (p *pool) forget(inst *instance) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	inst.gone = true
+	inst.ready = false
+	delete(p.instances, inst.id)
+}
+
+func (p *pool) pickLocked() *instance {
+	var best *instance
+	conc := p.concurrency()
+	for _, in := range p.instances {
+		if !in.ready || in.gone || in.inflight >= conc {
+			continue
+		}
+		if best == nil || in.inflight < best.inflight {
+			best = in
+		}
+	}
+	return best
+}
+
+func (p *pool) dispatchLocked() {
+	for len(p.waiters) > 0 {
+		inst := p.pickLocked()
+		if inst == nil {
+			return
+		}
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		inst.inflight++
+		p.inflight++
+		w.ch <- inst
+	}
+}
+
+func (p *pool) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// watch follows the function's service in Consul. A new instance is probed
+// directly, so a cold start never waits for Consul's check interval.
+func (p *pool) watch(ctx context.Context) {
+	service := nomadjob.ServiceName(p.name)
+	var index uint64
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
+		entries, meta, err := p.gw.health.Service(service, "", false, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			p.gw.log.Warn("watching instances failed; keeping the last known", "function", p.name, "err", err)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		index = meta.LastIndex
+		p.update(ctx, entries)
+	}
+}
+
+func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	seen := map[string]bool{}
+	for _, e := range entries {
+		id := e.Service.ID
+		seen[id] = true
+		status := e.Checks.AggregatedStatus()
+		inst, ok := p.instances[id]
+		if !ok {
+			addr := e.Service.Address
+			if addr == "" {
+				addr = e.Node.Address
+			}
+			inst = &instance{id: id, addr: net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))}
+			p.instances[id] = inst
+			if status != consulapi.HealthPassing {
+				go p.probe(ctx, inst)
+			}
+		}
+		switch status {
+		case consulapi.HealthPassing:
+			inst.ready, inst.sawPassing = true, true
+		case consulapi.HealthCritical:
+			if inst.sawPassing {
+				inst.ready = false
+			}
+		}
+	}
+	for id, inst := range p.instances {
+		if !seen[id] {
+			inst.gone, inst.ready = true, false
+			delete(p.instances, id)
+		}
+	}
+	p.gw.metrics.instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
+	p.dispatchLocked()
+}
+
+// probe polls a new instance's /healthz until it is ready.
+func (p *pool) probe(ctx context.Context, inst *instance) {
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		p.mu.Lock()
+		done := inst.gone || inst.ready
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+inst.addr+"/healthz", nil)
+		if resp, err := client.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				p.mu.Lock()
+				inst.ready = true
+				p.dispatchLocked()
+				p.mu.Unlock()
+				return
+			}
+		}
+		sleep(ctx, 15*time.Millisecond)
+	}
+}
+
+// scaleLoop raises the group count as soon as demand needs more instances
+// and lowers it to min_instances after idle_timeout without any.
+func (p *pool) scaleLoop(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+		case <-tick.C:
+		}
+		p.rescale(ctx)
+	}
+}
+
+func (p *pool) rescale(ctx context.Context) {
+	f := p.fn.Load()
+	jobID := f.JobID
+	if !p.known {
+		st, _, err := p.gw.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+		if err != nil {
+			p.setScaleErr(err)
+			return
+		}
+		if tg, ok := st.TaskGroups[nomadjob.GroupName]; ok {
+			p.count, p.known = tg.Desired, true
+		}
+	}
+	p.mu.Lock()
+	demand := p.inflight + len(p.waiters)
+	idleFor := time.Since(p.lastBusy)
+	p.mu.Unlock()
+
+	need := (demand + max(f.Concurrency, 1) - 1) / max(f.Concurrency, 1)
+	target := min(max(need, f.MinInstances), f.MaxInstances)
+	var msg string
+	switch {
+	case target > p.count:
+		msg = fmt.Sprintf("nimbus-gateway: %d requests in flight or waiting need %d instances (concurrency %d)", demand, target, f.Concurrency)
+	case demand == 0 && p.count > f.MinInstances && idleFor >= f.IdleD:
+		target = f.MinInstances
+		msg = fmt.Sprintf("nimbus-gateway: idle for %s (idle_timeout %s), scaling to min_instances", idleFor.Round(time.Second), f.IdleD)
+	default:
+		return
+	}
+	_, _, err := p.gw.jobs.Scale(jobID, nomadjob.GroupName, &target, msg, false, nil,
+		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(ctx))
+	if err != nil {
+		p.setScaleErr(err)
+		// Re-read the count next time: a refusal may mean it changed.
+		p.known = false
+		return
+	}
+	p.gw.log.Info("scaled", "function", p.name, "from", p.count, "to", target, "reason", msg)
+	p.count = target
+	p.setScaleErr(nil)
+}
+
+func (p *pool) setScaleErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && (p.scaleErr == nil || p.scaleErr.Error() != err.Error()) {
+		p.gw.log.Warn("scale request refused", "function", p.name, "err", err)
+	}
+	p.scaleErr = err
+}

@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+// Function is a function as the gateway serves it.
+type Function struct {
+	kvstore.FunctionRecord
+	TimeoutD time.Duration
+	IdleD    time.Duration
+}
+
+// KV is the part of Consul's KV API the registry needs.
+type KV interface {
+	List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error)
+}
+
+// Registry follows nimbus/functions/ in Consul KV with blocking queries.
+// When Consul is unreachable it keeps serving the last known functions and
+// reports itself stale.
+type Registry struct {
+	kv  KV
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	fns     map[string]*Function
+	synced  bool
+	lastErr error
+	changed func(map[string]*Function)
+}
+
+// NewRegistry watches kv; onChange (may be nil) sees every new set.
+func NewRegistry(kv KV, log *slog.Logger, onChange func(map[string]*Function)) *Registry {
+	return &Registry{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange}
+}
+
+// Get returns a function by name.
+func (r *Registry) Get(name string) (*Function, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	f, ok := r.fns[name]
+	return f, ok
+}
+
+// Status says whether the registry is current.
+func (r *Registry) Status() (synced bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.synced, r.lastErr
+}
+
+// Run watches until ctx ends: a WaitIndex loop with backoff on errors.
+func (r *Registry) Run(ctx context.Context) {
+	prefix := kvstore.Prefix + "functions/"
+	var index uint64
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
+		pairs, meta, err := r.kv.List(prefix, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			r.mu.Lock()
+			if r.lastErr == nil {
+				r.log.Warn("Consul unreachable; serving the last known functions", "err", err, "retry_in", backoff)
+			}
+			r.lastErr = err
+			r.mu.Unlock()
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		if meta.LastIndex < index {
+			index = 0 // Consul's index went backwards (restore): start over
+		} else {
+			index = meta.LastIndex
+		}
+		fns := map[string]*Function{}
+		for _, p := range pairs {
+			name := strings.TrimPrefix(p.Key, prefix)
+			if name == "" || strings.Contains(name, "/") {
+				continue
+			}
+			rec, err := kvstore.DecodeFunction(p.Value)
+			if err != nil {
+				r.log.Warn("ignoring a bad function record", "key", p.Key, "err", err)
+				continue
+			}
+			f := &Function{FunctionRecord: rec}
+			f.TimeoutD, _ = time.ParseDuration(rec.Timeout)
+			if f.TimeoutD <= 0 {
+				f.TimeoutD = 3 * time.Second
+			}
+			f.IdleD, _ = time.ParseDuration(rec.IdleTimeout)
+			if f.IdleD <= 0 {
+				f.IdleD = 5 * time.Minute
+			}
+			fns[name] = f
+		}
+		r.mu.Lock()
+		if r.lastErr != nil {
+			r.log.Info("Consul reachable again")
+		}
+		r.fns, r.synced, r.lastErr = fns, true, nil
+		r.mu.Unlock()
+		if r.changed != nil {
+			r.changed(fns)
+		}
+		// Coalesce bursts: let a batch of writes land before the next query.
+		sleep(ctx, 50*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

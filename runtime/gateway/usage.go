@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// usage totals invocations and GB-seconds per function since start.
+type usage struct {
+	mu    sync.Mutex
+	since time.Time
+	by    map[string]*functionUsage
+}
+
+type functionUsage struct {
+	Function    string  `json:"function"`
+	Invocations int64   `json:"invocations"`
+	Errors      int64   `json:"errors"`
+	Throttles   int64   `json:"throttles"`
+	ColdStarts  int64   `json:"cold_starts"`
+	GBSeconds   float64 `json:"gb_seconds"`
+}
+
+func newUsage() *usage { return &usage{since: time.Now(), by: map[string]*functionUsage{}} }
+
+func (u *usage) add(name string, o outcome) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	fu, ok := u.by[name]
+	if !ok {
+		fu = &functionUsage{Function: name}
+		u.by[name] = fu
+	}
+	fu.Invocations++
+	if o.errorType != "" {
+		fu.Errors++
+	}
+	if o.status == http.StatusTooManyRequests {
+		fu.Throttles++
+	}
+	if o.cold {
+		fu.ColdStarts++
+	}
+	fu.GBSeconds += gbSeconds(o)
+}
+
+func (u *usage) serve(w http.ResponseWriter, _ *http.Request) {
+	u.mu.Lock()
+	list := make([]functionUsage, 0, len(u.by))
+	for _, fu := range u.by {
+		list = append(list, *fu)
+	}
+	since := u.since
+	u.mu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].Function < list[j].Function })
+	writeJSON(w, http.StatusOK, map[string]any{"since": since.UTC().Format(time.RFC3339), "functions": list})
+}
