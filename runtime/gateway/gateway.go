@@ -91,10 +91,36 @@ func (g *Gateway) pool(name string) (*pool, bool) {
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
+	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
 	mux.HandleFunc("GET /v1/usage", g.usage.serve)
 	mux.Handle("GET /metrics", g.metrics.handler())
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	return mux
+}
+
+// serveFunction describes a function as the gateway sees it, without
+// invoking it.
+func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	f, ok := g.registry.Get(name)
+	p, okPool := g.pool(name)
+	if !ok || !okPool {
+		writeError(w, http.StatusNotFound, "ResourceNotFoundException", "function "+name+" does not exist")
+		return
+	}
+	p.mu.Lock()
+	ready := 0
+	for _, in := range p.instances {
+		if in.ready {
+			ready++
+		}
+	}
+	state := map[string]any{
+		"function": f.FunctionRecord, "instances": len(p.instances), "ready_instances": ready,
+		"inflight": p.inflight, "waiting": len(p.waiters), "group_count": p.count,
+	}
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, state)
 }
 
 func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {

@@ -115,7 +115,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 				scaleErr := p.scaleErr
 				p.mu.Unlock()
 				if scaleErr != nil {
-					return nil, true, fmt.Errorf("%w: no instance of %s became free in time; the last scale request failed: %v", ErrThrottled, p.name, scaleErr)
+					return nil, true, fmt.Errorf("%w: no instance of %s became free in time; the last scale request failed: %w", ErrThrottled, p.name, scaleErr)
 				}
 				return nil, true, fmt.Errorf("%w: no instance of %s became free in time", ErrThrottled, p.name)
 			}

@@ -1,0 +1,282 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/aws/aws-lambda-go/lambda" // the test handler is built with it
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+var fx struct {
+	gatewayBin string
+	goSource   string
+	once       sync.Once
+	gw         *testenv.Gateway
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "nimbus-gateway-test-")
+	if err != nil {
+		panic(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	root, err := agents.RepoRoot()
+	if err != nil {
+		panic(err)
+	}
+	fx.gatewayBin = filepath.Join(dir, "nimbus-gateway")
+	fx.goSource = filepath.Join(dir, "go")
+	runtimeDir := filepath.Join(dir, "runtime")
+	for out, pkg := range map[string]string{
+		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
+		fx.gatewayBin:                           "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fx.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
+	} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
+		}
+	}
+	defer func() { fx.gw.Stop() }()
+	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})
+}
+
+func gateway(t *testing.T) (*testenv.Env, *testenv.Gateway) {
+	t.Helper()
+	env := testenv.Get(t)
+	fx.once.Do(func() {
+		var err error
+		if fx.gw, err = env.StartGateway(fx.gatewayBin); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if fx.gw == nil {
+		t.Fatal("the gateway did not start")
+	}
+	return env, fx.gw
+}
+
+// deploy does what nimbus_function does: upload, KV record, job.
+func deploy(t *testing.T, f model.Function) {
+	t.Helper()
+	env, gw := gateway(t)
+	f = f.WithDefaults()
+	pkg, err := packaging.ZipDir(fx.goSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := nomadjob.ArtifactURL(gw.URL, pkg.SHA256)
+	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(pkg.Zip))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	rec := kvstore.FunctionRecord{
+		Name: f.Name, JobID: nomadjob.JobID(f.Name), Service: nomadjob.ServiceName(f.Name), Runtime: f.Runtime,
+		Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout.String(), Concurrency: f.Concurrency,
+		MinInstances: f.MinInstances, MaxInstances: f.MaxInstances, IdleTimeout: f.IdleTimeout.String(), SourceSHA256: pkg.SHA256,
+	}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, nomadjob.Options{}), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
+		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
+	})
+	// The gateway learns of the function from KV within moments.
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get(gw.URL + "/v1/functions/" + f.Name)
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("the gateway never learned of %s", f.Name)
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func invoke(t *testing.T, gw *testenv.Gateway, name, event string) answer {
+	t.Helper()
+	resp, err := http.Post(gw.URL+"/v1/functions/"+name+"/invoke", "application/json", strings.NewReader(event))
+	if err != nil {
+		t.Fatalf("invoke %s: %v", name, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	_ = json.Unmarshal(b, &a.body)
+	return a
+}
+
+func groupCount(t *testing.T, env *testenv.Env, fn string) int {
+	t.Helper()
+	st, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID(fn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.TaskGroups[nomadjob.GroupName].Desired
+}
+
+func TestColdStartFromZeroAndScaleDownToZero(t *testing.T) {
+	env, gw := gateway(t)
+	f := model.Function{Name: "cold", Runtime: model.RuntimeProvided, MaxInstances: 2, IdleTimeout: 10 * time.Second}
+	deploy(t, f)
+	if n := groupCount(t, env, "cold"); n != 0 {
+		t.Fatalf("a new function with min_instances 0 runs %d instances", n)
+	}
+
+	start := time.Now()
+	a := invoke(t, gw, "cold", `{"action":"echo","value":"from zero"}`)
+	if a.status != http.StatusOK || a.body["echo"] != "from zero" {
+		t.Fatalf("cold invoke: %d %s", a.status, a.raw)
+	}
+	if a.header.Get("X-Nimbus-Cold") != "true" {
+		t.Error("the first invocation waited for an instance: X-Nimbus-Cold should be true")
+	}
+	t.Logf("cold start through the gateway: %s", time.Since(start))
+	if n := groupCount(t, env, "cold"); n != 1 {
+		t.Errorf("after a cold start the group count is %d, want 1", n)
+	}
+	if warm := invoke(t, gw, "cold", `{"action":"echo","value":"warm"}`); warm.status != http.StatusOK || warm.header.Get("X-Nimbus-Cold") != "false" {
+		t.Errorf("second invoke: %d cold=%s", warm.status, warm.header.Get("X-Nimbus-Cold"))
+	}
+
+	// idle_timeout later the gateway scales back to zero, saying why.
+	deadline := time.Now().Add(45 * time.Second)
+	for groupCount(t, env, "cold") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the function was not scaled to zero after its idle_timeout")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	events, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID("cold"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ev := range events.TaskGroups[nomadjob.GroupName].Events {
+		if strings.Contains(ev.Message, "idle for") && strings.Contains(ev.Message, "nimbus-gateway") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no scale event in Nomad explains the scale-down: %+v", events.TaskGroups[nomadjob.GroupName].Events)
+	}
+}
+
+func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
+	_, gw := gateway(t)
+	deploy(t, model.Function{Name: "burst", Runtime: model.RuntimeProvided, Concurrency: 1, MaxInstances: 5, Timeout: 20 * time.Second})
+	const n = 50
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	bodies := make([]string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := invoke(t, gw, "burst", `{"action":"sleep","n":200}`)
+			statuses[i], bodies[i] = a.status, a.raw
+		}()
+	}
+	wg.Wait()
+	ok, throttled := 0, 0
+	for i, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			throttled++
+			if !strings.Contains(bodies[i], "TooManyRequestsException") {
+				t.Errorf("a 429 without a clear body: %s", bodies[i])
+			}
+		default:
+			t.Errorf("request %d: status %d %s; every request must succeed or get a clean 429", i, s, bodies[i])
+		}
+	}
+	t.Logf("50 concurrent requests, concurrency 1, max 5 instances: %d served, %d throttled", ok, throttled)
+	if ok == 0 {
+		t.Error("no request was served")
+	}
+}
+
+func TestErrorsAreClear(t *testing.T) {
+	_, gw := gateway(t)
+	deploy(t, model.Function{Name: "errs", Runtime: model.RuntimeProvided, Timeout: time.Second, MinInstances: 1, MaxInstances: 1})
+
+	if a := invoke(t, gw, "no-such-function", `{}`); a.status != http.StatusNotFound || a.body["errorType"] != "ResourceNotFoundException" {
+		t.Errorf("unknown function: %d %s", a.status, a.raw)
+	}
+	big := `{"action":"echo","value":"` + strings.Repeat("a", 7<<20) + `"}`
+	if a := invoke(t, gw, "errs", big); a.status != http.StatusRequestEntityTooLarge || a.body["errorType"] != "RequestEntityTooLargeException" {
+		t.Errorf("oversize: %d %.200s", a.status, a.raw)
+	}
+	if a := invoke(t, gw, "errs", `{not json`); a.status != http.StatusBadRequest {
+		t.Errorf("malformed body: %d %s", a.status, a.raw)
+	}
+	a := invoke(t, gw, "errs", `{"action":"sleep","n":3000}`)
+	if a.status != http.StatusGatewayTimeout || a.body["errorType"] != "Sandbox.Timedout" {
+		t.Errorf("timeout: %d %s", a.status, a.raw)
+	}
+	if a := invoke(t, gw, "errs", `{"action":"error","value":"x"}`); a.status != http.StatusOK || a.header.Get("X-Nimbus-Function-Error") != "Unhandled" {
+		t.Errorf("function error: %d %v %s", a.status, a.header, a.raw)
+	}
+	if a := invoke(t, gw, "errs", `{"action":"echo","value":"still fine"}`); a.status != http.StatusOK || a.body["echo"] != "still fine" {
+		t.Errorf("after the errors: %d %s", a.status, a.raw)
+	}
+
+	resp, err := http.Get(gw.URL + "/v1/usage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var usage struct {
+		Functions []struct {
+			Function    string  `json:"function"`
+			Invocations int64   `json:"invocations"`
+			GBSeconds   float64 `json:"gb_seconds"`
+		} `json:"functions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&usage); err != nil {
+		t.Fatal(err)
+	}
+	// The refused requests (404, 413, 400) never reached the function.
+	for _, u := range usage.Functions {
+		if u.Function == "errs" && (u.Invocations != 3 || u.GBSeconds <= 0) {
+			t.Errorf("usage for errs: %+v", u)
+		}
+	}
+}
