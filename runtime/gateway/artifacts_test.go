@@ -31,14 +31,14 @@ func digestOf(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// result is an answer whose body was read and closed.
-type result struct {
+// storeAnswer is an answer whose body was read and closed.
+type storeAnswer struct {
 	StatusCode    int
 	Header        http.Header
 	ContentLength int64
 }
 
-func do(t *testing.T, method, url string, body []byte) (result, []byte) {
+func do(t *testing.T, method, url string, body []byte) (storeAnswer, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -50,7 +50,7 @@ func do(t *testing.T, method, url string, body []byte) (result, []byte) {
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
-	return result{StatusCode: resp.StatusCode, Header: resp.Header, ContentLength: resp.ContentLength}, b
+	return storeAnswer{StatusCode: resp.StatusCode, Header: resp.Header, ContentLength: resp.ContentLength}, b
 }
 
 func TestPutGetHead(t *testing.T) {

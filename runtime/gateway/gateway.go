@@ -92,6 +92,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
 	mux.HandleFunc("GET /v1/usage", g.usage.serve)
 	mux.Handle("GET /metrics", g.metrics.handler())
 	mux.HandleFunc("GET /healthz", g.serveHealth)
