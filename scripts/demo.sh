@@ -33,16 +33,22 @@ step "What happened"
 "$tofu" -chdir="$demo" output -json cluster | go run ./scripts/internal/printjson
 "$tofu" -chdir="$demo" output -json functions | go run ./scripts/internal/printjson
 
-step "Invoking each function's instance"
+step "Invoking each function through the gateway: cold from zero, then warm"
+go build -o .nimbus/bin/invoke ./scripts/internal/invoke
 for fn in hello-go hello-python hello-node; do
-  go run ./scripts/internal/invoke "$fn" '{"name":"demo"}'
+  .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"demo"}'
+  .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"again"}'
 done
 cat <<MSG
 
 Each function was packaged, uploaded to the gateway's artifact store,
 proven healthy by a canary, and runs as a Nomad job (nimbus-fn-<name>)
-under the sandboxed exec driver. See them, with their START/END/REPORT
-log lines, in the Nomad UI.
+under the sandboxed exec driver. The gateway started an instance for the
+first request of each (cold) and reused it for the second (warm); after
+each function's idle_timeout it scales them back to zero. See the jobs, their
+scale events and their START/END/REPORT log lines in the Nomad UI.
+
+  Gateway:    $NIMBUS_GATEWAY_URL  (GET /v1/usage, GET /metrics)
 
   Nomad UI:   http://127.0.0.1:4646/ui/
   Consul UI:  http://127.0.0.1:8500/ui/

@@ -23,28 +23,29 @@ locals {
 
 data "nimbus_cluster" "local" {}
 
+# Scaled to zero when idle: the gateway starts an instance on demand.
 resource "nimbus_function" "hello_go" {
-  name          = "hello-go"
-  runtime       = "provided"
-  source        = "${local.functions}/hello-go/dist"
-  min_instances = 1
+  name         = "hello-go"
+  runtime      = "provided"
+  source       = "${local.functions}/hello-go/dist"
+  idle_timeout = "2m"
 }
 
 resource "nimbus_function" "hello_python" {
-  name          = "hello-python"
-  runtime       = "python3"
-  handler       = "app.handler"
-  source        = "${local.functions}/hello-python"
-  min_instances = 1
+  name         = "hello-python"
+  runtime      = "python3"
+  handler      = "app.handler"
+  source       = "${local.functions}/hello-python"
+  idle_timeout = "2m"
 }
 
 resource "nimbus_function" "hello_node" {
-  name          = "hello-node"
-  runtime       = "nodejs"
-  handler       = "index.handler"
-  source        = "${local.functions}/hello-node"
-  min_instances = 1
-  memory_mb     = 192
+  name         = "hello-node"
+  runtime      = "nodejs"
+  handler      = "index.handler"
+  source       = "${local.functions}/hello-node"
+  memory_mb    = 192
+  idle_timeout = "2m"
 }
 
 output "cluster" {

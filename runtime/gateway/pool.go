@@ -56,6 +56,7 @@ type pool struct {
 	lastBusy  time.Time
 	count     int // the group count we last saw or set
 	known     bool
+	readAt    time.Time // when count was last read from Nomad
 	scaleErr  error
 
 	kick   chan struct{}
@@ -294,6 +295,14 @@ func (p *pool) scaleLoop(ctx context.Context) {
 func (p *pool) rescale(ctx context.Context) {
 	f := p.fn.Load()
 	jobID := f.JobID
+	p.mu.Lock()
+	starved := len(p.waiters) > 0 && p.pickLocked() == nil
+	p.mu.Unlock()
+	// Someone may have scaled the job outside the gateway (the Nomad UI, a
+	// redeploy): while requests wait, trust Nomad's count over ours.
+	if starved && time.Since(p.readAt) > time.Second {
+		p.known = false
+	}
 	if !p.known {
 		st, _, err := p.gw.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
 		if err != nil {
@@ -301,7 +310,7 @@ func (p *pool) rescale(ctx context.Context) {
 			return
 		}
 		if tg, ok := st.TaskGroups[nomadjob.GroupName]; ok {
-			p.count, p.known = tg.Desired, true
+			p.count, p.known, p.readAt = tg.Desired, true, time.Now()
 		}
 	}
 	p.mu.Lock()

@@ -233,7 +233,10 @@ func (h *Host) Invoke(req Request) (Result, error) {
 			break
 		}
 		var delivered bool
-		if out, delivered = h.runLambda(p, inv); delivered {
+		var at time.Time
+		if out, delivered, at = h.runLambda(p, inv); delivered {
+			// Billing starts when the handler takes the event, as on Lambda.
+			start = at
 			break
 		}
 		// The handler exited between invocations, before it took this
@@ -307,7 +310,7 @@ func (h *Host) awaitHandler(inv *invocation) (*handlerProc, *outcome, time.Durat
 // runLambda hands the event to a Runtime API handler and waits for its
 // answer, its exit or the deadline. delivered is false when the handler
 // exited without taking the event.
-func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivered bool) {
+func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivered bool, deliveredAt time.Time) {
 	p.current.Store(inv)
 	defer func() {
 		p.drainOutput()
@@ -316,28 +319,30 @@ func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivere
 	timer := time.NewTimer(time.Until(inv.deadline))
 	defer timer.Stop()
 
+	begin := time.Now()
 	select {
 	case p.next <- inv:
 	case <-p.exited:
-		return outcome{}, false
+		return outcome{}, false, begin
 	case <-timer.C:
 		p.kill()
-		return outcome{err: h.timeoutError(inv)}, true
+		return outcome{err: h.timeoutError(inv)}, true, begin
 	}
+	at := time.Now()
 	select {
 	case o := <-inv.done:
-		return o, true
+		return o, true, at
 	case <-p.exited:
 		// An error posted just before exiting (a panic) wins over the exit.
 		select {
 		case o := <-inv.done:
-			return o, true
+			return o, true, at
 		default:
-			return outcome{err: h.exitOutcome(p, inv.id)}, true
+			return outcome{err: h.exitOutcome(p, inv.id)}, true, at
 		}
 	case <-timer.C:
 		p.kill()
-		return outcome{err: h.timeoutError(inv)}, true
+		return outcome{err: h.timeoutError(inv)}, true, at
 	}
 }
 

@@ -1,48 +1,52 @@
-// Command invoke calls a function's instance directly, at the address
-// Consul has for it, and prints the answer with its accounting headers.
-// The demo uses it; the gateway's invoke API routes the same way.
+// Command invoke calls a function through the gateway's invoke API and
+// prints the answer, the REPORT line from the instance's log tail and the
+// latency measured here. The demo uses it.
 //
-//	go run ./scripts/internal/invoke <function> '<event JSON>'
+//	go run ./scripts/internal/invoke <gateway URL> <function> '<event JSON>'
 package main
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-
-	consulapi "github.com/hashicorp/consul/api"
+	"time"
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: invoke <function> '<event JSON>'")
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: invoke <gateway URL> <function> '<event JSON>'")
 		os.Exit(2)
 	}
-	name, event := os.Args[1], os.Args[2]
-	c, err := consulapi.NewClient(consulapi.DefaultConfig())
+	gateway, name, event := strings.TrimRight(os.Args[1], "/"), os.Args[2], os.Args[3]
+	req, err := http.NewRequest(http.MethodPost, gateway+"/v1/functions/"+name+"/invoke", strings.NewReader(event)) //nolint:noctx // a one-shot CLI
 	if err != nil {
 		fail(err)
 	}
-	entries, _, err := c.Health().Service("nimbus-fn-"+name, "", true, nil)
-	if err != nil {
-		fail(err)
-	}
-	if len(entries) == 0 {
-		fail(fmt.Errorf("no healthy instance of %s in Consul", name))
-	}
-	url := fmt.Sprintf("http://%s:%d/invoke", entries[0].Service.Address, entries[0].Service.Port)
-	resp, err := http.Post(url, "application/json", strings.NewReader(event)) //nolint:gosec // the address Consul gave for the instance
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Nimbus-Log-Type", "Tail")
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fail(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
-	fmt.Printf("  %s  →  %s\n", name, strings.TrimSpace(string(body)))
-	fmt.Printf("  %s     duration %s ms, billed %s ms, memory %s/%s MB, cold start %s\n", strings.Repeat(" ", len(name)),
-		resp.Header.Get("X-Nimbus-Duration-Ms"), resp.Header.Get("X-Nimbus-Billed-Duration-Ms"),
-		resp.Header.Get("X-Nimbus-Max-Memory-Used-Mb"), resp.Header.Get("X-Nimbus-Memory-Size-Mb"), resp.Header.Get("X-Nimbus-Cold-Start"))
+	latency := time.Since(start)
+
+	kind := "warm"
+	if resp.Header.Get("X-Nimbus-Cold") == "true" {
+		kind = "cold"
+	}
+	fmt.Printf("  %-13s %s %4s  %7.1f ms  %s\n", name, kind, resp.Status[:3], float64(latency.Microseconds())/1000, strings.TrimSpace(string(body)))
+	tail, _ := base64.StdEncoding.DecodeString(resp.Header.Get("X-Nimbus-Log-Result"))
+	for _, line := range strings.Split(string(tail), "\n") {
+		if strings.HasPrefix(line, "REPORT") {
+			fmt.Printf("  %-13s %s\n", "", strings.ReplaceAll(strings.TrimSpace(line), "\t", "  "))
+		}
+	}
 }
 
 func fail(err error) {
