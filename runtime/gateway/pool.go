@@ -297,10 +297,12 @@ func (p *pool) rescale(ctx context.Context) {
 	jobID := f.JobID
 	p.mu.Lock()
 	starved := len(p.waiters) > 0 && p.pickLocked() == nil
+	fewer := len(p.instances) < p.count
 	p.mu.Unlock()
 	// Someone may have scaled the job outside the gateway (the Nomad UI, a
-	// redeploy): while requests wait, trust Nomad's count over ours.
-	if starved && time.Since(p.readAt) > time.Second {
+	// redeploy): while requests wait and fewer instances exist than the
+	// count we believe, trust Nomad's count over ours.
+	if starved && (fewer || time.Since(p.readAt) > time.Second) && time.Since(p.readAt) > 100*time.Millisecond {
 		p.known = false
 	}
 	if !p.known {
