@@ -68,7 +68,7 @@ func run(trials, requests int, write string) error {
 		cmd := exec.Command("go", "build", "-o", out, pkg)
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %v\n%s", pkg, err, b)
+			return fmt.Errorf("build %s: %w\n%s", pkg, err, b)
 		}
 	}
 	fmt.Println("bench: starting Consul, Nomad and the gateway")
