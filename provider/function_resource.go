@@ -233,8 +233,12 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if !req.State.Raw.IsNull() {
 		var state functionModel
 		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+		// The framework cannot see a change of the code behind an unchanged
+		// source path, so say here when the job gets a new version.
 		if jobUnchanged(state, plan) {
 			plan.Version = state.Version
+		} else {
+			plan.Version = types.Int64Unknown()
 		}
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)

@@ -390,3 +390,45 @@ func TestAccFunctionFromSourceURL(t *testing.T) {
 		},
 	})
 }
+
+// Editing the code in place (same source path) is a change of source_sha256
+// and a new version.
+func TestAccFunctionCodeEditedInPlace(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	dir := t.TempDir()
+	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
+	if err := os.WriteFile(filepath.Join(dir, "bootstrap"), boot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(dir, "VERSION"), []byte("1\n"), 0o644)
+	config := functionConfig(env, fmt.Sprintf(`
+  name    = "in-place"
+  runtime = "provided"
+  source  = %q`, dir))
+	var edited string
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: config},
+			{
+				PreConfig: func() {
+					_ = os.WriteFile(filepath.Join(dir, "VERSION"), []byte("2\n"), 0o644)
+					edited = digest(t, dir)
+				},
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("nimbus_function.fn", plancheck.ResourceActionUpdate),
+					plancheck.ExpectUnknownValue("nimbus_function.fn", tfjsonpath.New("version")),
+				}},
+				Check: func(s *terraform.State) error {
+					got := s.RootModule().Resources["nimbus_function.fn"].Primary.Attributes["source_sha256"]
+					if got != edited {
+						return fmt.Errorf("source_sha256 %s, want the edited code's %s", got, edited)
+					}
+					return nil
+				},
+			},
+		},
+	})
+}

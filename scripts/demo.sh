@@ -39,6 +39,11 @@ for fn in hello-go hello-python hello-node; do
   .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"demo"}'
   .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"again"}'
 done
+step "Calling each function's HTTP route"
+for url in $("$tofu" -chdir="$demo" output -json routes | tr -d '[]"' | tr ',' ' '); do
+  printf '  GET %-40s → %s\n' "$url" "$(curl -s "$url?name=route")"
+done
+
 cat <<MSG
 
 Each function was packaged, uploaded to the gateway's artifact store,

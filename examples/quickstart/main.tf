@@ -48,6 +48,22 @@ resource "nimbus_function" "hello_node" {
   idle_timeout = "2m"
 }
 
+# An HTTP route for each function, served by the gateway.
+resource "nimbus_http_route" "hello_go" {
+  function = nimbus_function.hello_go.name
+  path     = "/hello/go"
+}
+
+resource "nimbus_http_route" "hello_python" {
+  function = nimbus_function.hello_python.name
+  path     = "/hello/python"
+}
+
+resource "nimbus_http_route" "hello_node" {
+  function = nimbus_function.hello_node.name
+  path     = "/hello/node"
+}
+
 output "cluster" {
   value = {
     nomad         = "${data.nimbus_cluster.local.nomad_address} (Nomad ${data.nimbus_cluster.local.nomad_version}, region ${data.nimbus_cluster.local.nomad_region})"
@@ -55,6 +71,10 @@ output "cluster" {
     exec_nodes    = data.nimbus_cluster.local.exec_nodes
     ready_to_host = data.nimbus_cluster.local.exec_driver_healthy
   }
+}
+
+output "routes" {
+  value = [for r in [nimbus_http_route.hello_go, nimbus_http_route.hello_python, nimbus_http_route.hello_node] : r.url]
 }
 
 output "functions" {

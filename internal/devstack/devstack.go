@@ -91,6 +91,7 @@ func (s Stack) Up(ctx context.Context) error {
 		return err
 	}
 	gatewayBin := filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway")
+	s.restartIfRebuilt("nimbus-gateway", gatewayBin)
 	if err := s.ensure("nimbus-gateway", gatewayBin,
 		[]string{"-listen", fmt.Sprintf("127.0.0.1:%d", GatewayHTTP), "-data-dir", s.dataDir("gateway")}, GatewayHTTP,
 		func(p *agents.Process) error {
@@ -135,6 +136,26 @@ func (s Stack) ensure(name, bin string, args []string, port int, wait func(*agen
 		return fmt.Errorf("%s did not become ready: %w; see %s", name, err, s.logFile(name))
 	}
 	return nil
+}
+
+// restartIfRebuilt stops a running process whose binary was rebuilt
+// since it started, so that make dev always runs the current gateway.
+func (s Stack) restartIfRebuilt(name, bin string) {
+	pid := s.runningPid(name)
+	if pid == 0 {
+		return
+	}
+	binInfo, err := os.Stat(bin)
+	if err != nil {
+		return
+	}
+	pidInfo, err := os.Stat(s.pidFile(name))
+	if err != nil || !binInfo.ModTime().After(pidInfo.ModTime()) {
+		return
+	}
+	fmt.Fprintf(s.Out, "dev: %s was rebuilt; restarting it\n", name)
+	agents.StopPid(pid, 15*time.Second)
+	_ = os.Remove(s.pidFile(name))
 }
 
 // ensureAgent writes an agent's configuration and ensures it runs.

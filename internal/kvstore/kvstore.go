@@ -3,8 +3,12 @@
 package kvstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 )
 
 // Prefix is the root of Nimbus's keys.
@@ -46,6 +50,73 @@ func DecodeFunction(b []byte) (FunctionRecord, error) {
 	var r FunctionRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return r, fmt.Errorf("function record is not valid JSON: %w", err)
+	}
+	return r, nil
+}
+
+// Route is an HTTP route to a function.
+type Route struct {
+	ID       string   `json:"id"`
+	Function string   `json:"function"`
+	Host     string   `json:"host,omitempty"`
+	Path     string   `json:"path"`
+	Match    string   `json:"match"`             // "prefix" or "exact"
+	Methods  []string `json:"methods,omitempty"` // empty: any
+}
+
+// RoutesPrefix holds one key per route.
+const RoutesPrefix = Prefix + "routes/"
+
+// RouteKey is where a route lives; its id is readable, the key is a hash
+// of it so that any host and path fit in a KV key.
+func RouteKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return RoutesPrefix + hex.EncodeToString(sum[:12])
+}
+
+// RouteID names a route by what it matches: [host]path[*] [METHODS].
+func RouteID(host, path, match string, methods []string) string {
+	id := host + path
+	if match == "prefix" {
+		id += "*"
+	}
+	if len(methods) > 0 {
+		sorted := append([]string(nil), methods...)
+		sort.Strings(sorted)
+		id += " " + strings.Join(sorted, ",")
+	}
+	return id
+}
+
+// Overlaps reports whether two routes can match the same request.
+func (r Route) Overlaps(o Route) bool {
+	if r.Host != o.Host || r.Path != o.Path || r.Match != o.Match {
+		return false
+	}
+	if len(r.Methods) == 0 || len(o.Methods) == 0 {
+		return true
+	}
+	for _, a := range r.Methods {
+		for _, b := range o.Methods {
+			if strings.EqualFold(a, b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Encode serialises a route.
+func (r Route) Encode() []byte {
+	b, _ := json.Marshal(r)
+	return b
+}
+
+// DecodeRoute parses a route.
+func DecodeRoute(b []byte) (Route, error) {
+	var r Route
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("route record is not valid JSON: %w", err)
 	}
 	return r, nil
 }

@@ -96,6 +96,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/usage", g.usage.serve)
 	mux.Handle("GET /metrics", g.metrics.handler())
 	mux.HandleFunc("GET /healthz", g.serveHealth)
+	// Everything else is a function's HTTP route.
+	mux.HandleFunc("/", g.serveRoute)
 	return mux
 }
 

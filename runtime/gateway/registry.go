@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,7 @@ type Registry struct {
 
 	mu      sync.RWMutex
 	fns     map[string]*Function
+	routes  []kvstore.Route
 	synced  bool
 	lastErr error
 	changed func(map[string]*Function)
@@ -58,9 +60,20 @@ func (r *Registry) Status() (synced bool, err error) {
 	return r.synced, r.lastErr
 }
 
-// Run watches until ctx ends: a WaitIndex loop with backoff on errors.
+// Run watches functions and routes until ctx ends.
 func (r *Registry) Run(ctx context.Context) {
-	prefix := kvstore.Prefix + "functions/"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.watchPrefix(ctx, kvstore.RoutesPrefix, r.applyRoutes)
+	}()
+	r.watchPrefix(ctx, kvstore.Prefix+"functions/", r.applyFunctions)
+	<-done
+}
+
+// watchPrefix is a blocking-query loop over a KV prefix with backoff on
+// errors, handing every new listing to apply.
+func (r *Registry) watchPrefix(ctx context.Context, prefix string, apply func(consulapi.KVPairs)) {
 	var index uint64
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
@@ -73,7 +86,7 @@ func (r *Registry) Run(ctx context.Context) {
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			r.mu.Lock()
 			if r.lastErr == nil {
-				r.log.Warn("Consul unreachable; serving the last known functions", "err", err, "retry_in", backoff)
+				r.log.Warn("Consul unreachable; serving the last known functions and routes", "err", err, "retry_in", backoff)
 			}
 			r.lastErr = err
 			r.mu.Unlock()
@@ -86,40 +99,75 @@ func (r *Registry) Run(ctx context.Context) {
 		} else {
 			index = meta.LastIndex
 		}
-		fns := map[string]*Function{}
-		for _, p := range pairs {
-			name := strings.TrimPrefix(p.Key, prefix)
-			if name == "" || strings.Contains(name, "/") {
-				continue
-			}
-			rec, err := kvstore.DecodeFunction(p.Value)
-			if err != nil {
-				r.log.Warn("ignoring a bad function record", "key", p.Key, "err", err)
-				continue
-			}
-			f := &Function{FunctionRecord: rec}
-			f.TimeoutD, _ = time.ParseDuration(rec.Timeout)
-			if f.TimeoutD <= 0 {
-				f.TimeoutD = 3 * time.Second
-			}
-			f.IdleD, _ = time.ParseDuration(rec.IdleTimeout)
-			if f.IdleD <= 0 {
-				f.IdleD = 5 * time.Minute
-			}
-			fns[name] = f
-		}
-		r.mu.Lock()
-		if r.lastErr != nil {
-			r.log.Info("Consul reachable again")
-		}
-		r.fns, r.synced, r.lastErr = fns, true, nil
-		r.mu.Unlock()
-		if r.changed != nil {
-			r.changed(fns)
-		}
+		apply(pairs)
 		// Coalesce bursts: let a batch of writes land before the next query.
 		sleep(ctx, 50*time.Millisecond)
 	}
+}
+
+func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
+	prefix := kvstore.Prefix + "functions/"
+	fns := map[string]*Function{}
+	for _, p := range pairs {
+		name := strings.TrimPrefix(p.Key, prefix)
+		if name == "" || strings.Contains(name, "/") {
+			continue
+		}
+		rec, err := kvstore.DecodeFunction(p.Value)
+		if err != nil {
+			r.log.Warn("ignoring a bad function record", "key", p.Key, "err", err)
+			continue
+		}
+		f := &Function{FunctionRecord: rec}
+		f.TimeoutD, _ = time.ParseDuration(rec.Timeout)
+		if f.TimeoutD <= 0 {
+			f.TimeoutD = 3 * time.Second
+		}
+		f.IdleD, _ = time.ParseDuration(rec.IdleTimeout)
+		if f.IdleD <= 0 {
+			f.IdleD = 5 * time.Minute
+		}
+		fns[name] = f
+	}
+	r.mu.Lock()
+	if r.lastErr != nil {
+		r.log.Info("Consul reachable again")
+	}
+	r.fns, r.synced, r.lastErr = fns, true, nil
+	r.mu.Unlock()
+	if r.changed != nil {
+		r.changed(fns)
+	}
+}
+
+func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
+	var routes []kvstore.Route
+	for _, p := range pairs {
+		rt, err := kvstore.DecodeRoute(p.Value)
+		if err != nil {
+			r.log.Warn("ignoring a bad route record", "key", p.Key, "err", err)
+			continue
+		}
+		routes = append(routes, rt)
+	}
+	// Exact paths win, then the longest prefix.
+	sort.SliceStable(routes, func(i, j int) bool {
+		a, b := routes[i], routes[j]
+		if (a.Match == "exact") != (b.Match == "exact") {
+			return a.Match == "exact"
+		}
+		return len(a.Path) > len(b.Path)
+	})
+	r.mu.Lock()
+	r.routes = routes
+	r.mu.Unlock()
+}
+
+// Routes returns the route table, most specific first.
+func (r *Registry) Routes() []kvstore.Route {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.routes
 }
 
 func sleep(ctx context.Context, d time.Duration) {

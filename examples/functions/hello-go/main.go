@@ -12,8 +12,11 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 )
 
+// request is a direct invocation ({"name": ...}) or an HTTP route's event
+// (?name=...).
 type request struct {
-	Name string `json:"name"`
+	Name  string            `json:"name"`
+	Query map[string]string `json:"queryStringParameters"`
 }
 
 type response struct {
@@ -22,6 +25,9 @@ type response struct {
 }
 
 func handle(ctx context.Context, req request) (response, error) {
+	if req.Name == "" {
+		req.Name = req.Query["name"]
+	}
 	if req.Name == "" {
 		req.Name = "world"
 	}

@@ -2,7 +2,9 @@
 
 
 def handler(event, context):
-    name = (event or {}).get("name", "world")
+    event = event or {}
+    # A direct invocation ({"name": ...}) or an HTTP route's event (?name=...).
+    name = event.get("name") or (event.get("queryStringParameters") or {}).get("name") or "world"
     print(f"greeting {name}")
     return {
         "message": f"Hello, {name} from Python on Nimbus!",

@@ -1,0 +1,292 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+
+	consulapi "github.com/hashicorp/consul/api"
+	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/setplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+var (
+	_ resource.ResourceWithConfigure   = (*httpRouteResource)(nil)
+	_ resource.ResourceWithModifyPlan  = (*httpRouteResource)(nil)
+	_ resource.ResourceWithImportState = (*httpRouteResource)(nil)
+)
+
+func newHTTPRouteResource() resource.Resource { return &httpRouteResource{} }
+
+// httpRouteResource is nimbus_http_route: the gateway serves matching HTTP
+// requests by invoking a function with an API Gateway v2 event.
+type httpRouteResource struct {
+	data *providerData
+}
+
+type httpRouteModel struct {
+	ID       types.String `tfsdk:"id"`
+	Function types.String `tfsdk:"function"`
+	Path     types.String `tfsdk:"path"`
+	Match    types.String `tfsdk:"match"`
+	Methods  types.Set    `tfsdk:"methods"`
+	Host     types.String `tfsdk:"host"`
+	URL      types.String `tfsdk:"url"`
+}
+
+// reservedPaths belong to the gateway's own API.
+var reservedPaths = []string{"/v1/", "/2015-03-31/", "/metrics", "/healthz"}
+
+func (r *httpRouteResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_http_route"
+}
+
+func (r *httpRouteResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "An HTTP route on the Nimbus gateway. A matching request reaches the function as an API Gateway v2 " +
+			"(payload format 2.0) event, and the function's answer (`statusCode`, `headers`, `body`) becomes the response. " +
+			"Routes live in Consul KV under `nimbus/routes/`; the gateway picks up changes without a restart. " +
+			"Exact paths win over prefixes, longer prefixes over shorter ones.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "What the route matches: `[host]path[*] [METHODS]` (`*` marks a prefix). Import by it.",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"function": schema.StringAttribute{Required: true, MarkdownDescription: "Name of the function to invoke; reference `nimbus_function.<x>.name` so the function is created first.",
+				Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`), "must be a function name (a DNS label)")}},
+			"path": schema.StringAttribute{Required: true, PlanModifiers: replace,
+				MarkdownDescription: "Path to match, starting with `/`. Paths of the gateway's own API (`/v1/`, `/2015-03-31/`, `/metrics`, `/healthz`) are refused.",
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^/[^\s?#]*$`), "must start with / and hold no spaces, query or fragment")}},
+			"match": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("prefix"), PlanModifiers: replace,
+				MarkdownDescription: "`prefix` (default: the path and everything below it, by whole segments) or `exact`.",
+				Validators:          []validator.String{stringvalidator.OneOf("prefix", "exact")}},
+			"methods": schema.SetAttribute{ElementType: types.StringType, Optional: true,
+				PlanModifiers:       []planmodifier.Set{setplanmodifier.RequiresReplace()},
+				MarkdownDescription: "HTTP methods to match, uppercase (`GET`, `POST`, ...). Unset: any method.",
+				Validators: []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(stringvalidator.OneOf(
+					http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions))}},
+			"host": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+				MarkdownDescription: "Host to match (without port). Unset: any host.",
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[A-Za-z0-9.-]+$`), "must be a host name without scheme or port")}},
+			"url": schema.StringAttribute{Computed: true, MarkdownDescription: "The route on the gateway (for routes without a host).",
+				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+		},
+	}
+}
+
+func (r *httpRouteResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	if req.ProviderData == nil {
+		return
+	}
+	data, ok := req.ProviderData.(*providerData)
+	if !ok {
+		resp.Diagnostics.AddError("Unexpected provider data", fmt.Sprintf("got %T; this is a bug in the provider", req.ProviderData))
+		return
+	}
+	r.data = data
+}
+
+// route builds the record from a model whose match attributes are known.
+func (m httpRouteModel) route(ctx context.Context) kvstore.Route {
+	var methods []string
+	if !m.Methods.IsNull() && !m.Methods.IsUnknown() {
+		_ = m.Methods.ElementsAs(ctx, &methods, false)
+	}
+	sort.Strings(methods)
+	rt := kvstore.Route{Function: m.Function.ValueString(), Host: m.Host.ValueString(), Path: m.Path.ValueString(), Match: m.Match.ValueString(), Methods: methods}
+	if rt.Match == "" {
+		rt.Match = "prefix"
+	}
+	rt.ID = kvstore.RouteID(rt.Host, rt.Path, rt.Match, rt.Methods)
+	return rt
+}
+
+func (m httpRouteModel) matchKnown() bool {
+	return !m.Path.IsUnknown() && !m.Match.IsUnknown() && !m.Methods.IsUnknown() && !m.Host.IsUnknown()
+}
+
+// ModifyPlan computes the id and refuses, at plan time, a route that
+// another route already matches.
+func (r *httpRouteResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.Plan.Raw.IsNull() {
+		return
+	}
+	var plan httpRouteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() || !plan.matchKnown() {
+		return
+	}
+	p := plan.Path.ValueString()
+	for _, reserved := range reservedPaths {
+		if p == strings.TrimSuffix(reserved, "/") || strings.HasPrefix(p, reserved) {
+			resp.Diagnostics.AddAttributeError(path.Root("path"), "Reserved path",
+				fmt.Sprintf("%s belongs to the gateway's own API (%s); choose another path.", p, strings.Join(reservedPaths, ", ")))
+			return
+		}
+	}
+	rt := plan.route(ctx)
+	plan.ID = types.StringValue(rt.ID)
+	if r.data != nil && r.data.Settings.Gateway.URL != "" && rt.Host == "" {
+		plan.URL = types.StringValue(r.data.Settings.Gateway.URL + rt.Path)
+	} else {
+		plan.URL = types.StringValue("")
+	}
+	if r.data != nil && r.data.Consul != nil {
+		if other, err := r.conflict(ctx, rt); err == nil && other != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("path"), "Conflicting route", conflictMessage(rt, *other))
+			return
+		}
+	}
+	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// conflict finds another route that matches the same requests.
+func (r *httpRouteResource) conflict(ctx context.Context, rt kvstore.Route) (*kvstore.Route, error) {
+	pairs, _, err := r.data.Consul.KV().List(kvstore.RoutesPrefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pairs {
+		other, err := kvstore.DecodeRoute(p.Value)
+		if err != nil || other.ID == rt.ID {
+			continue
+		}
+		if rt.Overlaps(other) {
+			return &other, nil
+		}
+	}
+	return nil, nil
+}
+
+func conflictMessage(rt, other kvstore.Route) string {
+	return fmt.Sprintf("The route %q would match the same requests as the existing route %q (function %s). Change the path, host or methods, or remove the other route.",
+		rt.ID, other.ID, other.Function)
+}
+
+func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan httpRouteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	rt := plan.route(ctx)
+	kv := r.data.Consul.KV()
+	if pair, _, err := kv.Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil {
+		resp.Diagnostics.AddError("Cannot read Consul KV", err.Error())
+		return
+	} else if pair == nil {
+		resp.Diagnostics.AddAttributeError(path.Root("function"), "Unknown function",
+			fmt.Sprintf("No function %q exists. Create its nimbus_function first; referencing nimbus_function.<name>.name orders them.", rt.Function))
+		return
+	}
+	if other, err := r.conflict(ctx, rt); err != nil {
+		resp.Diagnostics.AddError("Cannot read the routes in Consul KV", err.Error())
+		return
+	} else if other != nil {
+		resp.Diagnostics.AddAttributeError(path.Root("path"), "Conflicting route", conflictMessage(rt, *other))
+		return
+	}
+	// Create only: another apply may have raced us to the same route.
+	ok, _, err := kv.CAS(&consulapi.KVPair{Key: kvstore.RouteKey(rt.ID), Value: rt.Encode(), ModifyIndex: 0}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot write the route to Consul KV", err.Error())
+		return
+	}
+	if !ok {
+		resp.Diagnostics.AddAttributeError(path.Root("path"), "Conflicting route", fmt.Sprintf("The route %q already exists; import it or remove it first.", rt.ID))
+		return
+	}
+	plan.ID = types.StringValue(rt.ID)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *httpRouteResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state httpRouteModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	pair, _, err := r.data.Consul.KV().Get(kvstore.RouteKey(state.ID.ValueString()), (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the route from Consul KV", err.Error())
+		return
+	}
+	if pair == nil {
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	rt, err := kvstore.DecodeRoute(pair.Value)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the route from Consul KV", err.Error())
+		return
+	}
+	state.Function = types.StringValue(rt.Function)
+	state.Path = types.StringValue(rt.Path)
+	state.Match = types.StringValue(rt.Match)
+	if rt.Host != "" || !state.Host.IsNull() {
+		state.Host = types.StringValue(rt.Host)
+	}
+	if len(rt.Methods) > 0 {
+		elems := make([]attr.Value, len(rt.Methods))
+		for i, m := range rt.Methods {
+			elems[i] = types.StringValue(m)
+		}
+		state.Methods = types.SetValueMust(types.StringType, elems)
+	} else {
+		state.Methods = types.SetNull(types.StringType)
+	}
+	if r.data.Settings.Gateway.URL != "" && rt.Host == "" {
+		state.URL = types.StringValue(r.data.Settings.Gateway.URL + rt.Path)
+	} else {
+		state.URL = types.StringValue("")
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+// Update can only change the function: everything else replaces the route.
+func (r *httpRouteResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan httpRouteModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	rt := plan.route(ctx)
+	if pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil || pair == nil {
+		resp.Diagnostics.AddAttributeError(path.Root("function"), "Unknown function", fmt.Sprintf("No function %q exists (err %v).", rt.Function, err))
+		return
+	}
+	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.RouteKey(rt.ID), Value: rt.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		resp.Diagnostics.AddError("Cannot write the route to Consul KV", err.Error())
+		return
+	}
+	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+}
+
+func (r *httpRouteResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state httpRouteModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if _, err := r.data.Consul.KV().Delete(kvstore.RouteKey(state.ID.ValueString()), (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		resp.Diagnostics.AddError("Cannot delete the route from Consul KV", err.Error())
+	}
+}
+
+func (r *httpRouteResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+}

@@ -1,0 +1,218 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+// serveRoute turns an HTTP request on a nimbus_http_route into an API
+// Gateway v2 (payload format 2.0) event, invokes the function and turns its
+// answer back into an HTTP response.
+func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
+	route, allowed := matchRoute(g.registry.Routes(), r)
+	switch {
+	case route == nil && allowed != nil:
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Sprintf("%s is not routed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		return
+	case route == nil:
+		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path))
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", err.Error())
+		return
+	}
+	event, err := json.Marshal(apiGatewayEvent(r, route, body))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "ServiceException", err.Error())
+		return
+	}
+	res := g.run(r.Context(), route.Function, event, false)
+	if res.refused != nil {
+		if res.refused.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, res.refused.status, res.refused.errType, res.refused.msg)
+		return
+	}
+	a := res.answer
+	switch {
+	case res.out.errorType == "Sandbox.Timedout":
+		writeError(w, http.StatusGatewayTimeout, "Sandbox.Timedout", "the function did not answer within its timeout")
+		return
+	case a.header.Get("X-Nimbus-Function-Error") != "":
+		// As API Gateway does: the details stay in the function's logs.
+		writeError(w, http.StatusBadGateway, "FunctionError", "the function failed; its logs have the details (request "+a.header.Get("X-Nimbus-Request-Id")+")")
+		return
+	}
+	writeFunctionResponse(w, a.body)
+}
+
+// matchRoute finds the most specific route for the request, or the methods
+// allowed on its path when only the method does not match.
+func matchRoute(routes []kvstore.Route, r *http.Request) (*kvstore.Route, []string) {
+	host := hostOnly(r.Host)
+	var allowed []string
+	for i := range routes {
+		rt := &routes[i]
+		if rt.Host != "" && !strings.EqualFold(rt.Host, host) {
+			continue
+		}
+		if rt.Match == "exact" && r.URL.Path != rt.Path {
+			continue
+		}
+		if rt.Match != "exact" && !pathHasPrefix(r.URL.Path, rt.Path) {
+			continue
+		}
+		if len(rt.Methods) == 0 {
+			return rt, nil
+		}
+		for _, m := range rt.Methods {
+			if strings.EqualFold(m, r.Method) {
+				return rt, nil
+			}
+		}
+		allowed = append(allowed, rt.Methods...)
+	}
+	return nil, allowed
+}
+
+// pathHasPrefix matches whole segments: /api matches /api and /api/x, not /apix.
+func pathHasPrefix(path, prefix string) bool {
+	if prefix == "/" || path == prefix {
+		return true
+	}
+	return strings.HasPrefix(path, strings.TrimSuffix(prefix, "/")+"/")
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxPayloadBytes {
+		return nil, fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, MaxPayloadBytes)
+	}
+	b := make([]byte, 0, 512)
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := r.Body.Read(buf)
+		b = append(b, buf[:n]...)
+		if len(b) > MaxPayloadBytes {
+			return nil, fmt.Errorf("request body exceeds the limit of %d bytes", MaxPayloadBytes)
+		}
+		if err != nil {
+			return b, nil
+		}
+	}
+}
+
+// apiGatewayEvent builds the API Gateway v2 event Lambda handlers expect.
+func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[string]any {
+	headers := map[string]string{}
+	var cookies []string
+	for k, v := range r.Header {
+		if strings.EqualFold(k, "Cookie") {
+			for _, c := range v {
+				for _, part := range strings.Split(c, ";") {
+					if part = strings.TrimSpace(part); part != "" {
+						cookies = append(cookies, part)
+					}
+				}
+			}
+			continue
+		}
+		headers[strings.ToLower(k)] = strings.Join(v, ",")
+	}
+	query := map[string]string{}
+	for k, v := range r.URL.Query() {
+		query[k] = strings.Join(v, ",")
+	}
+	now := time.Now()
+	event := map[string]any{
+		"version":               "2.0",
+		"routeKey":              route.ID,
+		"rawPath":               r.URL.Path,
+		"rawQueryString":        r.URL.RawQuery,
+		"headers":               headers,
+		"queryStringParameters": query,
+		"requestContext": map[string]any{
+			"domainName": hostOnly(r.Host),
+			"http": map[string]any{
+				"method": r.Method, "path": r.URL.Path, "protocol": r.Proto,
+				"sourceIp": hostOnly(r.RemoteAddr), "userAgent": r.UserAgent(),
+			},
+			"requestId": newRequestID(),
+			"routeKey":  route.ID,
+			"stage":     "$default",
+			"time":      now.UTC().Format("02/Jan/2006:15:04:05 -0700"),
+			"timeEpoch": now.UnixMilli(),
+		},
+		"isBase64Encoded": false,
+	}
+	if len(cookies) > 0 {
+		event["cookies"] = cookies
+	}
+	if len(body) > 0 {
+		if utf8.Valid(body) {
+			event["body"] = string(body)
+		} else {
+			event["body"] = base64.StdEncoding.EncodeToString(body)
+			event["isBase64Encoded"] = true
+		}
+	}
+	return event
+}
+
+// writeFunctionResponse follows payload format 2.0: an object with
+// statusCode is a full response; anything else is a 200 JSON body.
+func writeFunctionResponse(w http.ResponseWriter, body []byte) {
+	var resp struct {
+		StatusCode      int               `json:"statusCode"`
+		Headers         map[string]string `json:"headers"`
+		Cookies         []string          `json:"cookies"`
+		Body            *string           `json:"body"`
+		IsBase64Encoded bool              `json:"isBase64Encoded"`
+	}
+	if json.Unmarshal(body, &resp) != nil || resp.StatusCode == 0 {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+		return
+	}
+	for k, v := range resp.Headers {
+		w.Header().Set(k, v)
+	}
+	for _, c := range resp.Cookies {
+		w.Header().Add("Set-Cookie", c)
+	}
+	out := []byte{}
+	if resp.Body != nil {
+		out = []byte(*resp.Body)
+		if resp.IsBase64Encoded {
+			if decoded, err := base64.StdEncoding.DecodeString(*resp.Body); err == nil {
+				out = decoded
+			}
+		}
+	}
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(out)
+}
