@@ -51,6 +51,22 @@ func (e *Env) StartGateway(bin string) (*Gateway, error) {
 	return nil, fmt.Errorf("nimbus-gateway did not become ready; see %s", filepath.Join(e.Dir, "gateway.log"))
 }
 
+// Signal sends sig to the gateway.
+func (g *Gateway) Signal(sig os.Signal) error { return g.cmd.Process.Signal(sig) }
+
+// Wait waits for the gateway to exit and reports how it ended.
+func (g *Gateway) Wait(timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- g.cmd.Wait() }()
+	select {
+	case err := <-done:
+		g.cmd.Process = nil
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("still running after %s", timeout)
+	}
+}
+
 // Stop ends the gateway.
 func (g *Gateway) Stop() {
 	if g != nil && g.cmd != nil && g.cmd.Process != nil {

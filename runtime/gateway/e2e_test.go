@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,7 +199,7 @@ func TestColdStartFromZeroAndScaleDownToZero(t *testing.T) {
 }
 
 func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
-	_, gw := gateway(t)
+	env, gw := gateway(t)
 	deploy(t, model.Function{Name: "burst", Runtime: model.RuntimeProvided, Concurrency: 1, MaxInstances: 5, Timeout: 20 * time.Second})
 	const n = 50
 	var wg sync.WaitGroup
@@ -230,6 +231,55 @@ func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
 	t.Logf("50 concurrent requests, concurrency 1, max 5 instances: %d served, %d throttled", ok, throttled)
 	if ok == 0 {
 		t.Error("no request was served")
+	}
+	// Concurrent cold requests share scale calls rather than make one each.
+	st, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID("burst"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups := 0
+	for _, ev := range st.TaskGroups[nomadjob.GroupName].Events {
+		if strings.Contains(ev.Message, "nimbus-gateway") && strings.Contains(ev.Message, "need") {
+			ups++
+		}
+	}
+	if ups == 0 || ups > 3 {
+		t.Errorf("%d scale-up calls for one burst; want a few at most", ups)
+	}
+	if n := groupCount(t, env, "burst"); n > 5 {
+		t.Errorf("scaled to %d instances, beyond max_instances 5", n)
+	}
+}
+
+// On SIGTERM the gateway stops taking requests and lets those in flight
+// finish.
+func TestGatewayDrainsOnSIGTERM(t *testing.T) {
+	env, shared := gateway(t)
+	deploy(t, model.Function{Name: "drain", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 10 * time.Second})
+	gw, err := env.StartGateway(fx.gatewayBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Stop()
+	_ = shared
+	for i := 0; i < 100; i++ {
+		if a := invoke(t, gw, "drain", `{"action":"echo","value":"up"}`); a.status == http.StatusOK {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	done := make(chan answer, 1)
+	go func() { done <- invoke(t, gw, "drain", `{"action":"sleep","n":1500}`) }()
+	time.Sleep(300 * time.Millisecond)
+	if err := gw.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.status != http.StatusOK || a.body["slept_ms"] != float64(1500) {
+		t.Fatalf("the request in flight at SIGTERM: %d %s", a.status, a.raw)
+	}
+	if err := gw.Wait(10 * time.Second); err != nil {
+		t.Errorf("the gateway did not exit cleanly after draining: %v", err)
 	}
 }
 
