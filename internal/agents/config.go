@@ -68,6 +68,9 @@ type NomadConfig struct {
 	// HostVolumes are read-only host directories that jobs can mount:
 	// bind mounts cost nothing at task start, unlike chroot_env copies.
 	HostVolumes map[string]string // name → host path
+	// WritableHostVolumes are host directories jobs may write (the
+	// gateway's artifact store).
+	WritableHostVolumes map[string]string
 }
 
 // HCL renders the agent configuration.
@@ -97,6 +100,9 @@ func (c NomadConfig) HCL() string {
 	b.WriteString("  }\n")
 	for _, name := range sortedKeys(c.HostVolumes) {
 		fmt.Fprintf(&b, "  host_volume %s {\n    path = %s\n    read_only = true\n  }\n", strconv.Quote(name), strconv.Quote(c.HostVolumes[name]))
+	}
+	for _, name := range sortedKeys(c.WritableHostVolumes) {
+		fmt.Fprintf(&b, "  host_volume %s {\n    path = %s\n    read_only = false\n  }\n", strconv.Quote(name), strconv.Quote(c.WritableHostVolumes[name]))
 	}
 	b.WriteString("}\n")
 	fmt.Fprintf(&b, "consul {\n  address = %s\n}\n", strconv.Quote(c.ConsulHTTP))

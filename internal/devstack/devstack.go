@@ -5,6 +5,8 @@ package devstack
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -70,9 +72,20 @@ func (s Stack) Up(ctx context.Context) error {
 		"nimbus-runtime": filepath.Join(s.Dir, "runtime"),
 		"nimbus-usr":     "/usr",
 	}
-	if _, err := os.Stat(filepath.Join(s.Dir, "runtime", "bin", "nimbus-host")); err != nil {
-		return fmt.Errorf("nimbus-host is not built into %s: run make dev, which builds it", filepath.Join(s.Dir, "runtime", "bin"))
+	for _, bin := range []string{"nimbus-host", "nimbus-gateway"} {
+		if _, err := os.Stat(filepath.Join(s.Dir, "runtime", "bin", bin)); err != nil {
+			return fmt.Errorf("%s is not built into %s: run make dev, which builds it", bin, filepath.Join(s.Dir, "runtime", "bin"))
+		}
 	}
+	// The gateway job keeps its artifact store here, as nobody.
+	gatewayData := s.dataDir("gateway")
+	if err := os.MkdirAll(gatewayData, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(gatewayData, 65534, 65534); err != nil {
+		return err
+	}
+	nomadCfg.WritableHostVolumes = map[string]string{"nimbus-gateway-data": gatewayData}
 
 	consul, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
 	if err != nil {
@@ -90,13 +103,7 @@ func (s Stack) Up(ctx context.Context) error {
 		func(p *agents.Process) error { return agents.WaitNomad(ctx, p, nomad) }); err != nil {
 		return err
 	}
-	gatewayBin := filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway")
-	s.restartIfRebuilt("nimbus-gateway", gatewayBin)
-	if err := s.ensure("nimbus-gateway", gatewayBin,
-		[]string{"-listen", fmt.Sprintf("127.0.0.1:%d", GatewayHTTP), "-data-dir", s.dataDir("gateway")}, GatewayHTTP,
-		func(p *agents.Process) error {
-			return waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/healthz", GatewayHTTP))
-		}); err != nil {
+	if err := s.runGateway(ctx, nomad); err != nil {
 		return err
 	}
 
@@ -138,24 +145,45 @@ func (s Stack) ensure(name, bin string, args []string, port int, wait func(*agen
 	return nil
 }
 
-// restartIfRebuilt stops a running process whose binary was rebuilt
-// since it started, so that make dev always runs the current gateway.
-func (s Stack) restartIfRebuilt(name, bin string) {
-	pid := s.runningPid(name)
-	if pid == 0 {
-		return
-	}
-	binInfo, err := os.Stat(bin)
+// runGateway runs the gateway as the Nomad job of examples/platform, so
+// the whole platform shows in the Nomad UI. The binary's digest is job
+// meta: a rebuilt gateway is a new job version, which Nomad rolls out.
+func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client) error {
+	root := filepath.Dir(s.Dir)
+	spec, err := os.ReadFile(filepath.Join(root, "examples", "platform", "nimbus-gateway.nomad.hcl"))
 	if err != nil {
-		return
+		return err
 	}
-	pidInfo, err := os.Stat(s.pidFile(name))
-	if err != nil || !binInfo.ModTime().After(pidInfo.ModTime()) {
-		return
+	job, err := nomad.Jobs().ParseHCL(string(spec), true)
+	if err != nil {
+		return fmt.Errorf("parsing the gateway job: %w", err)
 	}
-	fmt.Fprintf(s.Out, "dev: %s was rebuilt; restarting it\n", name)
-	agents.StopPid(pid, 15*time.Second)
-	_ = os.Remove(s.pidFile(name))
+	bin, err := os.ReadFile(filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway"))
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(bin)
+	job.Meta["nimbus.gateway_build"] = hex.EncodeToString(sum[:6])
+	if _, _, err := nomad.Jobs().Register(job, nil); err != nil {
+		return fmt.Errorf("registering the gateway job: %w", err)
+	}
+	fmt.Fprintf(s.Out, "dev: gateway job registered, waiting until it serves on :%d\n", GatewayHTTP)
+	// A new version replaces the old allocation; wait for one that runs it.
+	for {
+		deps, _, err := nomad.Jobs().LatestDeployment(*job.ID, nil)
+		if err == nil && (deps == nil || deps.Status == nomadapi.DeploymentStatusSuccessful) {
+			break
+		}
+		if err == nil && deps.Status == nomadapi.DeploymentStatusFailed {
+			return fmt.Errorf("the gateway job failed to deploy: %s (nomad job status nimbus-gateway)", deps.StatusDescription)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the gateway job did not become healthy: %w (nomad job status nimbus-gateway)", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return waitHTTP(ctx, nil, fmt.Sprintf("http://127.0.0.1:%d/healthz", GatewayHTTP))
 }
 
 // ensureAgent writes an agent's configuration and ensures it runs.

@@ -1,0 +1,87 @@
+# The Nimbus gateway as a Nomad job. It runs nimbus-gateway from the
+# clients' read-only "nimbus-runtime" host volume, keeps its artifact store
+# on the writable "nimbus-gateway-data" host volume, and registers itself in
+# Consul as "nimbus-gateway". `make dev` and `make demo` run this job.
+job "nimbus-gateway" {
+  type        = "service"
+  datacenters = ["*"]
+
+  meta = {
+    "nimbus.managed_by" = "nimbus"
+  }
+
+  group "gateway" {
+    count = 1
+
+    network {
+      port "http" {
+        static = 8080
+      }
+    }
+
+    volume "runtime" {
+      type      = "host"
+      source    = "nimbus-runtime"
+      read_only = true
+    }
+
+    volume "data" {
+      type   = "host"
+      source = "nimbus-gateway-data"
+    }
+
+    # The gateway drains invocations in flight on SIGTERM.
+    update {
+      max_parallel = 1
+      health_check = "checks"
+    }
+
+    task "gateway" {
+      driver = "exec"
+
+      config {
+        command = "/opt/nimbus/bin/nimbus-gateway"
+        args    = ["-listen", "${NOMAD_ADDR_http}", "-data-dir", "/data"]
+      }
+
+      volume_mount {
+        volume      = "runtime"
+        destination = "/opt/nimbus"
+        read_only   = true
+      }
+
+      volume_mount {
+        volume      = "data"
+        destination = "/data"
+      }
+
+      env {
+        # Point these at your agents (add NOMAD_TOKEN / CONSUL_HTTP_TOKEN
+        # through Nomad variables or Vault in production).
+        NOMAD_ADDR       = "http://127.0.0.1:4646"
+        CONSUL_HTTP_ADDR = "http://127.0.0.1:8500"
+      }
+
+      resources {
+        cpu    = 500
+        memory = 256
+      }
+
+      kill_timeout = "30s"
+
+      service {
+        name     = "nimbus-gateway"
+        port     = "http"
+        provider = "consul"
+        tags     = ["nimbus"]
+
+        check {
+          type     = "http"
+          path     = "/healthz"
+          interval = "2s"
+          timeout  = "1s"
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,45 @@
+# Nomad client configuration for Nimbus function instances. Merge it into
+# each client's configuration (Linux, Nomad running as root).
+client {
+  enabled = true
+
+  options {
+    # Function jobs use the exec driver only.
+    "driver.allowlist" = "exec"
+    # Cloud metadata probes fail off-cloud and can stop newer clients.
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+
+  # A slim chroot: Nomad links every listed file into each task, so keeping
+  # it small keeps cold starts short. Interpreters come from /usr through
+  # the nimbus-usr volume instead.
+  chroot_env {
+    "/etc/passwd"                                    = "/etc/passwd"
+    "/etc/group"                                     = "/etc/group"
+    "/etc/nsswitch.conf"                             = "/etc/nsswitch.conf"
+    "/etc/hosts"                                     = "/etc/hosts"
+    "/etc/resolv.conf"                               = "/etc/resolv.conf"
+    "/etc/ssl/certs/ca-certificates.crt"             = "/etc/ssl/certs/ca-certificates.crt"
+    # The dynamic loader, by its real path (a symlinked source arrives as a
+    # dangling link).
+    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" = "/lib64/ld-linux-x86-64.so.2"
+  }
+
+  # nimbus-host (and nimbus-gateway) in bin/.
+  host_volume "nimbus-runtime" {
+    path      = "/opt/nimbus"
+    read_only = true
+  }
+
+  # Interpreters for python3 and nodejs functions.
+  host_volume "nimbus-usr" {
+    path      = "/usr"
+    read_only = true
+  }
+
+  # The gateway's artifact store (only on clients that run the gateway).
+  host_volume "nimbus-gateway-data" {
+    path      = "/var/lib/nimbus-gateway"
+    read_only = false
+  }
+}
