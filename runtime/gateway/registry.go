@@ -150,13 +150,17 @@ func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
 		}
 		routes = append(routes, rt)
 	}
-	// Exact paths win, then the longest prefix.
+	// Exact paths win, then the longest prefix; at equal paths a route
+	// for a named host wins over one for any host.
 	sort.SliceStable(routes, func(i, j int) bool {
 		a, b := routes[i], routes[j]
 		if (a.Match == "exact") != (b.Match == "exact") {
 			return a.Match == "exact"
 		}
-		return len(a.Path) > len(b.Path)
+		if len(a.Path) != len(b.Path) {
+			return len(a.Path) > len(b.Path)
+		}
+		return a.Host != "" && b.Host == ""
 	})
 	r.mu.Lock()
 	r.routes = routes

@@ -1,0 +1,149 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+func sortedRoutes(rs ...kvstore.Route) []kvstore.Route {
+	var pairs consulapi.KVPairs
+	for _, r := range rs {
+		r.ID = kvstore.RouteID(r.Host, r.Path, r.Match, r.Methods)
+		pairs = append(pairs, &consulapi.KVPair{Key: kvstore.RouteKey(r.ID), Value: r.Encode()})
+	}
+	reg := NewRegistry(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	reg.applyRoutes(pairs)
+	return reg.Routes()
+}
+
+func TestMatchRoute(t *testing.T) {
+	routes := sortedRoutes(
+		kvstore.Route{Function: "root", Path: "/", Match: "prefix"},
+		kvstore.Route{Function: "api", Path: "/api", Match: "prefix"},
+		kvstore.Route{Function: "orders", Path: "/api/orders", Match: "prefix", Methods: []string{"GET", "POST"}},
+		kvstore.Route{Function: "health", Path: "/api/orders/health", Match: "exact"},
+		kvstore.Route{Function: "hosted", Host: "shop.example.com", Path: "/api", Match: "prefix"},
+	)
+	tests := []struct {
+		method, host, path string
+		want               string // function, or "405:<allowed>" or "404"
+	}{
+		{"GET", "gw", "/api/orders/7", "orders"},
+		{"GET", "gw", "/api/orders/health", "health"},
+		{"DELETE", "gw", "/api/orders/7", "api"}, // falls back to the shorter prefix
+		{"GET", "gw", "/apix", "root"},           // whole segments only
+		{"GET", "gw", "/api", "api"},
+		{"GET", "shop.example.com:8080", "/api/x", "hosted"},
+		{"GET", "gw", "/", "root"},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(tc.method, "http://"+tc.host+tc.path, nil)
+		got, allowed := matchRoute(routes, r)
+		name := "404"
+		if got != nil {
+			name = got.Function
+		} else if allowed != nil {
+			name = "405:" + strings.Join(allowed, ",")
+		}
+		if name != tc.want {
+			t.Errorf("%s %s%s → %s, want %s", tc.method, tc.host, tc.path, name, tc.want)
+		}
+	}
+	only := sortedRoutes(kvstore.Route{Function: "orders", Path: "/orders", Match: "exact", Methods: []string{"POST"}})
+	if got, allowed := matchRoute(only, httptest.NewRequest("GET", "/orders", nil)); got != nil || strings.Join(allowed, ",") != "POST" {
+		t.Errorf("a path routed for other methods is a 405 naming them: %v %v", got, allowed)
+	}
+}
+
+func TestAPIGatewayEventAndResponse(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://gw/api/items?q=a&q=b", strings.NewReader("\xff\xfe binary"))
+	r.Header.Set("Cookie", "a=1; b=2")
+	r.Header.Set("X-Custom", "yes")
+	ev := apiGatewayEvent(r, &kvstore.Route{ID: "/api*"}, []byte("\xff\xfe binary"))
+	if ev["rawPath"] != "/api/items" || ev["rawQueryString"] != "q=a&q=b" || ev["isBase64Encoded"] != true {
+		t.Errorf("event %v", ev)
+	}
+	if b, _ := base64.StdEncoding.DecodeString(ev["body"].(string)); string(b) != "\xff\xfe binary" {
+		t.Errorf("binary body must round-trip through base64: %q", ev["body"])
+	}
+	if ev["headers"].(map[string]string)["x-custom"] != "yes" || len(ev["cookies"].([]string)) != 2 ||
+		ev["queryStringParameters"].(map[string]string)["q"] != "a,b" {
+		t.Errorf("headers/cookies/query: %v", ev)
+	}
+
+	w := httptest.NewRecorder()
+	writeFunctionResponse(w, []byte(`{"statusCode":201,"headers":{"X-Made":"1"},"cookies":["s=1"],"body":"aGk=","isBase64Encoded":true}`))
+	if w.Code != 201 || w.Body.String() != "hi" || w.Header().Get("X-Made") != "1" || w.Header().Get("Set-Cookie") != "s=1" {
+		t.Errorf("full response: %d %q %v", w.Code, w.Body.String(), w.Header())
+	}
+	w = httptest.NewRecorder()
+	writeFunctionResponse(w, []byte(`{"hello":"world"}`))
+	if w.Code != 200 || w.Body.String() != `{"hello":"world"}` || w.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("a plain object is a 200 JSON body: %d %q", w.Code, w.Body.String())
+	}
+}
+
+// flakyKV answers once, then fails, as Consul going away would.
+type flakyKV struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *flakyKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+	f.mu.Lock()
+	f.calls++
+	n := f.calls
+	f.mu.Unlock()
+	if n <= 2 { // the first answer for each watched prefix
+		rec := kvstore.FunctionRecord{Name: "keep", Timeout: "3s", IdleTimeout: "5m"}
+		if strings.HasSuffix(prefix, "functions/") {
+			return consulapi.KVPairs{{Key: prefix + "keep", Value: rec.Encode()}}, &consulapi.QueryMeta{LastIndex: 5}, nil
+		}
+		return nil, &consulapi.QueryMeta{LastIndex: 5}, nil
+	}
+	select {
+	case <-q.Context().Done():
+	case <-time.After(10 * time.Millisecond):
+	}
+	return nil, nil, errors.New("connection refused")
+}
+
+func TestRegistryKeepsLastKnownStateWhenConsulIsUnreachable(t *testing.T) {
+	reg := NewRegistry(&flakyKV{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go reg.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := reg.Status(); err != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	synced, err := reg.Status()
+	if !synced || err == nil {
+		t.Fatalf("want synced with an error once Consul fails: synced=%v err=%v", synced, err)
+	}
+	if _, ok := reg.Get("keep"); !ok {
+		t.Error("the last known function must still be served")
+	}
+	g := &Gateway{registry: reg}
+	w := httptest.NewRecorder()
+	g.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "unreachable, serving the last known") {
+		t.Errorf("/healthz should say it serves stale state: %d %s", w.Code, w.Body.String())
+	}
+}
