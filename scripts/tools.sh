@@ -56,6 +56,16 @@ for t in "${tools[@]}"; do
   pids+=($!)
 done
 
+# Show that long builds are progressing.
+if [ ${#pids[@]} -gt 0 ]; then
+  (
+    start=$SECONDS
+    while sleep 30; do echo "tools: still building... $((SECONDS - start))s"; done
+  ) &
+  ticker=$!
+  trap 'kill $ticker 2>/dev/null' EXIT
+fi
+
 status=0
 for pid in "${pids[@]}"; do
   wait "$pid" || status=1
