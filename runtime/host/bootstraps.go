@@ -13,8 +13,9 @@ import (
 var bootstrapFS embed.FS
 
 // writeBootstraps writes the runtime's bootstrap into dir (by default the
-// Nomad task's local dir, else a temp dir) and returns the directory.
-func writeBootstraps(dir, runtime string) (string, error) {
+// Nomad task's local dir, else a new temp dir) and returns the directory
+// and whether the host created it (and so removes it at shutdown).
+func writeBootstraps(dir, runtime string) (string, bool, error) {
 	var name string
 	switch runtime {
 	case RuntimePython:
@@ -22,21 +23,26 @@ func writeBootstraps(dir, runtime string) (string, error) {
 	case RuntimeNode:
 		name = "bootstrap.js"
 	default:
-		return dir, nil
+		return dir, false, nil
 	}
+	created := false
 	if dir == "" {
 		if taskDir := os.Getenv("NOMAD_TASK_DIR"); taskDir != "" {
 			dir = filepath.Join(taskDir, "nimbus-runtime")
 		} else {
-			dir = filepath.Join(os.TempDir(), "nimbus-runtime")
+			tmp, err := os.MkdirTemp("", "nimbus-runtime-")
+			if err != nil {
+				return "", false, err
+			}
+			dir, created = tmp, true
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", false, err
 	}
 	data, err := bootstrapFS.ReadFile("bootstraps/" + name)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return dir, os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	return dir, created, os.WriteFile(filepath.Join(dir, name), data, 0o644)
 }

@@ -22,8 +22,10 @@ type Host struct {
 	stdout       *syncWriter // handler output and START/END/REPORT lines
 	stderr       *syncWriter
 	bootstrapDir string
-	mem          memoryMeter
-	metrics      *metrics
+	// ownsBootstrapDir: the host made a temp dir and removes it at shutdown.
+	ownsBootstrapDir bool
+	mem              memoryMeter
+	metrics          *metrics
 
 	slots    chan struct{} // free invocation slots
 	inflight sync.WaitGroup
@@ -72,11 +74,11 @@ func New(cfg Config, opts Options) (*Host, error) {
 	for range cfg.Concurrency {
 		h.slots <- struct{}{}
 	}
-	dir, err := writeBootstraps(cfg.RuntimeDir, cfg.Runtime)
+	dir, created, err := writeBootstraps(cfg.RuntimeDir, cfg.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	h.bootstrapDir = dir
+	h.bootstrapDir, h.ownsBootstrapDir = dir, created
 	go h.supervise()
 	return h, nil
 }
@@ -370,6 +372,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	close(h.stopped)
 	if p, _, _ := h.current(); p != nil {
 		p.stop(2 * time.Second)
+	}
+	if h.ownsBootstrapDir {
+		_ = os.RemoveAll(h.bootstrapDir)
 	}
 	return err
 }
