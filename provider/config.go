@@ -212,3 +212,16 @@ func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics)
 	}
 	return data, diags
 }
+
+// providerDataFrom unpacks what Configure hands to resources and data
+// sources; nil before the provider is configured.
+func providerDataFrom(raw any, diags *diag.Diagnostics) *providerData {
+	if raw == nil {
+		return nil
+	}
+	data, ok := raw.(*providerData)
+	if !ok {
+		diags.AddError("Unexpected provider data", fmt.Sprintf("got %T; this is a bug in the provider", raw))
+	}
+	return data
+}

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -38,7 +39,7 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 		}
 		for _, a := range allocs {
 			if failed(a) {
-				return false, r.explain(ctx, a, src)
+				return false, finalError{r.explain(ctx, a, src)}
 			}
 		}
 		entries, _, err := r.data.Consul.Health().Service(id, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
@@ -64,7 +65,7 @@ func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, ve
 				continue
 			}
 			if failed(a) {
-				return false, fmt.Errorf("an instance failed:\n%s", events(a))
+				return false, finalError{fmt.Errorf("an instance failed:\n%s", events(a))}
 			}
 			if a.ClientStatus == nomadapi.AllocClientStatusRunning {
 				current[a.ID] = true
@@ -95,8 +96,9 @@ func (r *functionResource) poll(ctx context.Context, what string, check func() (
 		if ok {
 			return nil
 		}
-		if err != nil && !isTransient(err) {
-			return err
+		var final finalError
+		if errors.As(err, &final) {
+			return final.error
 		}
 		lastErr = err
 		select {
@@ -114,14 +116,9 @@ func (r *functionResource) poll(ctx context.Context, what string, check func() (
 	}
 }
 
-// transientError marks errors worth polling through (a blip talking to
-// an agent) rather than failing on.
-type transientError struct{ error }
-
-func isTransient(err error) bool {
-	_, ok := err.(transientError) //nolint:errorlint // only our own wrapper
-	return ok || strings.Contains(err.Error(), "connection refused")
-}
+// finalError ends a wait at once (an instance failed); any other error is
+// a blip talking to an agent, polled through until the timeout.
+type finalError struct{ error }
 
 func failed(a *nomadapi.AllocationListStub) bool {
 	if a.ClientStatus == nomadapi.AllocClientStatusFailed || a.ClientStatus == nomadapi.AllocClientStatusLost {

@@ -3,7 +3,6 @@ package provider
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -68,25 +67,16 @@ func buildFixtures() func() {
 	if err != nil {
 		panic(err)
 	}
-	root, err := agents.RepoRoot()
-	if err != nil {
-		panic(err)
-	}
 	fixtures.runtimeDir = filepath.Join(dir, "runtime")
 	fixtures.goSource = filepath.Join(dir, "go-v1")
 	fixtures.goSourceV2 = filepath.Join(dir, "go-v2")
 	fixtures.gatewayBin = filepath.Join(dir, "nimbus-gateway")
-	for out, pkg := range map[string]string{
+	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(fixtures.runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		fixtures.gatewayBin:                           "./runtime/cmd/nimbus-gateway",
 		filepath.Join(fixtures.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
-		}
+	}); err != nil {
+		panic(err)
 	}
 	if err := os.MkdirAll(fixtures.goSourceV2, 0o755); err != nil {
 		panic(err)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,21 +56,12 @@ func TestMain(m *testing.M) {
 	defer func() { _ = os.RemoveAll(dir) }()
 	fnDir = filepath.Join(dir, "functions")
 	gatewayBin = filepath.Join(dir, "nimbus-gateway")
-	root, err := agents.RepoRoot()
-	if err != nil {
-		panic(err)
-	}
-	for out, pkg := range map[string]string{
+	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(dir, "runtime", "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		filepath.Join(dir, "nimbus-gateway"):                "./runtime/cmd/nimbus-gateway",
 		filepath.Join(fnDir, "probe", "bootstrap"):          "./internal/nomadjob/testdata/probe",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
-		}
+	}); err != nil {
+		panic(err)
 	}
 	defer func() { gw.Stop() }()
 	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,10 +24,8 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(binDir, "httpecho"), "./testdata/httpecho")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		panic(fmt.Sprintf("build httpecho: %v\n%s", err, out))
+	if err := testenv.BuildStatic(map[string]string{filepath.Join(binDir, "httpecho"): "./internal/testenv/testdata/httpecho"}); err != nil {
+		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(binDir) }()
 	// Other tests start environments of their own with the same binary.

@@ -3,11 +3,9 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 	_ "github.com/aws/aws-lambda-go/lambda" // the test handler is built with it
 	consulapi "github.com/hashicorp/consul/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -39,24 +36,15 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	root, err := agents.RepoRoot()
-	if err != nil {
-		panic(err)
-	}
 	fx.gatewayBin = filepath.Join(dir, "nimbus-gateway")
 	fx.goSource = filepath.Join(dir, "go")
 	runtimeDir := filepath.Join(dir, "runtime")
-	for out, pkg := range map[string]string{
+	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		fx.gatewayBin:                           "./runtime/cmd/nimbus-gateway",
 		filepath.Join(fx.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
-		}
+	}); err != nil {
+		panic(err)
 	}
 	defer func() { fx.gw.Stop() }()
 	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})

@@ -312,21 +312,24 @@ func (p *pool) rescale(ctx context.Context) {
 			return
 		}
 		if tg, ok := st.TaskGroups[nomadjob.GroupName]; ok {
+			p.mu.Lock()
 			p.count, p.known, p.readAt = tg.Desired, true, time.Now()
+			p.mu.Unlock()
 		}
 	}
 	p.mu.Lock()
 	demand := p.inflight + len(p.waiters)
 	idleFor := time.Since(p.lastBusy)
+	count := p.count
 	p.mu.Unlock()
 
 	need := (demand + max(f.Concurrency, 1) - 1) / max(f.Concurrency, 1)
 	target := min(max(need, f.MinInstances), f.MaxInstances)
 	var msg string
 	switch {
-	case target > p.count:
+	case target > count:
 		msg = fmt.Sprintf("nimbus-gateway: %d requests in flight or waiting need %d instances (concurrency %d)", demand, target, f.Concurrency)
-	case demand == 0 && p.count > f.MinInstances && idleFor >= f.IdleD:
+	case demand == 0 && count > f.MinInstances && idleFor >= f.IdleD:
 		target = f.MinInstances
 		msg = fmt.Sprintf("nimbus-gateway: idle for %s (idle_timeout %s), scaling to min_instances", idleFor.Round(time.Second), f.IdleD)
 	default:
@@ -340,8 +343,10 @@ func (p *pool) rescale(ctx context.Context) {
 		p.known = false
 		return
 	}
-	p.gw.log.Info("scaled", "function", p.name, "from", p.count, "to", target, "reason", msg)
+	p.gw.log.Info("scaled", "function", p.name, "from", count, "to", target, "reason", msg)
+	p.mu.Lock()
 	p.count = target
+	p.mu.Unlock()
 	p.setScaleErr(nil)
 }
 

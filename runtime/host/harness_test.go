@@ -39,16 +39,12 @@ func TestMain(m *testing.M) {
 	bins.host = filepath.Join(dir, "nimbus-host")
 	bins.lambdago = filepath.Join(dir, "lambdago", "bootstrap")
 	bins.httpserver = filepath.Join(dir, "httpserver", "server")
-	for out, pkg := range map[string]string{
-		bins.host:       "../cmd/nimbus-host",
-		bins.lambdago:   "./testdata/lambdago",
-		bins.httpserver: "./testdata/httpserver",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			panic(fmt.Sprintf("build %s: %v\n%s", pkg, err, b))
-		}
+	if err := testenv.BuildStatic(map[string]string{
+		bins.host:       "./runtime/cmd/nimbus-host",
+		bins.lambdago:   "./runtime/host/testdata/lambdago",
+		bins.httpserver: "./runtime/host/testdata/httpserver",
+	}); err != nil {
+		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 	// The Nomad integration test runs the same binaries from the slim chroot.

@@ -18,7 +18,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -60,16 +59,12 @@ func run(trials, requests int, write string) error {
 	runtimeDir := filepath.Join(dir, "runtime")
 	gatewayBin := filepath.Join(dir, "nimbus-gateway")
 	src := filepath.Join(dir, "fn")
-	for out, pkg := range map[string]string{
+	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		gatewayBin:                      "./runtime/cmd/nimbus-gateway",
 		filepath.Join(src, "bootstrap"): "./runtime/host/testdata/lambdago",
-	} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %w\n%s", pkg, err, b)
-		}
+	}); err != nil {
+		return err
 	}
 	fmt.Println("bench: starting Consul, Nomad and the gateway")
 	env, err := testenv.Start(testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})
