@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -224,4 +225,13 @@ func providerDataFrom(raw any, diags *diag.Diagnostics) *providerData {
 		diags.AddError("Unexpected provider data", fmt.Sprintf("got %T; this is a bug in the provider", raw))
 	}
 	return data
+}
+
+// nomadWrite and nomadQuery carry the provider's Nomad namespace and region.
+func (d *providerData) nomadWrite(ctx context.Context) *nomadapi.WriteOptions {
+	return (&nomadapi.WriteOptions{Namespace: d.Settings.Nomad.Namespace, Region: d.Settings.Nomad.Region}).WithContext(ctx)
+}
+
+func (d *providerData) nomadQuery(ctx context.Context) *nomadapi.QueryOptions {
+	return (&nomadapi.QueryOptions{Namespace: d.Settings.Nomad.Namespace, Region: d.Settings.Nomad.Region}).WithContext(ctx)
 }

@@ -91,7 +91,7 @@ func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	name := state.Name.ValueString()
-	job, _, err := r.data.Nomad.Jobs().Info(nomadjob.JobID(name), r.queryOpts(ctx))
+	job, _, err := r.data.Nomad.Jobs().Info(nomadjob.JobID(name), r.data.nomadQuery(ctx))
 	if isNotFound(err) || (err == nil && job.Stop != nil && *job.Stop) {
 		// Deleted or stopped outside Terraform: plan to create it again.
 		resp.State.RemoveResource(ctx)
@@ -195,7 +195,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	opts := nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}
 	job := nomadjob.Render(f, src, opts)
 
-	existing, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.queryOpts(ctx))
+	existing, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.data.nomadQuery(ctx))
 	switch {
 	case isNotFound(err):
 		existing = nil
@@ -230,12 +230,12 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	}
 
 	// Keep the count the gateway scaled to; a fresh job starts at min.
-	_, _, err = r.data.Nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: existing != nil}, r.writeOpts(ctx))
+	_, _, err = r.data.Nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: existing != nil}, r.data.nomadWrite(ctx))
 	if err != nil {
 		diags.AddError("Nomad refused the function's job", err.Error())
 		return diags
 	}
-	registered, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.queryOpts(ctx))
+	registered, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.data.nomadQuery(ctx))
 	if err != nil {
 		diags.AddError("Cannot read the registered job", err.Error())
 		return diags
@@ -295,19 +295,11 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 }
 
 func (r *functionResource) purge(ctx context.Context, jobID string) error {
-	_, _, err := r.data.Nomad.Jobs().Deregister(jobID, true, r.writeOpts(ctx))
+	_, _, err := r.data.Nomad.Jobs().Deregister(jobID, true, r.data.nomadWrite(ctx))
 	if isNotFound(err) {
 		return nil
 	}
 	return err
-}
-
-func (r *functionResource) queryOpts(ctx context.Context) *nomadapi.QueryOptions {
-	return (&nomadapi.QueryOptions{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}).WithContext(ctx)
-}
-
-func (r *functionResource) writeOpts(ctx context.Context) *nomadapi.WriteOptions {
-	return (&nomadapi.WriteOptions{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}).WithContext(ctx)
 }
 
 func isNotFound(err error) bool {

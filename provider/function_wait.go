@@ -29,11 +29,11 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 		defer cancel()
 		_ = r.purge(cleanup, id)
 	}()
-	if _, _, err := r.data.Nomad.Jobs().Register(job, r.writeOpts(ctx)); err != nil {
+	if _, _, err := r.data.Nomad.Jobs().Register(job, r.data.nomadWrite(ctx)); err != nil {
 		return fmt.Errorf("Nomad refused the canary job %s: %w", id, err)
 	}
 	return r.poll(ctx, "the canary "+id, func() (bool, error) {
-		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, true, r.queryOpts(ctx))
+		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, true, r.data.nomadQuery(ctx))
 		if err != nil {
 			return false, err
 		}
@@ -55,7 +55,7 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, version uint64) error {
 	id := nomadjob.JobID(f.Name)
 	return r.poll(ctx, fmt.Sprintf("%d healthy instances of %s", f.MinInstances, id), func() (bool, error) {
-		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, false, r.queryOpts(ctx))
+		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, false, r.data.nomadQuery(ctx))
 		if err != nil {
 			return false, err
 		}
@@ -173,7 +173,7 @@ func events(a *nomadapi.AllocationListStub) string {
 }
 
 func (r *functionResource) lastEvents(ctx context.Context, jobID string) string {
-	allocs, _, err := r.data.Nomad.Jobs().Allocations(jobID, true, r.queryOpts(context.WithoutCancel(ctx)))
+	allocs, _, err := r.data.Nomad.Jobs().Allocations(jobID, true, r.data.nomadQuery(context.WithoutCancel(ctx)))
 	if err != nil || len(allocs) == 0 {
 		return ""
 	}

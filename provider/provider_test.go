@@ -70,7 +70,8 @@ func buildFixtures() func() {
 	fixtures.runtimeDir = filepath.Join(dir, "runtime")
 	fixtures.goSource = filepath.Join(dir, "go-v1")
 	fixtures.goSourceV2 = filepath.Join(dir, "go-v2")
-	fixtures.gatewayBin = filepath.Join(dir, "nimbus-gateway")
+	// The gateway binary also serves schedules' runs from the runtime volume.
+	fixtures.gatewayBin = filepath.Join(fixtures.runtimeDir, "bin", "nimbus-gateway")
 	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(fixtures.runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		fixtures.gatewayBin:                           "./runtime/cmd/nimbus-gateway",

@@ -64,6 +64,15 @@ resource "nimbus_http_route" "hello_node" {
   path     = "/hello/node"
 }
 
+# Greets every five minutes; every run shows in the Nomad UI as a child of
+# the periodic job nimbus-sched-greet.
+resource "nimbus_schedule" "greet" {
+  name     = "greet"
+  function = nimbus_function.hello_python.name
+  rate     = "5m"
+  payload  = jsonencode({ name = "schedule" })
+}
+
 output "cluster" {
   value = {
     nomad         = "${data.nimbus_cluster.local.nomad_address} (Nomad ${data.nimbus_cluster.local.nomad_version}, region ${data.nimbus_cluster.local.nomad_region})"

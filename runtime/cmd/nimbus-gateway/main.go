@@ -23,6 +23,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "invoke" {
+		os.Exit(invokeScheduled())
+	}
 	listen := flag.String("listen", envOr("NIMBUS_GATEWAY_LISTEN", "127.0.0.1:8080"), "address to serve on")
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
@@ -96,4 +99,32 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// invokeScheduled is the task of a nimbus_schedule's periodic job: it
+// delivers one scheduled event through the gateway, retrying for about a
+// minute so that a gateway restart does not lose the tick.
+func invokeScheduled() int {
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	run := gateway.ScheduledRun{
+		GatewayURL: os.Getenv("NIMBUS_GATEWAY_URL"),
+		Function:   os.Getenv("NIMBUS_FUNCTION"),
+		Schedule:   os.Getenv("NIMBUS_SCHEDULE"),
+		Payload:    os.Getenv("NIMBUS_PAYLOAD_JSON"),
+		LaunchID:   os.Getenv("NOMAD_JOB_ID"),
+		Launched:   gateway.LaunchTime(os.Getenv("NOMAD_JOB_ID")),
+	}
+	if run.GatewayURL == "" || run.Function == "" {
+		logger.Error("NIMBUS_GATEWAY_URL and NIMBUS_FUNCTION must be set")
+		return 2
+	}
+	policy := clients.RetryPolicy{MaxRetries: 8, WaitMin: time.Second, WaitMax: 15 * time.Second, DialTimeout: 5 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	if err := run.Deliver(ctx, clients.NewHTTPClient(policy, nil, logger)); err != nil {
+		logger.Error("scheduled invocation failed", "schedule", run.Schedule, "function", run.Function, "err", err)
+		return 1
+	}
+	logger.Info("scheduled invocation delivered", "schedule", run.Schedule, "function", run.Function, "event_id", run.LaunchID)
+	return 0
 }
