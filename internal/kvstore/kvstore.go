@@ -37,6 +37,9 @@ type FunctionRecord struct {
 	BillingGranularity string `json:"billing_granularity"`
 	SourceSHA256       string `json:"source_sha256"`
 	Description        string `json:"description,omitempty"`
+	// ReservedConcurrency guarantees and caps the function's in-flight
+	// invocations; 0 means it shares the unreserved pool.
+	ReservedConcurrency int `json:"reserved_concurrency,omitempty"`
 }
 
 // Encode serialises a record.
@@ -119,4 +122,62 @@ func DecodeRoute(b []byte) (Route, error) {
 		return r, fmt.Errorf("route record is not valid JSON: %w", err)
 	}
 	return r, nil
+}
+
+// Limits are a namespace's quotas.
+type Limits struct {
+	Namespace      string `json:"namespace"`
+	MaxConcurrency int    `json:"max_concurrency"`
+	MaxInstances   int    `json:"max_instances,omitempty"` // 0: no limit
+	MaxMemoryMB    int    `json:"max_memory_mb,omitempty"` // 0: no limit
+}
+
+// LimitsPrefix holds one key per namespace.
+const LimitsPrefix = Prefix + "limits/"
+
+// DefaultMaxConcurrency applies where no limits are set, as on Lambda.
+const DefaultMaxConcurrency = 1000
+
+// MinUnreserved is how much of max_concurrency reservations must leave.
+const MinUnreserved = 100
+
+// LimitsKey is where a namespace's limits live.
+func LimitsKey(namespace string) string { return LimitsPrefix + namespace }
+
+// Encode serialises limits.
+func (l Limits) Encode() []byte {
+	b, _ := json.Marshal(l)
+	return b
+}
+
+// DecodeLimits parses limits.
+func DecodeLimits(b []byte) (Limits, error) {
+	var l Limits
+	if err := json.Unmarshal(b, &l); err != nil {
+		return l, fmt.Errorf("limits record is not valid JSON: %w", err)
+	}
+	return l, nil
+}
+
+// CheckReservations explains when reservations leave too little of
+// max_concurrency unreserved; "" when they fit.
+func CheckReservations(maxConcurrency int, reserved map[string]int) string {
+	total := 0
+	names := make([]string, 0, len(reserved))
+	for name, r := range reserved {
+		if r > 0 {
+			total += r
+			names = append(names, name)
+		}
+	}
+	if total == 0 || maxConcurrency-total >= MinUnreserved {
+		return ""
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s: %d", n, reserved[n])
+	}
+	return fmt.Sprintf("reservations total %d (%s) of max_concurrency %d, leaving %d unreserved; at least %d must stay unreserved: lower a reservation or raise max_concurrency to %d or more",
+		total, strings.Join(parts, ", "), maxConcurrency, maxConcurrency-total, MinUnreserved, total+MinUnreserved)
 }

@@ -1,6 +1,9 @@
 package kvstore
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRouteOverlaps(t *testing.T) {
 	base := Route{Path: "/orders", Match: "prefix"}
@@ -35,5 +38,20 @@ func TestRouteIDAndKey(t *testing.T) {
 	}
 	if RouteKey(id) == RouteKey(RouteID("", "/orders", "prefix", nil)) || len(RouteKey(id)) != len(RoutesPrefix)+24 {
 		t.Errorf("keys must differ per route and have a fixed size: %s", RouteKey(id))
+	}
+}
+
+func TestCheckReservations(t *testing.T) {
+	if msg := CheckReservations(1000, map[string]int{"a": 100, "b": 800}); msg != "" {
+		t.Errorf("900 of 1000 leaves 100: %s", msg)
+	}
+	msg := CheckReservations(1000, map[string]int{"a": 500, "b": 450, "c": 0})
+	for _, want := range []string{"total 950", "a: 500", "b: 450", "leaving 50", "at least 100", "1050 or more"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q should mention %q", msg, want)
+		}
+	}
+	if CheckReservations(5, nil) != "" {
+		t.Error("without reservations a small max_concurrency is fine")
 	}
 }

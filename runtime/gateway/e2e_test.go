@@ -26,6 +26,7 @@ import (
 var fx struct {
 	gatewayBin string
 	goSource   string
+	httpSource string
 	once       sync.Once
 	gw         *testenv.Gateway
 }
@@ -38,11 +39,13 @@ func TestMain(m *testing.M) {
 	defer func() { _ = os.RemoveAll(dir) }()
 	fx.gatewayBin = filepath.Join(dir, "nimbus-gateway")
 	fx.goSource = filepath.Join(dir, "go")
+	fx.httpSource = filepath.Join(dir, "http")
 	runtimeDir := filepath.Join(dir, "runtime")
 	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
-		fx.gatewayBin:                           "./runtime/cmd/nimbus-gateway",
-		filepath.Join(fx.goSource, "bootstrap"): "./runtime/host/testdata/lambdago",
+		fx.gatewayBin:                             "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fx.goSource, "bootstrap"):   "./runtime/host/testdata/lambdago",
+		filepath.Join(fx.httpSource, "bootstrap"): "./runtime/host/testdata/httpserver",
 	}); err != nil {
 		panic(err)
 	}
@@ -66,11 +69,13 @@ func gateway(t *testing.T) (*testenv.Env, *testenv.Gateway) {
 }
 
 // deploy does what nimbus_function does: upload, KV record, job.
-func deploy(t *testing.T, f model.Function) {
+func deploy(t *testing.T, f model.Function) { deployFrom(t, f, fx.goSource, 0) }
+
+func deployFrom(t *testing.T, f model.Function, source string, reserved int) {
 	t.Helper()
 	env, gw := gateway(t)
 	f = f.WithDefaults()
-	pkg, err := packaging.ZipDir(fx.goSource)
+	pkg, err := packaging.ZipDir(source)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +90,7 @@ func deploy(t *testing.T, f model.Function) {
 		Name: f.Name, JobID: nomadjob.JobID(f.Name), Service: nomadjob.ServiceName(f.Name), Runtime: f.Runtime,
 		Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout.String(), Concurrency: f.Concurrency,
 		MinInstances: f.MinInstances, MaxInstances: f.MaxInstances, IdleTimeout: f.IdleTimeout.String(), SourceSHA256: pkg.SHA256,
+		ReservedConcurrency: reserved,
 	}
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)

@@ -10,13 +10,14 @@ import (
 
 // Gateway serves invocations of the functions in the registry.
 type Gateway struct {
-	log      *slog.Logger
-	registry *Registry
-	health   Health
-	jobs     Jobs
-	metrics  *metrics
-	usage    *usage
-	client   *http.Client
+	log       *slog.Logger
+	registry  *Registry
+	health    Health
+	jobs      Jobs
+	metrics   *metrics
+	usage     *usage
+	client    *http.Client
+	admission *admission
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -41,7 +42,8 @@ func New(opts Options) *Gateway {
 		client: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		}},
-		pools: map[string]*pool{},
+		pools:     map[string]*pool{},
+		admission: newAdmission(),
 	}
 	if g.log == nil {
 		g.log = slog.Default()

@@ -102,6 +102,11 @@ func (g *Gateway) runOnce(ctx context.Context, name, requestID string, payload [
 		return result{refused: &apiError{http.StatusNotFound, "ResourceNotFoundException",
 			fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", name)}}
 	}
+	release, refused := g.admit(f)
+	if refused != nil {
+		return result{refused: refused}
+	}
+	defer release()
 	waitCtx, cancel := context.WithTimeout(ctx, maxQueueWait)
 	defer cancel()
 	var out outcome

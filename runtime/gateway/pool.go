@@ -325,6 +325,14 @@ func (p *pool) rescale(ctx context.Context) {
 
 	need := (demand + max(f.Concurrency, 1) - 1) / max(f.Concurrency, 1)
 	target := min(max(need, f.MinInstances), f.MaxInstances)
+	if target > count {
+		allowed, binding := p.gw.room(f, p, target)
+		if allowed <= count {
+			p.setScaleErr(fmt.Errorf("not scaling %s beyond %d instances: the namespace's %s is reached", p.name, count, binding))
+			return
+		}
+		target = allowed
+	}
 	var msg string
 	switch {
 	case target > count:

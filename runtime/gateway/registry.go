@@ -35,6 +35,7 @@ type Registry struct {
 	mu      sync.RWMutex
 	fns     map[string]*Function
 	routes  []kvstore.Route
+	limits  map[string]kvstore.Limits
 	synced  bool
 	lastErr error
 	changed func(map[string]*Function)
@@ -67,6 +68,12 @@ func (r *Registry) Run(ctx context.Context) {
 		defer close(done)
 		r.watchPrefix(ctx, kvstore.RoutesPrefix, r.applyRoutes)
 	}()
+	limitsDone := make(chan struct{})
+	go func() {
+		defer close(limitsDone)
+		r.watchPrefix(ctx, kvstore.LimitsPrefix, r.applyLimits)
+	}()
+	defer func() { <-limitsDone }()
 	r.watchPrefix(ctx, kvstore.Prefix+"functions/", r.applyFunctions)
 	<-done
 }
@@ -165,6 +172,51 @@ func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
 	r.mu.Lock()
 	r.routes = routes
 	r.mu.Unlock()
+}
+
+func (r *Registry) applyLimits(pairs consulapi.KVPairs) {
+	limits := map[string]kvstore.Limits{}
+	for _, p := range pairs {
+		l, err := kvstore.DecodeLimits(p.Value)
+		if err != nil {
+			r.log.Warn("ignoring a bad limits record", "key", p.Key, "err", err)
+			continue
+		}
+		limits[l.Namespace] = l
+	}
+	r.mu.Lock()
+	r.limits = limits
+	r.mu.Unlock()
+}
+
+// Limits returns a namespace's quotas, Lambda's default where none are set.
+func (r *Registry) Limits(namespace string) kvstore.Limits {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if l, ok := r.limits[namespace]; ok {
+		return l
+	}
+	return kvstore.Limits{Namespace: namespace, MaxConcurrency: kvstore.DefaultMaxConcurrency}
+}
+
+// Reserved sums the namespace's reserved concurrency.
+func (r *Registry) Reserved(namespace string) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	total := 0
+	for _, f := range r.fns {
+		if namespaceOf(f) == namespace {
+			total += f.ReservedConcurrency
+		}
+	}
+	return total
+}
+
+func namespaceOf(f *Function) string {
+	if f.Namespace == "" {
+		return "default"
+	}
+	return f.Namespace
 }
 
 // Routes returns the route table, most specific first.

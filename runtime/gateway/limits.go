@@ -1,0 +1,80 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+)
+
+// admission counts in-flight invocations (waiting ones included) against
+// the namespace's max_concurrency and the functions' reservations.
+type admission struct {
+	mu         sync.Mutex
+	unreserved map[string]int // namespace → in flight outside reservations
+	reserved   map[string]int // function → in flight within its reservation
+}
+
+func newAdmission() *admission {
+	return &admission{unreserved: map[string]int{}, reserved: map[string]int{}}
+}
+
+// admit takes a slot for f or explains which limit refuses it. A function
+// with reserved_concurrency is guaranteed that many and capped at it; the
+// others share max_concurrency minus all reservations.
+func (g *Gateway) admit(f *Function) (release func(), refused *apiError) {
+	ns := namespaceOf(f)
+	a := g.admission
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if r := f.ReservedConcurrency; r > 0 {
+		if a.reserved[f.Name] >= r {
+			return nil, &apiError{http.StatusTooManyRequests, "TooManyRequestsException",
+				fmt.Sprintf("function %s is at its reserved_concurrency of %d; retry later", f.Name, r)}
+		}
+		a.reserved[f.Name]++
+		return func() { a.mu.Lock(); a.reserved[f.Name]--; a.mu.Unlock() }, nil
+	}
+	lim := g.registry.Limits(ns)
+	capacity := lim.MaxConcurrency - g.registry.Reserved(ns)
+	if a.unreserved[ns] >= capacity {
+		return nil, &apiError{http.StatusTooManyRequests, "TooManyRequestsException",
+			fmt.Sprintf("namespace %s is at its max_concurrency of %d (%d of it reserved for other functions); retry later", ns, lim.MaxConcurrency, lim.MaxConcurrency-capacity)}
+	}
+	a.unreserved[ns]++
+	return func() { a.mu.Lock(); a.unreserved[ns]--; a.mu.Unlock() }, nil
+}
+
+// room is how many instances f's pool may grow to under the namespace's
+// max_instances and max_memory_mb, given the other pools' counts, and the
+// limit that binds ("" when none does).
+func (g *Gateway) room(f *Function, self *pool, want int) (int, string) {
+	ns := namespaceOf(f)
+	lim := g.registry.Limits(ns)
+	if lim.MaxInstances == 0 && lim.MaxMemoryMB == 0 {
+		return want, ""
+	}
+	otherInstances, otherMemory := 0, 0
+	g.mu.Lock()
+	pools := make([]*pool, 0, len(g.pools))
+	for _, p := range g.pools {
+		if p != self && namespaceOf(p.fn.Load()) == ns {
+			pools = append(pools, p)
+		}
+	}
+	g.mu.Unlock()
+	for _, p := range pools {
+		p.mu.Lock()
+		n := p.count
+		p.mu.Unlock()
+		otherInstances += n
+		otherMemory += n * p.fn.Load().MemoryMB
+	}
+	allowed, binding := want, ""
+	if lim.MaxInstances > 0 && otherInstances+allowed > lim.MaxInstances {
+		allowed, binding = max(lim.MaxInstances-otherInstances, 0), fmt.Sprintf("max_instances %d", lim.MaxInstances)
+	}
+	if mem := max(f.MemoryMB, 1); lim.MaxMemoryMB > 0 && otherMemory+allowed*mem > lim.MaxMemoryMB {
+		allowed, binding = max((lim.MaxMemoryMB-otherMemory)/mem, 0), fmt.Sprintf("max_memory_mb %d", lim.MaxMemoryMB)
+	}
+	return allowed, binding
+}
