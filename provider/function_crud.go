@@ -117,6 +117,7 @@ func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, r
 		if d, err := time.ParseDuration(rec.IdleTimeout); err == nil {
 			state.IdleTimeout = sameDuration(state.IdleTimeout, d)
 		}
+		state.ReservedConcurrency = optionalInt(rec.ReservedConcurrency)
 	}
 	state.ID = types.StringValue(name)
 	state.JobID = types.StringValue(*job.ID)
@@ -221,7 +222,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, CPUMHz: f.EffectiveCPUMHz(),
 		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
 		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
-		Description: f.Description,
+		Description: f.Description, ReservedConcurrency: int(plan.ReservedConcurrency.ValueInt64()),
 	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
 		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {

@@ -15,27 +15,28 @@ import (
 
 // functionModel is nimbus_function's state.
 type functionModel struct {
-	ID                 types.String   `tfsdk:"id"`
-	Name               types.String   `tfsdk:"name"`
-	Description        types.String   `tfsdk:"description"`
-	Runtime            types.String   `tfsdk:"runtime"`
-	Handler            types.String   `tfsdk:"handler"`
-	MemoryMB           types.Int64    `tfsdk:"memory_mb"`
-	CPUMHz             types.Int64    `tfsdk:"cpu_mhz"`
-	Timeout            types.String   `tfsdk:"timeout"`
-	Environment        types.Map      `tfsdk:"environment"`
-	Concurrency        types.Int64    `tfsdk:"concurrency"`
-	MinInstances       types.Int64    `tfsdk:"min_instances"`
-	MaxInstances       types.Int64    `tfsdk:"max_instances"`
-	IdleTimeout        types.String   `tfsdk:"idle_timeout"`
-	BillingGranularity types.String   `tfsdk:"billing_granularity"`
-	Source             types.String   `tfsdk:"source"`
-	SourceURL          types.String   `tfsdk:"source_url"`
-	SourceSHA256       types.String   `tfsdk:"source_sha256"`
-	JobID              types.String   `tfsdk:"job_id"`
-	Version            types.Int64    `tfsdk:"version"`
-	InvokeURL          types.String   `tfsdk:"invoke_url"`
-	Timeouts           timeouts.Value `tfsdk:"timeouts"`
+	ID                  types.String   `tfsdk:"id"`
+	Name                types.String   `tfsdk:"name"`
+	Description         types.String   `tfsdk:"description"`
+	Runtime             types.String   `tfsdk:"runtime"`
+	Handler             types.String   `tfsdk:"handler"`
+	MemoryMB            types.Int64    `tfsdk:"memory_mb"`
+	CPUMHz              types.Int64    `tfsdk:"cpu_mhz"`
+	Timeout             types.String   `tfsdk:"timeout"`
+	Environment         types.Map      `tfsdk:"environment"`
+	Concurrency         types.Int64    `tfsdk:"concurrency"`
+	ReservedConcurrency types.Int64    `tfsdk:"reserved_concurrency"`
+	MinInstances        types.Int64    `tfsdk:"min_instances"`
+	MaxInstances        types.Int64    `tfsdk:"max_instances"`
+	IdleTimeout         types.String   `tfsdk:"idle_timeout"`
+	BillingGranularity  types.String   `tfsdk:"billing_granularity"`
+	Source              types.String   `tfsdk:"source"`
+	SourceURL           types.String   `tfsdk:"source_url"`
+	SourceSHA256        types.String   `tfsdk:"source_sha256"`
+	JobID               types.String   `tfsdk:"job_id"`
+	Version             types.Int64    `tfsdk:"version"`
+	InvokeURL           types.String   `tfsdk:"invoke_url"`
+	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 
 // attrOf maps model.FieldError fields to attributes (they are the same

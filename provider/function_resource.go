@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -20,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
@@ -92,6 +94,11 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Optional: true, Computed: true, Default: int64default.StaticInt64(1),
 				MarkdownDescription: "Invocations one instance serves at once. Above 1 only for the `http` runtime. Default 1.",
 				Validators:          []validator.Int64{int64validator.Between(1, model.MaxConcurrency)},
+			},
+			"reserved_concurrency": schema.Int64Attribute{
+				Optional:            true,
+				MarkdownDescription: "In-flight invocations guaranteed to this function and its cap, taken out of the namespace's `max_concurrency` (`nimbus_limits`); at least 100 must stay unreserved. Unset: the function shares the unreserved pool.",
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
 			},
 			"min_instances": schema.Int64Attribute{
 				Optional: true, Computed: true, Default: int64default.StaticInt64(0),
@@ -216,6 +223,12 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if plan.CPUMHz.IsUnknown() && !plan.MemoryMB.IsUnknown() {
 		plan.CPUMHz = typesInt64(int64(model.Function{MemoryMB: int(plan.MemoryMB.ValueInt64())}.EffectiveCPUMHz()))
 	}
+	if !plan.ReservedConcurrency.IsNull() && !plan.ReservedConcurrency.IsUnknown() && !plan.Name.IsUnknown() && r.data != nil && r.data.Consul != nil {
+		resp.Diagnostics.Append(r.checkReservation(ctx, plan)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
 	if !plan.Name.IsUnknown() {
 		plan.ID = plan.Name
 		plan.JobID = typesString("nimbus-fn-" + plan.Name.ValueString())
@@ -265,3 +278,26 @@ func (r *functionResource) ImportState(ctx context.Context, req resource.ImportS
 
 func typesString(s string) types.String { return types.StringValue(s) }
 func typesInt64(i int64) types.Int64    { return types.Int64Value(i) }
+
+// checkReservation refuses, at plan time, a reservation that would leave
+// less than 100 of the namespace's max_concurrency unreserved.
+func (r *functionResource) checkReservation(ctx context.Context, plan functionModel) diag.Diagnostics {
+	var diags diag.Diagnostics
+	ns := r.data.Settings.Nomad.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	limits, err := limitsFor(ctx, r.data.Consul, ns)
+	if err != nil {
+		return diags // Consul unreachable at plan: checked again at apply by the gateway's own accounting
+	}
+	reserved, err := reservations(ctx, r.data.Consul, ns, plan.Name.ValueString())
+	if err != nil {
+		return diags
+	}
+	reserved[plan.Name.ValueString()] = int(plan.ReservedConcurrency.ValueInt64())
+	if msg := kvstore.CheckReservations(limits.MaxConcurrency, reserved); msg != "" {
+		diags.AddAttributeError(attrPath("reserved_concurrency"), "Too much reserved concurrency", "In namespace "+ns+", "+msg+".")
+	}
+	return diags
+}
