@@ -181,3 +181,40 @@ func CheckReservations(maxConcurrency int, reserved map[string]int) string {
 	return fmt.Sprintf("reservations total %d (%s) of max_concurrency %d, leaving %d unreserved; at least %d must stay unreserved: lower a reservation or raise max_concurrency to %d or more",
 		total, strings.Join(parts, ", "), maxConcurrency, maxConcurrency-total, MinUnreserved, total+MinUnreserved)
 }
+
+// KVTrigger invokes a function when keys under a prefix change.
+type KVTrigger struct {
+	Name             string   `json:"name"`
+	Function         string   `json:"function"`
+	Prefix           string   `json:"prefix"`
+	Events           []string `json:"events"` // "put", "delete"
+	BatchSize        int      `json:"batch_size"`
+	StartingPosition string   `json:"starting_position"` // "latest" or "existing"
+	MaxRetries       int      `json:"max_retries"`
+}
+
+// Where triggers, their progress, locks and dead letters live.
+const (
+	KVTriggersPrefix    = Prefix + "triggers/kv/"
+	KVTriggerState      = Prefix + "trigger-state/kv/"
+	KVTriggerLocks      = Prefix + "trigger-locks/kv/"
+	KVTriggerDeadPrefix = Prefix + "dead-letter/kv/"
+)
+
+// KVTriggerKey is where a trigger lives.
+func KVTriggerKey(name string) string { return KVTriggersPrefix + name }
+
+// Encode serialises a trigger.
+func (t KVTrigger) Encode() []byte {
+	b, _ := json.Marshal(t)
+	return b
+}
+
+// DecodeKVTrigger parses a trigger.
+func DecodeKVTrigger(b []byte) (KVTrigger, error) {
+	var t KVTrigger
+	if err := json.Unmarshal(b, &t); err != nil {
+		return t, fmt.Errorf("trigger record is not valid JSON: %w", err)
+	}
+	return t, nil
+}

@@ -67,6 +67,15 @@ func (g *Gateway) Wait(timeout time.Duration) error {
 	}
 }
 
+// Kill ends the gateway abruptly, as a crash would.
+func (g *Gateway) Kill() {
+	if g.cmd.Process != nil {
+		_ = g.cmd.Process.Kill()
+		_ = g.cmd.Wait()
+		g.cmd.Process = nil
+	}
+}
+
 // Stop ends the gateway.
 func (g *Gateway) Stop() {
 	if g != nil && g.cmd != nil && g.cmd.Process != nil {

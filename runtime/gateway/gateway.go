@@ -6,6 +6,10 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -18,6 +22,7 @@ type Gateway struct {
 	usage     *usage
 	client    *http.Client
 	admission *admission
+	triggers  *triggers
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -29,6 +34,8 @@ type Options struct {
 	Health Health
 	Jobs   Jobs
 	Logger *slog.Logger
+	// Consul runs KV triggers (they need session locks); nil disables them.
+	Consul *consulapi.Client
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -49,11 +56,25 @@ func New(opts Options) *Gateway {
 		g.log = slog.Default()
 	}
 	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
+	if opts.Consul != nil {
+		g.triggers = newTriggers(g, opts.Consul)
+	}
 	return g
 }
 
 // Run follows Consul until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
+	if g.triggers != nil {
+		go g.registry.watchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
+			defs := map[string]kvstore.KVTrigger{}
+			for _, p := range pairs {
+				if t, err := kvstore.DecodeKVTrigger(p.Value); err == nil && t.Name != "" {
+					defs[t.Name] = t
+				}
+			}
+			g.triggers.sync(ctx, defs)
+		})
+	}
 	g.registry.Run(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -1,0 +1,314 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+// ChangeRecord is one change of a key, shaped after DynamoDB Streams'
+// records: INSERT, MODIFY or REMOVE, with old and new values where known.
+type ChangeRecord struct {
+	EventID     string `json:"eventID"`
+	EventName   string `json:"eventName"`
+	Key         string `json:"key"`
+	ModifyIndex uint64 `json:"modifyIndex"`
+	NewValue    string `json:"newValue,omitempty"`
+	OldValue    string `json:"oldValue,omitempty"`
+	// Encoding is "base64" when the values are not UTF-8.
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// kvBatch is the event a KV trigger delivers.
+type kvBatch struct {
+	Trigger string         `json:"trigger"`
+	Prefix  string         `json:"prefix"`
+	Records []ChangeRecord `json:"Records"`
+}
+
+// triggerProgress is what a trigger has delivered: the modify index of
+// every key it has seen. It is persisted after each delivered batch, so a
+// restart resumes where delivery stopped and at most one batch repeats.
+type triggerProgress struct {
+	Keys map[string]uint64 `json:"keys"`
+}
+
+// triggers runs one worker per KV trigger; a Consul session lock makes
+// sure only one gateway works on each.
+type triggers struct {
+	g       *Gateway
+	consul  *consulapi.Client
+	mu      sync.Mutex
+	running map[string]*triggerWorker
+}
+
+type triggerWorker struct {
+	def    kvstore.KVTrigger
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newTriggers(g *Gateway, c *consulapi.Client) *triggers {
+	return &triggers{g: g, consul: c, running: map[string]*triggerWorker{}}
+}
+
+// sync starts, restarts and stops workers to match the trigger records.
+func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for name, w := range ts.running {
+		if def, ok := defs[name]; !ok || !sameTrigger(def, w.def) {
+			w.cancel()
+			<-w.done
+			delete(ts.running, name)
+		}
+	}
+	for name, def := range defs {
+		if _, ok := ts.running[name]; ok {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &triggerWorker{def: def, cancel: cancel, done: make(chan struct{})}
+		ts.running[name] = w
+		go func() {
+			defer close(w.done)
+			ts.work(wctx, def)
+		}()
+	}
+}
+
+func sameTrigger(a, b kvstore.KVTrigger) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// work holds the trigger's lock and delivers changes until ctx ends or the
+// lock is lost, then tries to take the lock again.
+func (ts *triggers) work(ctx context.Context, def kvstore.KVTrigger) {
+	log := ts.g.log.With("trigger", def.Name)
+	for ctx.Err() == nil {
+		lock, err := ts.consul.LockOpts(&consulapi.LockOptions{
+			Key: kvstore.KVTriggerLocks + def.Name, SessionName: "nimbus-gateway kv trigger " + def.Name,
+			// A crashed holder's session lapses after its TTL (Consul may take
+			// up to twice that); a short lock delay lets the next gateway
+			// resume soon after.
+			SessionTTL: "10s", LockWaitTime: 5 * time.Second, LockDelay: time.Second,
+		})
+		if err != nil {
+			log.Warn("cannot prepare the trigger lock", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		lost, err := lock.Lock(ctx.Done())
+		if err != nil || lost == nil {
+			sleep(ctx, time.Second)
+			continue
+		}
+		log.Info("holding the trigger lock; delivering changes", "prefix", def.Prefix)
+		lctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-lctx.Done():
+			}
+		}()
+		ts.deliverLoop(lctx, def)
+		cancel()
+		_ = lock.Unlock()
+	}
+}
+
+func (ts *triggers) stateKey(def kvstore.KVTrigger) string { return kvstore.KVTriggerState + def.Name }
+
+func (ts *triggers) loadProgress(ctx context.Context, def kvstore.KVTrigger) (*triggerProgress, bool) {
+	pair, _, err := ts.consul.KV().Get(ts.stateKey(def), (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil || pair == nil {
+		return &triggerProgress{Keys: map[string]uint64{}}, false
+	}
+	var p triggerProgress
+	if json.Unmarshal(pair.Value, &p) != nil || p.Keys == nil {
+		return &triggerProgress{Keys: map[string]uint64{}}, false
+	}
+	return &p, true
+}
+
+func (ts *triggers) saveProgress(ctx context.Context, def kvstore.KVTrigger, p *triggerProgress) error {
+	b, _ := json.Marshal(p)
+	_, err := ts.consul.KV().Put(&consulapi.KVPair{Key: ts.stateKey(def), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	return err
+}
+
+// deliverLoop follows the prefix with blocking queries, turns each new
+// listing into change records against the progress, and delivers them in
+// batches.
+func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
+	log := ts.g.log.With("trigger", def.Name)
+	progress, resumed := ts.loadProgress(ctx, def)
+	values := map[string][]byte{} // last seen values, for old values while running
+	var index uint64
+	first := !resumed
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		pairs, meta, err := ts.consul.KV().List(def.Prefix, (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx))
+		if err != nil {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			sleep(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		index = meta.LastIndex
+		if first && def.StartingPosition != "existing" {
+			// "latest": what is there now is the starting point.
+			for _, p := range pairs {
+				progress.Keys[p.Key] = p.ModifyIndex
+				values[p.Key] = p.Value
+			}
+			if err := ts.saveProgress(ctx, def, progress); err != nil {
+				log.Warn("cannot save trigger progress", "err", err)
+			}
+			first = false
+			continue
+		}
+		first = false
+		records := diff(progress.Keys, values, pairs, index, wants(def.Events))
+		batch := max(def.BatchSize, 1)
+		for start := 0; start < len(records) && ctx.Err() == nil; start += batch {
+			chunk := records[start:min(start+batch, len(records))]
+			ts.deliver(ctx, def, chunk)
+			for _, r := range chunk {
+				if r.EventName == "REMOVE" {
+					delete(progress.Keys, r.Key)
+				} else {
+					progress.Keys[r.Key] = r.ModifyIndex
+				}
+			}
+			if err := ts.saveProgress(ctx, def, progress); err != nil {
+				log.Warn("cannot save trigger progress; changes may repeat after a restart", "err", err)
+			}
+		}
+		// Changes of events the trigger does not want still move progress.
+		for _, p := range pairs {
+			progress.Keys[p.Key] = p.ModifyIndex
+			values[p.Key] = p.Value
+		}
+		current := map[string]bool{}
+		for _, p := range pairs {
+			current[p.Key] = true
+		}
+		for k := range progress.Keys {
+			if !current[k] {
+				delete(progress.Keys, k)
+				delete(values, k)
+			}
+		}
+	}
+}
+
+func wants(events []string) map[string]bool {
+	w := map[string]bool{}
+	if len(events) == 0 {
+		events = []string{"put", "delete"}
+	}
+	for _, e := range events {
+		w[strings.ToLower(e)] = true
+	}
+	return w
+}
+
+// diff lists the changes from seen (key → modify index) to the listing,
+// in modify-index order, deletions last.
+func diff(seen map[string]uint64, values map[string][]byte, pairs consulapi.KVPairs, index uint64, want map[string]bool) []ChangeRecord {
+	var out []ChangeRecord
+	current := map[string]bool{}
+	for _, p := range pairs {
+		current[p.Key] = true
+		old, had := seen[p.Key]
+		if had && old == p.ModifyIndex {
+			continue
+		}
+		if !want["put"] {
+			continue
+		}
+		r := ChangeRecord{Key: p.Key, ModifyIndex: p.ModifyIndex, EventName: "INSERT"}
+		if had {
+			r.EventName = "MODIFY"
+		}
+		r.NewValue, r.Encoding = encodeValue(p.Value, "")
+		if ov, ok := values[p.Key]; ok && had {
+			r.OldValue, r.Encoding = encodeValue(ov, r.Encoding)
+		}
+		r.EventID = fmt.Sprintf("%s@%d", p.Key, p.ModifyIndex)
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ModifyIndex < out[j].ModifyIndex })
+	if want["delete"] {
+		var gone []string
+		for k := range seen {
+			if !current[k] {
+				gone = append(gone, k)
+			}
+		}
+		sort.Strings(gone)
+		for _, k := range gone {
+			r := ChangeRecord{Key: k, EventName: "REMOVE", ModifyIndex: index, EventID: fmt.Sprintf("%s@%d-removed", k, seen[k])}
+			if ov, ok := values[k]; ok {
+				r.OldValue, r.Encoding = encodeValue(ov, "")
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func encodeValue(v []byte, encoding string) (string, string) {
+	if encoding != "base64" && utf8.Valid(v) {
+		return string(v), encoding
+	}
+	return base64.StdEncoding.EncodeToString(v), "base64"
+}
+
+// deliver invokes the function with one batch, retrying with backoff up to
+// max_retries; a batch that still fails goes to the dead-letter prefix.
+func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records []ChangeRecord) {
+	event, _ := json.Marshal(kvBatch{Trigger: def.Name, Prefix: def.Prefix, Records: records})
+	var lastErr string
+	for attempt := 0; attempt <= def.MaxRetries && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
+		}
+		res := ts.g.run(ctx, def.Function, event, false)
+		switch {
+		case res.refused != nil:
+			lastErr = res.refused.errType + ": " + res.refused.msg
+		case res.answer.status != http.StatusOK || res.answer.header.Get("X-Nimbus-Function-Error") != "":
+			lastErr = string(res.answer.body)
+		default:
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	dead := map[string]any{"trigger": def.Name, "function": def.Function, "error": lastErr, "failed_at": time.Now().UTC().Format(time.RFC3339), "event": json.RawMessage(event)}
+	b, _ := json.Marshal(dead)
+	key := kvstore.KVTriggerDeadPrefix + def.Name + "/" + strconv.FormatUint(records[0].ModifyIndex, 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if _, err := ts.consul.KV().Put(&consulapi.KVPair{Key: key, Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		ts.g.log.Error("cannot record a failed batch in the dead-letter prefix", "trigger", def.Name, "err", err)
+		return
+	}
+	ts.g.log.Warn("batch failed after its retries; recorded as dead letter", "trigger", def.Name, "key", key, "records", len(records), "error", lastErr)
+}

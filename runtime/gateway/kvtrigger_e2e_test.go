@@ -1,0 +1,190 @@
+package gateway_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+)
+
+// recorder deploys the python function that writes each delivery to KV.
+func recorder(t *testing.T, env *testenv.Env, name string, extra map[string]string) {
+	t.Helper()
+	src, _ := filepath.Abs("testdata/recorder")
+	vars := map[string]string{"CONSUL_ADDR": env.ConsulAddr}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	deployFrom(t, model.Function{Name: name, Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 1,
+		Timeout: 30 * time.Second, Environment: vars}, src, 0)
+}
+
+func addTrigger(t *testing.T, env *testenv.Env, tr kvstore.KVTrigger) {
+	t.Helper()
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.KVTriggerKey(tr.Name), Value: tr.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		kv := env.Consul.KV()
+		_, _ = kv.Delete(kvstore.KVTriggerKey(tr.Name), nil)
+		_, _ = kv.Delete(kvstore.KVTriggerState+tr.Name, nil)
+		_, _ = kv.DeleteTree(tr.Prefix, nil)
+		_, _ = kv.DeleteTree("results/"+tr.Name+"/", nil)
+	})
+	// Wait until the trigger has taken its starting point.
+	for i := 0; i < 200; i++ {
+		if pair, _, _ := env.Consul.KV().Get(kvstore.KVTriggerState+tr.Name, nil); pair != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("trigger %s never started", tr.Name)
+}
+
+func writeKeys(t *testing.T, env *testenv.Env, prefix string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: fmt.Sprintf("%sk%03d", prefix, i), Value: []byte(fmt.Sprintf("v%d", i))}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// deliveries counts deliveries per changed key.
+func deliveries(t *testing.T, env *testenv.Env, trigger string) map[string]int {
+	t.Helper()
+	keys, _, err := env.Consul.KV().Keys("results/"+trigger+"/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, k := range keys {
+		rest := strings.TrimPrefix(k, "results/"+trigger+"/")
+		out[rest[:strings.LastIndex(rest, "/")]]++
+	}
+	return out
+}
+
+func waitCovered(t *testing.T, env *testenv.Env, trigger string, want int) map[string]int {
+	t.Helper()
+	var got map[string]int
+	// A crashed gateway's lock lapses after its session TTL (up to 20 s).
+	for i := 0; i < 600; i++ {
+		if got = deliveries(t, env, trigger); len(got) >= want {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("only %d of %d changed keys were delivered", len(got), want)
+	return nil
+}
+
+func TestKVTriggerDeliversEveryChange(t *testing.T) {
+	env, _ := gateway(t)
+	recorder(t, env, "recorder", nil)
+	addTrigger(t, env, kvstore.KVTrigger{Name: "every", Function: "recorder", Prefix: "every/", Events: []string{"put", "delete"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
+
+	writeKeys(t, env, "every/", 0, 100)
+	got := waitCovered(t, env, "every", 100)
+	dup := 0
+	for k, n := range got {
+		if !strings.HasPrefix(k, "every/k") {
+			t.Errorf("unexpected key %s", k)
+		}
+		dup += n - 1
+	}
+	t.Logf("100 keys written: %d delivered, %d duplicate deliveries", len(got), dup)
+	if dup != 0 {
+		t.Errorf("%d duplicates without any failure", dup)
+	}
+
+	// A deletion is delivered as REMOVE with the old value.
+	if _, err := env.Consul.KV().Delete("every/k007", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if deliveries(t, env, "every")["every/k007"] == 2 {
+			keys, _, _ := env.Consul.KV().List("results/every/every/k007/", nil)
+			saw := ""
+			for _, p := range keys {
+				saw += string(p.Value)
+			}
+			if !strings.Contains(saw, `"event": "REMOVE"`) || !strings.Contains(saw, `"old": "v7"`) {
+				t.Errorf("deletion record: %s", saw)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Error("the deletion was not delivered")
+}
+
+func TestKVTriggerResumesAfterGatewayRestart(t *testing.T) {
+	env, _ := gateway(t)
+	recorder(t, env, "slowrec", map[string]string{"SLOW_MS": "250"})
+	addTrigger(t, env, kvstore.KVTrigger{Name: "resume", Function: "slowrec", Prefix: "resume/", Events: []string{"put"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
+
+	writeKeys(t, env, "resume/", 0, 60)
+	// Kill the gateway mid-stream, once some batches are through.
+	for len(deliveries(t, env, "resume")) == 0 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	fx.gw.Kill()
+	partial := len(deliveries(t, env, "resume"))
+	restarted, err := env.StartGateway(fx.gatewayBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.gw = restarted
+	writeKeys(t, env, "resume/", 60, 100)
+
+	got := waitCovered(t, env, "resume", 100)
+	total := 0
+	for _, n := range got {
+		total += n
+	}
+	t.Logf("killed after %d keys delivered; after the restart all 100 delivered with %d duplicates", partial, total-100)
+	if partial >= 60 {
+		t.Log("the stream finished before the kill; the restart still had to resume")
+	}
+	if total-100 > 10 {
+		t.Errorf("%d duplicate deliveries; at most one batch (10) may repeat", total-100)
+	}
+}
+
+func TestKVTriggerDeadLetters(t *testing.T) {
+	env, _ := gateway(t)
+	recorder(t, env, "failing", map[string]string{"FAIL": "1"})
+	addTrigger(t, env, kvstore.KVTrigger{Name: "dlq", Function: "failing", Prefix: "dlq/", Events: []string{"put"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 1})
+	t.Cleanup(func() { _, _ = env.Consul.KV().DeleteTree(kvstore.KVTriggerDeadPrefix+"dlq/", nil) })
+
+	writeKeys(t, env, "dlq/", 0, 3)
+	var all string
+	for i := 0; i < 200; i++ {
+		pairs, _, err := env.Consul.KV().List(kvstore.KVTriggerDeadPrefix+"dlq/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = ""
+		for _, p := range pairs {
+			all += string(p.Value)
+		}
+		if strings.Contains(all, "dlq/k000") && strings.Contains(all, "dlq/k001") && strings.Contains(all, "dlq/k002") {
+			for _, want := range []string{"this function always fails", `"function":"failing"`, `"eventName":"INSERT"`} {
+				if !strings.Contains(all, want) {
+					t.Errorf("dead letters lack %q: %s", want, all)
+				}
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the failed batches did not all reach the dead-letter prefix: %s", all)
+}
