@@ -44,6 +44,16 @@ for url in $("$tofu" -chdir="$demo" output -json routes | tr -d '[]"' | tr ',' '
   printf '  GET %-40s → %s\n' "$url" "$(curl -s "$url?name=route")"
 done
 
+step "Writing a key under demo/orders/ in Consul KV (the trigger invokes hello-node)"
+before=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
+curl -s -X PUT -d '{"item":"coffee"}' "$CONSUL_HTTP_ADDR/v1/kv/demo/orders/$(date +%s)" >/dev/null
+for _ in $(seq 1 50); do
+  now=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
+  [ "${now:-0}" -gt "${before:-0}" ] && break
+  sleep 0.2
+done
+echo "  hello-node invocations: ${before:-0} → ${now:-0}"
+
 cat <<MSG
 
 Each function was packaged, uploaded to the gateway's artifact store,

@@ -73,6 +73,13 @@ resource "nimbus_schedule" "greet" {
   payload  = jsonencode({ name = "schedule" })
 }
 
+# Every change under demo/orders/ in Consul KV invokes the Node.js function.
+resource "nimbus_kv_trigger" "orders" {
+  name     = "orders"
+  function = nimbus_function.hello_node.name
+  prefix   = "demo/orders/"
+}
+
 output "cluster" {
   value = {
     nomad         = "${data.nimbus_cluster.local.nomad_address} (Nomad ${data.nimbus_cluster.local.nomad_version}, region ${data.nimbus_cluster.local.nomad_region})"
