@@ -145,6 +145,9 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		"function": f.FunctionRecord, "instances": len(p.instances), "ready_instances": ready,
 		"inflight": p.inflight, "waiting": len(p.waiters), "group_count": p.count,
 	}
+	if p.scaleErr != nil {
+		state["scale_error"] = p.scaleErr.Error()
+	}
 	p.mu.Unlock()
 	writeJSON(w, http.StatusOK, state)
 }

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -99,5 +101,37 @@ func TestReservedConcurrencyIsGuaranteed(t *testing.T) {
 	}
 	if served != 100 {
 		t.Errorf("%d of the 100 saturating requests were served; want all 100 (they fit the unreserved share)", served)
+	}
+}
+
+func TestMaxInstancesStopsScaleUps(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "wide", Runtime: model.RuntimeProvided, MaxInstances: 4, Timeout: 10 * time.Second})
+	setLimits(t, env, kvstore.Limits{Namespace: "default", MaxConcurrency: 1000, MaxInstances: 1})
+
+	var wg sync.WaitGroup
+	results := make([]answer, 4)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = invoke(t, gw, "wide", `{"action":"sleep","n":300}`) }()
+	}
+	wg.Wait()
+	for _, a := range results {
+		if a.status != http.StatusOK {
+			t.Errorf("queued behind the one allowed instance, every request should still be served: %d %s", a.status, a.raw)
+		}
+	}
+	if n := groupCount(t, env, "wide"); n != 1 {
+		t.Errorf("max_instances 1 but the function has %d instances", n)
+	}
+	resp, err := http.Get(gw.URL + "/v1/functions/wide")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var state map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&state)
+	if !strings.Contains(fmt.Sprint(state["scale_error"]), "max_instances 1") {
+		t.Errorf("the gateway should say why it did not scale: %v", state["scale_error"])
 	}
 }
