@@ -10,7 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Building the pinned Nomad, Consul and OpenTofu (cached after the first run)"
 bash scripts/tools.sh
 
-step "Starting the local stack (Consul and Nomad)"
+step "Starting the local stack (Consul, Nomad, and the gateway as a Nomad job)"
 make --no-print-directory host
 go run ./internal/cmd/nimbus-dev up
 
