@@ -23,6 +23,7 @@ type Gateway struct {
 	client    *http.Client
 	admission *admission
 	triggers  *triggers
+	async     chan struct{} // slots for asynchronous invocations
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -51,6 +52,7 @@ func New(opts Options) *Gateway {
 		}},
 		pools:     map[string]*pool{},
 		admission: newAdmission(),
+		async:     make(chan struct{}, 1024),
 	}
 	if g.log == nil {
 		g.log = slog.Default()

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // serveLambdaInvoke follows AWS Lambda's Invoke API (2015-03-31), so an AWS
@@ -12,6 +14,9 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	name := lambdaFunctionName(r.PathValue("name"))
 	switch r.Header.Get("X-Amz-Invocation-Type") {
 	case "", "RequestResponse":
+	case "Event":
+		g.serveLambdaEvent(w, r, name)
+		return
 	case "DryRun":
 		if _, ok := g.registry.Get(name); !ok {
 			lambdaError(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+name)
@@ -21,7 +26,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		lambdaError(w, http.StatusBadRequest, "InvalidParameterValueException",
-			"X-Amz-Invocation-Type must be RequestResponse or DryRun; asynchronous Event invocations are not supported yet")
+			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun")
 		return
 	}
 	payload, bad := readEvent(r)
@@ -78,4 +83,44 @@ func lambdaFunctionName(s string) string {
 func lambdaError(w http.ResponseWriter, status int, errType, msg string) {
 	w.Header().Set("X-Amzn-Errortype", errType)
 	writeJSON(w, status, map[string]string{"__type": errType, "message": msg, "Type": "User"})
+}
+
+// asyncRetries is how often an asynchronous invocation is retried after a
+// failure, as on Lambda.
+const asyncRetries = 2
+
+// serveLambdaEvent accepts an asynchronous invocation: 202 at once, then
+// the gateway invokes the function in the background, retrying twice with
+// backoff. At most maxAsync run at a time; beyond, the caller gets 429.
+func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name string) {
+	if _, ok := g.registry.Get(name); !ok {
+		lambdaError(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+name)
+		return
+	}
+	payload, bad := readEvent(r)
+	if bad != nil {
+		lambdaError(w, bad.status, bad.errType, bad.msg)
+		return
+	}
+	select {
+	case g.async <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		lambdaError(w, http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later")
+		return
+	}
+	go func() {
+		defer func() { <-g.async }()
+		for attempt := 0; attempt <= asyncRetries; attempt++ {
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * time.Second)
+			}
+			res := g.run(context.Background(), name, payload, false)
+			if res.refused == nil && res.answer.header.Get("X-Nimbus-Function-Error") == "" {
+				return
+			}
+		}
+		g.log.Warn("asynchronous invocation failed after its retries", "function", name)
+	}()
+	w.WriteHeader(http.StatusAccepted)
 }

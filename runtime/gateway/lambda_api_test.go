@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
 )
 
 // The real AWS SDK, pointed at the gateway, invokes Nimbus functions.
@@ -62,9 +64,44 @@ func TestAWSSDKInvoke(t *testing.T) {
 		t.Errorf("DryRun: %v", err)
 	}
 
+	// Event: accepted at once, run in the background.
+	before := usageCount(t, gw, "sdk")
+	out, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("sdk"), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"action":"echo","value":"async"}`)})
+	if err != nil || out.StatusCode != 202 {
+		t.Fatalf("Event invocation: %v %v", err, out)
+	}
+	for i := 0; i < 100 && usageCount(t, gw, "sdk") <= before; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if usageCount(t, gw, "sdk") <= before {
+		t.Error("the asynchronous invocation never ran")
+	}
+
 	_, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("nope"), Payload: []byte(`{}`)})
 	var notFound *types.ResourceNotFoundException
 	if !errors.As(err, &notFound) {
 		t.Errorf("unknown function: want ResourceNotFoundException, got %v", err)
 	}
+}
+
+func usageCount(t *testing.T, gw *testenv.Gateway, fn string) int64 {
+	t.Helper()
+	resp, err := http.Get(gw.URL + "/v1/usage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var u struct {
+		Functions []struct {
+			Function    string `json:"function"`
+			Invocations int64  `json:"invocations"`
+		} `json:"functions"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&u)
+	for _, f := range u.Functions {
+		if f.Function == fn {
+			return f.Invocations
+		}
+	}
+	return 0
 }
