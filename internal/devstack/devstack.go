@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
@@ -287,14 +286,4 @@ func portInUse(port int) bool {
 	}
 	_ = conn.Close()
 	return true
-}
-
-// Clients returns API clients for the stack, for callers that build on it.
-func Clients() (*nomadapi.Client, *consulapi.Client, error) {
-	n, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
-	return n, c, err
 }
