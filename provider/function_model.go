@@ -39,8 +39,9 @@ type functionModel struct {
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 
-// attrOf maps model.FieldError fields to attributes (they are the same
-// names), for diagnostics on the right line.
+// known reports whether the inputs of a model rule (named by its
+// FieldError field, which is also the attribute) are known at plan time, so
+// that a rule is never judged on placeholder values.
 func (m functionModel) known(field string) bool {
 	switch field {
 	case "name":
