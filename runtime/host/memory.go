@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -13,7 +14,7 @@ import (
 // memoryMeter reads memory use from the task's cgroup where the sandbox
 // exposes it, and from the processes' own peak RSS otherwise.
 type memoryMeter struct {
-	peakFile   string // cgroup v2 memory.peak or v1 memory.max_usage_in_bytes
+	peakFile   string // cgroup v2 memory.peak or v1 memory.max_usage_in_bytes (found to locate the cgroup)
 	eventsFile string // cgroup v2 memory.events or v1 memory.oom_control
 }
 
@@ -59,20 +60,14 @@ func hasController(list, name string) bool {
 	return false
 }
 
-// maxUsedMB is the peak memory of the instance: the cgroup's peak, or the
-// host's and the handler's peak RSS. It runs on every invocation, so it
-// avoids /proc/<pid>/status, which costs the kernel far more to render.
+// maxUsedMB is the peak memory of the instance: the host's and the
+// handler's peak resident memory, as Lambda reports it. The cgroup's own
+// peak also counts page cache (the code and binaries read at start), which
+// would report a tiny Go handler at 80 MB; the cgroup serves OOM detection
+// only. It runs on every invocation, so it avoids /proc/<pid>/status,
+// which costs the kernel far more to render.
 func (m memoryMeter) maxUsedMB(p *handlerProc) int {
-	if m.peakFile != "" {
-		if raw, err := os.ReadFile(m.peakFile); err == nil {
-			if b, err := strconv.ParseUint(strings.TrimSpace(string(raw)), 10, 64); err == nil {
-				return int((b + (1<<20 - 1)) >> 20)
-			}
-		}
-	}
-	var self syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	kb := uint64(self.Maxrss)
+	kb := hostPeakKB()
 	if p != nil {
 		kb += p.peakRSSKB()
 	}
@@ -137,6 +132,26 @@ func (p *handlerProc) peakRSSKB() uint64 {
 }
 
 var pageKB = uint64(os.Getpagesize() / 1024)
+
+// hostPeak is the host's own highest sampled resident size. getrusage's
+// ru_maxrss would not do: it survives execve, so under Nomad it reports the
+// executor that started the host (about 70 MB) instead of the host.
+var hostPeak, hostSampledAt atomic.Uint64
+
+func hostPeakKB() uint64 {
+	// Warm invocations back to back share one sample per few milliseconds.
+	last := hostSampledAt.Load()
+	if t := uint64(time.Now().UnixNano()); t-last < uint64(5*time.Millisecond) || !hostSampledAt.CompareAndSwap(last, t) {
+		return hostPeak.Load()
+	}
+	now := statmRSSKB(os.Getpid())
+	for {
+		old := hostPeak.Load()
+		if now <= old || hostPeak.CompareAndSwap(old, now) {
+			return max(now, old)
+		}
+	}
+}
 
 // statmRSSKB is a process's resident size from /proc/<pid>/statm.
 func statmRSSKB(pid int) uint64 {
