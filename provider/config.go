@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
@@ -234,4 +235,20 @@ func (d *providerData) nomadWrite(ctx context.Context) *nomadapi.WriteOptions {
 
 func (d *providerData) nomadQuery(ctx context.Context) *nomadapi.QueryOptions {
 	return (&nomadapi.QueryOptions{Namespace: d.Settings.Nomad.Namespace, Region: d.Settings.Nomad.Region}).WithContext(ctx)
+}
+
+// saveModel reads the plan into a model, stores it with save (which may
+// fill computed values), and records it as the state: the create and update
+// of resources whose update is the same write.
+func saveModel[T any](ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics, what string, save func(context.Context, *T) error) {
+	var m T
+	diags.Append(planned.Get(ctx, &m)...)
+	if diags.HasError() {
+		return
+	}
+	if err := save(ctx, &m); err != nil {
+		diags.AddError("Cannot save the "+what, err.Error())
+		return
+	}
+	diags.Append(state.Set(ctx, &m)...)
 }

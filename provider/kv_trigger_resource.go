@@ -133,16 +133,7 @@ func (r *kvTriggerResource) Update(ctx context.Context, req resource.UpdateReque
 // upsert writes the planned trigger; the gateway restarts its worker when
 // the record changes.
 func (r *kvTriggerResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	var plan kvTriggerModel
-	diags.Append(planned.Get(ctx, &plan)...)
-	if diags.HasError() {
-		return
-	}
-	if err := r.write(ctx, &plan); err != nil {
-		diags.AddError("Cannot write the trigger to Consul KV", err.Error())
-		return
-	}
-	diags.Append(state.Set(ctx, &plan)...)
+	saveModel(ctx, planned, state, diags, "KV trigger", r.write)
 }
 
 func (r *kvTriggerResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {

@@ -158,16 +158,7 @@ func (r *limitsResource) Update(ctx context.Context, req resource.UpdateRequest,
 
 // upsert writes the planned limits; create and update are the same put.
 func (r *limitsResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	var plan limitsModel
-	diags.Append(planned.Get(ctx, &plan)...)
-	if diags.HasError() {
-		return
-	}
-	if err := r.write(ctx, &plan); err != nil {
-		diags.AddError("Cannot set the limits", err.Error())
-		return
-	}
-	diags.Append(state.Set(ctx, &plan)...)
+	saveModel(ctx, planned, state, diags, "limits", r.write)
 }
 
 func (r *limitsResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {

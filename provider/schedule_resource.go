@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/diag"
@@ -107,39 +109,28 @@ func (r *scheduleResource) Update(ctx context.Context, req resource.UpdateReques
 }
 
 func (r *scheduleResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	var plan scheduleModel
-	diags.Append(planned.Get(ctx, &plan)...)
-	if diags.HasError() {
-		return
-	}
-	r.register(ctx, &plan, diags.AddError)
-	if !diags.HasError() {
-		diags.Append(state.Set(ctx, &plan)...)
-	}
+	saveModel(ctx, planned, state, diags, "schedule", r.register)
 }
 
 // register writes the periodic job; an update changes it in place.
-func (r *scheduleResource) register(ctx context.Context, plan *scheduleModel, fail func(string, string)) {
+func (r *scheduleResource) register(ctx context.Context, plan *scheduleModel) error {
 	s := plan.spec()
 	if err := s.Validate(); err != nil {
-		fail("Invalid schedule", err.Error())
-		return
+		return err
 	}
 	if r.data.Settings.Gateway.URL == "" {
-		fail("No gateway", "Schedules invoke functions through the Nimbus gateway: set gateway_url in the provider block or NIMBUS_GATEWAY_URL.")
-		return
+		return errors.New("schedules invoke functions through the Nimbus gateway: set gateway_url in the provider block or NIMBUS_GATEWAY_URL")
 	}
 	job, err := nomadjob.RenderSchedule(s, r.data.Settings.Gateway.URL, nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region})
 	if err != nil {
-		fail("Invalid schedule", err.Error())
-		return
+		return err
 	}
 	if _, _, err := r.data.Nomad.Jobs().Register(job, r.data.nomadWrite(ctx)); err != nil {
-		fail("Nomad refused the schedule's job", err.Error())
-		return
+		return fmt.Errorf("Nomad refused the schedule's job: %w", err)
 	}
 	plan.ID = types.StringValue(s.Name)
 	plan.JobID = types.StringValue(*job.ID)
+	return nil
 }
 
 func (r *scheduleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
