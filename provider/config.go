@@ -252,3 +252,14 @@ func saveModel[T any](ctx context.Context, planned tfsdk.Plan, state *tfsdk.Stat
 	}
 	diags.Append(state.Set(ctx, &m)...)
 }
+
+// readRecord reads and decodes a KV record; found is false when the key is
+// gone (deleted outside Terraform), and the resource should leave the state.
+func readRecord[T any](ctx context.Context, c *consulapi.Client, key string, decode func([]byte) (T, error)) (rec T, found bool, err error) {
+	pair, _, err := c.KV().Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil || pair == nil {
+		return rec, false, err
+	}
+	rec, err = decode(pair.Value)
+	return rec, err == nil, err
+}

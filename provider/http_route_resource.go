@@ -212,18 +212,13 @@ func (r *httpRouteResource) Read(ctx context.Context, req resource.ReadRequest, 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	pair, _, err := r.data.Consul.KV().Get(kvstore.RouteKey(state.ID.ValueString()), (&consulapi.QueryOptions{}).WithContext(ctx))
+	rt, found, err := readRecord(ctx, r.data.Consul, kvstore.RouteKey(state.ID.ValueString()), kvstore.DecodeRoute)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the route from Consul KV", err.Error())
 		return
 	}
-	if pair == nil {
+	if !found {
 		resp.State.RemoveResource(ctx)
-		return
-	}
-	rt, err := kvstore.DecodeRoute(pair.Value)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the route from Consul KV", err.Error())
 		return
 	}
 	state.Function = types.StringValue(rt.Function)

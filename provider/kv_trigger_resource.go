@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
-	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -19,7 +18,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -123,17 +121,11 @@ func (r *kvTriggerResource) write(ctx context.Context, m *kvTriggerModel) error 
 }
 
 func (r *kvTriggerResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "KV trigger", r.write)
 }
 
 func (r *kvTriggerResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
-}
-
-// upsert writes the planned trigger; the gateway restarts its worker when
-// the record changes.
-func (r *kvTriggerResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	saveModel(ctx, planned, state, diags, "KV trigger", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "KV trigger", r.write)
 }
 
 func (r *kvTriggerResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -142,18 +134,13 @@ func (r *kvTriggerResource) Read(ctx context.Context, req resource.ReadRequest, 
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	pair, _, err := r.data.Consul.KV().Get(kvstore.KVTriggerKey(state.ID.ValueString()), (&consulapi.QueryOptions{}).WithContext(ctx))
+	t, found, err := readRecord(ctx, r.data.Consul, kvstore.KVTriggerKey(state.ID.ValueString()), kvstore.DecodeKVTrigger)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the trigger from Consul KV", err.Error())
 		return
 	}
-	if pair == nil {
+	if !found {
 		resp.State.RemoveResource(ctx)
-		return
-	}
-	t, err := kvstore.DecodeKVTrigger(pair.Value)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the trigger from Consul KV", err.Error())
 		return
 	}
 	events := make([]attr.Value, len(t.Events))

@@ -6,7 +6,6 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
-	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -15,7 +14,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
-	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -149,16 +147,11 @@ func (r *limitsResource) write(ctx context.Context, m *limitsModel) error {
 }
 
 func (r *limitsResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "limits", r.write)
 }
 
 func (r *limitsResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
-}
-
-// upsert writes the planned limits; create and update are the same put.
-func (r *limitsResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	saveModel(ctx, planned, state, diags, "limits", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "limits", r.write)
 }
 
 func (r *limitsResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -167,18 +160,13 @@ func (r *limitsResource) Read(ctx context.Context, req resource.ReadRequest, res
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	pair, _, err := r.data.Consul.KV().Get(kvstore.LimitsKey(state.ID.ValueString()), (&consulapi.QueryOptions{}).WithContext(ctx))
+	l, found, err := readRecord(ctx, r.data.Consul, kvstore.LimitsKey(state.ID.ValueString()), kvstore.DecodeLimits)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the limits from Consul KV", err.Error())
 		return
 	}
-	if pair == nil {
+	if !found {
 		resp.State.RemoveResource(ctx)
-		return
-	}
-	l, err := kvstore.DecodeLimits(pair.Value)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the limits from Consul KV", err.Error())
 		return
 	}
 	state.Namespace = types.StringValue(l.Namespace)

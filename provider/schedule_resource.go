@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
-	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
@@ -101,15 +99,11 @@ func (r *scheduleResource) ValidateConfig(ctx context.Context, req resource.Vali
 }
 
 func (r *scheduleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "schedule", r.register)
 }
 
 func (r *scheduleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	r.upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics)
-}
-
-func (r *scheduleResource) upsert(ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics) {
-	saveModel(ctx, planned, state, diags, "schedule", r.register)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "schedule", r.register)
 }
 
 // register writes the periodic job; an update changes it in place.
