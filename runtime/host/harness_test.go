@@ -79,7 +79,14 @@ type runningHost struct {
 // startHost runs nimbus-host with args and waits for it to become ready.
 func startHost(t *testing.T, args ...string) *runningHost {
 	t.Helper()
-	h := launchHost(t, nil, args...)
+	return launchReady(t, nil, args...)
+}
+
+// launchReady runs nimbus-host with extra environment and waits until its
+// handler has initialised.
+func launchReady(t *testing.T, env []string, args ...string) *runningHost {
+	t.Helper()
+	h := launchHost(t, env, args...)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(h.url + "/healthz")

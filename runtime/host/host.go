@@ -298,6 +298,12 @@ func (h *Host) awaitHandler(inv *invocation) (*handlerProc, *outcome, time.Durat
 		case <-p.initDone:
 			return p, nil, time.Since(begin)
 		case <-p.exited:
+			if p.killedByHost.Load() {
+				// An earlier invocation's timeout ended this process during
+				// its init: that is not this invocation's failure, so wait
+				// for the replacement.
+				continue
+			}
 			if eb := p.initErr.Load(); eb != nil {
 				return p, &outcome{err: eb}, time.Since(begin)
 			}
@@ -322,6 +328,12 @@ func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivere
 	defer timer.Stop()
 
 	begin := time.Now()
+	if p.killedByHost.Load() {
+		// The process is being ended (an earlier timeout): it must not take
+		// another event. Wait for its replacement instead.
+		<-p.exited
+		return outcome{}, false, begin
+	}
 	select {
 	case p.next <- inv:
 	case <-p.exited:

@@ -34,6 +34,11 @@ type handlerProc struct {
 	// are not reported as crashes or out-of-memory kills.
 	killedByHost atomic.Bool
 
+	// treeMu orders signals to the process group against the reaping of
+	// its leader (see proctree.go).
+	treeMu sync.Mutex
+	reaped bool
+
 	initErr atomic.Pointer[ErrorBody] // posted to /runtime/init/error
 
 	// Runtime API modes.
@@ -78,12 +83,10 @@ func (p *handlerProc) ready() bool {
 	}
 }
 
-// kill stops the handler's whole process group at once.
+// kill stops the handler's whole process tree at once.
 func (p *handlerProc) kill() {
 	p.killedByHost.Store(true)
-	if p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
+	p.signalTree(syscall.SIGKILL)
 }
 
 // stop asks the handler to exit, then kills it after grace.
@@ -92,7 +95,7 @@ func (p *handlerProc) stop(grace time.Duration) {
 	if p.cmd.Process == nil {
 		return
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	p.signalTree(syscall.SIGTERM)
 	select {
 	case <-p.exited:
 	case <-time.After(grace):
@@ -175,21 +178,49 @@ func (h *Host) startProc() (*handlerProc, error) {
 		p.closeAPI()
 		return nil, fmt.Errorf("start handler: %w", err)
 	}
-	var copying sync.WaitGroup
-	copying.Add(2)
-	go func() { defer copying.Done(); h.copyLines(p, stdout, h.stdout) }()
-	go func() { defer copying.Done(); h.copyLines(p, stderr, h.stderr) }()
+	copied := make(chan struct{})
 	go func() {
-		copying.Wait() // the pipes must be drained before Wait closes them
-		p.exitErr = cmd.Wait()
-		p.closeAPI()
-		close(p.exited)
+		var copying sync.WaitGroup
+		copying.Add(2)
+		go func() { defer copying.Done(); h.copyLines(p, stdout, h.stdout) }()
+		go func() { defer copying.Done(); h.copyLines(p, stderr, h.stderr) }()
+		copying.Wait()
+		close(copied)
 	}()
+	go h.reap(p, copied)
 	if h.cfg.Runtime == RuntimeHTTP {
 		go h.probeHTTP(p)
 	}
 	return p, nil
 }
+
+// reap waits for the handler's leader to exit, ends the rest of its tree,
+// lets its last output lines through, and only then reaps the leader and
+// marks the process exited.
+func (h *Host) reap(p *handlerProc, copied <-chan struct{}) {
+	awaitLeaderExit(p.cmd.Process.Pid)
+	p.endTree()
+	select {
+	case <-copied:
+	case <-time.After(outputGrace):
+		// Something outside the tree still holds the pipes open; its
+		// output is not this handler's any more.
+		h.log.Warn("handler output still open after its process tree ended; closing it")
+		for _, o := range p.outputs {
+			_ = o.r.Close()
+		}
+		<-copied
+	}
+	p.treeMu.Lock()
+	p.exitErr = p.cmd.Wait()
+	p.reaped = true
+	p.treeMu.Unlock()
+	p.closeAPI()
+	close(p.exited)
+}
+
+// outputGrace bounds the wait for a dead handler's pipes to reach EOF.
+const outputGrace = 2 * time.Second
 
 func (p *handlerProc) closeAPI() {
 	if p.api != nil {

@@ -37,6 +37,11 @@ func main() {
 }
 
 func run(cfg host.Config, listen string, logger *slog.Logger) error {
+	// nimbus-host runs nothing but handlers, so it may adopt and end what a
+	// handler's process tree leaves behind.
+	if err := host.EnableOrphanAdoption(); err != nil {
+		logger.Warn("descendants that leave a handler's process group will outlive it", "err", err)
+	}
 	h, err := host.New(cfg, host.Options{Logger: logger})
 	if err != nil {
 		return err
