@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
 )
 
@@ -18,6 +19,16 @@ func TestAccClusterDataSource(t *testing.T) {
 	requireAcceptance(t)
 	env := testenv.Get(t)
 	leader, err := env.Nomad.Status().Leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The suite runs against whatever Nomad and Consul NIMBUS_NOMAD_BIN and
+	// NIMBUS_CONSUL_BIN name: expect the versions those binaries report.
+	nomadVersion, err := agents.Nomad.Version()
+	if err != nil {
+		t.Fatal(err)
+	}
+	consulVersion, err := agents.Consul.Version()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,13 +41,13 @@ func TestAccClusterDataSource(t *testing.T) {
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_address"), knownvalue.StringExact(env.NomadAddr)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_region"), knownvalue.StringExact("global")),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_leader"), knownvalue.StringExact(leader)),
-				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_version"), knownvalue.StringExact("1.6.0")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_version"), knownvalue.StringExact(nomadVersion)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("nomad_ready_nodes"), knownvalue.Int64Exact(1)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("exec_nodes"), knownvalue.Int64Exact(1)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("exec_driver_healthy"), knownvalue.Bool(true)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_address"), knownvalue.StringExact(env.ConsulAddr)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_datacenter"), knownvalue.StringExact("dc1")),
-				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_version"), knownvalue.StringExact("1.13.9")),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_version"), knownvalue.StringExact(consulVersion)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_leader"), knownvalue.StringRegexp(regexp.MustCompile(`^127\.0\.0\.1:\d+$`))),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("id"), knownvalue.StringExact("global/dc1")),
 			},

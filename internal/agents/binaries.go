@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 )
 
 // Binary names the pinned component and the variable that overrides it.
@@ -39,6 +41,28 @@ func (b Binary) Path() (string, error) {
 	}
 	return p, nil
 }
+
+// Version runs the binary's own `version` command and returns the version it
+// names ("1.6.0"), independently of any API the agent serves.
+func (b Binary) Version() (string, error) {
+	p, err := b.Path()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(p, "version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s version: %w", p, err)
+	}
+	m := versionLine.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%s version printed no version: %q", p, out)
+	}
+	return string(m[1]), nil
+}
+
+// versionLine matches the first line of `nomad version`, `consul version`
+// and `tofu version`: "Nomad v1.6.0", "Consul v1.13.9", "OpenTofu v1.10.6".
+var versionLine = regexp.MustCompile(`^\S+ v(\d+\.\d+\.\d+\S*)`)
 
 func isExecutable(p string) error {
 	st, err := os.Stat(p)

@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
-
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
 )
 
 // Gateway is a nimbus-gateway process wired to an environment's agents.
@@ -22,12 +20,9 @@ type Gateway struct {
 // environment's Nomad and Consul, on a free loopback port, with its
 // artifact store under the environment's state dir.
 func (e *Env) StartGateway(bin string) (*Gateway, error) {
-	ports, err := agents.FreePorts(1)
-	if err != nil {
-		return nil, err
-	}
-	g := &Gateway{URL: fmt.Sprintf("http://127.0.0.1:%d", ports[0]), DataDir: filepath.Join(e.Dir, "gateway")}
-	g.cmd = exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", ports[0]), "-data-dir", g.DataDir)
+	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
+	g := &Gateway{URL: "http://" + addr, DataDir: filepath.Join(e.Dir, "gateway")}
+	g.cmd = exec.Command(bin, "-listen", addr, "-data-dir", g.DataDir)
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr)
 	logFile, err := os.Create(filepath.Join(e.Dir, "gateway.log"))
 	if err != nil {

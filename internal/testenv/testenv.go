@@ -91,20 +91,17 @@ func Start(opts Options) (env *Env, err error) {
 		}
 	}()
 
-	if env.portSlot, err = agents.ReserveDynamicPorts(); err != nil {
+	if env.portSlot, err = agents.ReservePorts(); err != nil {
 		return env, err
 	}
-	ports, err := agents.FreePorts(7)
-	if err != nil {
-		return env, err
-	}
+	port := env.portSlot.Agent
 	consulCfg := agents.ConsulConfig{
 		NodeName:   "nimbus-test-" + id,
 		Datacenter: "dc1",
 		DataDir:    filepath.Join(dir, "consul"),
-		Ports:      agents.ConsulPorts{HTTP: ports[0], DNS: -1, SerfLAN: ports[1], SerfWAN: ports[2], Server: ports[3]},
+		Ports:      agents.ConsulPorts{HTTP: port(0), DNS: -1, SerfLAN: port(1), SerfWAN: port(2), Server: port(3)},
 	}
-	env.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	env.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", port(0))
 	env.nomadDataDir = filepath.Join(dir, "nomad")
 	env.cgroupParent = agents.CgroupParentName("nimbus-test-" + id)
 	nomadCfg := agents.NomadConfig{
@@ -112,8 +109,8 @@ func Start(opts Options) (env *Env, err error) {
 		Region:       "global",
 		Datacenter:   "dc1",
 		DataDir:      env.nomadDataDir,
-		Ports:        agents.NomadPorts{HTTP: ports[4], RPC: ports[5], Serf: ports[6]},
-		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		Ports:        agents.NomadPorts{HTTP: port(4), RPC: port(5), Serf: port(6)},
+		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", port(0)),
 		CgroupParent: env.cgroupParent,
 		ChrootEnv:    agents.SlimChrootEnv(opts.ChrootEnv),
 
@@ -121,7 +118,7 @@ func Start(opts Options) (env *Env, err error) {
 		MaxDynamicPort: env.portSlot.Max,
 		HostVolumes:    opts.HostVolumes,
 	}
-	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", ports[4])
+	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", port(4))
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
