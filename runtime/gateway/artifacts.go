@@ -109,8 +109,7 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > MaxArtifactBytes {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "ArtifactTooLarge",
-			fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes))
+		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes)})
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes)
@@ -118,14 +117,14 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, ErrDigestMismatch):
-		writeJSONError(w, http.StatusBadRequest, "DigestMismatch", fmt.Sprintf("refused: %v, not %s; upload the exact bytes you hashed", err, digest))
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "DigestMismatch", fmt.Sprintf("refused: %v, not %s; upload the exact bytes you hashed", err, digest)})
 		return
 	case errors.As(err, &tooLarge):
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("at most %d bytes are accepted", MaxArtifactBytes))
+		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("at most %d bytes are accepted", MaxArtifactBytes)})
 		return
 	case err != nil:
 		s.Log.Error("storing artifact", "digest", digest, "err", err)
-		writeJSONError(w, http.StatusInternalServerError, "StoreError", "the gateway could not store the artifact; retry later")
+		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "StoreError", "the gateway could not store the artifact; retry later"})
 		return
 	}
 	w.Header().Set("Location", r.URL.Path)
@@ -144,11 +143,11 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	f, err := s.Open(digest)
 	if errors.Is(err, os.ErrNotExist) {
-		writeJSONError(w, http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest))
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)})
 		return
 	}
 	if err != nil {
-		writeJSONError(w, http.StatusInternalServerError, "StoreError", err.Error())
+		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "StoreError", err.Error()})
 		return
 	}
 	defer func() { _ = f.Close() }()
@@ -161,7 +160,7 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 func digestParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	d := r.PathValue("digest")
 	if !hexDigest.MatchString(d) {
-		writeJSONError(w, http.StatusBadRequest, "InvalidDigest", fmt.Sprintf("%q is not a sha256 digest: use 64 lowercase hex characters", d))
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidDigest", fmt.Sprintf("%q is not a sha256 digest: use 64 lowercase hex characters", d)})
 		return "", false
 	}
 	return d, true

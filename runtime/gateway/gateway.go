@@ -24,6 +24,7 @@ type Gateway struct {
 	admission *admission
 	triggers  *triggers
 	async     chan struct{} // slots for asynchronous invocations
+	chain     invoker       // the request path (chain.go)
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -58,6 +59,7 @@ func New(opts Options) *Gateway {
 		g.log = slog.Default()
 	}
 	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
+	g.chain = g.newChain()
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
 	}
@@ -133,7 +135,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	f, ok := g.registry.Get(name)
 	p, okPool := g.pool(name)
 	if !ok || !okPool {
-		writeError(w, http.StatusNotFound, "ResourceNotFoundException", "function "+name+" does not exist")
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "function " + name + " does not exist"})
 		return
 	}
 	p.mu.Lock()

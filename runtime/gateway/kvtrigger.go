@@ -16,6 +16,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // ChangeRecord is one change of a key, shaped after DynamoDB Streams'
@@ -109,12 +110,12 @@ func (ts *triggers) work(ctx context.Context, def kvstore.KVTrigger) {
 		})
 		if err != nil {
 			log.Warn("cannot prepare the trigger lock", "err", err)
-			sleep(ctx, time.Second)
+			watch.Sleep(ctx, time.Second)
 			continue
 		}
 		lost, err := lock.Lock(ctx.Done())
 		if err != nil || lost == nil {
-			sleep(ctx, time.Second)
+			watch.Sleep(ctx, time.Second)
 			continue
 		}
 		log.Info("holding the trigger lock; delivering changes", "prefix", def.Prefix)
@@ -159,18 +160,9 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 	log := ts.g.log.With("trigger", def.Name)
 	progress, resumed := ts.loadProgress(ctx, def)
 	values := map[string][]byte{} // last seen values, for old values while running
-	var index uint64
 	first := !resumed
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		pairs, meta, err := ts.consul.KV().List(def.Prefix, (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx))
-		if err != nil {
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			sleep(ctx, backoff)
-			continue
-		}
-		backoff = 0
-		index = meta.LastIndex
+	apply := func(l kvListing) {
+		pairs, index := l.pairs, l.index
 		if first && def.StartingPosition != "existing" {
 			// "latest": what is there now is the starting point.
 			for _, p := range pairs {
@@ -181,7 +173,7 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 				log.Warn("cannot save trigger progress", "err", err)
 			}
 			first = false
-			continue
+			return
 		}
 		first = false
 		records := diff(progress.Keys, values, pairs, index, wants(def.Events))
@@ -216,6 +208,7 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 			}
 		}
 	}
+	watch.Loop[kvListing]{What: "trigger " + def.Name + " prefix " + def.Prefix, Log: log, Query: listPrefix(ts.consul.KV(), def.Prefix), Apply: apply}.Run(ctx)
 }
 
 func wants(events []string) map[string]bool {
@@ -288,14 +281,14 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 	var lastErr string
 	for attempt := 0; attempt <= def.MaxRetries && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
-			sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
+			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
 		}
-		res := ts.g.run(ctx, def.Function, event, false)
+		inv := ts.g.run(ctx, def.Function, event, false)
 		switch {
-		case res.refused != nil:
-			lastErr = res.refused.errType + ": " + res.refused.msg
-		case res.answer.status != http.StatusOK || res.answer.header.Get("X-Nimbus-Function-Error") != "":
-			lastErr = string(res.answer.body)
+		case inv.refused != nil:
+			lastErr = inv.refused.errType + ": " + inv.refused.msg
+		case inv.answer.status != http.StatusOK || inv.answer.functionFailed():
+			lastErr = string(inv.answer.body)
 		default:
 			return
 		}

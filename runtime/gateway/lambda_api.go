@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // serveLambdaInvoke follows AWS Lambda's Invoke API (2015-03-31), so an AWS
@@ -19,48 +21,41 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	case "DryRun":
 		if _, ok := g.registry.Get(name); !ok {
-			lambdaError(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+name)
+			refuse(w, lambdaDialect, functionNotFound(name))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
-		lambdaError(w, http.StatusBadRequest, "InvalidParameterValueException",
-			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun")
+		refuse(w, lambdaDialect, &apiError{http.StatusBadRequest, "InvalidParameterValueException",
+			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"})
 		return
 	}
-	payload, bad := readEvent(r)
+	payload, bad := readLambdaEvent(r)
 	if bad != nil {
-		errType := bad.errType
-		if bad.status == http.StatusRequestEntityTooLarge {
-			errType = "RequestTooLargeException"
-		}
-		lambdaError(w, bad.status, errType, bad.msg)
+		refuse(w, lambdaDialect, bad)
 		return
 	}
-	res := g.run(r.Context(), name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
-	if res.refused != nil {
-		if res.refused.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		if res.refused.status == http.StatusGatewayTimeout {
+	inv := g.run(r.Context(), name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
+	if inv.refused != nil {
+		if inv.refused.status == http.StatusGatewayTimeout {
 			// Lambda reports a timeout as a function error.
 			w.Header().Set("X-Amz-Function-Error", "Unhandled")
 			w.Header().Set("X-Amz-Executed-Version", "$LATEST")
-			writeJSON(w, http.StatusOK, map[string]string{"errorType": "Sandbox.Timedout", "errorMessage": res.refused.msg})
+			writeJSON(w, http.StatusOK, map[string]string{"errorType": protocol.ErrTimeout, "errorMessage": inv.refused.msg})
 			return
 		}
-		lambdaError(w, res.refused.status, res.refused.errType, res.refused.msg)
+		refuse(w, lambdaDialect, inv.refused)
 		return
 	}
-	a := res.answer
+	a := inv.answer
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amz-Executed-Version", "$LATEST")
-	w.Header().Set("X-Amzn-Requestid", a.header.Get("X-Nimbus-Request-Id"))
-	if a.header.Get("X-Nimbus-Function-Error") != "" {
+	w.Header().Set("X-Amzn-Requestid", a.header.Get(protocol.HeaderRequestID))
+	if a.functionFailed() {
 		w.Header().Set("X-Amz-Function-Error", "Unhandled")
 	}
-	if tail := a.header.Get("X-Nimbus-Log-Result"); tail != "" {
+	if tail := a.header.Get(protocol.HeaderLogResult); tail != "" {
 		w.Header().Set("X-Amz-Log-Result", tail)
 	}
 	w.WriteHeader(http.StatusOK)
@@ -78,11 +73,17 @@ func lambdaFunctionName(s string) string {
 	return s
 }
 
-// lambdaError answers in the shape AWS SDKs decode: the error code in
-// X-Amzn-Errortype and __type, the message in message.
-func lambdaError(w http.ResponseWriter, status int, errType, msg string) {
-	w.Header().Set("X-Amzn-Errortype", errType)
-	writeJSON(w, status, map[string]string{"__type": errType, "message": msg, "Type": "User"})
+// readLambdaEvent is readEvent with Lambda's name for a payload too large.
+func readLambdaEvent(r *http.Request) ([]byte, *apiError) {
+	payload, bad := readEvent(r)
+	if bad != nil && bad.status == http.StatusRequestEntityTooLarge {
+		bad.errType = "RequestTooLargeException"
+	}
+	return payload, bad
+}
+
+func functionNotFound(name string) *apiError {
+	return &apiError{http.StatusNotFound, "ResourceNotFoundException", "Function not found: " + name}
 }
 
 // asyncRetries is how often an asynchronous invocation is retried after a
@@ -94,19 +95,18 @@ const asyncRetries = 2
 // backoff. At most maxAsync run at a time; beyond, the caller gets 429.
 func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name string) {
 	if _, ok := g.registry.Get(name); !ok {
-		lambdaError(w, http.StatusNotFound, "ResourceNotFoundException", "Function not found: "+name)
+		refuse(w, lambdaDialect, functionNotFound(name))
 		return
 	}
-	payload, bad := readEvent(r)
+	payload, bad := readLambdaEvent(r)
 	if bad != nil {
-		lambdaError(w, bad.status, bad.errType, bad.msg)
+		refuse(w, lambdaDialect, bad)
 		return
 	}
 	select {
 	case g.async <- struct{}{}:
 	default:
-		w.Header().Set("Retry-After", "1")
-		lambdaError(w, http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later")
+		refuse(w, lambdaDialect, &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later"})
 		return
 	}
 	go func() {
@@ -115,8 +115,8 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name 
 			if attempt > 0 {
 				time.Sleep(time.Duration(attempt) * time.Second)
 			}
-			res := g.run(context.Background(), name, payload, false)
-			if res.refused == nil && res.answer.header.Get("X-Nimbus-Function-Error") == "" {
+			inv := g.run(context.Background(), name, payload, false)
+			if inv.refused == nil && !inv.answer.functionFailed() {
 				return
 			}
 		}

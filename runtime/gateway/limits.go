@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -16,6 +17,20 @@ type admission struct {
 
 func newAdmission() *admission {
 	return &admission{unreserved: map[string]int{}, reserved: map[string]int{}}
+}
+
+// limit admits an invocation under its namespace's limits, holding the
+// slot until the invocation ends, or refuses it.
+func (g *Gateway) limit(next invoker) invoker {
+	return func(ctx context.Context, inv *invocation) {
+		release, refused := g.admit(inv.fn)
+		if refused != nil {
+			inv.refused = refused
+			return
+		}
+		defer release()
+		next(ctx, inv)
+	}
 }
 
 // admit takes a slot for f or explains which limit refuses it. A function

@@ -15,6 +15,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // Health is the part of Consul's health API the gateway needs.
@@ -191,24 +192,18 @@ func (p *pool) poke() {
 // directly, so a cold start never waits for Consul's check interval.
 func (p *pool) watch(ctx context.Context) {
 	service := nomadjob.ServiceName(p.name)
-	var index uint64
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
-		entries, meta, err := p.gw.health.Service(service, "", false, q)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+	watch.Loop[[]*consulapi.ServiceEntry]{
+		What: "instances of " + p.name,
+		Log:  p.gw.log,
+		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
+			entries, meta, err := p.gw.health.Service(service, "", false, blocking(ctx, index))
+			if err != nil {
+				return nil, 0, err
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-			p.gw.log.Warn("watching instances failed; keeping the last known", "function", p.name, "err", err)
-			sleep(ctx, backoff)
-			continue
-		}
-		backoff = 0
-		index = meta.LastIndex
-		p.update(ctx, entries)
-	}
+			return entries, meta.LastIndex, nil
+		},
+		Apply: func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) },
+	}.Run(ctx)
 }
 
 func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
@@ -272,7 +267,7 @@ func (p *pool) probe(ctx context.Context, inst *instance) {
 				return
 			}
 		}
-		sleep(ctx, 15*time.Millisecond)
+		watch.Sleep(ctx, 15*time.Millisecond)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // Function is a function as the gateway serves it.
@@ -78,38 +79,45 @@ func (r *Registry) Run(ctx context.Context) {
 	<-done
 }
 
-// watchPrefix is a blocking-query loop over a KV prefix with backoff on
-// errors, handing every new listing to apply.
+// watchPrefix follows a KV prefix, handing every new listing to apply.
+// While Consul is unreachable the registry keeps the last known state and
+// says so in Status.
 func (r *Registry) watchPrefix(ctx context.Context, prefix string, apply func(consulapi.KVPairs)) {
-	var index uint64
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
-		pairs, meta, err := r.kv.List(prefix, q)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+	watch.Loop[kvListing]{
+		What:  "Consul KV " + prefix,
+		Log:   r.log,
+		Query: listPrefix(r.kv, prefix),
+		Apply: func(l kvListing) { apply(l.pairs) },
+		Failed: func(err error, _ time.Duration) {
 			r.mu.Lock()
-			if r.lastErr == nil {
-				r.log.Warn("Consul unreachable; serving the last known functions and routes", "err", err, "retry_in", backoff)
-			}
 			r.lastErr = err
 			r.mu.Unlock()
-			sleep(ctx, backoff)
-			continue
+		},
+		// Let a batch of writes (an apply) land before the next query.
+		Coalesce: 50 * time.Millisecond,
+	}.Run(ctx)
+}
+
+// kvListing is one answer to a blocking listing of a KV prefix.
+type kvListing struct {
+	pairs consulapi.KVPairs
+	index uint64
+}
+
+// listPrefix is the blocking query that lists prefix.
+func listPrefix(kv KV, prefix string) watch.Query[kvListing] {
+	return func(ctx context.Context, index uint64) (kvListing, uint64, error) {
+		pairs, meta, err := kv.List(prefix, blocking(ctx, index))
+		if err != nil {
+			return kvListing{}, 0, err
 		}
-		backoff = 0
-		if meta.LastIndex < index {
-			index = 0 // Consul's index went backwards (restore): start over
-		} else {
-			index = meta.LastIndex
-		}
-		apply(pairs)
-		// Coalesce bursts: let a batch of writes land before the next query.
-		sleep(ctx, 50*time.Millisecond)
+		return kvListing{pairs, meta.LastIndex}, meta.LastIndex, nil
 	}
+}
+
+// blocking is the query options of a blocking query at index.
+func blocking(ctx context.Context, index uint64) *consulapi.QueryOptions {
+	return (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
 }
 
 func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
@@ -137,9 +145,6 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 		fns[name] = f
 	}
 	r.mu.Lock()
-	if r.lastErr != nil {
-		r.log.Info("Consul reachable again")
-	}
 	r.fns, r.synced, r.lastErr = fns, true, nil
 	r.mu.Unlock()
 	if r.changed != nil {
@@ -224,13 +229,4 @@ func (r *Registry) Routes() []kvstore.Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.routes
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

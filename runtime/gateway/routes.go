@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // serveRoute turns an HTTP request on a nimbus_http_route into an API
@@ -22,38 +23,37 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case route == nil && allowed != nil:
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", fmt.Sprintf("%s is not routed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", ")))
+		refuse(w, nativeDialect, &apiError{http.StatusMethodNotAllowed, "MethodNotAllowed",
+			fmt.Sprintf("%s is not routed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
 		return
 	case route == nil:
-		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path))
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)})
 		return
 	}
 	body, err := readBody(r)
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException", err.Error())
+		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, err.Error()})
 		return
 	}
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "ServiceException", err.Error())
+		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "ServiceException", err.Error()})
 		return
 	}
-	res := g.run(r.Context(), route.Function, event, false)
-	if res.refused != nil {
-		if res.refused.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		writeError(w, res.refused.status, res.refused.errType, res.refused.msg)
+	inv := g.run(r.Context(), route.Function, event, false)
+	if inv.refused != nil {
+		refuse(w, nativeDialect, inv.refused)
 		return
 	}
-	a := res.answer
+	a := inv.answer
 	switch {
-	case res.out.errorType == "Sandbox.Timedout":
-		writeError(w, http.StatusGatewayTimeout, "Sandbox.Timedout", "the function did not answer within its timeout")
+	case inv.out.errorType == protocol.ErrTimeout:
+		refuse(w, nativeDialect, &apiError{http.StatusGatewayTimeout, protocol.ErrTimeout, "the function did not answer within its timeout"})
 		return
-	case a.header.Get("X-Nimbus-Function-Error") != "":
+	case a.functionFailed():
 		// As API Gateway does: the details stay in the function's logs.
-		writeError(w, http.StatusBadGateway, "FunctionError", "the function failed; its logs have the details (request "+a.header.Get("X-Nimbus-Request-Id")+")")
+		refuse(w, nativeDialect, &apiError{http.StatusBadGateway, "FunctionError",
+			"the function failed; its logs have the details (request " + a.header.Get(protocol.HeaderRequestID) + ")"})
 		return
 	}
 	writeFunctionResponse(w, a.body)
@@ -104,16 +104,16 @@ func hostOnly(hostport string) string {
 }
 
 func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength > MaxPayloadBytes {
-		return nil, fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, MaxPayloadBytes)
+	if r.ContentLength > protocol.MaxPayloadBytes {
+		return nil, fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes)
 	}
 	b := make([]byte, 0, 512)
 	buf := make([]byte, 32*1024)
 	for {
 		n, err := r.Body.Read(buf)
 		b = append(b, buf[:n]...)
-		if len(b) > MaxPayloadBytes {
-			return nil, fmt.Errorf("request body exceeds the limit of %d bytes", MaxPayloadBytes)
+		if len(b) > protocol.MaxPayloadBytes {
+			return nil, fmt.Errorf("request body exceeds the limit of %d bytes", protocol.MaxPayloadBytes)
 		}
 		if err != nil {
 			return b, nil
@@ -156,7 +156,7 @@ func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[str
 				"method": r.Method, "path": r.URL.Path, "protocol": r.Proto,
 				"sourceIp": hostOnly(r.RemoteAddr), "userAgent": r.UserAgent(),
 			},
-			"requestId": newRequestID(),
+			"requestId": protocol.NewRequestID(),
 			"routeKey":  route.ID,
 			"stage":     "$default",
 			"time":      now.UTC().Format("02/Jan/2006:15:04:05 -0700"),

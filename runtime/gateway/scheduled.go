@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // ScheduledEvent is what a scheduled invocation delivers, shaped like an
@@ -76,7 +78,7 @@ func (r ScheduledRun) Deliver(ctx context.Context, client *http.Client) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("invoking %s: the gateway answered %s: %s", r.Function, resp.Status, body)
 	}
-	if resp.Header.Get("X-Nimbus-Function-Error") != "" {
+	if resp.Header.Get(protocol.HeaderFunctionError) != "" {
 		return fmt.Errorf("function %s failed: %s", r.Function, body)
 	}
 	return nil

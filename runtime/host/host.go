@@ -2,8 +2,6 @@ package host
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Host runs one function instance's handler and serves its invocations.
@@ -201,7 +201,7 @@ func (h *Host) Invoke(req Request) (Result, error) {
 	}()
 
 	if req.ID == "" {
-		req.ID = newRequestID()
+		req.ID = protocol.NewRequestID()
 	}
 	if req.Deadline.IsZero() {
 		req.Deadline = time.Now().Add(h.cfg.Timeout)
@@ -291,7 +291,7 @@ func (h *Host) awaitHandler(inv *invocation) (*handlerProc, *outcome, time.Durat
 				if startErr != nil {
 					msg += ": " + startErr.Error()
 				}
-				return nil, &outcome{err: &ErrorBody{ErrorType: ErrInit, ErrorMessage: msg}}, time.Since(begin)
+				return nil, &outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrInit, ErrorMessage: msg}}, time.Since(begin)
 			}
 		}
 		select {
@@ -360,9 +360,9 @@ func (h *Host) runLambda(p *handlerProc, inv *invocation) (out outcome, delivere
 	}
 }
 
-func (h *Host) timeoutError(inv *invocation) *ErrorBody {
-	return &ErrorBody{
-		ErrorType:    ErrTimeout,
+func (h *Host) timeoutError(inv *invocation) *protocol.ErrorBody {
+	return &protocol.ErrorBody{
+		ErrorType:    protocol.ErrTimeout,
 		ErrorMessage: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", inv.id, inv.allowance.Seconds()),
 	}
 }
@@ -447,21 +447,10 @@ func instanceID() string {
 	if id := os.Getenv("NOMAD_ALLOC_ID"); id != "" {
 		return strings.ReplaceAll(id, "-", "")
 	}
-	return randomHex(16)
-}
-
-func newRequestID() string {
-	b := randomHex(16)
-	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:32]
+	return protocol.RandomHex(16)
 }
 
 // newTraceID follows X-Ray's format, which Lambda handlers expect.
 func newTraceID() string {
-	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), randomHex(12), randomHex(8))
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", time.Now().Unix(), protocol.RandomHex(12), protocol.RandomHex(8))
 }

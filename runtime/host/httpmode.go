@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // httpEvent is the part of an API Gateway v2 (HTTP API) event that the
@@ -58,7 +60,7 @@ func (h *Host) proxyHTTP(p *handlerProc, inv *invocation) outcome {
 	defer cancel()
 	req, isEvent, err := buildRequest(ctx, p.port, inv.payload)
 	if err != nil {
-		return outcome{err: &ErrorBody{ErrorType: ErrInvalidRequest, ErrorMessage: err.Error()}}
+		return outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest, ErrorMessage: err.Error()}}
 	}
 	req.Header.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
 	req.Header.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
@@ -72,7 +74,7 @@ func (h *Host) proxyHTTP(p *handlerProc, inv *invocation) outcome {
 		case p.hasExited():
 			return outcome{err: h.exitOutcome(p, inv.id)}
 		default:
-			return outcome{err: &ErrorBody{ErrorType: ErrHandlerUnreachable, ErrorMessage: fmt.Sprintf("RequestId: %s Error: the handler's HTTP server did not answer: %v", inv.id, err)}}
+			return outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrHandlerUnreachable, ErrorMessage: fmt.Sprintf("RequestId: %s Error: the handler's HTTP server did not answer: %v", inv.id, err)}}
 		}
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -81,9 +83,9 @@ func (h *Host) proxyHTTP(p *handlerProc, inv *invocation) outcome {
 	case errors.Is(err, context.DeadlineExceeded):
 		return outcome{err: h.timeoutError(inv)}
 	case err != nil:
-		return outcome{err: &ErrorBody{ErrorType: ErrInvalidResponseHTTP, ErrorMessage: "reading the handler's response: " + err.Error()}}
+		return outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrInvalidResponseHTTP, ErrorMessage: "reading the handler's response: " + err.Error()}}
 	case tooLarge:
-		return outcome{err: &ErrorBody{ErrorType: ErrResponseTooLarge, ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", MaxPayloadBytes)}}
+		return outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrResponseTooLarge, ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", protocol.MaxPayloadBytes)}}
 	}
 	if !isEvent {
 		return outcome{body: body}
@@ -103,7 +105,7 @@ func (h *Host) proxyHTTP(p *handlerProc, inv *invocation) outcome {
 	}
 	out, err := json.Marshal(res)
 	if err != nil {
-		return outcome{err: &ErrorBody{ErrorType: ErrInvalidResponseHTTP, ErrorMessage: err.Error()}}
+		return outcome{err: &protocol.ErrorBody{ErrorType: protocol.ErrInvalidResponseHTTP, ErrorMessage: err.Error()}}
 	}
 	return outcome{body: out}
 }

@@ -3,6 +3,8 @@ package host
 import (
 	"sync"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // invocation is one event on its way through the handler.
@@ -34,14 +36,14 @@ func (inv *invocation) finish(o outcome) {
 // Lambda's shape.
 type outcome struct {
 	body []byte
-	err  *ErrorBody
+	err  *protocol.ErrorBody
 }
 
 // Result is a finished invocation with its accounting.
 type Result struct {
 	RequestID      string
 	Body           []byte
-	Err            *ErrorBody
+	Err            *protocol.ErrorBody
 	Duration       time.Duration
 	BilledDuration time.Duration
 	InitDuration   time.Duration // zero unless this invocation met a fresh handler

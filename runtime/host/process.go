@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // handlerProc is one run of the user's handler. The host runs one at a time
@@ -39,7 +41,7 @@ type handlerProc struct {
 	treeMu sync.Mutex
 	reaped bool
 
-	initErr atomic.Pointer[ErrorBody] // posted to /runtime/init/error
+	initErr atomic.Pointer[protocol.ErrorBody] // posted to /runtime/init/error
 
 	// Runtime API modes.
 	api     *http.Server
@@ -278,7 +280,7 @@ func (h *Host) copyLines(p *handlerProc, out *outputStream, w *syncWriter) {
 }
 
 // exitOutcome describes why a handler process ended during an invocation.
-func (h *Host) exitOutcome(p *handlerProc, requestID string) *ErrorBody {
+func (h *Host) exitOutcome(p *handlerProc, requestID string) *protocol.ErrorBody {
 	var status string
 	killed := false
 	var exitErr *exec.ExitError
@@ -295,13 +297,13 @@ func (h *Host) exitOutcome(p *handlerProc, requestID string) *ErrorBody {
 		status = p.exitErr.Error()
 	}
 	if killed && !p.killedByHost.Load() && h.mem.oomKilledSince(p, h.cfg.MemoryMB) {
-		return &ErrorBody{
-			ErrorType:    ErrOutOfMemory,
+		return &protocol.ErrorBody{
+			ErrorType:    protocol.ErrOutOfMemory,
 			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s (out of memory: the function used more than its %d MB)", requestID, status, h.cfg.MemoryMB),
 		}
 	}
-	return &ErrorBody{
-		ErrorType:    ErrExit,
+	return &protocol.ErrorBody{
+		ErrorType:    protocol.ErrExit,
 		ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", requestID, status),
 	}
 }

@@ -3,6 +3,8 @@ package host
 import (
 	"fmt"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // billed rounds a duration up to the billing granularity, at least one unit.
@@ -31,9 +33,9 @@ func reportLine(r Result) string {
 	}
 	if r.Err != nil {
 		switch r.Err.ErrorType {
-		case ErrTimeout:
+		case protocol.ErrTimeout:
 			s += "Status: timeout\t"
-		case ErrOutOfMemory, ErrExit:
+		case protocol.ErrOutOfMemory, protocol.ErrExit:
 			s += "Status: error\tError Type: " + r.Err.ErrorType + "\t"
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Runtime API paths (version 2018-06-01).
@@ -47,16 +49,16 @@ func (h *Host) runtimeAPI(p *handlerProc) http.Handler {
 			apiError(w, http.StatusBadRequest, "InvalidRequest", "reading the response: "+err.Error())
 			return
 		case tooLarge:
-			inv.finish(outcome{err: &ErrorBody{
-				ErrorType:    ErrResponseTooLarge,
-				ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", MaxPayloadBytes),
+			inv.finish(outcome{err: &protocol.ErrorBody{
+				ErrorType:    protocol.ErrResponseTooLarge,
+				ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", protocol.MaxPayloadBytes),
 			}})
-			apiError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("Exceeded maximum allowed payload size (%d bytes).", MaxPayloadBytes))
+			apiError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", fmt.Sprintf("Exceeded maximum allowed payload size (%d bytes).", protocol.MaxPayloadBytes))
 			return
 		}
 		// A streamed response can end in an error, announced in trailers.
 		if errType := r.Trailer.Get("Lambda-Runtime-Function-Error-Type"); errType != "" {
-			inv.finish(outcome{err: &ErrorBody{ErrorType: errType, ErrorMessage: r.Trailer.Get("Lambda-Runtime-Function-Error-Body")}})
+			inv.finish(outcome{err: &protocol.ErrorBody{ErrorType: errType, ErrorMessage: r.Trailer.Get("Lambda-Runtime-Function-Error-Body")}})
 		} else {
 			inv.finish(outcome{body: body})
 		}
@@ -71,7 +73,7 @@ func (h *Host) runtimeAPI(p *handlerProc) http.Handler {
 		accepted(w)
 	})
 	mux.HandleFunc("POST "+runtimeAPIPrefix+"/init/error", func(w http.ResponseWriter, r *http.Request) {
-		p.initErr.Store(decodeError(r, ErrInit))
+		p.initErr.Store(decodeError(r, protocol.ErrInit))
 		accepted(w)
 	})
 	return mux
@@ -90,11 +92,11 @@ func (h *Host) invocationFor(w http.ResponseWriter, r *http.Request, p *handlerP
 
 // decodeError reads an error report; a body that is not Lambda's error
 // shape is kept as the message.
-func decodeError(r *http.Request, fallbackType string) *ErrorBody {
+func decodeError(r *http.Request, fallbackType string) *protocol.ErrorBody {
 	raw, _, _ := readLimited(r.Body)
-	var eb ErrorBody
+	var eb protocol.ErrorBody
 	if err := json.Unmarshal(raw, &eb); err != nil || (eb.ErrorMessage == "" && eb.ErrorType == "") {
-		eb = ErrorBody{ErrorMessage: string(raw)}
+		eb = protocol.ErrorBody{ErrorMessage: string(raw)}
 	}
 	if eb.ErrorType == "" {
 		eb.ErrorType = r.Header.Get("Lambda-Runtime-Function-Error-Type")
@@ -105,13 +107,13 @@ func decodeError(r *http.Request, fallbackType string) *ErrorBody {
 	return &eb
 }
 
-// readLimited reads at most MaxPayloadBytes and says whether there was more.
+// readLimited reads at most protocol.MaxPayloadBytes and says whether there was more.
 func readLimited(r io.Reader) ([]byte, bool, error) {
-	body, err := io.ReadAll(io.LimitReader(r, MaxPayloadBytes+1))
+	body, err := io.ReadAll(io.LimitReader(r, protocol.MaxPayloadBytes+1))
 	if err != nil {
 		return nil, false, err
 	}
-	if len(body) > MaxPayloadBytes {
+	if len(body) > protocol.MaxPayloadBytes {
 		return nil, true, nil
 	}
 	return body, false, nil
@@ -126,5 +128,5 @@ func accepted(w http.ResponseWriter) {
 func apiError(w http.ResponseWriter, status int, errType, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(ErrorBody{ErrorMessage: msg, ErrorType: errType}.marshal())
+	_, _ = w.Write(protocol.ErrorBody{ErrorMessage: msg, ErrorType: errType}.Marshal())
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Handler serves the gateway-facing protocol (PROTOCOL.md): POST /invoke,
@@ -23,7 +25,7 @@ func (h *Host) Handler() http.Handler {
 func (h *Host) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	ready, status := h.Ready()
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(HeaderProtocol, ProtocolVersion)
+	w.Header().Set(protocol.HeaderProtocol, protocol.Version)
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
@@ -33,49 +35,49 @@ func (h *Host) serveHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > MaxPayloadBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, ErrRequestTooLarge,
-			fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, MaxPayloadBytes))
+	if r.ContentLength > protocol.MaxPayloadBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
+			fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes))
 		return
 	}
 	payload, tooLarge, err := readLimited(r.Body)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusBadRequest, ErrInvalidRequest, "reading the request: "+err.Error())
+		writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, "reading the request: "+err.Error())
 		return
 	case tooLarge:
-		writeError(w, http.StatusRequestEntityTooLarge, ErrRequestTooLarge,
-			fmt.Sprintf("request payload exceeds the limit of %d bytes", MaxPayloadBytes))
+		writeError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
+			fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
 		return
 	}
 	req := Request{
-		ID:            r.Header.Get(HeaderRequestID),
+		ID:            r.Header.Get(protocol.HeaderRequestID),
 		Payload:       payload,
-		TraceID:       r.Header.Get(HeaderTraceID),
-		ClientContext: r.Header.Get(HeaderClientContext),
-		Identity:      r.Header.Get(HeaderIdentity),
+		TraceID:       r.Header.Get(protocol.HeaderTraceID),
+		ClientContext: r.Header.Get(protocol.HeaderClientContext),
+		Identity:      r.Header.Get(protocol.HeaderIdentity),
 	}
-	if raw := r.Header.Get(HeaderDeadlineMs); raw != "" {
+	if raw := r.Header.Get(protocol.HeaderDeadlineMs); raw != "" {
 		msec, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, ErrInvalidRequest, fmt.Sprintf("%s %q is not Unix milliseconds", HeaderDeadlineMs, raw))
+			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s %q is not Unix milliseconds", protocol.HeaderDeadlineMs, raw))
 			return
 		}
 		req.Deadline = time.UnixMilli(msec)
 		if time.Until(req.Deadline) <= 0 {
-			writeError(w, http.StatusBadRequest, ErrInvalidRequest, fmt.Sprintf("%s is already past", HeaderDeadlineMs))
+			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s is already past", protocol.HeaderDeadlineMs))
 			return
 		}
 	}
-	switch r.Header.Get(HeaderInvocationType) {
-	case "", InvocationRequestResponse, InvocationEvent:
-	case InvocationDryRun:
-		w.Header().Set(HeaderProtocol, ProtocolVersion)
+	switch r.Header.Get(protocol.HeaderInvocationType) {
+	case "", protocol.InvocationRequestResponse, protocol.InvocationEvent:
+	case protocol.InvocationDryRun:
+		w.Header().Set(protocol.HeaderProtocol, protocol.Version)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
-		writeError(w, http.StatusBadRequest, ErrInvalidRequest,
-			fmt.Sprintf("%s must be RequestResponse, Event or DryRun", HeaderInvocationType))
+		writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest,
+			fmt.Sprintf("%s must be RequestResponse, Event or DryRun", protocol.HeaderInvocationType))
 		return
 	}
 
@@ -83,11 +85,11 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrBusy):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, ErrTypeBusy,
+		writeError(w, http.StatusTooManyRequests, protocol.ErrTypeBusy,
 			"the instance is already serving as many invocations as it can; retry on another instance or later")
 		return
 	case errors.Is(err, ErrClosing):
-		writeError(w, http.StatusServiceUnavailable, ErrShuttingDown, "the instance is shutting down; retry on another instance")
+		writeError(w, http.StatusServiceUnavailable, protocol.ErrShuttingDown, "the instance is shutting down; retry on another instance")
 		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "Host.Error", err.Error())
@@ -95,24 +97,24 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 
 	hdr := w.Header()
-	hdr.Set(HeaderProtocol, ProtocolVersion)
-	hdr.Set(HeaderRequestID, res.RequestID)
-	hdr.Set(HeaderDurationMs, strconv.FormatFloat(ms(res.Duration), 'f', 2, 64))
-	hdr.Set(HeaderBilledDurationMs, strconv.FormatInt(res.BilledDuration.Milliseconds(), 10))
-	hdr.Set(HeaderMemorySizeMB, strconv.Itoa(res.MemorySizeMB))
-	hdr.Set(HeaderMaxMemoryUsedMB, strconv.Itoa(res.MaxMemoryMB))
-	hdr.Set(HeaderColdStart, strconv.FormatBool(res.ColdStart))
+	hdr.Set(protocol.HeaderProtocol, protocol.Version)
+	hdr.Set(protocol.HeaderRequestID, res.RequestID)
+	hdr.Set(protocol.HeaderDurationMs, strconv.FormatFloat(ms(res.Duration), 'f', 2, 64))
+	hdr.Set(protocol.HeaderBilledDurationMs, strconv.FormatInt(res.BilledDuration.Milliseconds(), 10))
+	hdr.Set(protocol.HeaderMemorySizeMB, strconv.Itoa(res.MemorySizeMB))
+	hdr.Set(protocol.HeaderMaxMemoryUsedMB, strconv.Itoa(res.MaxMemoryMB))
+	hdr.Set(protocol.HeaderColdStart, strconv.FormatBool(res.ColdStart))
 	if res.InitDuration > 0 {
-		hdr.Set(HeaderInitDurationMs, strconv.FormatFloat(ms(res.InitDuration), 'f', 2, 64))
+		hdr.Set(protocol.HeaderInitDurationMs, strconv.FormatFloat(ms(res.InitDuration), 'f', 2, 64))
 	}
-	if r.Header.Get(HeaderLogType) == "Tail" {
-		hdr.Set(HeaderLogResult, base64.StdEncoding.EncodeToString([]byte(res.LogTail)))
+	if r.Header.Get(protocol.HeaderLogType) == "Tail" {
+		hdr.Set(protocol.HeaderLogResult, base64.StdEncoding.EncodeToString([]byte(res.LogTail)))
 	}
 	body := res.Body
 	if res.Err != nil {
-		hdr.Set(HeaderFunctionError, "Unhandled")
-		hdr.Set(HeaderErrorType, res.Err.ErrorType)
-		body = res.Err.marshal()
+		hdr.Set(protocol.HeaderFunctionError, "Unhandled")
+		hdr.Set(protocol.HeaderErrorType, res.Err.ErrorType)
+		body = res.Err.Marshal()
 		hdr.Set("Content-Type", "application/json")
 	} else {
 		hdr.Set("Content-Type", "application/json")

@@ -1,0 +1,93 @@
+// Package protocol is the contract between the gateway and nimbus-host,
+// defined once for both: the headers of POST /invoke and its answers, the
+// error types, the payload limit and the request id format. PROTOCOL.md
+// beside this file describes it for people.
+package protocol
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Version is the version of the protocol (PROTOCOL.md). The host sends it
+// on every answer.
+const Version = "1"
+
+// Request headers the gateway sends with POST /invoke.
+const (
+	HeaderRequestID      = "X-Nimbus-Request-Id"
+	HeaderDeadlineMs     = "X-Nimbus-Deadline-Ms" // Unix milliseconds
+	HeaderInvocationType = "X-Nimbus-Invocation-Type"
+	HeaderTraceID        = "X-Nimbus-Trace-Id"
+	HeaderClientContext  = "X-Nimbus-Client-Context"
+	HeaderIdentity       = "X-Nimbus-Cognito-Identity"
+	HeaderLogType        = "X-Nimbus-Log-Type" // "Tail" asks for X-Nimbus-Log-Result
+)
+
+// Response headers the host sets on every /invoke answer.
+const (
+	HeaderProtocol         = "X-Nimbus-Protocol"
+	HeaderFunctionError    = "X-Nimbus-Function-Error" // "Unhandled" when the result is an error
+	HeaderErrorType        = "X-Nimbus-Error-Type"
+	HeaderDurationMs       = "X-Nimbus-Duration-Ms"
+	HeaderBilledDurationMs = "X-Nimbus-Billed-Duration-Ms"
+	HeaderMemorySizeMB     = "X-Nimbus-Memory-Size-Mb"
+	HeaderMaxMemoryUsedMB  = "X-Nimbus-Max-Memory-Used-Mb"
+	HeaderInitDurationMs   = "X-Nimbus-Init-Duration-Ms" // only on the first invocation of a handler process
+	HeaderColdStart        = "X-Nimbus-Cold-Start"
+	HeaderLogResult        = "X-Nimbus-Log-Result" // base64 of the invocation's last 4 KB of log
+)
+
+// Invocation types, as in Lambda's Invoke API.
+const (
+	InvocationRequestResponse = "RequestResponse"
+	InvocationEvent           = "Event"
+	InvocationDryRun          = "DryRun"
+)
+
+// Error types in answers. Function errors keep the handler's own type.
+const (
+	ErrTimeout             = "Sandbox.Timedout"
+	ErrExit                = "Runtime.ExitError"
+	ErrOutOfMemory         = "Runtime.OutOfMemory"
+	ErrInit                = "Runtime.InitError"
+	ErrResponseTooLarge    = "Function.ResponseSizeTooLarge"
+	ErrRequestTooLarge     = "RequestEntityTooLargeException"
+	ErrTypeBusy            = "Host.Busy"
+	ErrShuttingDown        = "Host.ShuttingDown"
+	ErrInvalidRequest      = "InvalidRequestContentException"
+	ErrHandlerUnreachable  = "Runtime.HandlerUnreachable"
+	ErrInvalidResponseHTTP = "Runtime.InvalidResponse"
+)
+
+// MaxPayloadBytes is Lambda's synchronous payload limit, for requests and
+// responses alike: 6 MB.
+const MaxPayloadBytes = 6 * 1024 * 1024
+
+// ErrorBody is Lambda's error shape.
+type ErrorBody struct {
+	ErrorMessage string `json:"errorMessage"`
+	ErrorType    string `json:"errorType"`
+	// StackTrace is kept as the handler sent it: runtimes differ in shape.
+	StackTrace json.RawMessage `json:"stackTrace,omitempty"`
+}
+
+// Marshal encodes the error as JSON.
+func (e ErrorBody) Marshal() []byte {
+	b, _ := json.Marshal(e)
+	return b
+}
+
+// NewRequestID returns a random request id in the UUID shape Lambda uses.
+func NewRequestID() string {
+	b := RandomHex(16)
+	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:32]
+}
+
+// RandomHex returns n random bytes, hex-encoded.
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+)
+
+// timeoutMargin is how much longer than the host the gateway waits, so the
+// host's own timeout answer normally arrives first.
+const timeoutMargin = time.Second
+
+// maxQueueWait bounds how long a request waits for an instance.
+const maxQueueWait = 30 * time.Second
+
+// forwardAttempts bounds the instances one invocation is offered to.
+const forwardAttempts = 3
+
+// forward waits (bounded) for an instance, sends it the invocation and
+// reads its answer. A request that an instance never started (refused
+// connection, shutting down, busy) is offered to another.
+func (g *Gateway) forward(ctx context.Context, inv *invocation) {
+	f, p := inv.fn, inv.pool
+	waitCtx, cancel := context.WithTimeout(ctx, maxQueueWait)
+	defer cancel()
+	for range forwardAttempts {
+		inst, cold, err := p.acquire(waitCtx)
+		inv.out.cold = inv.out.cold || cold
+		if errors.Is(err, ErrThrottled) {
+			inv.refused = &apiError{http.StatusTooManyRequests, "TooManyRequestsException", err.Error()}
+			return
+		}
+		if err != nil {
+			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: " + err.Error()}
+			return
+		}
+		// The function's allowance starts once an instance has the request.
+		deadline := time.Now().Add(f.TimeoutD)
+		answer, err := g.send(ctx, inst, inv, deadline)
+		p.release(inst)
+		var notStarted *notStartedError
+		switch {
+		case errors.As(err, &notStarted):
+			p.forget(inst)
+			continue
+		case errors.Is(err, context.DeadlineExceeded):
+			inv.refused = &apiError{http.StatusGatewayTimeout, protocol.ErrTimeout,
+				fmt.Sprintf("function %s did not answer within its timeout of %s", f.Name, f.TimeoutD)}
+			return
+		case err != nil:
+			inv.refused = &apiError{http.StatusBadGateway, "ServiceException", "the instance failed mid-request: " + err.Error()}
+			return
+		}
+		inv.answer = answer
+		inv.out.status = answer.status
+		inv.out.durationMs = headerFloat(answer.header, protocol.HeaderDurationMs)
+		inv.out.billedMs = headerFloat(answer.header, protocol.HeaderBilledDurationMs)
+		inv.out.memoryMB = headerFloat(answer.header, protocol.HeaderMemorySizeMB)
+		inv.out.maxMemoryMB = headerFloat(answer.header, protocol.HeaderMaxMemoryUsedMB)
+		inv.out.instanceCold = answer.header.Get(protocol.HeaderColdStart) == "true"
+		inv.out.errorType = answer.header.Get(protocol.HeaderErrorType)
+		return
+	}
+	inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException",
+		fmt.Sprintf("no instance accepted the request after %d attempts; retry", forwardAttempts)}
+}
+
+// notStartedError marks a request that no instance began to run.
+type notStartedError struct{ err error }
+
+func (e *notStartedError) Error() string { return e.err.Error() }
+
+// send is one POST /invoke to an instance (protocol.go's contract).
+func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, deadline time.Time) (*hostAnswer, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(timeoutMargin))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.addr+"/invoke", bytes.NewReader(inv.payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(protocol.HeaderRequestID, inv.requestID)
+	req.Header.Set(protocol.HeaderDeadlineMs, strconv.FormatInt(deadline.UnixMilli(), 10))
+	if inv.tail {
+		req.Header.Set(protocol.HeaderLogType, "Tail")
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, &notStartedError{err}
+		}
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	// An instance that is stopping, or busy despite our count, never ran it.
+	if et := resp.Header.Get(protocol.HeaderErrorType); resp.StatusCode == http.StatusServiceUnavailable && et == protocol.ErrShuttingDown ||
+		resp.StatusCode == http.StatusTooManyRequests && et == protocol.ErrTypeBusy {
+		return nil, &notStartedError{fmt.Errorf("instance answered %s", et)}
+	}
+	return &hostAnswer{status: resp.StatusCode, header: resp.Header, body: body}, nil
+}
+
+func headerFloat(h http.Header, key string) float64 {
+	v, _ := strconv.ParseFloat(h.Get(key), 64)
+	return v
+}

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+)
+
+// invocation is one request to run a function as it passes down the chain
+// (chain.go), whichever way it came in.
+type invocation struct {
+	function  string // as the caller named it
+	payload   []byte
+	tail      bool // the caller asked for the log tail
+	requestID string
+
+	// Found by the resolve step.
+	fn   *Function
+	pool *pool
+
+	// The result, filled on the way: a refusal by the gateway, or the
+	// instance's answer; and what the meter records either way.
+	refused *apiError
+	answer  *hostAnswer
+	out     outcome
+}
+
+// invoker is one step of the chain: it runs inv, usually by calling the
+// next step, and leaves the result in it.
+type invoker func(ctx context.Context, inv *invocation)
+
+// apiError is a request the gateway refuses itself (refuse.go writes it).
+type apiError struct {
+	status  int
+	errType string
+	msg     string
+}
+
+// outcome of one invocation, for metering and the access log.
+type outcome struct {
+	status       int
+	errorType    string
+	cold         bool
+	durationMs   float64
+	billedMs     float64
+	memoryMB     float64
+	maxMemoryMB  float64
+	instanceCold bool
+}
+
+// hostAnswer is an instance's answer to POST /invoke.
+type hostAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// functionFailed reports whether the function ran and returned an error.
+func (a *hostAnswer) functionFailed() bool {
+	return a.header.Get(protocol.HeaderFunctionError) != ""
+}
+
+// run sends one invocation down the chain: the entry point for the HTTP
+// front ends, asynchronous retries and KV triggers alike.
+func (g *Gateway) run(ctx context.Context, function string, payload []byte, tail bool) *invocation {
+	inv := &invocation{function: function, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
+	g.chain(ctx, inv)
+	return inv
+}

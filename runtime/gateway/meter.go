@@ -1,0 +1,24 @@
+package gateway
+
+import (
+	"context"
+	"time"
+)
+
+// meter records every invocation that reaches it: Prometheus metrics, usage
+// totals and one access line.
+func (g *Gateway) meter(next invoker) invoker {
+	return func(ctx context.Context, inv *invocation) {
+		start := time.Now()
+		next(ctx, inv)
+		if inv.refused != nil {
+			inv.out.status, inv.out.errorType = inv.refused.status, inv.refused.errType
+		}
+		name, out := inv.fn.Name, inv.out
+		g.metrics.observe(name, out)
+		g.usage.add(name, out)
+		g.log.Info("invoke", "function", name, "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
+			"cold", out.cold, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
+			"max_memory_used_mb", out.maxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+	}
+}

@@ -1,0 +1,44 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// dialect is the error shape a caller's API speaks.
+type dialect int
+
+const (
+	// nativeDialect is Nimbus's own API, routes and the artifact store:
+	// {"errorType", "errorMessage"}, the shape of Lambda function errors,
+	// so clients handle refusals like the functions' own errors.
+	nativeDialect dialect = iota
+	// lambdaDialect is AWS Lambda's Invoke API, in the shape AWS SDKs
+	// decode: the code in X-Amzn-Errortype and __type, the text in message.
+	lambdaDialect
+)
+
+// retryAfterSeconds is what a throttled caller is told to wait.
+const retryAfterSeconds = 1
+
+// refuse writes every answer the gateway gives instead of the function's:
+// a 4xx or 5xx with a JSON body that says what to do, and Retry-After
+// where retrying later will help.
+func refuse(w http.ResponseWriter, d dialect, e *apiError) {
+	if e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
+	if d == lambdaDialect {
+		w.Header().Set("X-Amzn-Errortype", e.errType)
+		writeJSON(w, e.status, map[string]string{"__type": e.errType, "message": e.msg, "Type": "User"})
+		return
+	}
+	writeJSON(w, e.status, map[string]string{"errorType": e.errType, "errorMessage": e.msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
