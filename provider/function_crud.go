@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 const defaultTimeout = 10 * time.Minute
@@ -135,23 +136,23 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 	task := tg.Tasks[0]
 	env := task.Env
 	m.Version = types.Int64Value(int64(deref(job.Version)))
-	m.Name = types.StringValue(env["NIMBUS_FUNCTION_NAME"])
-	m.Runtime = types.StringValue(env["NIMBUS_RUNTIME"])
-	m.Handler = types.StringValue(env["NIMBUS_HANDLER"])
-	if d := job.Meta["nimbus.description"]; d != "" || !m.Description.IsNull() {
+	m.Name = types.StringValue(env[protocol.EnvFunctionName])
+	m.Runtime = types.StringValue(env[protocol.EnvRuntime])
+	m.Handler = types.StringValue(env[protocol.EnvHandler])
+	if d := job.Meta[nomadjob.MetaDescription]; d != "" || !m.Description.IsNull() {
 		m.Description = types.StringValue(d)
 	}
 	if task.Resources != nil {
 		m.MemoryMB = types.Int64Value(int64(deref(task.Resources.MemoryMB)))
 		m.CPUMHz = types.Int64Value(int64(deref(task.Resources.CPU)))
 	}
-	if d, err := time.ParseDuration(env["NIMBUS_TIMEOUT"]); err == nil {
+	if d, err := time.ParseDuration(env[protocol.EnvTimeout]); err == nil {
 		m.Timeout = sameDuration(m.Timeout, d)
 	}
-	if c, err := strconv.Atoi(env["NIMBUS_CONCURRENCY"]); err == nil {
+	if c, err := strconv.Atoi(env[protocol.EnvConcurrency]); err == nil {
 		m.Concurrency = types.Int64Value(int64(c))
 	}
-	switch env["NIMBUS_BILLING_GRANULARITY"] {
+	switch env[protocol.EnvBillingGranularity] {
 	case "100ms":
 		m.BillingGranularity = types.StringValue("100ms")
 	default:
@@ -163,7 +164,7 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 	}
 	user := map[string]string{}
 	for k, v := range env {
-		if !strings.HasPrefix(k, "NIMBUS_") {
+		if !strings.HasPrefix(k, protocol.EnvPrefix) {
 			user[k] = v
 		}
 	}

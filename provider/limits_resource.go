@@ -104,7 +104,7 @@ func (r *limitsResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 // reservations reads the functions' reserved_concurrency in a namespace
 // from KV, leaving out one function (the one being planned).
 func reservations(ctx context.Context, c *consulapi.Client, namespace, except string) (map[string]int, error) {
-	pairs, _, err := c.KV().List(kvstore.Prefix+"functions/", (&consulapi.QueryOptions{}).WithContext(ctx))
+	pairs, _, err := c.KV().List(kvstore.FunctionsPrefix, (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 var (
@@ -145,7 +146,7 @@ func (r *scheduleResource) Read(ctx context.Context, req resource.ReadRequest, r
 	}
 	state.Name = types.StringValue(name)
 	state.JobID = types.StringValue(*job.ID)
-	state.Function = types.StringValue(job.Meta["nimbus.function"])
+	state.Function = types.StringValue(job.Meta[nomadjob.MetaFunction])
 	if job.Periodic != nil {
 		state.Enabled = types.BoolValue(deref(job.Periodic.Enabled))
 		spec := deref(job.Periodic.Spec)
@@ -159,7 +160,7 @@ func (r *scheduleResource) Read(ctx context.Context, req resource.ReadRequest, r
 		}
 	}
 	if len(job.TaskGroups) == 1 && len(job.TaskGroups[0].Tasks) == 1 {
-		if p := job.TaskGroups[0].Tasks[0].Env["NIMBUS_PAYLOAD_JSON"]; p != "" || !state.Payload.IsNull() {
+		if p := job.TaskGroups[0].Tasks[0].Env[protocol.EnvSchedulePayload]; p != "" || !state.Payload.IsNull() {
 			state.Payload = types.StringValue(p)
 		}
 	}

@@ -14,8 +14,11 @@ import (
 // Prefix is the root of Nimbus's keys.
 const Prefix = "nimbus/"
 
+// FunctionsPrefix holds one record per function.
+const FunctionsPrefix = Prefix + "functions/"
+
 // FunctionKey is where a function's record lives.
-func FunctionKey(name string) string { return Prefix + "functions/" + name }
+func FunctionKey(name string) string { return FunctionsPrefix + name }
 
 // FunctionRecord is what the gateway needs to serve a function. The
 // environment is left out: it can hold secrets and the gateway has no use

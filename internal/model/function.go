@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Runtimes a function can use.
@@ -140,7 +142,7 @@ var reservedEnv = map[string]bool{
 }
 
 // reservedEnvPrefixes are families of names the runtime or Nomad owns.
-var reservedEnvPrefixes = []string{"AWS_LAMBDA_", "NIMBUS_", "NOMAD_"}
+var reservedEnvPrefixes = []string{"AWS_LAMBDA_", protocol.EnvPrefix, "NOMAD_"}
 
 // ValidateName checks a function name on its own (the provider checks it
 // at plan time even when other fields are unknown).

@@ -33,6 +33,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Names shared with the client configuration and the gateway.
@@ -58,6 +59,11 @@ const (
 	MetaMemory   = "nimbus.memory_mb"
 	MetaTimeout  = "nimbus.timeout"
 	MetaManaged  = "nimbus.managed_by"
+	// MetaDescription is the function's description, where it has one.
+	MetaDescription = "nimbus.description"
+	// MetaSchedule names the schedule of a schedule's periodic job, whose
+	// MetaFunction is the function it invokes.
+	MetaSchedule = "nimbus.schedule"
 )
 
 // JobID names a function's job.
@@ -195,18 +201,18 @@ func env(f model.Function) map[string]string {
 	for k, v := range f.Environment {
 		e[k] = v
 	}
-	e["NIMBUS_FUNCTION_NAME"] = f.Name
-	e["NIMBUS_RUNTIME"] = f.Runtime
-	e["NIMBUS_HANDLER"] = f.Handler
-	e["NIMBUS_MEMORY_MB"] = strconv.Itoa(f.MemoryMB)
-	e["NIMBUS_TIMEOUT"] = f.Timeout.String()
-	e["NIMBUS_BILLING_GRANULARITY"] = f.BillingGranularity.String()
-	e["NIMBUS_CONCURRENCY"] = strconv.Itoa(f.Concurrency)
+	e[protocol.EnvFunctionName] = f.Name
+	e[protocol.EnvRuntime] = f.Runtime
+	e[protocol.EnvHandler] = f.Handler
+	e[protocol.EnvMemoryMB] = strconv.Itoa(f.MemoryMB)
+	e[protocol.EnvTimeout] = f.Timeout.String()
+	e[protocol.EnvBillingGranularity] = f.BillingGranularity.String()
+	e[protocol.EnvConcurrency] = strconv.Itoa(f.Concurrency)
 	switch f.Runtime {
 	case model.RuntimePython:
-		e["NIMBUS_PYTHON"] = "/usr/bin/python3"
+		e[protocol.EnvPython] = "/usr/bin/python3"
 	case model.RuntimeNode:
-		e["NIMBUS_NODE"] = "/usr/bin/node"
+		e[protocol.EnvNode] = "/usr/bin/node"
 	}
 	return e
 }
@@ -221,7 +227,7 @@ func meta(f model.Function, src Source) map[string]string {
 		MetaManaged:  ManagedBy,
 	}
 	if f.Description != "" {
-		m["nimbus.description"] = f.Description
+		m[MetaDescription] = f.Description
 	}
 	return m
 }

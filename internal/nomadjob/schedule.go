@@ -6,6 +6,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // SchedulePrefix names schedule jobs.
@@ -31,9 +32,9 @@ func RenderSchedule(s model.Schedule, gatewayURL string, opts Options) (*api.Job
 		Type:        ptr(api.JobTypeBatch),
 		Datacenters: datacenters(opts),
 		Meta: map[string]string{
-			"nimbus.schedule": s.Name,
-			"nimbus.function": s.Function,
-			MetaManaged:       ManagedBy,
+			MetaSchedule: s.Name,
+			MetaFunction: s.Function,
+			MetaManaged:  ManagedBy,
 		},
 		Periodic: &api.PeriodicConfig{
 			Enabled:         ptr(s.Enabled),
@@ -52,10 +53,10 @@ func RenderSchedule(s model.Schedule, gatewayURL string, opts Options) (*api.Job
 		job.Region = ptr(opts.Region)
 	}
 	env := map[string]string{
-		"NIMBUS_GATEWAY_URL":  gatewayURL,
-		"NIMBUS_FUNCTION":     s.Function,
-		"NIMBUS_SCHEDULE":     s.Name,
-		"NIMBUS_PAYLOAD_JSON": s.Payload,
+		protocol.EnvGatewayURL:       gatewayURL,
+		protocol.EnvScheduleFunction: s.Function,
+		protocol.EnvScheduleName:     s.Name,
+		protocol.EnvSchedulePayload:  s.Payload,
 	}
 	task := &api.Task{
 		Name:         "invoke",

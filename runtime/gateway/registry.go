@@ -75,7 +75,7 @@ func (r *Registry) Run(ctx context.Context) {
 		r.watchPrefix(ctx, kvstore.LimitsPrefix, r.applyLimits)
 	}()
 	defer func() { <-limitsDone }()
-	r.watchPrefix(ctx, kvstore.Prefix+"functions/", r.applyFunctions)
+	r.watchPrefix(ctx, kvstore.FunctionsPrefix, r.applyFunctions)
 	<-done
 }
 
@@ -121,7 +121,7 @@ func blocking(ctx context.Context, index uint64) *consulapi.QueryOptions {
 }
 
 func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
-	prefix := kvstore.Prefix + "functions/"
+	prefix := kvstore.FunctionsPrefix
 	fns := map[string]*Function{}
 	for _, p := range pairs {
 		name := strings.TrimPrefix(p.Key, prefix)

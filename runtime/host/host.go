@@ -408,7 +408,7 @@ func (h *Host) handlerEnv(runtimeAPI string) []string {
 	set := map[string]bool{}
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "NIMBUS_") {
+		if strings.HasPrefix(k, protocol.EnvPrefix) {
 			continue
 		}
 		env = append(env, kv)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 )
 
@@ -107,10 +108,10 @@ func envOr(key, def string) string {
 func invokeScheduled() int {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	run := gateway.ScheduledRun{
-		GatewayURL: os.Getenv("NIMBUS_GATEWAY_URL"),
-		Function:   os.Getenv("NIMBUS_FUNCTION"),
-		Schedule:   os.Getenv("NIMBUS_SCHEDULE"),
-		Payload:    os.Getenv("NIMBUS_PAYLOAD_JSON"),
+		GatewayURL: os.Getenv(protocol.EnvGatewayURL),
+		Function:   os.Getenv(protocol.EnvScheduleFunction),
+		Schedule:   os.Getenv(protocol.EnvScheduleName),
+		Payload:    os.Getenv(protocol.EnvSchedulePayload),
 		LaunchID:   os.Getenv("NOMAD_JOB_ID"),
 		Launched:   gateway.LaunchTime(os.Getenv("NOMAD_JOB_ID")),
 	}

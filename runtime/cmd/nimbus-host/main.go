@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/host"
 )
 
@@ -89,7 +90,7 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 	var cfg host.Config
 	var timeout, granularity string
 	var memory, concurrency string
-	listen := env("NIMBUS_LISTEN")
+	listen := env(protocol.EnvListen)
 	if listen == "" {
 		if port := getenv("NOMAD_PORT_http"); port != "" {
 			ip := env("NOMAD_IP_http")
@@ -99,7 +100,7 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 			listen = net.JoinHostPort(ip, port)
 		}
 	}
-	taskRoot := env("NIMBUS_TASK_ROOT", "LAMBDA_TASK_ROOT")
+	taskRoot := env(protocol.EnvTaskRoot, "LAMBDA_TASK_ROOT")
 	if taskRoot == "" {
 		if dir := getenv("NOMAD_TASK_DIR"); dir != "" {
 			taskRoot = dir + "/function"
@@ -108,18 +109,18 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 		}
 	}
 	fs.StringVar(&listen, "listen", listen, "address for the gateway-facing API (default from NOMAD_PORT_http)")
-	fs.StringVar(&cfg.FunctionName, "function", env("NIMBUS_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_NAME"), "function name")
-	fs.StringVar(&cfg.FunctionVersion, "function-version", env("NIMBUS_FUNCTION_VERSION"), "function version (default $LATEST)")
-	fs.StringVar(&cfg.Runtime, "runtime", env("NIMBUS_RUNTIME"), "provided, python3, nodejs or http")
-	fs.StringVar(&cfg.Handler, "handler", env("NIMBUS_HANDLER"), "handler: executable, module.function or file.export")
+	fs.StringVar(&cfg.FunctionName, "function", env(protocol.EnvFunctionName, "AWS_LAMBDA_FUNCTION_NAME"), "function name")
+	fs.StringVar(&cfg.FunctionVersion, "function-version", env(protocol.EnvFunctionVersion), "function version (default $LATEST)")
+	fs.StringVar(&cfg.Runtime, "runtime", env(protocol.EnvRuntime), "provided, python3, nodejs or http")
+	fs.StringVar(&cfg.Handler, "handler", env(protocol.EnvHandler), "handler: executable, module.function or file.export")
 	fs.StringVar(&cfg.TaskRoot, "task-root", taskRoot, "directory holding the function's code")
-	fs.StringVar(&memory, "memory-mb", env("NIMBUS_MEMORY_MB", "NOMAD_MEMORY_LIMIT"), "memory size in MB (default 128)")
-	fs.StringVar(&timeout, "timeout", env("NIMBUS_TIMEOUT"), "timeout when the gateway sends no deadline (default 3s)")
-	fs.StringVar(&granularity, "billing-granularity", env("NIMBUS_BILLING_GRANULARITY"), "1ms (default) or 100ms")
-	fs.StringVar(&concurrency, "concurrency", env("NIMBUS_CONCURRENCY"), "invocations at once, http runtime only (default 1)")
-	fs.StringVar(&cfg.Region, "region", env("NIMBUS_REGION", "NOMAD_REGION"), "region shown in ARNs and AWS_REGION")
-	fs.StringVar(&cfg.Python, "python", env("NIMBUS_PYTHON"), "python interpreter (default python3)")
-	fs.StringVar(&cfg.Node, "node", env("NIMBUS_NODE"), "node interpreter (default node)")
+	fs.StringVar(&memory, "memory-mb", env(protocol.EnvMemoryMB, "NOMAD_MEMORY_LIMIT"), "memory size in MB (default 128)")
+	fs.StringVar(&timeout, "timeout", env(protocol.EnvTimeout), "timeout when the gateway sends no deadline (default 3s)")
+	fs.StringVar(&granularity, "billing-granularity", env(protocol.EnvBillingGranularity), "1ms (default) or 100ms")
+	fs.StringVar(&concurrency, "concurrency", env(protocol.EnvConcurrency), "invocations at once, http runtime only (default 1)")
+	fs.StringVar(&cfg.Region, "region", env(protocol.EnvRegion, "NOMAD_REGION"), "region shown in ARNs and AWS_REGION")
+	fs.StringVar(&cfg.Python, "python", env(protocol.EnvPython), "python interpreter (default python3)")
+	fs.StringVar(&cfg.Node, "node", env(protocol.EnvNode), "node interpreter (default node)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, "", err
 	}
