@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 var _ datasource.DataSourceWithConfigure = (*clusterDataSource)(nil)
@@ -116,7 +116,7 @@ func readNomad(ctx context.Context, c *nomadapi.Client, region string, state *cl
 			continue
 		}
 		ready++
-		if agents.ExecHealthy(n) {
+		if nomadjob.ExecDriverHealthy(n) {
 			exec++
 		}
 	}

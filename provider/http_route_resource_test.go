@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 // expectHTTP polls the gateway until a request gets the wanted status (the

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 func kvLimits(env *testenv.Env, check func(kvstore.Limits) error) resource.TestCheckFunc {

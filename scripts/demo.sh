@@ -12,7 +12,7 @@ bash scripts/tools.sh
 
 step "Starting the local stack (Consul, Nomad, and the gateway as a Nomad job)"
 make --no-print-directory host
-go run ./internal/cmd/nimbus-dev up
+go run ./internal/harness/cmd/nimbus-dev up
 
 step "Building the provider from this checkout"
 # shellcheck source=scripts/tofu-env.sh

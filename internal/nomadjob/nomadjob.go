@@ -249,3 +249,10 @@ func ArtifactURL(gatewayURL, sha256 string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// ExecDriverHealthy reports whether a node's exec driver, which every
+// Nimbus job uses, can run tasks.
+func ExecDriverHealthy(n *api.NodeListStub) bool {
+	d := n.Drivers["exec"]
+	return d != nil && d.Detected && d.Healthy
+}

@@ -20,7 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 var fx struct {

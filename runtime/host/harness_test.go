@@ -21,7 +21,7 @@ import (
 	// importing it here keeps it in go.mod.
 	_ "github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 // Binaries built once for the package: the real nimbus-host and the test

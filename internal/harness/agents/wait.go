@@ -8,6 +8,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 // poll calls check every interval until it returns true, ctx ends or the
@@ -71,7 +72,7 @@ func WaitNomad(ctx context.Context, p *Process, c *nomadapi.Client) error {
 			if n.Status != nomadapi.NodeStatusReady {
 				continue
 			}
-			if ExecHealthy(n) {
+			if nomadjob.ExecDriverHealthy(n) {
 				return true, nil
 			}
 			if d := n.Drivers["exec"]; d != nil {
@@ -80,10 +81,4 @@ func WaitNomad(ctx context.Context, p *Process, c *nomadapi.Client) error {
 		}
 		return false, errors.New("no ready node yet")
 	})
-}
-
-// ExecHealthy reports whether a node's exec driver can run tasks.
-func ExecHealthy(n *nomadapi.NodeListStub) bool {
-	d := n.Drivers["exec"]
-	return d != nil && d.Detected && d.Healthy
 }

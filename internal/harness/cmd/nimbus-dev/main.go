@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/devstack"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/devstack"
 )
 
 func main() {

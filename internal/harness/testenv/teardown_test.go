@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 // A second, private environment runs a job and is stopped; nothing of it

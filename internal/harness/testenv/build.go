@@ -5,7 +5,7 @@ import (
 	"os"
 	"os/exec"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 )
 
 // BuildStatic builds each package (a path relative to the repository

@@ -14,7 +14,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 const chrootBin = "/opt/nimbus-test"
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	if err := testenv.BuildStatic(map[string]string{filepath.Join(binDir, "httpecho"): "./internal/testenv/testdata/httpecho"}); err != nil {
+	if err := testenv.BuildStatic(map[string]string{filepath.Join(binDir, "httpecho"): "./internal/harness/testenv/testdata/httpecho"}); err != nil {
 		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(binDir) }()
