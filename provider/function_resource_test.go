@@ -23,9 +23,10 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 func functionConfig(env *testenv.Env, body string) string {
@@ -210,7 +211,7 @@ func TestAccFunctionDrift(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					job.TaskGroups[0].Tasks[0].Resources.MemoryMB = ptrTo(512)
+					job.TaskGroups[0].Tasks[0].Resources.MemoryMB = testkit.Ptr(512)
 					if _, _, err := env.Nomad.Jobs().Register(job, nil); err != nil {
 						t.Fatal(err)
 					}
@@ -355,8 +356,6 @@ func writeZip(t *testing.T, path string, names ...string) {
 	_ = zw.Close()
 	_ = f.Close()
 }
-
-func ptrTo[T any](v T) *T { return &v }
 
 type nomadQuery struct{}
 

@@ -4,15 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 // testProviders serves the provider in-process to the Terraform CLI that
@@ -45,21 +44,15 @@ var fixtures struct {
 	gatewayBin string
 	goSource   string // an aws-lambda-go bootstrap
 	goSourceV2 string // the same with one more file: another version
-
-	gatewayOnce sync.Once
-	gateway     *testenv.Gateway
 }
 
 // gateway starts the real nimbus-gateway against env's agents, once.
 func gateway(env *testenv.Env) *testenv.Gateway {
-	fixtures.gatewayOnce.Do(func() {
-		g, err := env.StartGateway(fixtures.gatewayBin)
-		if err != nil {
-			panic(err)
-		}
-		fixtures.gateway = g
-	})
-	return fixtures.gateway
+	g, err := env.SharedGateway(fixtures.gatewayBin)
+	if err != nil {
+		panic(err)
+	}
+	return g
 }
 
 func buildFixtures() func() {
@@ -87,7 +80,6 @@ func buildFixtures() func() {
 	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "VERSION"), []byte("2\n"), 0o644)
 
 	return func() {
-		fixtures.gateway.Stop()
 		_ = os.RemoveAll(dir)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,31 +18,24 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 var (
-	gatewayBin  string
-	gatewayOnce sync.Once
-	gw          *testenv.Gateway
-	fnDir       string // built function sources
+	gatewayBin string
+	fnDir      string // built function sources
 )
 
 // gateway starts the real nimbus-gateway (its artifact store) once.
 func gateway(t *testing.T) *testenv.Gateway {
 	t.Helper()
-	env := testenv.Get(t)
-	gatewayOnce.Do(func() {
-		var err error
-		if gw, err = env.StartGateway(gatewayBin); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if gw == nil {
-		t.Fatal("the gateway did not start")
+	gw, err := testenv.Get(t).SharedGateway(gatewayBin)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return gw
 }
@@ -63,7 +55,6 @@ func TestMain(m *testing.M) {
 	}); err != nil {
 		panic(err)
 	}
-	defer func() { gw.Stop() }()
 	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{
 		nomadjob.HostVolumeRuntime: filepath.Join(dir, "runtime"),
 		nomadjob.HostVolumeUsr:     "/usr",
@@ -98,23 +89,13 @@ func register(t *testing.T, env *testenv.Env, job *nomadapi.Job) {
 	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(*job.ID, true, nil) })
 }
 
-// instanceURL waits for the function's service to pass its check.
+// instanceURL waits for the function's one instance to pass its check.
 func instanceURL(t *testing.T, c *consulapi.Client, service string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	var index uint64
-	for {
-		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
-		entries, meta, err := c.Health().Service(service, "", true, q)
-		if err != nil {
-			t.Fatalf("waiting for %s to pass its check: %v", service, err)
-		}
-		if len(entries) > 0 {
-			return fmt.Sprintf("http://%s:%d", entries[0].Service.Address, entries[0].Service.Port)
-		}
-		index = meta.LastIndex
-	}
+	e := testkit.WaitInstances(ctx, t, c, service, 1)
+	return fmt.Sprintf("http://%s:%d", e.Service.Address, e.Service.Port)
 }
 
 func invoke(t *testing.T, url, event string) (http.Header, map[string]any) {

@@ -16,19 +16,17 @@ import (
 	_ "github.com/aws/aws-lambda-go/lambda" // the test handler is built with it
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 var fx struct {
 	gatewayBin string
 	goSource   string
 	httpSource string
-	once       sync.Once
-	gw         *testenv.Gateway
 }
 
 func TestMain(m *testing.M) {
@@ -49,23 +47,17 @@ func TestMain(m *testing.M) {
 	}); err != nil {
 		panic(err)
 	}
-	defer func() { fx.gw.Stop() }()
 	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})
 }
 
 func gateway(t *testing.T) (*testenv.Env, *testenv.Gateway) {
 	t.Helper()
 	env := testenv.Get(t)
-	fx.once.Do(func() {
-		var err error
-		if fx.gw, err = env.StartGateway(fx.gatewayBin); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if fx.gw == nil {
-		t.Fatal("the gateway did not start")
+	gw, err := env.SharedGateway(fx.gatewayBin)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return env, fx.gw
+	return env, gw
 }
 
 // deploy does what nimbus_function does: upload, KV record, job.

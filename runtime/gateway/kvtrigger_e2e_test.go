@@ -9,9 +9,9 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 // recorder deploys the python function that writes each delivery to KV.
@@ -127,7 +127,7 @@ func TestKVTriggerDeliversEveryChange(t *testing.T) {
 }
 
 func TestKVTriggerResumesAfterGatewayRestart(t *testing.T) {
-	env, _ := gateway(t)
+	env, gw := gateway(t)
 	recorder(t, env, "slowrec", map[string]string{"SLOW_MS": "250"})
 	addTrigger(t, env, kvstore.KVTrigger{Name: "resume", Function: "slowrec", Prefix: "resume/", Events: []string{"put"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
 
@@ -136,13 +136,11 @@ func TestKVTriggerResumesAfterGatewayRestart(t *testing.T) {
 	for len(deliveries(t, env, "resume")) == 0 {
 		time.Sleep(50 * time.Millisecond)
 	}
-	fx.gw.Kill()
+	gw.Kill()
 	partial := len(deliveries(t, env, "resume"))
-	restarted, err := env.StartGateway(fx.gatewayBin)
-	if err != nil {
+	if err := gw.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	fx.gw = restarted
 	writeKeys(t, env, "resume/", 60, 100)
 
 	got := waitCovered(t, env, "resume", 100)

@@ -11,9 +11,9 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 )
 
 func setLimits(t *testing.T, env *testenv.Env, l kvstore.Limits) {

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 )
 
 // chrootDir is where the test binaries appear inside exec tasks.
@@ -23,23 +23,11 @@ const chrootDir = "/opt/nimbus"
 // hostJob runs nimbus-host with the aws-lambda-go handler as a Nomad exec
 // task, with a Consul service checked on /healthz.
 func hostJob(name string, memoryMB int) *nomadapi.Job {
-	job := nomadapi.NewServiceJob(name, name, "global", 50)
-	job.Datacenters = []string{"dc1"}
-	tg := nomadapi.NewTaskGroup("fn", 1)
-	tg.Networks = []*nomadapi.NetworkResource{{DynamicPorts: []nomadapi.Port{{Label: "http"}}}}
-	tg.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
-	tg.RestartPolicy = &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
-	task := nomadapi.NewTask("host", "exec").
-		SetConfig("command", chrootDir+"/nimbus-host").
-		SetConfig("args", []string{"-function", name, "-runtime", "provided", "-task-root", chrootDir + "/lambdago"}).
-		Require(&nomadapi.Resources{CPU: ptr(200), MemoryMB: ptr(memoryMB)})
-	task.Services = []*nomadapi.Service{{
-		Name: name, PortLabel: "http", Provider: "consul",
-		Checks: []nomadapi.ServiceCheck{{Name: "ready", Type: "http", Path: "/healthz", Interval: time.Second, Timeout: time.Second}},
-	}}
-	tg.AddTask(task)
-	job.AddTaskGroup(tg)
-	return job
+	return testkit.ServiceJob{
+		Name: name, Count: 1, CPU: 200, MemoryMB: memoryMB, NoRestarts: true,
+		Command: chrootDir + "/nimbus-host",
+		Args:    []string{"-function", name, "-runtime", "provided", "-task-root", chrootDir + "/lambdago"},
+	}.Job()
 }
 
 func TestHostUnderNomadExecDriver(t *testing.T) {
@@ -51,7 +39,7 @@ func TestHostUnderNomadExecDriver(t *testing.T) {
 	if _, _, err := env.Nomad.Jobs().Register(hostJob(name, 64), nil); err != nil {
 		t.Fatal(err)
 	}
-	svc := waitPassing(ctx, t, env.Consul, name)
+	svc := testkit.WaitInstances(ctx, t, env.Consul, name, 1)
 	h := &runningHost{url: fmt.Sprintf("http://%s:%d", svc.Service.Address, svc.Service.Port)}
 
 	r := h.invoke(t, `{"action":"echo","value":"nomad"}`, "X-Nimbus-Request-Id", "nomad-req-1")
@@ -73,7 +61,7 @@ func TestHostUnderNomadExecDriver(t *testing.T) {
 	report := regexp.MustCompile(`REPORT RequestId: nomad-req-1\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\tMemory Size: 64 MB\tMax Memory Used: \d+ MB\tInit Duration: [\d.]+ ms`)
 	var logs string
 	for i := 0; i < 50 && !report.MatchString(logs); i++ {
-		logs = allocLogs(t, env.Nomad, alloc, "host", "stdout")
+		logs = allocLogs(t, env.Nomad, alloc, "main", "stdout")
 		time.Sleep(100 * time.Millisecond)
 	}
 	if !report.MatchString(logs) {
@@ -113,21 +101,3 @@ func allocLogs(t *testing.T, c *nomadapi.Client, alloc *nomadapi.Allocation, tas
 		}
 	}
 }
-
-func waitPassing(ctx context.Context, t *testing.T, c *consulapi.Client, service string) *consulapi.ServiceEntry {
-	t.Helper()
-	var index uint64
-	for {
-		q := (&consulapi.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Second}).WithContext(ctx)
-		entries, meta, err := c.Health().Service(service, "", true, q)
-		if err != nil {
-			t.Fatalf("waiting for %s to pass its health check: %v", service, err)
-		}
-		if len(entries) > 0 {
-			return entries[0]
-		}
-		index = meta.LastIndex
-	}
-}
-
-func ptr[T any](v T) *T { return &v }

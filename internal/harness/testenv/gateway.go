@@ -13,37 +13,63 @@ import (
 type Gateway struct {
 	URL     string
 	DataDir string
+	env     *Env
+	bin     string
 	cmd     *exec.Cmd
 }
 
+// SharedGateway starts the nimbus-gateway binary at bin against the
+// environment once, for all the tests of a package that need the same
+// gateway (its artifact store, its routes); Stop ends it with the agents.
+func (e *Env) SharedGateway(bin string) (*Gateway, error) {
+	e.gatewayOnce.Do(func() { e.gateway, e.gatewayErr = e.StartGateway(bin) })
+	return e.gateway, e.gatewayErr
+}
+
 // StartGateway runs the nimbus-gateway binary at bin against the
-// environment's Nomad and Consul, on a free loopback port, with its
-// artifact store under the environment's state dir.
+// environment's Nomad and Consul, on a port of the environment's slot, with
+// its artifact store under the environment's state dir.
 func (e *Env) StartGateway(bin string) (*Gateway, error) {
-	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
-	g := &Gateway{URL: "http://" + addr, DataDir: filepath.Join(e.Dir, "gateway")}
-	g.cmd = exec.Command(bin, "-listen", addr, "-data-dir", g.DataDir)
-	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr)
-	logFile, err := os.Create(filepath.Join(e.Dir, "gateway.log"))
-	if err != nil {
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, "gateway")}
+	if err := g.start(); err != nil {
 		return nil, err
+	}
+	return g, nil
+}
+
+// Restart ends the gateway abruptly, as a crash would, and starts it again
+// with the same store; its URL may change.
+func (g *Gateway) Restart() error {
+	g.Kill()
+	return g.start()
+}
+
+func (g *Gateway) start() error {
+	e := g.env
+	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
+	g.URL = "http://" + addr
+	g.cmd = exec.Command(g.bin, "-listen", addr, "-data-dir", g.DataDir)
+	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr)
+	logFile, err := os.OpenFile(filepath.Join(e.Dir, "gateway.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	defer func() { _ = logFile.Close() }()
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
 	if err := g.cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	for i := 0; i < 250; i++ {
 		if resp, err := http.Get(g.URL + "/healthz"); err == nil { //nolint:gosec // our own loopback URL
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return g, nil
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.Stop()
-	return nil, fmt.Errorf("nimbus-gateway did not become ready; see %s", filepath.Join(e.Dir, "gateway.log"))
+	return fmt.Errorf("nimbus-gateway did not become ready; see %s", filepath.Join(e.Dir, "gateway.log"))
 }
 
 // Signal sends sig to the gateway.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 )
 
 // A second, private environment runs a job and is stopped; nothing of it
@@ -29,7 +30,7 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	waitForInstances(ctx, t, env.Consul, "echo-teardown", 1)
+	testkit.WaitInstances(ctx, t, env.Consul, "echo-teardown", 1)
 	if len(mountsUnder(t, env.Dir)) == 0 {
 		t.Fatal("a running exec task should have mounts under the state dir; the check below would prove nothing")
 	}

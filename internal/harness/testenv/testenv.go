@@ -23,13 +23,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 )
 
 // Options shape the environment.
@@ -57,6 +58,10 @@ type Env struct {
 	nomadDataDir string
 	cgroupParent string
 	portSlot     *agents.PortSlot
+
+	gatewayOnce sync.Once
+	gateway     *Gateway
+	gatewayErr  error
 }
 
 // Start launches Consul, then Nomad, and waits until Consul has a leader and
@@ -166,6 +171,7 @@ func (e *Env) Stop() {
 		}
 		cancel()
 	}
+	e.gateway.Stop()
 	if e.nomadProc != nil {
 		e.nomadProc.Stop(10 * time.Second)
 	}
