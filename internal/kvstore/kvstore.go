@@ -46,19 +46,10 @@ type FunctionRecord struct {
 }
 
 // Encode serialises a record.
-func (r FunctionRecord) Encode() []byte {
-	b, _ := json.Marshal(r)
-	return b
-}
+func (r FunctionRecord) Encode() []byte { return encode(r) }
 
 // DecodeFunction parses a record.
-func DecodeFunction(b []byte) (FunctionRecord, error) {
-	var r FunctionRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("function record is not valid JSON: %w", err)
-	}
-	return r, nil
-}
+func DecodeFunction(b []byte) (FunctionRecord, error) { return decode[FunctionRecord](b, "function record") }
 
 // Route is an HTTP route to a function.
 type Route struct {
@@ -113,19 +104,10 @@ func (r Route) Overlaps(o Route) bool {
 }
 
 // Encode serialises a route.
-func (r Route) Encode() []byte {
-	b, _ := json.Marshal(r)
-	return b
-}
+func (r Route) Encode() []byte { return encode(r) }
 
 // DecodeRoute parses a route.
-func DecodeRoute(b []byte) (Route, error) {
-	var r Route
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, fmt.Errorf("route record is not valid JSON: %w", err)
-	}
-	return r, nil
-}
+func DecodeRoute(b []byte) (Route, error) { return decode[Route](b, "route record") }
 
 // Limits are a namespace's quotas.
 type Limits struct {
@@ -148,19 +130,10 @@ const MinUnreserved = 100
 func LimitsKey(namespace string) string { return LimitsPrefix + namespace }
 
 // Encode serialises limits.
-func (l Limits) Encode() []byte {
-	b, _ := json.Marshal(l)
-	return b
-}
+func (l Limits) Encode() []byte { return encode(l) }
 
 // DecodeLimits parses limits.
-func DecodeLimits(b []byte) (Limits, error) {
-	var l Limits
-	if err := json.Unmarshal(b, &l); err != nil {
-		return l, fmt.Errorf("limits record is not valid JSON: %w", err)
-	}
-	return l, nil
-}
+func DecodeLimits(b []byte) (Limits, error) { return decode[Limits](b, "limits record") }
 
 // CheckReservations explains when reservations leave too little of
 // max_concurrency unreserved; "" when they fit.
@@ -208,16 +181,23 @@ const (
 func KVTriggerKey(name string) string { return KVTriggersPrefix + name }
 
 // Encode serialises a trigger.
-func (t KVTrigger) Encode() []byte {
-	b, _ := json.Marshal(t)
+func (t KVTrigger) Encode() []byte { return encode(t) }
+
+// DecodeKVTrigger parses a trigger.
+func DecodeKVTrigger(b []byte) (KVTrigger, error) { return decode[KVTrigger](b, "trigger record") }
+
+// encode serialises a record. The records are plain structs of strings,
+// numbers and slices, which always marshal.
+func encode(v any) []byte {
+	b, _ := json.Marshal(v)
 	return b
 }
 
-// DecodeKVTrigger parses a trigger.
-func DecodeKVTrigger(b []byte) (KVTrigger, error) {
-	var t KVTrigger
-	if err := json.Unmarshal(b, &t); err != nil {
-		return t, fmt.Errorf("trigger record is not valid JSON: %w", err)
+// decode parses a record, naming what it is in the error.
+func decode[T any](b []byte, what string) (T, error) {
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, fmt.Errorf("%s is not valid JSON: %w", what, err)
 	}
-	return t, nil
+	return v, nil
 }
