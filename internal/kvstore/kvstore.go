@@ -49,7 +49,9 @@ type FunctionRecord struct {
 func (r FunctionRecord) Encode() []byte { return encode(r) }
 
 // DecodeFunction parses a record.
-func DecodeFunction(b []byte) (FunctionRecord, error) { return decode[FunctionRecord](b, "function record") }
+func DecodeFunction(b []byte) (FunctionRecord, error) {
+	return decode[FunctionRecord](b, "function record")
+}
 
 // Route is an HTTP route to a function.
 type Route struct {

@@ -21,8 +21,8 @@ import (
 
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 )
 
 // The usual ports, so that the Nomad and Consul CLIs work without settings.
