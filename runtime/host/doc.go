@@ -4,5 +4,6 @@
 // HTTP server), enforces each invocation's deadline and payload limits,
 // restarts the handler after a timeout or crash, and reports every
 // invocation in Lambda's START/END/REPORT format and in response headers
-// that the gateway meters. PROTOCOL.md documents the gateway-facing side.
+// that the gateway meters. The gateway-facing side is defined in
+// internal/protocol (PROTOCOL.md there).
 package host

@@ -12,7 +12,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
-// Handler serves the gateway-facing protocol (PROTOCOL.md): POST /invoke,
+// Handler serves the gateway-facing protocol (internal/protocol): POST /invoke,
 // GET /healthz and GET /metrics.
 func (h *Host) Handler() http.Handler {
 	mux := http.NewServeMux()

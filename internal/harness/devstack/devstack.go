@@ -23,6 +23,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 // The usual ports, so that the Nomad and Consul CLIs work without settings.
@@ -68,8 +69,8 @@ func (s Stack) Up(ctx context.Context) error {
 	// Function jobs mount nimbus-host and, for interpreters, /usr from the
 	// client (internal/nomadjob); `make dev` builds nimbus-host first.
 	nomadCfg.HostVolumes = map[string]string{
-		"nimbus-runtime": filepath.Join(s.Dir, "runtime"),
-		"nimbus-usr":     "/usr",
+		nomadjob.HostVolumeRuntime: filepath.Join(s.Dir, "runtime"),
+		nomadjob.HostVolumeUsr:     "/usr",
 	}
 	for _, bin := range []string{"nimbus-host", "nimbus-gateway"} {
 		if _, err := os.Stat(filepath.Join(s.Dir, "runtime", "bin", bin)); err != nil {
