@@ -44,22 +44,34 @@ func (d *clusterDataSource) Metadata(_ context.Context, req datasource.MetadataR
 
 func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest, resp *datasource.SchemaResponse) {
 	computed := func(desc string) schema.StringAttribute {
-		return schema.StringAttribute{Computed: true, MarkdownDescription: desc}
+		return schema.StringAttribute{
+			Computed:            true,
+			MarkdownDescription: desc,
+		}
 	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Checks that Nimbus can reach Nomad and Consul and reports what it finds. " +
 			"Read it before deploying functions: it fails with a clear error when either agent is unreachable, " +
 			"and `exec_driver_healthy` says whether any Nomad node can run function instances.",
 		Attributes: map[string]schema.Attribute{
-			"id":                computed("`<nomad_region>/<consul_datacenter>`."),
-			"nomad_address":     computed("The Nomad address that was checked."),
-			"nomad_region":      computed("The Nomad region that functions deploy to."),
-			"nomad_leader":      computed("RPC address of the Nomad region's leader."),
-			"nomad_version":     computed("Version of the Nomad agent answering the API."),
-			"nomad_ready_nodes": schema.Int64Attribute{Computed: true, MarkdownDescription: "Number of Nomad client nodes that are ready."},
-			"exec_nodes":        schema.Int64Attribute{Computed: true, MarkdownDescription: "Number of ready nodes whose `exec` driver is detected and healthy."},
-			"exec_driver_healthy": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether at least one ready node has a healthy `exec` driver, " +
-				"which Nimbus needs to run function instances (it requires Linux and a client running as root)."},
+			"id":            computed("`<nomad_region>/<consul_datacenter>`."),
+			"nomad_address": computed("The Nomad address that was checked."),
+			"nomad_region":  computed("The Nomad region that functions deploy to."),
+			"nomad_leader":  computed("RPC address of the Nomad region's leader."),
+			"nomad_version": computed("Version of the Nomad agent answering the API."),
+			"nomad_ready_nodes": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "Number of Nomad client nodes that are ready.",
+			},
+			"exec_nodes": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "Number of ready nodes whose `exec` driver is detected and healthy.",
+			},
+			"exec_driver_healthy": schema.BoolAttribute{
+				Computed: true,
+				MarkdownDescription: "Whether at least one ready node has a healthy `exec` driver, " +
+					"which Nimbus needs to run function instances (it requires Linux and a client running as root).",
+			},
 			"consul_address":    computed("The Consul address that was checked."),
 			"consul_datacenter": computed("The Consul datacenter."),
 			"consul_leader":     computed("RPC address of the Consul datacenter's leader."),

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/provider/schema"
-	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
@@ -49,10 +47,17 @@ type consulModel struct {
 
 func configSchema() schema.Schema {
 	str := func(desc string) schema.StringAttribute {
-		return schema.StringAttribute{Optional: true, MarkdownDescription: desc}
+		return schema.StringAttribute{
+			Optional:            true,
+			MarkdownDescription: desc,
+		}
 	}
 	secret := func(desc string) schema.StringAttribute {
-		return schema.StringAttribute{Optional: true, Sensitive: true, MarkdownDescription: desc}
+		return schema.StringAttribute{
+			Optional:            true,
+			Sensitive:           true,
+			MarkdownDescription: desc,
+		}
 	}
 	tlsAttrs := func(product, env string) map[string]schema.Attribute {
 		return map[string]schema.Attribute{
@@ -67,13 +72,19 @@ func configSchema() schema.Schema {
 	nomad["token"] = secret("Nomad ACL token. Defaults to `NOMAD_TOKEN`.")
 	nomad["region"] = str("Nomad region to deploy to. Defaults to `NOMAD_REGION`, then the agent's region.")
 	nomad["namespace"] = str("Nomad namespace to deploy to. Defaults to `NOMAD_NAMESPACE`, then `default`.")
-	nomad["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Nomad's TLS certificate. Insecure; for testing only. Defaults to `NOMAD_SKIP_VERIFY`."}
+	nomad["skip_verify"] = schema.BoolAttribute{
+		Optional:            true,
+		MarkdownDescription: "Skip verification of Nomad's TLS certificate. Insecure; for testing only. Defaults to `NOMAD_SKIP_VERIFY`.",
+	}
 
 	consul := tlsAttrs("Consul", "CONSUL")
 	consul["address"] = str("Address of the Consul HTTP API, as a URL or as `host:port` (then `CONSUL_HTTP_SSL` chooses https). Defaults to `CONSUL_HTTP_ADDR`, then `" + clients.DefaultConsulAddress + "`.")
 	consul["token"] = secret("Consul ACL token. Defaults to `CONSUL_HTTP_TOKEN`.")
 	consul["datacenter"] = str("Consul datacenter. Defaults to the agent's datacenter.")
-	consul["skip_verify"] = schema.BoolAttribute{Optional: true, MarkdownDescription: "Skip verification of Consul's TLS certificate. Insecure; for testing only. Defaults to the inverse of `CONSUL_HTTP_SSL_VERIFY`."}
+	consul["skip_verify"] = schema.BoolAttribute{
+		Optional:            true,
+		MarkdownDescription: "Skip verification of Consul's TLS certificate. Insecure; for testing only. Defaults to the inverse of `CONSUL_HTTP_SSL_VERIFY`.",
+	}
 
 	return schema.Schema{
 		MarkdownDescription: "Nimbus deploys serverless functions onto your own Nomad and Consul. " +
@@ -82,8 +93,14 @@ func configSchema() schema.Schema {
 			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`."),
 		},
 		Blocks: map[string]schema.Block{
-			"nomad":  schema.SingleNestedBlock{MarkdownDescription: "How to reach Nomad.", Attributes: nomad},
-			"consul": schema.SingleNestedBlock{MarkdownDescription: "How to reach Consul.", Attributes: consul},
+			"nomad": schema.SingleNestedBlock{
+				MarkdownDescription: "How to reach Nomad.",
+				Attributes:          nomad,
+			},
+			"consul": schema.SingleNestedBlock{
+				MarkdownDescription: "How to reach Consul.",
+				Attributes:          consul,
+			},
 		},
 	}
 }
@@ -226,40 +243,4 @@ func providerDataFrom(raw any, diags *diag.Diagnostics) *providerData {
 		diags.AddError("Unexpected provider data", fmt.Sprintf("got %T; this is a bug in the provider", raw))
 	}
 	return data
-}
-
-// nomadWrite and nomadQuery carry the provider's Nomad namespace and region.
-func (d *providerData) nomadWrite(ctx context.Context) *nomadapi.WriteOptions {
-	return (&nomadapi.WriteOptions{Namespace: d.Settings.Nomad.Namespace, Region: d.Settings.Nomad.Region}).WithContext(ctx)
-}
-
-func (d *providerData) nomadQuery(ctx context.Context) *nomadapi.QueryOptions {
-	return (&nomadapi.QueryOptions{Namespace: d.Settings.Nomad.Namespace, Region: d.Settings.Nomad.Region}).WithContext(ctx)
-}
-
-// saveModel reads the plan into a model, stores it with save (which may
-// fill computed values), and records it as the state: the create and update
-// of resources whose update is the same write.
-func saveModel[T any](ctx context.Context, planned tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics, what string, save func(context.Context, *T) error) {
-	var m T
-	diags.Append(planned.Get(ctx, &m)...)
-	if diags.HasError() {
-		return
-	}
-	if err := save(ctx, &m); err != nil {
-		diags.AddError("Cannot save the "+what, err.Error())
-		return
-	}
-	diags.Append(state.Set(ctx, &m)...)
-}
-
-// readRecord reads and decodes a KV record; found is false when the key is
-// gone (deleted outside Terraform), and the resource should leave the state.
-func readRecord[T any](ctx context.Context, c *consulapi.Client, key string, decode func([]byte) (T, error)) (rec T, found bool, err error) {
-	pair, _, err := c.KV().Get(key, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil || pair == nil {
-		return rec, false, err
-	}
-	rec, err = decode(pair.Value)
-	return rec, err == nil, err
 }

@@ -11,6 +11,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -69,7 +70,7 @@ func (r *functionResource) Delete(ctx context.Context, req resource.DeleteReques
 	defer cancel()
 	name := state.Name.ValueString()
 	for _, id := range []string{nomadjob.JobID(name), nomadjob.CanaryPrefix + name} {
-		if err := r.purge(ctx, id); err != nil {
+		if err := r.data.purgeJob(ctx, id); err != nil {
 			resp.Diagnostics.AddError("Cannot delete the function's Nomad job", fmt.Sprintf("purging %s: %v", id, err))
 			return
 		}
@@ -92,14 +93,14 @@ func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	name := state.Name.ValueString()
-	job, _, err := r.data.Nomad.Jobs().Info(nomadjob.JobID(name), r.data.nomadQuery(ctx))
-	if isNotFound(err) || (err == nil && job.Stop != nil && *job.Stop) {
-		// Deleted or stopped outside Terraform: plan to create it again.
-		resp.State.RemoveResource(ctx)
-		return
-	}
+	job, found, err := r.data.liveJob(ctx, nomadjob.JobID(name))
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the function's Nomad job", err.Error())
+		return
+	}
+	if !found {
+		// Deleted or stopped outside Terraform: plan to create it again.
+		resp.State.RemoveResource(ctx)
 		return
 	}
 	if err := fromJob(&state, job); err != nil {
@@ -205,7 +206,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		diags.AddError("Cannot reach Nomad", err.Error())
 		return diags
 	case prior == nil && existing.Meta[nomadjob.MetaManaged] != nomadjob.ManagedBy && (existing.Stop == nil || !*existing.Stop):
-		diags.AddAttributeError(attrPath("name"), "A Nomad job with this name exists",
+		diags.AddAttributeError(path.Root("name"), "A Nomad job with this name exists",
 			fmt.Sprintf("Job %s exists and is not managed by Nimbus. Choose another function name, or stop and purge that job.", *job.ID))
 		return diags
 	}
@@ -276,16 +277,16 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 	}
 	pkg, err := packaging.FromPath(plan.Source.ValueString())
 	if err != nil {
-		diags.AddAttributeError(attrPath("source"), "Cannot package source", err.Error())
+		diags.AddAttributeError(path.Root("source"), "Cannot package source", err.Error())
 		return nomadjob.Source{}, diags
 	}
 	if !plan.SourceSHA256.IsUnknown() && plan.SourceSHA256.ValueString() != pkg.SHA256 {
-		diags.AddAttributeError(attrPath("source"), "Source changed since plan",
+		diags.AddAttributeError(path.Root("source"), "Source changed since plan",
 			fmt.Sprintf("The plan packaged sha256:%s but the source now packages to sha256:%s. Run plan again.", plan.SourceSHA256.ValueString(), pkg.SHA256))
 		return nomadjob.Source{}, diags
 	}
 	if r.data.Artifacts == nil {
-		diags.AddAttributeError(attrPath("source"), "No gateway to upload to",
+		diags.AddAttributeError(path.Root("source"), "No gateway to upload to",
 			"Uploading source needs the Nimbus gateway: set gateway_url in the provider block or NIMBUS_GATEWAY_URL.")
 		return nomadjob.Source{}, diags
 	}
@@ -294,24 +295,4 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 		return nomadjob.Source{}, diags
 	}
 	return nomadjob.Source{URL: r.data.Artifacts.URL(pkg.SHA256), SHA256: pkg.SHA256}, diags
-}
-
-func (r *functionResource) purge(ctx context.Context, jobID string) error {
-	_, _, err := r.data.Nomad.Jobs().Deregister(jobID, true, r.data.nomadWrite(ctx))
-	if isNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-func isNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "404")
-}
-
-func deref[T any](p *T) T {
-	var zero T
-	if p == nil {
-		return zero
-	}
-	return *p
 }

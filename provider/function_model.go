@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
@@ -93,7 +94,7 @@ func (m functionModel) spec(ctx context.Context) (model.Function, diag.Diagnosti
 	if !m.BillingGranularity.IsNull() && !m.BillingGranularity.IsUnknown() {
 		g, err := model.ParseBillingGranularity(m.BillingGranularity.ValueString())
 		if err != nil {
-			diags.AddAttributeError(attrPath("billing_granularity"), "Invalid billing_granularity", err.Error())
+			diags.AddAttributeError(path.Root("billing_granularity"), "Invalid billing_granularity", err.Error())
 		}
 		f.BillingGranularity = g
 	}
@@ -111,7 +112,7 @@ func parseDuration(diags *diag.Diagnostics, attr string, v types.String) time.Du
 	}
 	d, err := time.ParseDuration(v.ValueString())
 	if err != nil {
-		diags.AddAttributeError(attrPath(attr), "Invalid "+attr, fmt.Sprintf("%q is not a duration: write it like \"30s\" or \"5m\"", v.ValueString()))
+		diags.AddAttributeError(path.Root(attr), "Invalid "+attr, fmt.Sprintf("%q is not a duration: write it like \"30s\" or \"5m\"", v.ValueString()))
 	}
 	return d
 }

@@ -38,10 +38,8 @@ func newFunctionResource() resource.Resource { return &functionResource{} }
 // functionResource is nimbus_function: a function packaged, uploaded to
 // the gateway's artifact store and run as a Nomad job.
 type functionResource struct {
-	data *providerData
+	withProviderData
 }
-
-func attrPath(name string) path.Path { return path.Root(name) }
 
 func (r *functionResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_function"
@@ -55,43 +53,60 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"and runs it as the Nomad job `nimbus-fn-<name>` under the sandboxed `exec` driver. A new version first runs " +
 			"as a one-instance canary job and replaces the function only once the canary passes its health check.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The function's name.", PlanModifiers: keep},
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The function's name.",
+				PlanModifiers:       keep,
+			},
 			"name": schema.StringAttribute{
 				Required:            true,
 				MarkdownDescription: "Function name: a DNS label (lowercase letters, digits, `-`), at most 63 characters, unique per Nomad namespace. Changing it replaces the function.",
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
-			"description": schema.StringAttribute{Optional: true, MarkdownDescription: "Shown in the Nomad UI as job meta. At most 256 characters."},
+			"description": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Shown in the Nomad UI as job meta. At most 256 characters.",
+			},
 			"runtime": schema.StringAttribute{
 				Required:            true,
 				MarkdownDescription: "One of `provided` (an executable speaking the Lambda Runtime API), `python3`, `nodejs`, `http` (an executable serving HTTP on `$PORT`).",
 				Validators:          []validator.String{stringvalidator.OneOf(model.Runtimes...)},
 			},
 			"handler": schema.StringAttribute{
-				Optional: true, Computed: true,
+				Optional:            true,
+				Computed:            true,
 				MarkdownDescription: "Entry point: `module.function` for `python3`, `file.export` for `nodejs`, a path to an executable in the source for `provided` and `http` (default `bootstrap`).",
 			},
 			"memory_mb": schema.Int64Attribute{
-				Optional: true, Computed: true, Default: int64default.StaticInt64(model.DefaultMemoryMB),
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(model.DefaultMemoryMB),
 				MarkdownDescription: "Memory per instance in MB, 64 to 10240. The instance is OOM-killed beyond it. Default 128.",
 				Validators:          []validator.Int64{int64validator.Between(model.MinMemoryMB, model.MaxMemoryMB)},
 			},
 			"cpu_mhz": schema.Int64Attribute{
-				Optional: true, Computed: true,
+				Optional:            true,
+				Computed:            true,
 				MarkdownDescription: "CPU per instance in MHz. Unset, it follows memory: 1 MHz per MB, at least 100.",
 				Validators:          []validator.Int64{int64validator.AtLeast(model.MinCPUMHz)},
 			},
 			"timeout": schema.StringAttribute{
-				Optional: true, Computed: true, Default: stringdefault.StaticString("3s"),
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("3s"),
 				MarkdownDescription: "Longest an invocation may run, as a duration from `1s` to `15m`. Default `3s`.",
 				Validators:          []validator.String{durationBetween("timeout", model.MinTimeout, model.MaxTimeout)},
 			},
 			"environment": schema.MapAttribute{
-				ElementType: types.StringType, Optional: true, Sensitive: false,
+				ElementType:         types.StringType,
+				Optional:            true,
+				Sensitive:           false,
 				MarkdownDescription: "Environment variables for the handler, at most 4 KB in all. Names the runtime sets (`AWS_LAMBDA_*`, `_HANDLER`, `LAMBDA_TASK_ROOT`, `NIMBUS_*`, `NOMAD_*`, ...) are refused.",
 			},
 			"concurrency": schema.Int64Attribute{
-				Optional: true, Computed: true, Default: int64default.StaticInt64(1),
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(1),
 				MarkdownDescription: "Invocations one instance serves at once. Above 1 only for the `http` runtime. Default 1.",
 				Validators:          []validator.Int64{int64validator.Between(1, model.MaxConcurrency)},
 			},
@@ -101,22 +116,30 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Validators:          []validator.Int64{int64validator.AtLeast(1)},
 			},
 			"min_instances": schema.Int64Attribute{
-				Optional: true, Computed: true, Default: int64default.StaticInt64(0),
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(0),
 				MarkdownDescription: "Instances kept running when idle; 0 scales to zero. Default 0.",
 				Validators:          []validator.Int64{int64validator.AtLeast(0)},
 			},
 			"max_instances": schema.Int64Attribute{
-				Optional: true, Computed: true, Default: int64default.StaticInt64(model.DefaultMaxInst),
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(model.DefaultMaxInst),
 				MarkdownDescription: "Most instances the gateway scales to. Default 10.",
 				Validators:          []validator.Int64{int64validator.AtLeast(1)},
 			},
 			"idle_timeout": schema.StringAttribute{
-				Optional: true, Computed: true, Default: stringdefault.StaticString("5m"),
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("5m"),
 				MarkdownDescription: "Time without traffic after which the gateway scales down to `min_instances`, `10s` to `24h`. Default `5m`.",
 				Validators:          []validator.String{durationBetween("idle_timeout", model.MinIdle, model.MaxIdle)},
 			},
 			"billing_granularity": schema.StringAttribute{
-				Optional: true, Computed: true, Default: stringdefault.StaticString("1ms"),
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("1ms"),
 				MarkdownDescription: "Rounding of billed durations: `1ms` (default) or `100ms`.",
 				Validators:          []validator.String{stringvalidator.OneOf("1ms", "100ms")},
 			},
@@ -129,22 +152,29 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "A go-getter URL of an existing zip that Nomad fetches directly; requires `source_sha256`. Conflicts with `source`.",
 			},
 			"source_sha256": schema.StringAttribute{
-				Optional: true, Computed: true,
+				Optional:            true,
+				Computed:            true,
 				MarkdownDescription: "sha256 of the zip. Computed from `source` at plan time, so a code change shows as a change of this value; required with `source_url`.",
 				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[0-9a-f]{64}$`), "must be 64 lowercase hex characters")},
 			},
-			"job_id":     schema.StringAttribute{Computed: true, MarkdownDescription: "The Nomad job, `nimbus-fn-<name>`.", PlanModifiers: keep},
-			"version":    schema.Int64Attribute{Computed: true, MarkdownDescription: "The Nomad job version now running."},
-			"invoke_url": schema.StringAttribute{Computed: true, MarkdownDescription: "The gateway's invoke endpoint for this function, empty without `gateway_url`."},
+			"job_id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The Nomad job, `nimbus-fn-<name>`.",
+				PlanModifiers:       keep,
+			},
+			"version": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "The Nomad job version now running.",
+			},
+			"invoke_url": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The gateway's invoke endpoint for this function, empty without `gateway_url`.",
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
 		},
 	}
-}
-
-func (r *functionResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // ValidateConfig checks every rule of the model whose inputs are known, so
@@ -160,7 +190,7 @@ func (r *functionResource) ValidateConfig(ctx context.Context, req resource.Vali
 	if err := f.Validate(); err != nil {
 		for _, fe := range model.AsFieldErrors(err) {
 			if m.known(fe.Field) && !schemaValidated(fe.Field) {
-				resp.Diagnostics.AddAttributeError(attrPath(fe.Field), "Invalid "+fe.Field, fe.Message)
+				resp.Diagnostics.AddAttributeError(path.Root(fe.Field), "Invalid "+fe.Field, fe.Message)
 			}
 		}
 	}
@@ -168,19 +198,19 @@ func (r *functionResource) ValidateConfig(ctx context.Context, req resource.Vali
 	hasURL := !m.SourceURL.IsNull()
 	switch {
 	case hasSource && hasURL:
-		resp.Diagnostics.AddAttributeError(attrPath("source_url"), "Conflicting sources", "Set either source (a local directory or zip) or source_url, not both.")
+		resp.Diagnostics.AddAttributeError(path.Root("source_url"), "Conflicting sources", "Set either source (a local directory or zip) or source_url, not both.")
 	case !hasSource && !hasURL:
-		resp.Diagnostics.AddAttributeError(attrPath("source"), "Missing source", "Set source to the function's code (a directory or a .zip file), or source_url with source_sha256.")
+		resp.Diagnostics.AddAttributeError(path.Root("source"), "Missing source", "Set source to the function's code (a directory or a .zip file), or source_url with source_sha256.")
 	case hasURL && m.SourceSHA256.IsNull():
-		resp.Diagnostics.AddAttributeError(attrPath("source_sha256"), "Missing source_sha256", "source_url needs source_sha256, the sha256 of the zip, so Nomad can verify what it fetches.")
+		resp.Diagnostics.AddAttributeError(path.Root("source_sha256"), "Missing source_sha256", "source_url needs source_sha256, the sha256 of the zip, so Nomad can verify what it fetches.")
 	case hasSource && !m.Source.IsUnknown():
 		if _, err := os.Stat(m.Source.ValueString()); err != nil {
-			resp.Diagnostics.AddAttributeError(attrPath("source"), "Source not found",
+			resp.Diagnostics.AddAttributeError(path.Root("source"), "Source not found",
 				fmt.Sprintf("%s: %v. Point source at the function's directory or zip, relative to the configuration (path.module helps).", m.Source.ValueString(), err))
 		}
 	}
 	if hasSource && !m.SourceSHA256.IsNull() && !m.SourceSHA256.IsUnknown() {
-		resp.Diagnostics.AddAttributeError(attrPath("source_sha256"), "source_sha256 is computed from source",
+		resp.Diagnostics.AddAttributeError(path.Root("source_sha256"), "source_sha256 is computed from source",
 			"Leave source_sha256 unset with source; Nimbus computes it. Set it only with source_url.")
 	}
 }
@@ -210,18 +240,18 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	if !plan.Source.IsNull() && !plan.Source.IsUnknown() {
 		pkg, err := packaging.FromPath(plan.Source.ValueString())
 		if err != nil {
-			resp.Diagnostics.AddAttributeError(attrPath("source"), "Cannot package source", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("source"), "Cannot package source", err.Error())
 			return
 		}
-		plan.SourceSHA256 = typesString(pkg.SHA256)
+		plan.SourceSHA256 = types.StringValue(pkg.SHA256)
 	}
 	if plan.Handler.IsUnknown() && !plan.Runtime.IsUnknown() {
 		if h := (model.Function{Runtime: plan.Runtime.ValueString()}).WithDefaults().Handler; h != "" {
-			plan.Handler = typesString(h)
+			plan.Handler = types.StringValue(h)
 		}
 	}
 	if plan.CPUMHz.IsUnknown() && !plan.MemoryMB.IsUnknown() {
-		plan.CPUMHz = typesInt64(int64(model.Function{MemoryMB: int(plan.MemoryMB.ValueInt64())}.EffectiveCPUMHz()))
+		plan.CPUMHz = types.Int64Value(int64(model.Function{MemoryMB: int(plan.MemoryMB.ValueInt64())}.EffectiveCPUMHz()))
 	}
 	if !plan.ReservedConcurrency.IsNull() && !plan.ReservedConcurrency.IsUnknown() && !plan.Name.IsUnknown() && r.data != nil && r.data.Consul != nil {
 		resp.Diagnostics.Append(r.checkReservation(ctx, plan)...)
@@ -231,8 +261,8 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	}
 	if !plan.Name.IsUnknown() {
 		plan.ID = plan.Name
-		plan.JobID = typesString("nimbus-fn-" + plan.Name.ValueString())
-		plan.InvokeURL = typesString(r.invokeURL(plan.Name.ValueString()))
+		plan.JobID = types.StringValue("nimbus-fn-" + plan.Name.ValueString())
+		plan.InvokeURL = types.StringValue(r.invokeURL(plan.Name.ValueString()))
 	}
 	// version changes only when the job does.
 	if !req.State.Raw.IsNull() {
@@ -276,28 +306,24 @@ func (r *functionResource) ImportState(ctx context.Context, req resource.ImportS
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), name)...)
 }
 
-func typesString(s string) types.String { return types.StringValue(s) }
-func typesInt64(i int64) types.Int64    { return types.Int64Value(i) }
-
 // checkReservation refuses, at plan time, a reservation that would leave
 // less than 100 of the namespace's max_concurrency unreserved.
 func (r *functionResource) checkReservation(ctx context.Context, plan functionModel) diag.Diagnostics {
 	var diags diag.Diagnostics
-	ns := r.data.Settings.Nomad.Namespace
-	if ns == "" {
-		ns = "default"
-	}
+	ns := namespaceOrDefault(r.data.Settings.Nomad.Namespace)
 	limits, err := limitsFor(ctx, r.data.Consul, ns)
-	if err != nil {
-		return diags // Consul unreachable at plan: checked again at apply by the gateway's own accounting
+	var reserved map[string]int
+	if err == nil {
+		reserved, err = reservations(ctx, r.data.Consul, ns, plan.Name.ValueString())
 	}
-	reserved, err := reservations(ctx, r.data.Consul, ns, plan.Name.ValueString())
 	if err != nil {
+		checkSkipped(&diags, path.Root("reserved_concurrency"), "the namespace's reserved concurrency", err,
+			"The plan goes on; the gateway still enforces max_concurrency with its own accounting.")
 		return diags
 	}
 	reserved[plan.Name.ValueString()] = int(plan.ReservedConcurrency.ValueInt64())
 	if msg := kvstore.CheckReservations(limits.MaxConcurrency, reserved); msg != "" {
-		diags.AddAttributeError(attrPath("reserved_concurrency"), "Too much reserved concurrency", "In namespace "+ns+", "+msg+".")
+		diags.AddAttributeError(path.Root("reserved_concurrency"), "Too much reserved concurrency", "In namespace "+ns+", "+msg+".")
 	}
 	return diags
 }

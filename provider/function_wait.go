@@ -10,6 +10,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -21,13 +22,17 @@ import (
 func (r *functionResource) runCanary(ctx context.Context, f model.Function, src nomadjob.Source, opts nomadjob.Options) error {
 	job := nomadjob.RenderCanary(f, src, opts)
 	id := *job.ID
-	if err := r.purge(ctx, id); err != nil {
+	if err := r.data.purgeJob(ctx, id); err != nil {
 		return err
 	}
 	defer func() {
 		cleanup, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = r.purge(cleanup, id)
+		// Best effort: the next deploy and the function's delete purge
+		// the canary again, so a failure here only leaves it for a while.
+		if err := r.data.purgeJob(cleanup, id); err != nil {
+			tflog.Warn(ctx, "Cannot purge the canary job", map[string]any{"job_id": id, "error": err.Error()})
+		}
 	}()
 	if _, _, err := r.data.Nomad.Jobs().Register(job, r.data.nomadWrite(ctx)); err != nil {
 		return fmt.Errorf("Nomad refused the canary job %s: %w", id, err)

@@ -11,7 +11,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -36,7 +37,7 @@ func newHTTPRouteResource() resource.Resource { return &httpRouteResource{} }
 // httpRouteResource is nimbus_http_route: the gateway serves matching HTTP
 // requests by invoking a function with an API Gateway v2 event.
 type httpRouteResource struct {
-	data *providerData
+	withProviderData
 }
 
 type httpRouteModel struct {
@@ -64,47 +65,63 @@ func (r *httpRouteResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			"Routes live in Consul KV under `nimbus/routes/`; the gateway picks up changes without a restart. " +
 			"Exact paths win over prefixes, longer prefixes over shorter ones.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "What the route matches: `[host]path[*] [METHODS]` (`*` marks a prefix). Import by it.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"function": schema.StringAttribute{Required: true, MarkdownDescription: "Name of the function to invoke; reference `nimbus_function.<x>.name` so the function is created first.",
-				Validators: []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`), "must be a function name (a DNS label)")}},
-			"path": schema.StringAttribute{Required: true, PlanModifiers: replace,
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "What the route matches: `[host]path[*] [METHODS]` (`*` marks a prefix). Import by it.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"function": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Name of the function to invoke; reference `nimbus_function.<x>.name` so the function is created first.",
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`), "must be a function name (a DNS label)")},
+			},
+			"path": schema.StringAttribute{
+				Required:            true,
+				PlanModifiers:       replace,
 				MarkdownDescription: "Path to match, starting with `/`. Paths of the gateway's own API (`/v1/`, `/2015-03-31/`, `/metrics`, `/healthz`) are refused.",
-				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^/[^\s?#]*$`), "must start with / and hold no spaces, query or fragment")}},
-			"match": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("prefix"), PlanModifiers: replace,
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^/[^\s?#]*$`), "must start with / and hold no spaces, query or fragment")},
+			},
+			"match": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("prefix"),
+				PlanModifiers:       replace,
 				MarkdownDescription: "`prefix` (default: the path and everything below it, by whole segments) or `exact`.",
-				Validators:          []validator.String{stringvalidator.OneOf("prefix", "exact")}},
-			"methods": schema.SetAttribute{ElementType: types.StringType, Optional: true,
+				Validators:          []validator.String{stringvalidator.OneOf("prefix", "exact")},
+			},
+			"methods": schema.SetAttribute{
+				ElementType:         types.StringType,
+				Optional:            true,
 				PlanModifiers:       []planmodifier.Set{setplanmodifier.RequiresReplace()},
 				MarkdownDescription: "HTTP methods to match, uppercase (`GET`, `POST`, ...). Unset: any method.",
 				Validators: []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(stringvalidator.OneOf(
-					http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions))}},
-			"host": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+					http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions))},
+			},
+			"host": schema.StringAttribute{
+				Optional:            true,
+				PlanModifiers:       replace,
 				MarkdownDescription: "Host to match (without port). Unset: any host.",
-				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[A-Za-z0-9.-]+$`), "must be a host name without scheme or port")}},
-			"url": schema.StringAttribute{Computed: true, MarkdownDescription: "The route on the gateway (for routes without a host).",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[A-Za-z0-9.-]+$`), "must be a host name without scheme or port")},
+			},
+			"url": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The route on the gateway (for routes without a host).",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
 		},
 	}
 }
 
-func (r *httpRouteResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
-}
-
 // route builds the record from a model whose match attributes are known.
-func (m httpRouteModel) route(ctx context.Context) kvstore.Route {
-	var methods []string
-	if !m.Methods.IsNull() && !m.Methods.IsUnknown() {
-		_ = m.Methods.ElementsAs(ctx, &methods, false)
-	}
+func (m httpRouteModel) route(ctx context.Context) (kvstore.Route, diag.Diagnostics) {
+	methods, diags := setStrings(ctx, m.Methods)
 	sort.Strings(methods)
 	rt := kvstore.Route{Function: m.Function.ValueString(), Host: m.Host.ValueString(), Path: m.Path.ValueString(), Match: m.Match.ValueString(), Methods: methods}
 	if rt.Match == "" {
 		rt.Match = "prefix"
 	}
 	rt.ID = kvstore.RouteID(rt.Host, rt.Path, rt.Match, rt.Methods)
-	return rt
+	return rt, diags
 }
 
 func (m httpRouteModel) matchKnown() bool {
@@ -130,20 +147,34 @@ func (r *httpRouteResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 			return
 		}
 	}
-	rt := plan.route(ctx)
-	plan.ID = types.StringValue(rt.ID)
-	if r.data != nil && r.data.Settings.Gateway.URL != "" && rt.Host == "" {
-		plan.URL = types.StringValue(r.data.Settings.Gateway.URL + rt.Path)
-	} else {
-		plan.URL = types.StringValue("")
+	rt, diags := plan.route(ctx)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
 	}
+	plan.ID = types.StringValue(rt.ID)
+	plan.URL = types.StringValue(r.url(rt))
 	if r.data != nil && r.data.Consul != nil {
-		if other, err := r.conflict(ctx, rt); err == nil && other != nil {
+		other, err := r.conflict(ctx, rt)
+		switch {
+		case err != nil:
+			checkSkipped(&resp.Diagnostics, path.Root("path"), "for conflicting routes", err,
+				"The plan goes on; apply checks again before it writes the route.")
+		case other != nil:
 			resp.Diagnostics.AddAttributeError(path.Root("path"), "Conflicting route", conflictMessage(rt, *other))
 			return
 		}
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// url is where the gateway serves a route without a host; empty for
+// routes with a host or without gateway_url.
+func (r *httpRouteResource) url(rt kvstore.Route) string {
+	if r.data == nil || r.data.Settings.Gateway.URL == "" || rt.Host != "" {
+		return ""
+	}
+	return r.data.Settings.Gateway.URL + rt.Path
 }
 
 // conflict finds another route that matches the same requests.
@@ -169,13 +200,23 @@ func conflictMessage(rt, other kvstore.Route) string {
 		rt.ID, other.ID, other.Function)
 }
 
-func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+// plannedRoute reads the plan of an apply and the route it describes.
+func plannedRoute(ctx context.Context, planned tfsdk.Plan, diags *diag.Diagnostics) (httpRouteModel, kvstore.Route, bool) {
 	var plan httpRouteModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
+	diags.Append(planned.Get(ctx, &plan)...)
+	if diags.HasError() {
+		return plan, kvstore.Route{}, false
+	}
+	rt, d := plan.route(ctx)
+	diags.Append(d...)
+	return plan, rt, !diags.HasError()
+}
+
+func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	plan, rt, ok := plannedRoute(ctx, req.Plan, &resp.Diagnostics)
+	if !ok {
 		return
 	}
-	rt := plan.route(ctx)
 	kv := r.data.Consul.KV()
 	if pair, _, err := kv.Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil {
 		resp.Diagnostics.AddError("Cannot read Consul KV", err.Error())
@@ -193,12 +234,12 @@ func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateReque
 		return
 	}
 	// Create only: another apply may have raced us to the same route.
-	ok, _, err := kv.CAS(&consulapi.KVPair{Key: kvstore.RouteKey(rt.ID), Value: rt.Encode(), ModifyIndex: 0}, (&consulapi.WriteOptions{}).WithContext(ctx))
+	written, _, err := kv.CAS(&consulapi.KVPair{Key: kvstore.RouteKey(rt.ID), Value: rt.Encode(), ModifyIndex: 0}, (&consulapi.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot write the route to Consul KV", err.Error())
 		return
 	}
-	if !ok {
+	if !written {
 		resp.Diagnostics.AddAttributeError(path.Root("path"), "Conflicting route", fmt.Sprintf("The route %q already exists; import it or remove it first.", rt.ID))
 		return
 	}
@@ -207,51 +248,28 @@ func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateReque
 }
 
 func (r *httpRouteResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state httpRouteModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	rt, found, err := readRecord(ctx, r.data.Consul, kvstore.RouteKey(state.ID.ValueString()), kvstore.DecodeRoute)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the route from Consul KV", err.Error())
-		return
-	}
-	if !found {
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	state.Function = types.StringValue(rt.Function)
-	state.Path = types.StringValue(rt.Path)
-	state.Match = types.StringValue(rt.Match)
-	if rt.Host != "" || !state.Host.IsNull() {
-		state.Host = types.StringValue(rt.Host)
-	}
-	if len(rt.Methods) > 0 {
-		elems := make([]attr.Value, len(rt.Methods))
-		for i, m := range rt.Methods {
-			elems[i] = types.StringValue(m)
+	readKV(ctx, r.data.Consul, req, resp, "route", kvstore.RouteKey, kvstore.DecodeRoute, func(state *httpRouteModel, rt kvstore.Route) {
+		state.Function = types.StringValue(rt.Function)
+		state.Path = types.StringValue(rt.Path)
+		state.Match = types.StringValue(rt.Match)
+		if rt.Host != "" || !state.Host.IsNull() {
+			state.Host = types.StringValue(rt.Host)
 		}
-		state.Methods = types.SetValueMust(types.StringType, elems)
-	} else {
-		state.Methods = types.SetNull(types.StringType)
-	}
-	if r.data.Settings.Gateway.URL != "" && rt.Host == "" {
-		state.URL = types.StringValue(r.data.Settings.Gateway.URL + rt.Path)
-	} else {
-		state.URL = types.StringValue("")
-	}
-	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+		if len(rt.Methods) > 0 {
+			state.Methods = stringSet(rt.Methods)
+		} else {
+			state.Methods = types.SetNull(types.StringType)
+		}
+		state.URL = types.StringValue(r.url(rt))
+	})
 }
 
 // Update can only change the function: everything else replaces the route.
 func (r *httpRouteResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan httpRouteModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	if resp.Diagnostics.HasError() {
+	plan, rt, ok := plannedRoute(ctx, req.Plan, &resp.Diagnostics)
+	if !ok {
 		return
 	}
-	rt := plan.route(ctx)
 	if pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil || pair == nil {
 		resp.Diagnostics.AddAttributeError(path.Root("function"), "Unknown function", fmt.Sprintf("No function %q exists (err %v).", rt.Function, err))
 		return
@@ -264,16 +282,9 @@ func (r *httpRouteResource) Update(ctx context.Context, req resource.UpdateReque
 }
 
 func (r *httpRouteResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state httpRouteModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if _, err := r.data.Consul.KV().Delete(kvstore.RouteKey(state.ID.ValueString()), (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		resp.Diagnostics.AddError("Cannot delete the route from Consul KV", err.Error())
-	}
+	deleteKV(ctx, r.data.Consul, req, resp, "route", kvstore.RouteKey)
 }
 
 func (r *httpRouteResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }

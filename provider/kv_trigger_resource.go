@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
-	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -35,7 +35,7 @@ func newKVTriggerResource() resource.Resource { return &kvTriggerResource{} }
 // kvTriggerResource is nimbus_kv_trigger: the gateway invokes a function
 // with batches of changes under a Consul KV prefix.
 type kvTriggerResource struct {
-	data *providerData
+	withProviderData
 }
 
 type kvTriggerModel struct {
@@ -62,38 +62,64 @@ func (r *kvTriggerResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			"one batch. A failing batch is retried with backoff `max_retries` times, then recorded under " +
 			"`nimbus/dead-letter/kv/<name>/`. A Consul session lock makes exactly one gateway run each trigger.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The trigger's name.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"name": schema.StringAttribute{Required: true, MarkdownDescription: "Trigger name (a DNS label). Changing it replaces the trigger and restarts its progress.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
-			"function": schema.StringAttribute{Required: true, MarkdownDescription: "Name of the function to invoke."},
-			"prefix": schema.StringAttribute{Required: true, MarkdownDescription: "Consul KV prefix to watch, such as `orders/`. Keys under `nimbus/` are Nimbus's own and refused.",
-				Validators: []validator.String{stringvalidator.LengthAtLeast(1)}},
-			"events": schema.SetAttribute{ElementType: types.StringType, Optional: true, Computed: true,
-				Default:             setdefault.StaticValue(types.SetValueMust(types.StringType, []attr.Value{types.StringValue("put"), types.StringValue("delete")})),
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The trigger's name.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Trigger name (a DNS label). Changing it replaces the trigger and restarts its progress.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"function": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Name of the function to invoke.",
+			},
+			"prefix": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Consul KV prefix to watch, such as `orders/`. Keys under `nimbus/` are Nimbus's own and refused.",
+				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+			},
+			"events": schema.SetAttribute{
+				ElementType:         types.StringType,
+				Optional:            true,
+				Computed:            true,
+				Default:             setdefault.StaticValue(stringSet([]string{"put", "delete"})),
 				MarkdownDescription: "Changes to deliver: `put` (created or modified keys) and `delete`. Default both.",
-				Validators:          []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(stringvalidator.OneOf("put", "delete"))}},
-			"batch_size": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(100),
-				MarkdownDescription: "Most records per invocation, 1 to 1000. Default 100.", Validators: []validator.Int64{int64validator.Between(1, 1000)}},
-			"starting_position": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("latest"),
+				Validators:          []validator.Set{setvalidator.SizeAtLeast(1), setvalidator.ValueStringsAre(stringvalidator.OneOf("put", "delete"))},
+			},
+			"batch_size": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(100),
+				MarkdownDescription: "Most records per invocation, 1 to 1000. Default 100.",
+				Validators:          []validator.Int64{int64validator.Between(1, 1000)},
+			},
+			"starting_position": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("latest"),
 				MarkdownDescription: "`latest` (default): only changes after the trigger starts; `existing`: the keys already there are delivered first, as INSERTs.",
-				Validators:          []validator.String{stringvalidator.OneOf("latest", "existing")}},
-			"max_retries": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(3),
-				MarkdownDescription: "Retries of a failing batch before it goes to the dead-letter prefix, 0 to 10. Default 3.", Validators: []validator.Int64{int64validator.Between(0, 10)}},
+				Validators:          []validator.String{stringvalidator.OneOf("latest", "existing")},
+			},
+			"max_retries": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(3),
+				MarkdownDescription: "Retries of a failing batch before it goes to the dead-letter prefix, 0 to 10. Default 3.",
+				Validators:          []validator.Int64{int64validator.Between(0, 10)},
+			},
 		},
 	}
 }
 
-func (r *kvTriggerResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
-}
-
-func (m kvTriggerModel) record(ctx context.Context) kvstore.KVTrigger {
-	var events []string
-	_ = m.Events.ElementsAs(ctx, &events, false)
+func (m kvTriggerModel) record(ctx context.Context) (kvstore.KVTrigger, diag.Diagnostics) {
+	events, diags := setStrings(ctx, m.Events)
 	return kvstore.KVTrigger{
 		Name: m.Name.ValueString(), Function: m.Function.ValueString(), Prefix: m.Prefix.ValueString(), Events: events,
 		BatchSize: int(m.BatchSize.ValueInt64()), StartingPosition: m.StartingPosition.ValueString(), MaxRetries: int(m.MaxRetries.ValueInt64()),
-	}
+	}, diags
 }
 
 func (r *kvTriggerResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -113,67 +139,45 @@ func (r *kvTriggerResource) ValidateConfig(ctx context.Context, req resource.Val
 	}
 }
 
-func (r *kvTriggerResource) write(ctx context.Context, m *kvTriggerModel) error {
-	rec := m.record(ctx)
+func (r *kvTriggerResource) write(ctx context.Context, m *kvTriggerModel) diag.Diagnostics {
+	rec, diags := m.record(ctx)
+	if diags.HasError() {
+		return diags
+	}
 	_, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.KVTriggerKey(rec.Name), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx))
 	m.ID = m.Name
-	return err
+	return append(diags, saveFailed("KV trigger", err)...)
 }
 
 func (r *kvTriggerResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "KV trigger", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
 }
 
 func (r *kvTriggerResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "KV trigger", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
 }
 
 func (r *kvTriggerResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state kvTriggerModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	t, found, err := readRecord(ctx, r.data.Consul, kvstore.KVTriggerKey(state.ID.ValueString()), kvstore.DecodeKVTrigger)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the trigger from Consul KV", err.Error())
-		return
-	}
-	if !found {
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	events := make([]attr.Value, len(t.Events))
-	for i, e := range t.Events {
-		events[i] = types.StringValue(e)
-	}
-	state.Name = types.StringValue(t.Name)
-	state.Function = types.StringValue(t.Function)
-	state.Prefix = types.StringValue(t.Prefix)
-	state.Events = types.SetValueMust(types.StringType, events)
-	state.BatchSize = types.Int64Value(int64(t.BatchSize))
-	state.StartingPosition = types.StringValue(t.StartingPosition)
-	state.MaxRetries = types.Int64Value(int64(t.MaxRetries))
-	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+	readKV(ctx, r.data.Consul, req, resp, "trigger", kvstore.KVTriggerKey, kvstore.DecodeKVTrigger, func(state *kvTriggerModel, t kvstore.KVTrigger) {
+		state.Name = types.StringValue(t.Name)
+		state.Function = types.StringValue(t.Function)
+		state.Prefix = types.StringValue(t.Prefix)
+		state.Events = stringSet(t.Events)
+		state.BatchSize = types.Int64Value(int64(t.BatchSize))
+		state.StartingPosition = types.StringValue(t.StartingPosition)
+		state.MaxRetries = types.Int64Value(int64(t.MaxRetries))
+	})
 }
 
 // Delete removes the trigger and its progress; dead letters stay for
 // inspection under nimbus/dead-letter/kv/<name>/.
 func (r *kvTriggerResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state kvTriggerModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	wq := (&consulapi.WriteOptions{}).WithContext(ctx)
-	for _, key := range []string{kvstore.KVTriggerKey(state.ID.ValueString()), kvstore.KVTriggerState + state.ID.ValueString()} {
-		if _, err := r.data.Consul.KV().Delete(key, wq); err != nil {
-			resp.Diagnostics.AddError("Cannot delete the trigger from Consul KV", err.Error())
-			return
-		}
-	}
+	deleteKV(ctx, r.data.Consul, req, resp, "trigger", kvstore.KVTriggerKey, kvTriggerStateKey)
 }
 
+// kvTriggerStateKey is where the gateway keeps a trigger's progress.
+func kvTriggerStateKey(name string) string { return kvstore.KVTriggerState + name }
+
 func (r *kvTriggerResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }

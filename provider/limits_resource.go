@@ -6,6 +6,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -30,7 +31,7 @@ func newLimitsResource() resource.Resource { return &limitsResource{} }
 // limitsResource is nimbus_limits: a namespace's quotas, which the gateway
 // enforces live.
 type limitsResource struct {
-	data *providerData
+	withProviderData
 }
 
 type limitsModel struct {
@@ -60,23 +61,37 @@ func (r *limitsResource) Schema(_ context.Context, _ resource.SchemaRequest, res
 			"comes out of `max_concurrency`, and at least 100 must stay unreserved. Without this resource a namespace has " +
 			"`max_concurrency = 1000` and no instance or memory limit.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The namespace.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"namespace": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("default"),
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The namespace.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"namespace": schema.StringAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             stringdefault.StaticString("default"),
 				MarkdownDescription: "Nomad namespace the limits apply to. Default `default`.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()}},
-			"max_concurrency": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(kvstore.DefaultMaxConcurrency),
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"max_concurrency": schema.Int64Attribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             int64default.StaticInt64(kvstore.DefaultMaxConcurrency),
 				MarkdownDescription: "Most invocations in flight (including those waiting for an instance) across the namespace. Default 1000.",
-				Validators:          []validator.Int64{int64validator.AtLeast(1)}},
-			"max_instances": schema.Int64Attribute{Optional: true, MarkdownDescription: "Most running instances across the namespace's functions. Unset: no limit.",
-				Validators: []validator.Int64{int64validator.AtLeast(1)}},
-			"max_memory_mb": schema.Int64Attribute{Optional: true, MarkdownDescription: "Most memory of running instances across the namespace, in MB. Unset: no limit.",
-				Validators: []validator.Int64{int64validator.AtLeast(64)}},
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
+			},
+			"max_instances": schema.Int64Attribute{
+				Optional:            true,
+				MarkdownDescription: "Most running instances across the namespace's functions. Unset: no limit.",
+				Validators:          []validator.Int64{int64validator.AtLeast(1)},
+			},
+			"max_memory_mb": schema.Int64Attribute{
+				Optional:            true,
+				MarkdownDescription: "Most memory of running instances across the namespace, in MB. Unset: no limit.",
+				Validators:          []validator.Int64{int64validator.AtLeast(64)},
+			},
 		},
 	}
-}
-
-func (r *limitsResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 // ModifyPlan refuses, at plan time, a max_concurrency that the functions'
@@ -92,7 +107,9 @@ func (r *limitsResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	}
 	reserved, err := reservations(ctx, r.data.Consul, plan.Namespace.ValueString(), "")
 	if err != nil {
-		return // checked again by the gateway; Consul may be unreachable at plan
+		checkSkipped(&resp.Diagnostics, path.Root("max_concurrency"), "the functions' reserved concurrency", err,
+			"The plan goes on; the gateway still enforces the limits with its own accounting.")
+		return
 	}
 	if msg := kvstore.CheckReservations(int(plan.MaxConcurrency.ValueInt64()), reserved); msg != "" {
 		resp.Diagnostics.AddAttributeError(path.Root("max_concurrency"), "Too little unreserved concurrency", "Functions' "+msg+".")
@@ -101,99 +118,36 @@ func (r *limitsResource) ModifyPlan(ctx context.Context, req resource.ModifyPlan
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
 }
 
-// reservations reads the functions' reserved_concurrency in a namespace
-// from KV, leaving out one function (the one being planned).
-func reservations(ctx context.Context, c *consulapi.Client, namespace, except string) (map[string]int, error) {
-	pairs, _, err := c.KV().List(kvstore.FunctionsPrefix, (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]int{}
-	for _, p := range pairs {
-		rec, err := kvstore.DecodeFunction(p.Value)
-		if err != nil || rec.Name == except {
-			continue
-		}
-		ns := rec.Namespace
-		if ns == "" {
-			ns = "default"
-		}
-		if ns == namespace && rec.ReservedConcurrency > 0 {
-			out[rec.Name] = rec.ReservedConcurrency
-		}
-	}
-	return out, nil
-}
-
-// limitsFor reads a namespace's limits from KV, or the defaults.
-func limitsFor(ctx context.Context, c *consulapi.Client, namespace string) (kvstore.Limits, error) {
-	pair, _, err := c.KV().Get(kvstore.LimitsKey(namespace), (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return kvstore.Limits{}, err
-	}
-	if pair == nil {
-		return kvstore.Limits{Namespace: namespace, MaxConcurrency: kvstore.DefaultMaxConcurrency}, nil
-	}
-	return kvstore.DecodeLimits(pair.Value)
-}
-
-func (r *limitsResource) write(ctx context.Context, m *limitsModel) error {
+func (r *limitsResource) write(ctx context.Context, m *limitsModel) diag.Diagnostics {
 	rec := m.record()
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.LimitsKey(rec.Namespace), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("writing the limits to Consul KV: %w", err)
+		return saveFailed("limits", fmt.Errorf("writing the limits to Consul KV: %w", err))
 	}
 	m.ID = m.Namespace
 	return nil
 }
 
 func (r *limitsResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "limits", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
 }
 
 func (r *limitsResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "limits", r.write)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
 }
 
 func (r *limitsResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
-	var state limitsModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	l, found, err := readRecord(ctx, r.data.Consul, kvstore.LimitsKey(state.ID.ValueString()), kvstore.DecodeLimits)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the limits from Consul KV", err.Error())
-		return
-	}
-	if !found {
-		resp.State.RemoveResource(ctx)
-		return
-	}
-	state.Namespace = types.StringValue(l.Namespace)
-	state.MaxConcurrency = types.Int64Value(int64(l.MaxConcurrency))
-	state.MaxInstances = optionalInt(l.MaxInstances)
-	state.MaxMemoryMB = optionalInt(l.MaxMemoryMB)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
-}
-
-func optionalInt(v int) types.Int64 {
-	if v == 0 {
-		return types.Int64Null()
-	}
-	return types.Int64Value(int64(v))
+	readKV(ctx, r.data.Consul, req, resp, "limits", kvstore.LimitsKey, kvstore.DecodeLimits, func(state *limitsModel, l kvstore.Limits) {
+		state.Namespace = types.StringValue(l.Namespace)
+		state.MaxConcurrency = types.Int64Value(int64(l.MaxConcurrency))
+		state.MaxInstances = optionalInt(l.MaxInstances)
+		state.MaxMemoryMB = optionalInt(l.MaxMemoryMB)
+	})
 }
 
 func (r *limitsResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	var state limitsModel
-	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	if _, err := r.data.Consul.KV().Delete(kvstore.LimitsKey(state.ID.ValueString()), (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		resp.Diagnostics.AddError("Cannot delete the limits", err.Error())
-	}
+	deleteKV(ctx, r.data.Consul, req, resp, "limits", kvstore.LimitsKey)
 }
 
 func (r *limitsResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
-	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -30,7 +31,7 @@ func newScheduleResource() resource.Resource { return &scheduleResource{} }
 // scheduleResource is nimbus_schedule: a Nomad periodic batch job that
 // invokes a function through the gateway.
 type scheduleResource struct {
-	data *providerData
+	withProviderData
 }
 
 type scheduleModel struct {
@@ -63,22 +64,50 @@ func (r *scheduleResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 			"with an EventBridge-style scheduled event (`id`, `time`, `schedule`, and `payload` as `detail`), retrying for about " +
 			"a minute if the gateway is unreachable.",
 		Attributes: map[string]schema.Attribute{
-			"id":       schema.StringAttribute{Computed: true, MarkdownDescription: "The schedule's name.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"name":     schema.StringAttribute{Required: true, MarkdownDescription: "Schedule name (a DNS label). Changing it replaces the schedule.", PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
-			"function": schema.StringAttribute{Required: true, MarkdownDescription: "Name of the function to invoke."},
-			"cron":     schema.StringAttribute{Optional: true, MarkdownDescription: "Cron expression: 5 fields, or 6 with seconds first, as Nomad allows. Conflicts with `rate`."},
-			"rate": schema.StringAttribute{Optional: true, MarkdownDescription: "A rate instead of cron: minutes dividing an hour (`1m`, `5m`, `15m`), " +
-				"hours dividing a day (`1h`, `6h`) or `1d`."},
-			"time_zone": schema.StringAttribute{Optional: true, MarkdownDescription: "IANA time zone of the cron expression (default UTC)."},
-			"payload":   schema.StringAttribute{Optional: true, MarkdownDescription: "JSON delivered as the event's `detail`; `jsonencode()` builds it."},
-			"enabled":   schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true), MarkdownDescription: "`false` stops launching runs and keeps the job. Default `true`."},
-			"job_id":    schema.StringAttribute{Computed: true, MarkdownDescription: "The Nomad job, `nimbus-sched-<name>`.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The schedule's name.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Schedule name (a DNS label). Changing it replaces the schedule.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"function": schema.StringAttribute{
+				Required:            true,
+				MarkdownDescription: "Name of the function to invoke.",
+			},
+			"cron": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "Cron expression: 5 fields, or 6 with seconds first, as Nomad allows. Conflicts with `rate`.",
+			},
+			"rate": schema.StringAttribute{
+				Optional: true,
+				MarkdownDescription: "A rate instead of cron: minutes dividing an hour (`1m`, `5m`, `15m`), " +
+					"hours dividing a day (`1h`, `6h`) or `1d`.",
+			},
+			"time_zone": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "IANA time zone of the cron expression (default UTC).",
+			},
+			"payload": schema.StringAttribute{
+				Optional:            true,
+				MarkdownDescription: "JSON delivered as the event's `detail`; `jsonencode()` builds it.",
+			},
+			"enabled": schema.BoolAttribute{
+				Optional:            true,
+				Computed:            true,
+				Default:             booldefault.StaticBool(true),
+				MarkdownDescription: "`false` stops launching runs and keeps the job. Default `true`.",
+			},
+			"job_id": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The Nomad job, `nimbus-sched-<name>`.",
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
 		},
 	}
-}
-
-func (r *scheduleResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
-	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
 }
 
 func (r *scheduleResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -100,11 +129,16 @@ func (r *scheduleResource) ValidateConfig(ctx context.Context, req resource.Vali
 }
 
 func (r *scheduleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "schedule", r.register)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.save)
 }
 
 func (r *scheduleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, "schedule", r.register)
+	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.save)
+}
+
+// save is the create and update: register, its error as a diagnostic.
+func (r *scheduleResource) save(ctx context.Context, plan *scheduleModel) diag.Diagnostics {
+	return saveFailed("schedule", r.register(ctx, plan))
 }
 
 // register writes the periodic job; an update changes it in place.
@@ -135,13 +169,13 @@ func (r *scheduleResource) Read(ctx context.Context, req resource.ReadRequest, r
 		return
 	}
 	name := state.ID.ValueString()
-	job, _, err := r.data.Nomad.Jobs().Info(nomadjob.ScheduleJobID(name), r.data.nomadQuery(ctx))
-	if isNotFound(err) || (err == nil && job.Stop != nil && *job.Stop) {
-		resp.State.RemoveResource(ctx)
-		return
-	}
+	job, found, err := r.data.liveJob(ctx, nomadjob.ScheduleJobID(name))
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot read the schedule's Nomad job", err.Error())
+		return
+	}
+	if !found {
+		resp.State.RemoveResource(ctx)
 		return
 	}
 	state.Name = types.StringValue(name)
@@ -182,7 +216,7 @@ func (r *scheduleResource) Delete(ctx context.Context, req resource.DeleteReques
 	}
 	for _, j := range jobs {
 		if j.ID == parent || strings.HasPrefix(j.ID, parent+"/") {
-			if _, _, err := r.data.Nomad.Jobs().Deregister(j.ID, true, r.data.nomadWrite(ctx)); err != nil && !isNotFound(err) {
+			if err := r.data.purgeJob(ctx, j.ID); err != nil {
 				resp.Diagnostics.AddError("Cannot delete the schedule's job", err.Error())
 				return
 			}
