@@ -70,24 +70,12 @@ func (f Function) WithDefaults() Function {
 	if f.Handler == "" && (f.Runtime == RuntimeProvided || f.Runtime == RuntimeHTTP) {
 		f.Handler = "bootstrap"
 	}
-	if f.MemoryMB == 0 {
-		f.MemoryMB = DefaultMemoryMB
-	}
-	if f.Timeout == 0 {
-		f.Timeout = DefaultTimeout
-	}
-	if f.Concurrency == 0 {
-		f.Concurrency = DefaultConcurrent
-	}
-	if f.MaxInstances == 0 {
-		f.MaxInstances = DefaultMaxInst
-	}
-	if f.IdleTimeout == 0 {
-		f.IdleTimeout = DefaultIdle
-	}
-	if f.BillingGranularity == 0 {
-		f.BillingGranularity = DefaultBilling
-	}
+	orDefault(&f.MemoryMB, DefaultMemoryMB)
+	orDefault(&f.Timeout, DefaultTimeout)
+	orDefault(&f.Concurrency, DefaultConcurrent)
+	orDefault(&f.MaxInstances, DefaultMaxInst)
+	orDefault(&f.IdleTimeout, DefaultIdle)
+	orDefault(&f.BillingGranularity, DefaultBilling)
 	return f
 }
 
@@ -277,4 +265,12 @@ func ParseBillingGranularity(s string) (time.Duration, error) {
 		return CoarseBilling, nil
 	}
 	return 0, &FieldError{"billing_granularity", fmt.Sprintf("%q is not allowed: use \"1ms\" or \"100ms\"", s)}
+}
+
+// orDefault sets an unset (zero) field to its default.
+func orDefault[T comparable](field *T, def T) {
+	var zero T
+	if *field == zero {
+		*field = def
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -106,17 +105,16 @@ func launchReady(t *testing.T, env []string, args ...string) *runningHost {
 	return nil
 }
 
-// launchHost runs nimbus-host without waiting for readiness.
+// listeningOn is nimbus-host's log line naming the address it bound.
+var listeningOn = regexp.MustCompile(`"msg":"nimbus-host listening","addr":"(127\.0\.0\.1:\d+)"`)
+
+// launchHost runs nimbus-host without waiting for readiness. The host binds
+// a port the kernel picks and names it in its log, so no other test package
+// can take the port between choosing and binding it.
 func launchHost(t *testing.T, env []string, args ...string) *runningHost {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	h := &runningHost{url: "http://" + addr, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	h.cmd = exec.Command(bins.host, append([]string{"-listen", addr}, args...)...)
+	h := &runningHost{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	h.cmd = exec.Command(bins.host, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	h.cmd.Env = append(os.Environ(), env...)
 	h.cmd.Stdout, h.cmd.Stderr = h.stdout, h.stderr
 	if err := h.cmd.Start(); err != nil {
@@ -124,12 +122,12 @@ func launchHost(t *testing.T, env []string, args ...string) *runningHost {
 	}
 	go func() { _ = h.cmd.Wait(); close(h.exited) }()
 	for i := 0; ; i++ {
-		if conn, err := net.Dial("tcp", addr); err == nil {
-			_ = conn.Close()
+		if m := listeningOn.FindStringSubmatch(h.stderr.String()); m != nil {
+			h.url = "http://" + m[1]
 			break
 		}
 		if i == 500 {
-			t.Fatalf("nimbus-host never listened on %s\nstderr:\n%s", addr, h.stderr)
+			t.Fatalf("nimbus-host never said where it listens\nstderr:\n%s", h.stderr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
