@@ -303,11 +303,9 @@ func TestAccFunctionTamperedPackageIsReported(t *testing.T) {
 	requireAcceptance(t)
 	env := testenv.Get(t)
 	dir := t.TempDir()
-	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
-	if err := os.WriteFile(filepath.Join(dir, "bootstrap"), boot, 0o755); err != nil {
+	if err := goSourceWith(dir, "TAMPER", "unique to this test\n"); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.WriteFile(filepath.Join(dir, "TAMPER"), []byte("unique to this test\n"), 0o644)
 	sha := digest(t, dir)
 	cfg := func(memory int) string {
 		return functionConfig(env, fmt.Sprintf(`
@@ -396,11 +394,9 @@ func TestAccFunctionCodeEditedInPlace(t *testing.T) {
 	requireAcceptance(t)
 	env := testenv.Get(t)
 	dir := t.TempDir()
-	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
-	if err := os.WriteFile(filepath.Join(dir, "bootstrap"), boot, 0o755); err != nil {
+	if err := goSourceWith(dir, "VERSION", "1\n"); err != nil {
 		t.Fatal(err)
 	}
-	_ = os.WriteFile(filepath.Join(dir, "VERSION"), []byte("1\n"), 0o644)
 	config := functionConfig(env, fmt.Sprintf(`
   name    = "in-place"
   runtime = "provided"

@@ -75,13 +75,26 @@ func buildFixtures() func() {
 	if err := os.MkdirAll(fixtures.goSourceV2, 0o755); err != nil {
 		panic(err)
 	}
-	boot, _ := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
-	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "bootstrap"), boot, 0o755)
-	_ = os.WriteFile(filepath.Join(fixtures.goSourceV2, "VERSION"), []byte("2\n"), 0o644)
+	if err := goSourceWith(fixtures.goSourceV2, "VERSION", "2\n"); err != nil {
+		panic(err)
+	}
 
 	return func() {
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// goSourceWith writes into dir the fixture's aws-lambda-go bootstrap plus
+// one more file, which makes it another version of the code.
+func goSourceWith(dir, file, content string) error {
+	boot, err := os.ReadFile(filepath.Join(fixtures.goSource, "bootstrap"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bootstrap"), boot, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644)
 }
 
 // providerConfig points the provider at the test environment's agents.

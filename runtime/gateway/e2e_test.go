@@ -115,6 +115,20 @@ type answer struct {
 	raw    string
 }
 
+// invokeAll sends n invocations of event at once and returns the answers
+// once all are in.
+func invokeAll(t *testing.T, gw *testenv.Gateway, name, event string, n int) []answer {
+	t.Helper()
+	answers := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func() { defer wg.Done(); answers[i] = invoke(t, gw, name, event) }()
+	}
+	wg.Wait()
+	return answers
+}
+
 func invoke(t *testing.T, gw *testenv.Gateway, name, event string) answer {
 	t.Helper()
 	resp, err := http.Post(gw.URL+"/v1/functions/"+name+"/invoke", "application/json", strings.NewReader(event))
@@ -188,30 +202,19 @@ func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
 	env, gw := gateway(t)
 	deploy(t, model.Function{Name: "burst", Runtime: model.RuntimeProvided, Concurrency: 1, MaxInstances: 5, Timeout: 20 * time.Second})
 	const n = 50
-	var wg sync.WaitGroup
-	statuses := make([]int, n)
-	bodies := make([]string, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a := invoke(t, gw, "burst", `{"action":"sleep","n":200}`)
-			statuses[i], bodies[i] = a.status, a.raw
-		}()
-	}
-	wg.Wait()
+	answers := invokeAll(t, gw, "burst", `{"action":"sleep","n":200}`, n)
 	ok, throttled := 0, 0
-	for i, s := range statuses {
-		switch s {
+	for i, a := range answers {
+		switch a.status {
 		case http.StatusOK:
 			ok++
 		case http.StatusTooManyRequests:
 			throttled++
-			if !strings.Contains(bodies[i], "TooManyRequestsException") {
-				t.Errorf("a 429 without a clear body: %s", bodies[i])
+			if !strings.Contains(a.raw, "TooManyRequestsException") {
+				t.Errorf("a 429 without a clear body: %s", a.raw)
 			}
 		default:
-			t.Errorf("request %d: status %d %s; every request must succeed or get a clean 429", i, s, bodies[i])
+			t.Errorf("request %d: status %d %s; every request must succeed or get a clean 429", i, a.status, a.raw)
 		}
 	}
 	t.Logf("50 concurrent requests, concurrency 1, max 5 instances: %d served, %d throttled", ok, throttled)

@@ -43,13 +43,7 @@ func TestMaxConcurrencyHolds(t *testing.T) {
 	waitWarm(t, gw, "capped", `{"action":"echo","value":"x"}`)
 	setLimits(t, env, kvstore.Limits{Namespace: "default", MaxConcurrency: 5})
 
-	var wg sync.WaitGroup
-	results := make([]answer, 20)
-	for i := range results {
-		wg.Add(1)
-		go func() { defer wg.Done(); results[i] = invoke(t, gw, "capped", `{"action":"sleep","n":1500}`) }()
-	}
-	wg.Wait()
+	results := invokeAll(t, gw, "capped", `{"action":"sleep","n":1500}`, 20)
 	ok, throttled := 0, 0
 	for _, a := range results {
 		switch {
@@ -109,13 +103,7 @@ func TestMaxInstancesStopsScaleUps(t *testing.T) {
 	deploy(t, model.Function{Name: "wide", Runtime: model.RuntimeProvided, MaxInstances: 4, Timeout: 10 * time.Second})
 	setLimits(t, env, kvstore.Limits{Namespace: "default", MaxConcurrency: 1000, MaxInstances: 1})
 
-	var wg sync.WaitGroup
-	results := make([]answer, 4)
-	for i := range results {
-		wg.Add(1)
-		go func() { defer wg.Done(); results[i] = invoke(t, gw, "wide", `{"action":"sleep","n":300}`) }()
-	}
-	wg.Wait()
+	results := invokeAll(t, gw, "wide", `{"action":"sleep","n":300}`, 4)
 	for _, a := range results {
 		if a.status != http.StatusOK {
 			t.Errorf("queued behind the one allowed instance, every request should still be served: %d %s", a.status, a.raw)
