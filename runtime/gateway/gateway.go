@@ -18,6 +18,7 @@ type Gateway struct {
 	registry  *Registry
 	health    Health
 	jobs      Jobs
+	allocs    Allocations
 	metrics   *metrics
 	usage     *usage
 	client    *http.Client
@@ -35,7 +36,10 @@ type Options struct {
 	KV     KV
 	Health Health
 	Jobs   Jobs
-	Logger *slog.Logger
+	// Allocations confirms that an instance registered in Consul is one
+	// Nomad placed for the function.
+	Allocations Allocations
+	Logger      *slog.Logger
 	// Consul runs KV triggers (they need session locks); nil disables them.
 	Consul *consulapi.Client
 }
@@ -46,6 +50,7 @@ func New(opts Options) *Gateway {
 		log:     opts.Logger,
 		health:  opts.Health,
 		jobs:    opts.Jobs,
+		allocs:  opts.Allocations,
 		metrics: newMetrics(),
 		usage:   newUsage(),
 		client: &http.Client{Transport: &http.Transport{
@@ -141,7 +146,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	ready := 0
 	for _, in := range p.instances {
-		if in.ready {
+		if in.ready && in.trusted {
 			ready++
 		}
 	}

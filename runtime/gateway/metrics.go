@@ -18,6 +18,8 @@ type metrics struct {
 	inflight    *prometheus.GaugeVec
 	instances   *prometheus.GaugeVec
 	gbSeconds   *prometheus.CounterVec
+	// refusedInstances counts registrations that Nomad did not place.
+	refusedInstances *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -35,8 +37,12 @@ func newMetrics() *metrics {
 		inflight:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_inflight", Help: "Invocations in flight."}, fn),
 		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_instances", Help: "Instances registered in Consul."}, fn),
 		gbSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_billed_gb_seconds_total", Help: "Billed duration × memory size, in GB-seconds."}, fn),
+		refusedInstances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_refused_instances_total",
+			Help: "Consul registrations under a function's service name that Nomad did not place; they get no traffic.",
+		}, fn),
 	}
-	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds)
+	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances)
 	return m
 }
 

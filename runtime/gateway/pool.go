@@ -38,6 +38,7 @@ type instance struct {
 	id, addr   string
 	inflight   int
 	ready      bool // probed or passing its Consul check
+	trusted    bool // Nomad confirmed it placed this instance (placement.go)
 	sawPassing bool
 	gone       bool
 }
@@ -157,7 +158,7 @@ func (p *pool) pickLocked() *instance {
 	var best *instance
 	conc := p.concurrency()
 	for _, in := range p.instances {
-		if !in.ready || in.gone || in.inflight >= conc {
+		if !in.ready || !in.trusted || in.gone || in.inflight >= conc {
 			continue
 		}
 		if best == nil || in.inflight < best.inflight {
@@ -222,6 +223,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 			}
 			inst = &instance{id: id, addr: net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))}
 			p.instances[id] = inst
+			go p.confirm(ctx, inst, e.Service)
 			if status != consulapi.HealthPassing {
 				go p.probe(ctx, inst)
 			}
@@ -287,12 +289,23 @@ func (p *pool) scaleLoop(ctx context.Context) {
 	}
 }
 
+// placedLocked counts the instances that Nomad confirmed it placed.
+func (p *pool) placedLocked() int {
+	n := 0
+	for _, in := range p.instances {
+		if in.trusted {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *pool) rescale(ctx context.Context) {
 	f := p.fn.Load()
 	jobID := f.JobID
 	p.mu.Lock()
 	starved := len(p.waiters) > 0 && p.pickLocked() == nil
-	fewer := len(p.instances) < p.count
+	fewer := p.placedLocked() < p.count
 	p.mu.Unlock()
 	// Someone may have scaled the job outside the gateway (the Nomad UI, a
 	// redeploy): while requests wait and fewer instances exist than the

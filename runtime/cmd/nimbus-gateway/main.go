@@ -61,7 +61,7 @@ func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Logger: logger, Consul: consul})
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go gw.Run(runCtx)

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+)
+
+// Allocations is the part of Nomad's allocations API the gateway needs.
+type Allocations interface {
+	Info(allocID string, q *nomadapi.QueryOptions) (*nomadapi.Allocation, *nomadapi.QueryMeta, error)
+}
+
+// A Consul registration under a function's service name is only a claim:
+// anyone with service:write on that name can make it. The gateway routes
+// to an instance only once Nomad confirms it placed it: the allocation
+// named in the service id belongs to the function's job and group, is
+// pending or running, and was given exactly the address and port that the
+// registration advertises. The answer is kept for the registration's life.
+
+// nomadServicePrefix starts the Consul service ids that Nomad registers:
+// _nomad-task-<alloc id>-<task or "group-<group>">-<service>-<port label>.
+const nomadServicePrefix = "_nomad-task-"
+
+// errNotPlaced is a registration that Nomad did not place for the function.
+var errNotPlaced = errors.New("not an instance Nomad placed for the function")
+
+// allocIDOf extracts the allocation id from a Nomad-registered service id.
+func allocIDOf(serviceID string) (string, bool) {
+	rest, ok := strings.CutPrefix(serviceID, nomadServicePrefix)
+	if !ok || len(rest) < 36 {
+		return "", false
+	}
+	id := rest[:36]
+	for i, c := range id {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return "", false
+		}
+	}
+	return id, len(rest) == 36 || rest[36] == '-'
+}
+
+// verifyPlacement checks one registration against Nomad. Errors wrapping
+// errNotPlaced are final; others (Nomad unreachable) may be retried.
+func verifyPlacement(ctx context.Context, allocs Allocations, function string, svc *consulapi.AgentService, addr string) error {
+	allocID, ok := allocIDOf(svc.ID)
+	if !ok {
+		return fmt.Errorf("%w: service id %q does not name a Nomad allocation", errNotPlaced, svc.ID)
+	}
+	alloc, _, err := allocs.Info(allocID, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		var unexpected nomadapi.UnexpectedResponseError
+		if errors.As(err, &unexpected) && unexpected.StatusCode() == 404 {
+			return fmt.Errorf("%w: allocation %s does not exist", errNotPlaced, allocID)
+		}
+		return fmt.Errorf("reading allocation %s from Nomad: %w", allocID, err)
+	}
+	switch {
+	case alloc.JobID != nomadjob.JobID(function) || alloc.TaskGroup != nomadjob.GroupName:
+		return fmt.Errorf("%w: allocation %s belongs to %s/%s", errNotPlaced, allocID, alloc.JobID, alloc.TaskGroup)
+	case alloc.ClientStatus != nomadapi.AllocClientStatusPending && alloc.ClientStatus != nomadapi.AllocClientStatusRunning:
+		return fmt.Errorf("%w: allocation %s is %s", errNotPlaced, allocID, alloc.ClientStatus)
+	}
+	for _, want := range allocatedAddrs(alloc) {
+		if want == addr {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: allocation %s was not given %s", errNotPlaced, allocID, addr)
+}
+
+// allocatedAddrs lists the host:port pairs Nomad gave the allocation's
+// "http" port.
+func allocatedAddrs(alloc *nomadapi.Allocation) []string {
+	var out []string
+	if alloc.AllocatedResources == nil {
+		return nil
+	}
+	shared := alloc.AllocatedResources.Shared
+	for _, p := range shared.Ports {
+		if p.Label == nomadjob.PortLabel {
+			out = append(out, net.JoinHostPort(p.HostIP, strconv.Itoa(p.Value)))
+		}
+	}
+	for _, n := range shared.Networks {
+		for _, p := range n.DynamicPorts {
+			if p.Label == nomadjob.PortLabel {
+				out = append(out, net.JoinHostPort(n.IP, strconv.Itoa(p.Value)))
+			}
+		}
+	}
+	return out
+}
+
+// confirm verifies a new instance, retrying while Nomad cannot answer, and
+// either trusts it or refuses it for good.
+func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.AgentService) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		err := verifyPlacement(ctx, p.gw.allocs, p.name, svc, inst.addr)
+		switch {
+		case err == nil:
+			p.mu.Lock()
+			inst.trusted = true
+			p.dispatchLocked()
+			p.mu.Unlock()
+			return
+		case errors.Is(err, errNotPlaced):
+			p.gw.log.Warn("refusing a registration under a function's service name", "function", p.name,
+				"service_id", svc.ID, "address", inst.addr, "reason", err.Error())
+			p.gw.metrics.refusedInstances.WithLabelValues(p.name).Inc()
+			return
+		}
+		backoff = watch.NextBackoff(backoff)
+		p.gw.log.Warn("cannot confirm an instance with Nomad yet", "function", p.name, "service_id", svc.ID, "err", err, "retry_in", backoff)
+		watch.Sleep(ctx, backoff)
+	}
+}
