@@ -100,8 +100,10 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"environment": schema.MapAttribute{
 				ElementType:         types.StringType,
 				Optional:            true,
-				Sensitive:           false,
-				MarkdownDescription: "Environment variables for the handler, at most 4 KB in all. Names the runtime sets (`AWS_LAMBDA_*`, `_HANDLER`, `LAMBDA_TASK_ROOT`, `NIMBUS_*`, `NOMAD_*`, ...) are refused.",
+				Sensitive:           true,
+				MarkdownDescription: "Environment variables for the handler, at most 4 KB in all. Names the runtime sets (`AWS_LAMBDA_*`, `_HANDLER`, `LAMBDA_TASK_ROOT`, `NIMBUS_*`, `NOMAD_*`, ...) are refused. " +
+					"Sensitive: plans and the provider's messages never show the values, and they are not written to Consul KV. " +
+					"They are part of the Nomad job, so anyone who may read the job sees them.",
 			},
 			"concurrency": schema.Int64Attribute{
 				Optional:            true,

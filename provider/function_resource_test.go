@@ -110,6 +110,10 @@ func TestAccFunctionLifecycle(t *testing.T) {
 		Steps: []resource.TestStep{
 			{
 				Config: cfg(v1, 128),
+				// The environment may hold credentials: a plan must not print it.
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectSensitiveValue(res, tfjsonpath.New("environment")),
+				}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(0)),
