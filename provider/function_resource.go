@@ -98,9 +98,9 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Validators:          []validator.String{durationBetween("timeout", model.MinTimeout, model.MaxTimeout)},
 			},
 			"environment": schema.MapAttribute{
-				ElementType:         types.StringType,
-				Optional:            true,
-				Sensitive:           true,
+				ElementType: types.StringType,
+				Optional:    true,
+				Sensitive:   true,
 				MarkdownDescription: "Environment variables for the handler, at most 4 KB in all. Names the runtime sets (`AWS_LAMBDA_*`, `_HANDLER`, `LAMBDA_TASK_ROOT`, `NIMBUS_*`, `NOMAD_*`, ...) are refused. " +
 					"Sensitive: plans and the provider's messages never show the values, and they are not written to Consul KV. " +
 					"They are part of the Nomad job, so anyone who may read the job sees them.",
