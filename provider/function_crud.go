@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
@@ -201,7 +202,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 
 	existing, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.data.nomadQuery(ctx))
 	switch {
-	case isNotFound(err):
+	case clients.NomadNotFound(err):
 		existing = nil
 	case err != nil:
 		diags.AddError("Cannot reach Nomad", err.Error())

@@ -2,10 +2,9 @@ package provider
 
 import (
 	"context"
-	"errors"
-	"net/http"
 
 	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 )
 
 // nomadWrite and nomadQuery carry the provider's Nomad namespace and region.
@@ -23,7 +22,7 @@ func (d *providerData) nomadQuery(ctx context.Context) *nomadapi.QueryOptions {
 func (d *providerData) liveJob(ctx context.Context, jobID string) (job *nomadapi.Job, found bool, err error) {
 	job, _, err = d.Nomad.Jobs().Info(jobID, d.nomadQuery(ctx))
 	switch {
-	case isNotFound(err):
+	case clients.NomadNotFound(err):
 		return nil, false, nil
 	case err != nil:
 		return nil, false, err
@@ -37,22 +36,8 @@ func (d *providerData) liveJob(ctx context.Context, jobID string) (job *nomadapi
 // is not an error.
 func (d *providerData) purgeJob(ctx context.Context, jobID string) error {
 	_, _, err := d.Nomad.Jobs().Deregister(jobID, true, d.nomadWrite(ctx))
-	if isNotFound(err) {
+	if clients.NomadNotFound(err) {
 		return nil
 	}
 	return err
-}
-
-// isNotFound reports whether Nomad answered 404 Not Found. Only the status
-// code counts: an error that merely mentions 404 (a connection error to an
-// address holding "404", say) is not a missing job.
-func isNotFound(err error) bool {
-	// nomad/api returns UnexpectedResponseError as a value; accept a
-	// pointer too in case a caller or a later version wraps one.
-	var v nomadapi.UnexpectedResponseError
-	if errors.As(err, &v) {
-		return v.StatusCode() == http.StatusNotFound
-	}
-	var p *nomadapi.UnexpectedResponseError
-	return errors.As(err, &p) && p != nil && p.StatusCode() == http.StatusNotFound
 }

@@ -1,7 +1,9 @@
 package clients
 
 import (
+	"errors"
 	"log/slog"
+	"net/http"
 	"strings"
 
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -79,4 +81,18 @@ func NewNomad(c NomadConfig, policy RetryPolicy, logger *slog.Logger) (*nomadapi
 		Namespace:  c.Namespace,
 		HttpClient: NewHTTPClient(policy, tlsCfg, logger),
 	})
+}
+
+// NomadNotFound reports whether Nomad answered 404 Not Found. Only the
+// status code counts: an error that merely mentions 404 (a connection error
+// to an address holding "404", say) is not a missing object.
+func NomadNotFound(err error) bool {
+	// nomad/api returns UnexpectedResponseError as a value; accept a
+	// pointer too in case a caller or a later version wraps one.
+	var v nomadapi.UnexpectedResponseError
+	if errors.As(err, &v) {
+		return v.StatusCode() == http.StatusNotFound
+	}
+	var p *nomadapi.UnexpectedResponseError
+	return errors.As(err, &p) && p != nil && p.StatusCode() == http.StatusNotFound
 }

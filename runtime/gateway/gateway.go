@@ -146,7 +146,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	ready := 0
 	for _, in := range p.instances {
-		if in.ready && in.trusted {
+		if in.usable() {
 			ready++
 		}
 	}

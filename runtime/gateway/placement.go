@@ -12,6 +12,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
@@ -65,8 +66,7 @@ func verifyPlacement(ctx context.Context, allocs Allocations, function string, s
 	}
 	alloc, _, err := allocs.Info(allocID, (&nomadapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		var unexpected nomadapi.UnexpectedResponseError
-		if errors.As(err, &unexpected) && unexpected.StatusCode() == 404 {
+		if clients.NomadNotFound(err) {
 			return fmt.Errorf("%w: allocation %s does not exist", errNotPlaced, allocID)
 		}
 		return fmt.Errorf("reading allocation %s from Nomad: %w", allocID, err)

@@ -43,6 +43,10 @@ type instance struct {
 	gone       bool
 }
 
+// usable reports whether the instance may be sent requests: Nomad placed
+// it, it answers, and it is still registered.
+func (in *instance) usable() bool { return in.ready && in.trusted && !in.gone }
+
 type waiter struct{ ch chan *instance }
 
 // pool is one function's instances, queue and scaling.
@@ -158,7 +162,7 @@ func (p *pool) pickLocked() *instance {
 	var best *instance
 	conc := p.concurrency()
 	for _, in := range p.instances {
-		if !in.ready || !in.trusted || in.gone || in.inflight >= conc {
+		if !in.usable() || in.inflight >= conc {
 			continue
 		}
 		if best == nil || in.inflight < best.inflight {
