@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
@@ -90,11 +91,15 @@ func (d *clusterDataSource) Read(ctx context.Context, _ datasource.ReadRequest, 
 		NomadAddress:  types.StringValue(s.Nomad.Address),
 		ConsulAddress: types.StringValue(s.Consul.Address),
 	}
-	if err := readNomad(ctx, d.data.Nomad, s.Nomad.Region, &state); err != nil {
+	if err := readNomad(ctx, d.data.Nomad, s.Nomad.Region, &state); clients.Denied(err) {
+		resp.Diagnostics.AddError("Nomad refused the provider's token", err.Error())
+	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot reach Nomad",
 			fmt.Sprintf("Nomad at %s did not answer: %v\n\nCheck nomad.address (or NOMAD_ADDR) and nomad.token (or NOMAD_TOKEN), and that the agent is running. `make dev` starts a local one.", s.Nomad.Address, err))
 	}
-	if err := readConsul(ctx, d.data.Consul, &state); err != nil {
+	if err := readConsul(ctx, d.data.Consul, &state); clients.Denied(err) {
+		resp.Diagnostics.AddError("Consul refused the provider's token", err.Error())
+	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot reach Consul",
 			fmt.Sprintf("Consul at %s did not answer: %v\n\nCheck consul.address (or CONSUL_HTTP_ADDR) and consul.token (or CONSUL_HTTP_TOKEN), and that the agent is running. `make dev` starts a local one.", s.Consul.Address, err))
 	}

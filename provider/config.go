@@ -217,6 +217,8 @@ type providerData struct {
 
 func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics) {
 	var diags diag.Diagnostics
+	// The provider acts as the deployer: refusals name its policies.
+	s.Nomad.Principal, s.Consul.Principal = clients.DeployerNomad, clients.DeployerConsul
 	nomad, err := clients.NewNomad(s.Nomad, clients.DefaultRetryPolicy, logger)
 	if err != nil {
 		diags.Append(configDiag(err))

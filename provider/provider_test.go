@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -31,10 +32,13 @@ func TestMain(m *testing.M) {
 	}
 	cleanup := buildFixtures()
 	defer cleanup()
-	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{
-		nomadjob.HostVolumeRuntime: fixtures.runtimeDir,
-		nomadjob.HostVolumeUsr:     "/usr",
-	}})
+	testenv.Main(m, testenv.Options{
+		HostVolumes: map[string]string{
+			nomadjob.HostVolumeRuntime: fixtures.runtimeDir,
+			nomadjob.HostVolumeUsr:     "/usr",
+		},
+		TriggerPrefixes: []string{"acc-orders/"},
+	})
 }
 
 // fixtures are built once per test run: nimbus-host for the instances, the
@@ -97,19 +101,27 @@ func goSourceWith(dir, file, content string) error {
 	return os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644)
 }
 
-// providerConfig points the provider at the test environment's agents.
+// providerConfig points the provider at the test environment's agents,
+// as the deployer: its tokens carry only the shipped deployer policies.
 func providerConfig(env *testenv.Env) string {
+	return providerConfigAs(env, env.Principals.Deployer)
+}
+
+// providerConfigAs is providerConfig with other credentials.
+func providerConfigAs(env *testenv.Env, creds principals.Credentials) string {
 	return fmt.Sprintf(`
 provider "nimbus" {
   gateway_url = %q
   nomad {
     address = %q
+    token   = %q
   }
   consul {
     address = %q
+    token   = %q
   }
 }
-`, gateway(env).URL, env.NomadAddr, env.ConsulAddr)
+`, gateway(env).URL, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

@@ -17,7 +17,9 @@ go run ./internal/harness/cmd/nimbus-dev up
 step "Building the provider from this checkout"
 # shellcheck source=scripts/tofu-env.sh
 source scripts/tofu-env.sh
-export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500 NIMBUS_GATEWAY_URL=http://127.0.0.1:8080
+# Apply as the deployer, with its least-privilege tokens (ACLs are on).
+# shellcheck source=/dev/null
+source .nimbus/deployer.env
 
 step "Building the Go example function (aws-lambda-go, as bootstrap)"
 CGO_ENABLED=0 go build -o examples/functions/hello-go/dist/bootstrap ./examples/functions/hello-go
@@ -46,7 +48,10 @@ done
 
 step "Writing a key under demo/orders/ in Consul KV (the trigger invokes hello-node)"
 before=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
-curl -s -X PUT -d '{"item":"coffee"}' "$CONSUL_HTTP_ADDR/v1/kv/demo/orders/$(date +%s)" >/dev/null
+# The deployer may not write application data; the operator's token can.
+operator_consul_token=$(. .nimbus/operator.env && echo "$CONSUL_HTTP_TOKEN")
+operator_nomad_token=$(. .nimbus/operator.env && echo "$NOMAD_TOKEN")
+curl -s -X PUT -H "X-Consul-Token: $operator_consul_token" -d '{"item":"coffee"}' "$CONSUL_HTTP_ADDR/v1/kv/demo/orders/$(date +%s)" >/dev/null
 for _ in $(seq 1 50); do
   now=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
   [ "${now:-0}" -gt "${before:-0}" ] && break
@@ -65,8 +70,13 @@ scale events and their START/END/REPORT log lines in the Nomad UI.
 
   Gateway:    $NIMBUS_GATEWAY_URL  (GET /v1/usage, GET /metrics)
 
-  Nomad UI:   http://127.0.0.1:4646/ui/
-  Consul UI:  http://127.0.0.1:8500/ui/
+  Nomad UI:   http://127.0.0.1:4646/ui/   (ACL Tokens → Secret ID: $operator_nomad_token)
+  Consul UI:  http://127.0.0.1:8500/ui/   (Log in → token: $operator_consul_token)
+
+ACLs are on, Consul with default deny. The quickstart was applied with
+the deployer's least-privilege tokens (source .nimbus/deployer.env); the
+gateway job uses its workload identity and a Consul token from a Nomad
+variable. The policies are in examples/platform/policies.
 
 Stop the stack with: make dev-down
 MSG

@@ -56,10 +56,30 @@ job "nimbus-gateway" {
       }
 
       env {
-        # Point these at your agents (add NOMAD_TOKEN / CONSUL_HTTP_TOKEN
-        # through Nomad variables or Vault in production).
+        # Point these at your agents.
         NOMAD_ADDR       = "http://127.0.0.1:4646"
         CONSUL_HTTP_ADDR = "http://127.0.0.1:8500"
+      }
+
+      # The Nomad API: the task's workload identity becomes NOMAD_TOKEN. The
+      # nimbus-gateway policy (policies/nomad/gateway.hcl) is attached to
+      # this job, so no Nomad token exists anywhere to leak or rotate.
+      identity {
+        env = true
+      }
+
+      # The Consul API: the gateway's token (policies/consul/gateway.hcl)
+      # lives in the Nomad variable nomad/jobs/nimbus-gateway, which only
+      # this job's identity can read. Never in the job spec or Consul KV.
+      #   nomad var put nomad/jobs/nimbus-gateway consul_token=<secret id>
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/nimbus-gateway" }}CONSUL_HTTP_TOKEN={{ .consul_token }}{{ end }}
+        EOT
+        destination = "secrets/consul.env"
+        env         = true
+        # A rotated token restarts the gateway, which drains first.
+        change_mode = "restart"
       }
 
       resources {

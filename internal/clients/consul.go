@@ -19,6 +19,8 @@ type ConsulConfig struct {
 	TLS        TLSFiles
 	// SkipVerifySet records that SkipVerify was configured explicitly.
 	SkipVerifySet bool
+	// Principal names the policy that refusals point to.
+	Principal Principal
 }
 
 var (
@@ -87,6 +89,6 @@ func NewConsul(c ConsulConfig, policy RetryPolicy, logger *slog.Logger) (*consul
 		Scheme:     scheme,
 		Token:      c.Token,
 		Datacenter: c.Datacenter,
-		HttpClient: NewHTTPClient(policy, tlsCfg, logger),
+		HttpClient: explainDenied(NewHTTPClient(policy, tlsCfg, logger), "Consul", c.Principal),
 	})
 }

@@ -23,6 +23,8 @@ type NomadConfig struct {
 	// SkipVerifySet records that SkipVerify was configured explicitly, so an
 	// explicit false is not overridden by NOMAD_SKIP_VERIFY.
 	SkipVerifySet bool
+	// Principal names the policy that refusals point to.
+	Principal Principal
 }
 
 var (
@@ -79,7 +81,7 @@ func NewNomad(c NomadConfig, policy RetryPolicy, logger *slog.Logger) (*nomadapi
 		SecretID:   c.Token,
 		Region:     c.Region,
 		Namespace:  c.Namespace,
-		HttpClient: NewHTTPClient(policy, tlsCfg, logger),
+		HttpClient: explainDenied(NewHTTPClient(policy, tlsCfg, logger), "Nomad", c.Principal),
 	})
 }
 

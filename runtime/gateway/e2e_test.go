@@ -47,7 +47,11 @@ func TestMain(m *testing.M) {
 	}); err != nil {
 		panic(err)
 	}
-	testenv.Main(m, testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})
+	testenv.Main(m, testenv.Options{
+		HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"},
+		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
+		TriggerPrefixes: []string{"every/", "resume/", "dlq/"},
+	})
 }
 
 func gateway(t *testing.T) (*testenv.Env, *testenv.Gateway) {

@@ -1,24 +1,43 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
+// recorderToken is the recorder's own application token, as a user would
+// give a function: Consul write on results/ and nothing else.
+var recorderToken struct {
+	once   sync.Once
+	secret string
+	err    error
+}
+
 // recorder deploys the python function that writes each delivery to KV.
 func recorder(t *testing.T, env *testenv.Env, name string, extra map[string]string) {
 	t.Helper()
 	src, _ := filepath.Abs("testdata/recorder")
-	vars := map[string]string{"CONSUL_ADDR": env.ConsulAddr}
+	recorderToken.once.Do(func() {
+		if env.ACL {
+			recorderToken.secret, recorderToken.err = principals.ConsulToken(context.Background(), env.Consul, "test-recorder", `key_prefix "results/" { policy = "write" }`)
+		}
+	})
+	if recorderToken.err != nil {
+		t.Fatal(recorderToken.err)
+	}
+	vars := map[string]string{"CONSUL_ADDR": env.ConsulAddr, "CONSUL_TOKEN": recorderToken.secret}
 	for k, v := range extra {
 		vars[k] = v
 	}

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -50,13 +53,26 @@ func TestRogueRegistrationGetsNoTraffic(t *testing.T) {
 			placed = a.ID
 		}
 	}
+	// A principal that may register services (service:write), but is not
+	// Nomad, registers two impostors: one with a made-up id, one with the
+	// id Nomad would give a task of the real allocation.
+	registrar := env.Consul
+	if env.ACL {
+		secret, err := principals.ConsulToken(context.Background(), env.Consul, "test-registrar", `service_prefix "nimbus-fn-" { policy = "write" }`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if registrar, err = clients.NewConsul(clients.ConsulConfig{Address: env.ConsulAddr, Token: secret}, clients.DefaultRetryPolicy, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ids := []string{"rogue-" + fn, "_nomad-task-" + placed + "-main-" + nomadjob.ServiceName(fn) + "-http"}
 	for _, id := range ids {
 		reg := &consulapi.AgentServiceRegistration{ID: id, Name: nomadjob.ServiceName(fn), Address: host, Port: port}
-		if err := env.Consul.Agent().ServiceRegister(reg); err != nil {
+		if err := registrar.Agent().ServiceRegister(reg); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = env.Consul.Agent().ServiceDeregister(id) })
+		t.Cleanup(func() { _ = registrar.Agent().ServiceDeregister(id) })
 	}
 
 	// Once the gateway has seen both registrations, send it traffic.

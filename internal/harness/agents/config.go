@@ -24,6 +24,8 @@ type ConsulConfig struct {
 	Datacenter string
 	DataDir    string
 	Ports      ConsulPorts
+	// ACL, when set, turns ACLs on with default deny.
+	ACL *Tokens
 }
 
 // HCL renders the agent configuration.
@@ -41,6 +43,10 @@ func (c ConsulConfig) HCL() string {
 	b.WriteString("performance {\n  raft_multiplier = 1\n}\n")
 	fmt.Fprintf(&b, "ports {\n  http = %d\n  https = -1\n  grpc = -1\n  dns = %d\n  serf_lan = %d\n  serf_wan = %d\n  server = %d\n}\n",
 		c.Ports.HTTP, c.Ports.DNS, c.Ports.SerfLAN, c.Ports.SerfWAN, c.Ports.Server)
+	if c.ACL != nil {
+		fmt.Fprintf(&b, "acl {\n  enabled = true\n  default_policy = \"deny\"\n  tokens {\n    initial_management = %s\n    agent = %s\n  }\n}\n",
+			strconv.Quote(c.ACL.ConsulManagement), strconv.Quote(c.ACL.ConsulAgent))
+	}
 	return b.String()
 }
 
@@ -71,6 +77,9 @@ type NomadConfig struct {
 	// WritableHostVolumes are host directories jobs may write (the
 	// gateway's artifact store).
 	WritableHostVolumes map[string]string
+	// ACL, when set, turns Nomad's ACLs on and gives the agent its Consul
+	// token.
+	ACL *Tokens
 }
 
 // HCL renders the agent configuration.
@@ -105,7 +114,12 @@ func (c NomadConfig) HCL() string {
 		fmt.Fprintf(&b, "  host_volume %s {\n    path = %s\n    read_only = false\n  }\n", strconv.Quote(name), strconv.Quote(c.WritableHostVolumes[name]))
 	}
 	b.WriteString("}\n")
-	fmt.Fprintf(&b, "consul {\n  address = %s\n}\n", strconv.Quote(c.ConsulHTTP))
+	if c.ACL != nil {
+		b.WriteString("acl {\n  enabled = true\n}\n")
+		fmt.Fprintf(&b, "consul {\n  address = %s\n  token = %s\n}\n", strconv.Quote(c.ConsulHTTP), strconv.Quote(c.ACL.NomadAgentConsul))
+	} else {
+		fmt.Fprintf(&b, "consul {\n  address = %s\n}\n", strconv.Quote(c.ConsulHTTP))
+	}
 	fmt.Fprintf(&b, "ui {\n  enabled = true\n  consul {\n    ui_url = %s\n  }\n}\n", strconv.Quote("http://"+c.ConsulHTTP+"/ui"))
 	return b.String()
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
@@ -32,6 +33,9 @@ const (
 	NomadHTTP   = 4646
 	GatewayHTTP = 8080
 )
+
+// gatewayJob is the gateway job's id in examples/platform.
+const gatewayJob = "nimbus-gateway"
 
 // cgroupName keeps the stack's task cgroups apart from test agents'.
 const cgroupName = "nimbus-dev"
@@ -54,9 +58,9 @@ func (s Stack) Up(ctx context.Context) error {
 			return err
 		}
 	}
-	consulCfg := agents.ConsulConfig{
-		NodeName: "nimbus-dev", Datacenter: "dc1", DataDir: s.dataDir("consul"),
-		Ports: agents.ConsulPorts{HTTP: ConsulHTTP, DNS: 8600, SerfLAN: 8301, SerfWAN: 8302, Server: 8300},
+	tokens, err := agents.LoadOrCreateTokens(filepath.Join(s.Dir, "data"))
+	if err != nil {
+		return err
 	}
 	nomadCfg := agents.NomadConfig{
 		Name: "nimbus-dev", Region: "global", Datacenter: "dc1", DataDir: s.dataDir("nomad"),
@@ -87,23 +91,32 @@ func (s Stack) Up(ctx context.Context) error {
 	}
 	nomadCfg.WritableHostVolumes = map[string]string{"nimbus-gateway-data": gatewayData}
 
-	consul, err := clients.NewConsul(clients.ConsulConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", ConsulHTTP)}, clients.DefaultRetryPolicy, nil)
+	pair, err := agents.StartPair(ctx, agents.PairConfig{
+		ConfigDir: filepath.Join(s.Dir, "config"),
+		Consul: agents.ConsulConfig{
+			NodeName: "nimbus-dev", Datacenter: "dc1", DataDir: s.dataDir("consul"),
+			Ports: agents.ConsulPorts{HTTP: ConsulHTTP, DNS: 8600, SerfLAN: 8301, SerfWAN: 8302, Server: 8300},
+		},
+		Nomad:  nomadCfg,
+		Tokens: &tokens,
+		Launch: s.launch,
+	})
 	if err != nil {
 		return err
 	}
-	if err := s.ensureAgent("consul", agents.Consul, consulCfg.HCL(), []string{"agent", "-config-file"}, ConsulHTTP,
-		func(p *agents.Process) error { return agents.WaitConsul(ctx, p, consul) }); err != nil {
-		return err
-	}
-	nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
+	// The quickstart's KV trigger watches demo/: the gateway may read it.
+	creds, err := principals.Create(ctx, pair.Nomad, pair.Consul, principals.Options{TriggerPrefixes: []string{"demo/"}})
 	if err != nil {
 		return err
 	}
-	if err := s.ensureAgent("nomad", agents.Nomad, nomadCfg.HCL(), []string{"agent", "-config"}, NomadHTTP,
-		func(p *agents.Process) error { return agents.WaitNomad(ctx, p, nomad) }); err != nil {
+	if err := s.writeEnv("deployer.env", "the deployer's least-privilege tokens", creds.Deployer); err != nil {
 		return err
 	}
-	if err := s.runGateway(ctx, nomad); err != nil {
+	operator := principals.Credentials{NomadToken: tokens.NomadManagement, ConsulToken: tokens.ConsulManagement}
+	if err := s.writeEnv("operator.env", "the operator's management tokens (UI login, cluster set-up)", operator); err != nil {
+		return err
+	}
+	if err := s.runGateway(ctx, pair.Nomad, creds.Gateway.ConsulToken); err != nil {
 		return err
 	}
 
@@ -114,41 +127,71 @@ Nimbus local stack is up.
   Gateway:    http://127.0.0.1:%d
   Logs:       %s
 
-  export CONSUL_HTTP_ADDR=http://127.0.0.1:%d NOMAD_ADDR=http://127.0.0.1:%d NIMBUS_GATEWAY_URL=http://127.0.0.1:%d
+
+  ACLs are on (Consul: default deny). Log in to both UIs with the
+  operator's management token (Nomad UI: ACL Tokens; Consul UI: Log in):
+    Nomad:   %s
+    Consul:  %s
+
+  Deploy as the least-privilege deployer (examples/platform/policies):
+    source %s
 
 Stop it with: make dev-down
-`, ConsulHTTP, NomadHTTP, GatewayHTTP, filepath.Join(s.Dir, "logs"), ConsulHTTP, NomadHTTP, GatewayHTTP)
+`, ConsulHTTP, NomadHTTP, GatewayHTTP, filepath.Join(s.Dir, "logs"), tokens.NomadManagement, tokens.ConsulManagement, filepath.Join(s.Dir, "deployer.env"))
 	return nil
 }
 
-// ensure starts bin with args unless our PID file names a live instance
-// of it, then waits for readiness either way.
-func (s Stack) ensure(name, bin string, args []string, port int, wait func(*agents.Process) error) error {
+// launch starts an agent detached, with a PID file, unless our PID file
+// names a live instance of it (then it returns nil: StartPair waits for
+// the running one).
+func (s Stack) launch(name string, bin agents.Binary, args []string) (*agents.Process, error) {
 	if pid := s.runningPid(name); pid > 0 {
 		fmt.Fprintf(s.Out, "dev: %s already running (pid %d)\n", name, pid)
-		return wait(nil)
+		return nil, nil
 	}
+	port := map[string]int{"consul": ConsulHTTP, "nomad": NomadHTTP}[name]
 	if portInUse(port) {
-		return fmt.Errorf("port %d is in use by a process that make dev did not start; stop it (another %s?) and run make dev again", port, name)
+		return nil, fmt.Errorf("port %d is in use by a process that make dev did not start; stop it (another %s?) and run make dev again", port, name)
 	}
-	p, err := agents.Start(name, bin, args, s.logFile(name), agents.StartOptions{Detach: true})
+	path, err := bin.Path()
 	if err != nil {
-		return err
+		return nil, err
+	}
+	p, err := agents.Start(name, path, args, s.logFile(name), agents.StartOptions{Detach: true})
+	if err != nil {
+		return nil, err
 	}
 	if err := os.WriteFile(s.pidFile(name), []byte(strconv.Itoa(p.Pid())), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	fmt.Fprintf(s.Out, "dev: started %s (pid %d), waiting until it is ready\n", name, p.Pid())
-	if err := wait(p); err != nil {
-		return fmt.Errorf("%s did not become ready: %w; see %s", name, err, s.logFile(name))
-	}
-	return nil
+	fmt.Fprintf(s.Out, "dev: started %s (pid %d), waiting until it is ready (log: %s)\n", name, p.Pid(), s.logFile(name))
+	return p, nil
+}
+
+// writeEnv writes a principal's credentials as a shell file to source,
+// readable by the owner only.
+func (s Stack) writeEnv(name, what string, c principals.Credentials) error {
+	body := fmt.Sprintf("# Nimbus local stack: %s.\nexport NOMAD_ADDR=http://127.0.0.1:%d CONSUL_HTTP_ADDR=http://127.0.0.1:%d NIMBUS_GATEWAY_URL=http://127.0.0.1:%d\nexport NOMAD_TOKEN=%s CONSUL_HTTP_TOKEN=%s\n", what,
+		NomadHTTP, ConsulHTTP, GatewayHTTP, c.NomadToken, c.ConsulToken)
+	return os.WriteFile(filepath.Join(s.Dir, name), []byte(body), 0o600)
 }
 
 // runGateway runs the gateway as the Nomad job of examples/platform, so
 // the whole platform shows in the Nomad UI. The binary's digest is job
 // meta: a rebuilt gateway is a new job version, which Nomad rolls out.
-func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client) error {
+//
+// Its tokens come the Nomad way: the Nomad API through the task's workload
+// identity, to which the gateway policy is attached; the Consul token from
+// the Nomad variable nomad/jobs/nimbus-gateway, which only this job can
+// read, rendered by the job's template.
+func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string) error {
+	if err := principals.AttachGatewayToJob(ctx, nomad, "default", gatewayJob); err != nil {
+		return err
+	}
+	v := &nomadapi.Variable{Path: "nomad/jobs/" + gatewayJob, Items: nomadapi.VariableItems{"consul_token": consulToken}}
+	if _, _, err := nomad.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return fmt.Errorf("storing the gateway's Consul token in Nomad variable %s: %w", v.Path, err)
+	}
 	root := filepath.Dir(s.Dir)
 	spec, err := os.ReadFile(filepath.Join(root, "examples", "platform", "nimbus-gateway.nomad.hcl"))
 	if err != nil {
@@ -186,24 +229,12 @@ func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client) error {
 	return waitHTTP(ctx, nil, fmt.Sprintf("http://127.0.0.1:%d/healthz", GatewayHTTP))
 }
 
-// ensureAgent writes an agent's configuration and ensures it runs.
-func (s Stack) ensureAgent(name string, bin agents.Binary, hcl string, args []string, port int, wait func(*agents.Process) error) error {
-	path, err := bin.Path()
-	if err != nil {
-		return err
-	}
-	cfgFile, err := agents.WriteConfig(filepath.Join(s.Dir, "config"), name+".hcl", hcl)
-	if err != nil {
-		return err
-	}
-	return s.ensure(name, path, append(args, cfgFile), port, wait)
-}
-
 // Down stops the agents named by the PID files, purging Nomad's jobs first
 // so that no task outlives the stack, and removes their state. Logs stay.
 func (s Stack) Down(ctx context.Context) error {
 	if pid := s.runningPid("nomad"); pid > 0 {
-		nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP)}, clients.DefaultRetryPolicy, nil)
+		tokens, _ := agents.LoadOrCreateTokens(filepath.Join(s.Dir, "data"))
+		nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP), Token: tokens.NomadManagement}, clients.DefaultRetryPolicy, nil)
 		if err == nil {
 			stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			if err := agents.StopAllJobs(stopCtx, nomad); err != nil {
@@ -221,6 +252,8 @@ func (s Stack) Down(ctx context.Context) error {
 		}
 		_ = os.Remove(s.pidFile(name))
 	}
+	_ = os.Remove(filepath.Join(s.Dir, "deployer.env"))
+	_ = os.Remove(filepath.Join(s.Dir, "operator.env"))
 	nomadData := s.dataDir("nomad")
 	if n := agents.KillProcessesUnder(nomadData); n > 0 {
 		fmt.Fprintf(s.Out, "dev: killed %d leftover task processes\n", n)

@@ -49,7 +49,9 @@ func (g *Gateway) start() error {
 	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
 	g.URL = "http://" + addr
 	g.cmd = exec.Command(g.bin, "-listen", addr, "-data-dir", g.DataDir)
-	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr)
+	// The gateway runs as its own principal, with the shipped policies.
+	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
+		"NOMAD_TOKEN="+e.Principals.Gateway.NomadToken, "CONSUL_HTTP_TOKEN="+e.Principals.Gateway.ConsulToken)
 	logFile, err := os.OpenFile(filepath.Join(e.Dir, "gateway.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -29,8 +29,8 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 )
 
 // Options shape the environment.
@@ -42,6 +42,12 @@ type Options struct {
 	HostVolumes map[string]string
 	// StartTimeout bounds agent start-up. Default 90s.
 	StartTimeout time.Duration
+	// WithoutACL runs the agents with ACLs off, as some users still do.
+	// By default both run with ACLs on (Consul with default deny).
+	WithoutACL bool
+	// TriggerPrefixes are the KV prefixes the package's KV triggers watch:
+	// the gateway may read those and no other data.
+	TriggerPrefixes []string
 }
 
 // Env is a running pair of agents.
@@ -50,8 +56,17 @@ type Env struct {
 	Dir        string // holds configs, logs and agent state
 	ConsulAddr string // http://127.0.0.1:port
 	NomadAddr  string // http://127.0.0.1:port
-	Consul     *consulapi.Client
-	Nomad      *nomadapi.Client
+	// Consul and Nomad carry the management tokens when ACLs are on: they
+	// are the operator's clients, for setting up and inspecting.
+	Consul *consulapi.Client
+	Nomad  *nomadapi.Client
+	// ACL reports whether the agents enforce ACLs.
+	ACL bool
+	// Tokens are the bootstrap tokens (nil without ACLs).
+	Tokens *agents.Tokens
+	// Principals are the deployer's and the gateway's least-privilege
+	// credentials, from examples/platform/policies (empty without ACLs).
+	Principals principals.Set
 
 	consulProc   *agents.Process
 	nomadProc    *agents.Process
@@ -70,13 +85,11 @@ func Start(opts Options) (env *Env, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the Nomad exec driver needs root: run the tests as root")
 	}
-	consulBin, err := agents.Consul.Path()
-	if err != nil {
-		return nil, err
-	}
-	nomadBin, err := agents.Nomad.Path()
-	if err != nil {
-		return nil, err
+	// Fail before creating anything when a binary is missing.
+	for _, bin := range []agents.Binary{agents.Consul, agents.Nomad} {
+		if _, err := bin.Path(); err != nil {
+			return nil, err
+		}
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 90 * time.Second
@@ -100,62 +113,59 @@ func Start(opts Options) (env *Env, err error) {
 		return env, err
 	}
 	port := env.portSlot.Agent
-	consulCfg := agents.ConsulConfig{
-		NodeName:   "nimbus-test-" + id,
-		Datacenter: "dc1",
-		DataDir:    filepath.Join(dir, "consul"),
-		Ports:      agents.ConsulPorts{HTTP: port(0), DNS: -1, SerfLAN: port(1), SerfWAN: port(2), Server: port(3)},
-	}
-	env.ConsulAddr = fmt.Sprintf("http://127.0.0.1:%d", port(0))
 	env.nomadDataDir = filepath.Join(dir, "nomad")
 	env.cgroupParent = agents.CgroupParentName("nimbus-test-" + id)
-	nomadCfg := agents.NomadConfig{
-		Name:         "nimbus-test-" + id,
-		Region:       "global",
-		Datacenter:   "dc1",
-		DataDir:      env.nomadDataDir,
-		Ports:        agents.NomadPorts{HTTP: port(4), RPC: port(5), Serf: port(6)},
-		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", port(0)),
-		CgroupParent: env.cgroupParent,
-		ChrootEnv:    agents.SlimChrootEnv(opts.ChrootEnv),
+	cfg := agents.PairConfig{
+		ConfigDir: dir,
+		Consul: agents.ConsulConfig{
+			NodeName:   "nimbus-test-" + id,
+			Datacenter: "dc1",
+			DataDir:    filepath.Join(dir, "consul"),
+			Ports:      agents.ConsulPorts{HTTP: port(0), DNS: -1, SerfLAN: port(1), SerfWAN: port(2), Server: port(3)},
+		},
+		Nomad: agents.NomadConfig{
+			Name:         "nimbus-test-" + id,
+			Region:       "global",
+			Datacenter:   "dc1",
+			DataDir:      env.nomadDataDir,
+			Ports:        agents.NomadPorts{HTTP: port(4), RPC: port(5), Serf: port(6)},
+			ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", port(0)),
+			CgroupParent: env.cgroupParent,
+			ChrootEnv:    agents.SlimChrootEnv(opts.ChrootEnv),
 
-		MinDynamicPort: env.portSlot.Min,
-		MaxDynamicPort: env.portSlot.Max,
-		HostVolumes:    opts.HostVolumes,
+			MinDynamicPort: env.portSlot.Min,
+			MaxDynamicPort: env.portSlot.Max,
+			HostVolumes:    opts.HostVolumes,
+		},
+		Launch: func(name string, bin agents.Binary, args []string) (*agents.Process, error) {
+			path, err := bin.Path()
+			if err != nil {
+				return nil, err
+			}
+			return agents.Start(name, path, args, filepath.Join(dir, name+".log"), agents.StartOptions{})
+		},
 	}
-	env.NomadAddr = fmt.Sprintf("http://127.0.0.1:%d", port(4))
+	if !opts.WithoutACL {
+		tokens, err := agents.LoadOrCreateTokens(dir)
+		if err != nil {
+			return env, err
+		}
+		cfg.Tokens, env.Tokens, env.ACL = &tokens, &tokens, true
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
-
-	consulFile, err := agents.WriteConfig(dir, "consul.hcl", consulCfg.HCL())
+	pair, err := agents.StartPair(ctx, cfg)
+	env.ConsulAddr, env.NomadAddr = pair.ConsulAddr, pair.NomadAddr
+	env.Consul, env.Nomad = pair.Consul, pair.Nomad
+	env.consulProc, env.nomadProc = pair.ConsulProc, pair.NomadProc
 	if err != nil {
 		return env, err
 	}
-	env.consulProc, err = agents.Start("consul", consulBin, []string{"agent", "-config-file", consulFile}, filepath.Join(dir, "consul.log"), agents.StartOptions{})
-	if err != nil {
-		return env, err
-	}
-	if env.Consul, err = clients.NewConsul(clients.ConsulConfig{Address: env.ConsulAddr}, clients.DefaultRetryPolicy, nil); err != nil {
-		return env, err
-	}
-	if err = agents.WaitConsul(ctx, env.consulProc, env.Consul); err != nil {
-		return env, err
-	}
-
-	nomadFile, err := agents.WriteConfig(dir, "nomad.hcl", nomadCfg.HCL())
-	if err != nil {
-		return env, err
-	}
-	env.nomadProc, err = agents.Start("nomad", nomadBin, []string{"agent", "-config", nomadFile}, filepath.Join(dir, "nomad.log"), agents.StartOptions{})
-	if err != nil {
-		return env, err
-	}
-	if env.Nomad, err = clients.NewNomad(clients.NomadConfig{Address: env.NomadAddr}, clients.DefaultRetryPolicy, nil); err != nil {
-		return env, err
-	}
-	if err = agents.WaitNomad(ctx, env.nomadProc, env.Nomad); err != nil {
-		return env, err
+	if env.ACL {
+		if env.Principals, err = principals.Create(ctx, env.Nomad, env.Consul, principals.Options{TriggerPrefixes: opts.TriggerPrefixes}); err != nil {
+			return env, err
+		}
 	}
 	slog.Debug("testenv ready", "consul", env.ConsulAddr, "nomad", env.NomadAddr, "dir", dir)
 	return env, nil

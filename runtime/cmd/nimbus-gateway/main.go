@@ -53,6 +53,8 @@ func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	// Refusals name the gateway's policies.
+	nomadCfg.Principal, consulCfg.Principal = clients.GatewayNomad, clients.GatewayConsul
 	nomad, err := clients.NewNomad(nomadCfg, clients.DefaultRetryPolicy, logger)
 	if err != nil {
 		return err

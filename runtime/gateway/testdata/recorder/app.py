@@ -15,5 +15,7 @@ def handler(event, context):
     for r in event["Records"]:
         key = "results/%s/%s/%s" % (event["trigger"], r["key"], uuid.uuid4().hex)
         body = json.dumps({"event": r["eventName"], "new": r.get("newValue"), "old": r.get("oldValue")}).encode()
-        urllib.request.urlopen(urllib.request.Request(base + "/v1/kv/" + key, data=body, method="PUT")).read()
+        # The function's own application token: it may write results/ only.
+        headers = {"X-Consul-Token": os.environ.get("CONSUL_TOKEN", "")}
+        urllib.request.urlopen(urllib.request.Request(base + "/v1/kv/" + key, data=body, method="PUT", headers=headers)).read()
     return {"delivered": len(event["Records"])}

@@ -1,0 +1,29 @@
+# Consul policy of the deployer (the Terraform provider):
+#   consul acl policy create -name nimbus-deployer -rules @deployer.hcl
+#   consul acl token create -description nimbus-deployer -policy-name nimbus-deployer
+
+# Function records: what the gateway needs to serve each function.
+key_prefix "nimbus/functions/" {
+  policy = "write"
+}
+
+# HTTP routes (nimbus_http_route).
+key_prefix "nimbus/routes/" {
+  policy = "write"
+}
+
+# Namespace quotas (nimbus_limits).
+key_prefix "nimbus/limits/" {
+  policy = "write"
+}
+
+# KV trigger definitions (nimbus_kv_trigger). Their progress, locks and
+# dead letters belong to the gateway.
+key_prefix "nimbus/triggers/" {
+  policy = "write"
+}
+
+# data "nimbus_cluster" reads the agent's datacenter and version.
+agent_prefix "" {
+  policy = "read"
+}

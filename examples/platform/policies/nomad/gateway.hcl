@@ -1,0 +1,20 @@
+# Nomad policy of the gateway. In the gateway job it is attached to the
+# job's workload identity (Nomad 1.6 and later), so no token exists to leak:
+#   nomad acl policy apply -namespace default -job nimbus-gateway \
+#     -description "Nimbus gateway" nimbus-gateway gateway.hcl
+# A gateway run outside Nomad gets a token with this policy instead.
+#
+# Nomad grants these per namespace (see deployer.hcl): a dedicated
+# namespace keeps the gateway away from other teams' jobs.
+namespace "default" {
+  capabilities = [
+    # Read a function's job and allocations: each new instance is checked
+    # against the allocation Nomad placed before it gets traffic.
+    "read-job",
+    # Scale function jobs from zero and back down when idle.
+    "scale-job",
+    "read-job-scaling",
+  ]
+}
+# Not granted: submit-job (the gateway never registers or changes a job),
+# variables (it never reads a function's secrets), node and agent rights.
