@@ -12,6 +12,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -47,11 +48,8 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 				return false, finalError{r.explain(ctx, a, src)}
 			}
 		}
-		entries, _, err := r.data.Consul.Health().Service(id, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return false, err
-		}
-		return len(entries) > 0, nil
+		entries, err := r.passing(ctx, id)
+		return len(entries) > 0, err
 	}, func() string { return r.lastEvents(ctx, id) })
 }
 
@@ -76,7 +74,7 @@ func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, ve
 				current[a.ID] = true
 			}
 		}
-		entries, _, err := r.data.Consul.Health().Service(nomadjob.ServiceName(f.Name), "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
+		entries, err := r.passing(ctx, nomadjob.ServiceName(f.Name))
 		if err != nil {
 			return false, err
 		}
@@ -90,6 +88,21 @@ func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, ve
 		}
 		return healthy >= f.MinInstances, nil
 	}, func() string { return r.lastEvents(ctx, id) })
+}
+
+// passing lists a service's passing instances. Consul hides what a token
+// may not read instead of refusing it, which would make the wait run to
+// its timeout; a filtered answer fails at once with the missing rule.
+func (r *functionResource) passing(ctx context.Context, service string) ([]*consulapi.ServiceEntry, error) {
+	entries, meta, err := r.data.Consul.Health().Service(service, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if meta.ResultsFilteredByACLs {
+		return nil, finalError{fmt.Errorf("Consul hid the health of service %s from the provider's token: it needs service_prefix %q { policy = \"read\" } and node_prefix \"\" { policy = \"read\" }; the nimbus-deployer policy grants them (%s)",
+			service, "nimbus-", clients.DeployerConsul.File)}
+	}
+	return entries, nil
 }
 
 func (r *functionResource) poll(ctx context.Context, what string, check func() (bool, error), describe func() string) error {

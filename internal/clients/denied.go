@@ -2,6 +2,7 @@ package clients
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,9 +44,16 @@ func (d deniedExplainer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusForbidden {
 		return resp, err
 	}
-	original, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var body io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if zr, err := gzip.NewReader(resp.Body); err == nil {
+			body = zr
+		}
+	}
+	original, _ := io.ReadAll(io.LimitReader(body, 4096))
 	_ = resp.Body.Close()
 	msg := d.explain(req, strings.TrimSpace(string(original)))
+	resp.Header.Del("Content-Encoding")
 	resp.Body = io.NopCloser(strings.NewReader(msg))
 	resp.ContentLength = int64(len(msg))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(msg)))
@@ -92,7 +100,7 @@ func nomadRight(method, path, namespace string) string {
 	switch parts[1] {
 	case "jobs":
 		if write {
-			return ns("submit-job")
+			return ns("submit-job") + ", and host_volume read on each host volume the job mounts"
 		}
 		return ns("list-jobs")
 	case "job":

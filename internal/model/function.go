@@ -50,14 +50,17 @@ const (
 
 // Function is one function's specification.
 type Function struct {
-	Name               string
-	Description        string
-	Runtime            string
-	Handler            string
-	MemoryMB           int
-	CPUMHz             int // 0: follows memory
-	Timeout            time.Duration
-	Environment        map[string]string
+	Name        string
+	Description string
+	Runtime     string
+	Handler     string
+	MemoryMB    int
+	CPUMHz      int // 0: follows memory
+	Timeout     time.Duration
+	Environment map[string]string
+	// Secrets maps handler variable names to Nomad Variables; only the
+	// references are configuration, never the values.
+	Secrets            map[string]protocol.SecretRef
 	Concurrency        int
 	MinInstances       int
 	MaxInstances       int
@@ -204,6 +207,7 @@ func (f Function) Validate() error {
 		errs = append(errs, &FieldError{"timeout", fmt.Sprintf("%s is out of range: use %s to %s", f.Timeout, MinTimeout, "15m")})
 	}
 	errs = append(errs, ValidateEnvironment(f.Environment)...)
+	errs = append(errs, f.validateSecrets()...)
 	switch {
 	case f.Concurrency < 1 || f.Concurrency > MaxConcurrency:
 		errs = append(errs, &FieldError{"concurrency", fmt.Sprintf("%d is out of range: use 1 to %d", f.Concurrency, MaxConcurrency)})
@@ -225,6 +229,65 @@ func (f Function) Validate() error {
 		errs = append(errs, &FieldError{"billing_granularity", fmt.Sprintf("%s is not allowed: use \"1ms\" or \"100ms\"", f.BillingGranularity)})
 	}
 	return errs.err()
+}
+
+// JobPrefix starts every function's Nomad job id (nimbus-fn-<name>).
+const JobPrefix = "nimbus-fn-"
+
+// SecretsRoot is the Nomad Variable path under which a function's secrets
+// live. Nomad lets a job's workload identity read nomad/jobs/<job id> and
+// below and nothing else, so only that job's instances can read them.
+func SecretsRoot(function string) string { return "nomad/jobs/" + JobPrefix + function }
+
+// variablePath and variableKey are what Nomad accepts for a variable's
+// path and what a template can render for a key.
+var (
+	variablePath = regexp.MustCompile(`^[a-zA-Z0-9_~/-]{1,128}$`)
+	variableKey  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+)
+
+func (f Function) validateSecrets() FieldErrors {
+	var errs FieldErrors
+	names := make([]string, 0, len(f.Secrets))
+	for name := range f.Secrets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	root := SecretsRoot(f.Name)
+	for _, name := range names {
+		ref := f.Secrets[name]
+		switch {
+		case !envName.MatchString(name):
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%q is not a valid variable name: use letters, digits and '_', not starting with a digit", name)})
+		case reservedReason(name) != "":
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%q is reserved: %s; choose another name", name, reservedReason(name))})
+		case hasKey(f.Environment, name):
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%q is also in environment: a variable comes from one or the other", name)})
+		}
+		switch {
+		case !variablePath.MatchString(ref.Path) || strings.Contains(ref.Path, "//") || strings.HasSuffix(ref.Path, "/"):
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: path %q is not a Nomad Variable path (letters, digits and -_~/, at most 128)", name, ref.Path)})
+		case ref.Path != root && !strings.HasPrefix(ref.Path, root+"/"):
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: path %q is outside %s. Nomad lets a function's instances read only the variables of their own job, %s and below; store the secret there, for example `nomad var put %s/%s %s=...`",
+				name, ref.Path, root, root, root, strings.ToLower(name), keyOrDefault(ref.Key))})
+		}
+		if !variableKey.MatchString(ref.Key) {
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: key %q is not a variable key (letters, digits and _.-)", name, ref.Key)})
+		}
+	}
+	return errs
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+func keyOrDefault(k string) string {
+	if k == "" {
+		return "value"
+	}
+	return k
 }
 
 func (f Function) validateRuntime() FieldErrors {

@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
@@ -119,6 +120,8 @@ func TestRenderedJobValidatesOnNomad(t *testing.T) {
 		"provided": {Name: "v-provided", Runtime: model.RuntimeProvided},
 		"python":   {Name: "v-python", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 3},
 		"http":     {Name: "v-http", Runtime: model.RuntimeHTTP, Concurrency: 10},
+		"secrets": {Name: "v-secrets", Runtime: model.RuntimePython, Handler: "app.handler",
+			Secrets: map[string]protocol.SecretRef{"TOKEN": {Path: "nomad/jobs/nimbus-fn-v-secrets", Key: "token"}}},
 	} {
 		resp, _, err := env.Nomad.Jobs().Validate(nomadjob.Render(tc, nomadjob.Source{URL: "http://g/x", SHA256: strings.Repeat("ab", 32)}, nomadjob.Options{}), nil)
 		if err != nil || resp.Error != "" || len(resp.ValidationErrors) > 0 {

@@ -25,7 +25,9 @@
 package nomadjob
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +40,7 @@ import (
 
 // Names shared with the client configuration and the gateway.
 const (
-	JobPrefix         = "nimbus-fn-"
+	JobPrefix         = model.JobPrefix
 	CanaryPrefix      = "nimbus-canary-"
 	GroupName         = "fn"
 	TaskName          = "host"
@@ -130,6 +132,15 @@ func RenderCanary(f model.Function, src Source, opts Options) *api.Job {
 	tg.ReschedulePolicy = &api.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
 	tg.Tasks[0].Services[0].Name = id
 	tg.Tasks[0].Services[0].Tags = []string{"nimbus", "nimbus-canary"}
+	// Nomad lets only the function's own job read its secrets, and the
+	// canary is another job: it proves the code starts with each secret
+	// variable set but empty.
+	task := tg.Tasks[0]
+	task.Templates = nil
+	delete(task.Env, protocol.EnvSecrets)
+	for name := range f.Secrets {
+		task.Env[name] = ""
+	}
 	return job
 }
 
@@ -160,6 +171,7 @@ func group(f model.Function, src Source, service string, count int) *api.TaskGro
 			RelativeDest: ptr(CodeDir),
 		}},
 		VolumeMounts: mounts,
+		Templates:    secretsTemplates(f),
 		// The host drains invocations in flight on SIGTERM; let it.
 		KillTimeout: ptr(f.Timeout + 5*time.Second),
 		LogConfig:   &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
@@ -208,6 +220,10 @@ func env(f model.Function) map[string]string {
 	e[protocol.EnvTimeout] = f.Timeout.String()
 	e[protocol.EnvBillingGranularity] = f.BillingGranularity.String()
 	e[protocol.EnvConcurrency] = strconv.Itoa(f.Concurrency)
+	if len(f.Secrets) > 0 {
+		refs, _ := json.Marshal(f.Secrets)
+		e[protocol.EnvSecrets] = string(refs)
+	}
 	switch f.Runtime {
 	case model.RuntimePython:
 		e[protocol.EnvPython] = "/usr/bin/python3"
@@ -215,6 +231,47 @@ func env(f model.Function) map[string]string {
 		e[protocol.EnvNode] = "/usr/bin/node"
 	}
 	return e
+}
+
+// secretsTemplates renders the function's secrets from Nomad Variables
+// into the task's secrets dir at start, with the job's own workload
+// identity: the job spec holds only paths and keys. Each referenced
+// variable renders whole (JSON path → key → value) and nimbus-host picks
+// the keys, so a missing key is reported by name rather than rendered
+// empty. Running instances keep the values they started with
+// (change_mode noop); new instances read the current ones.
+func secretsTemplates(f model.Function) []*api.Template {
+	if len(f.Secrets) == 0 {
+		return nil
+	}
+	paths := map[string]bool{}
+	for _, ref := range f.Secrets {
+		paths[ref.Path] = true
+	}
+	sorted := make([]string, 0, len(paths))
+	for p := range paths {
+		sorted = append(sorted, p)
+	}
+	sort.Strings(sorted)
+	var b strings.Builder
+	b.WriteString("{")
+	for i, p := range sorted {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		q := strconv.Quote(p)
+		fmt.Fprintf(&b, "\n%s: {{ with nomadVar %s }}{ {{- range $i, $t := .Tuples }}{{ if $i }}, {{ end }}{{ $t.K | toJSON }}: {{ $t.V | toJSON }}{{ end -}} }{{ end }}", q, q)
+	}
+	b.WriteString("\n}\n")
+	return []*api.Template{{
+		EmbeddedTmpl: ptr(b.String()),
+		DestPath:     ptr("secrets/" + protocol.SecretsFile),
+		ChangeMode:   ptr("noop"),
+		Perms:        ptr("0400"),
+		// The task runs as nobody; only it may read the file.
+		Uid: ptr(65534),
+		Gid: ptr(65534),
+	}}
 }
 
 func meta(f model.Function, src Source) map[string]string {

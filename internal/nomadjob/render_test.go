@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -27,6 +28,14 @@ var goldenCases = map[string]struct {
 		opts: Options{Namespace: "functions", Region: "eu", Datacenters: []string{"dc1", "dc2"}},
 	},
 	"http-concurrent": {fn: model.Function{Name: "web", Runtime: model.RuntimeHTTP, Handler: "bin/server", Concurrency: 20}},
+	"python-secrets": {fn: model.Function{
+		Name: "orders", Runtime: model.RuntimePython, Handler: "app.handler",
+		Secrets: map[string]protocol.SecretRef{
+			"DB_PASSWORD": {Path: "nomad/jobs/nimbus-fn-orders/db", Key: "password"},
+			"DB_USER":     {Path: "nomad/jobs/nimbus-fn-orders/db", Key: "user"},
+			"API_KEY":     {Path: "nomad/jobs/nimbus-fn-orders", Key: "api_key"},
+		},
+	}},
 }
 
 func TestRenderGolden(t *testing.T) {

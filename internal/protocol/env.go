@@ -29,3 +29,19 @@ const (
 	EnvSchedulePayload  = "NIMBUS_PAYLOAD_JSON"
 	EnvGatewayURL       = "NIMBUS_GATEWAY_URL"
 )
+
+// Secrets reach the handler without ever being in the job spec: the job
+// sets EnvSecrets to the references (JSON of map[string]SecretRef, no
+// values), its template renders the referenced Nomad Variables into
+// SecretsFile in the task's secrets dir (JSON of path → key → value), and
+// nimbus-host puts each value in the handler's environment.
+const (
+	EnvSecrets  = "NIMBUS_SECRETS"
+	SecretsFile = "nimbus-secrets.json"
+)
+
+// SecretRef names one secret: a key of a Nomad Variable.
+type SecretRef struct {
+	Path string `json:"path"`
+	Key  string `json:"key"`
+}

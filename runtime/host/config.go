@@ -41,6 +41,9 @@ type Config struct {
 	// Env is the handler's base environment; the Lambda variables are
 	// added on top.
 	Env []string
+	// Secrets are "NAME=value" entries for the handler only, from Nomad
+	// Variables (LoadSecrets). The host never logs them.
+	Secrets []string
 }
 
 // withDefaults fills what is unset.

@@ -419,6 +419,7 @@ func (h *Host) handlerEnv(runtimeAPI string) []string {
 			env = append(env, k+"="+v)
 		}
 	}
+	env = append(env, c.Secrets...)
 	stream := fmt.Sprintf("%s/[%s]%s", time.Now().UTC().Format("2006/01/02"), c.FunctionVersion, instanceID())
 	add("AWS_LAMBDA_FUNCTION_NAME", c.FunctionName, true)
 	add("AWS_LAMBDA_FUNCTION_VERSION", c.FunctionVersion, true)

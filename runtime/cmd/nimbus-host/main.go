@@ -145,6 +145,15 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 			return cfg, "", fmt.Errorf("billing granularity %q is not 1ms or 100ms", granularity)
 		}
 	}
+	if refs := getenv(protocol.EnvSecrets); refs != "" {
+		dir := getenv("NOMAD_SECRETS_DIR")
+		if dir == "" {
+			dir = "secrets"
+		}
+		if cfg.Secrets, err = host.LoadSecrets(refs, dir); err != nil {
+			return cfg, "", err
+		}
+	}
 	if listen == "" {
 		return cfg, "", errors.New("no address to listen on: pass -listen or run under Nomad with a port labelled http")
 	}

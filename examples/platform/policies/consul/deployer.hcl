@@ -23,6 +23,16 @@ key_prefix "nimbus/triggers/" {
   policy = "write"
 }
 
+# Wait for a canary (nimbus-canary-*) and a function's instances
+# (nimbus-fn-*) to pass their health checks. Consul filters health results
+# by node as well, hence node read.
+service_prefix "nimbus-" {
+  policy = "read"
+}
+node_prefix "" {
+  policy = "read"
+}
+
 # data "nimbus_cluster" reads the agent's datacenter and version.
 agent_prefix "" {
   policy = "read"

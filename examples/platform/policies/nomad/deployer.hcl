@@ -30,6 +30,16 @@ namespace "default" {
   }
 }
 
+# Function jobs mount nimbus-host (and, for python3 and nodejs, the
+# interpreters in /usr) read-only from the clients' host volumes. Nomad
+# checks the submitter's right to each volume a job mounts.
+host_volume "nimbus-runtime" {
+  policy = "read"
+}
+host_volume "nimbus-usr" {
+  policy = "read"
+}
+
 # data "nimbus_cluster" counts ready nodes with a healthy exec driver.
 node {
   policy = "read"
