@@ -17,9 +17,15 @@ key_prefix "nimbus/limits/" {
   policy = "write"
 }
 
-# KV trigger definitions (nimbus_kv_trigger). Their progress, locks and
-# dead letters belong to the gateway.
+# KV trigger definitions (nimbus_kv_trigger). Their locks and dead
+# letters belong to the gateway.
 key_prefix "nimbus/triggers/" {
+  policy = "write"
+}
+
+# A destroyed KV trigger's progress is deleted with it, so that a new
+# trigger of the same name starts afresh instead of resuming.
+key_prefix "nimbus/trigger-state/" {
   policy = "write"
 }
 
