@@ -2,8 +2,10 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
@@ -172,6 +175,13 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 		}
 	}
 	m.Environment = environmentValue(user, m.Environment.IsNull())
+	var refs map[string]protocol.SecretRef
+	if raw := env[protocol.EnvSecrets]; raw != "" {
+		if err := json.Unmarshal([]byte(raw), &refs); err != nil {
+			return fmt.Errorf("job %s has unreadable %s: %w", *job.ID, protocol.EnvSecrets, err)
+		}
+	}
+	m.Secrets = secretsValue(refs, m.Secrets.IsNull())
 	if sha := job.Meta[nomadjob.MetaSource]; sha != "" {
 		m.SourceSHA256 = types.StringValue(sha)
 	}
@@ -210,6 +220,11 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	case prior == nil && existing.Meta[nomadjob.MetaManaged] != nomadjob.ManagedBy && (existing.Stop == nil || !*existing.Stop):
 		diags.AddAttributeError(path.Root("name"), "A Nomad job with this name exists",
 			fmt.Sprintf("Job %s exists and is not managed by Nimbus. Choose another function name, or stop and purge that job.", *job.ID))
+		return diags
+	}
+
+	if err := r.checkSecretsExist(ctx, f); err != nil {
+		diags.AddAttributeError(path.Root("secrets"), "A secret's Nomad Variable does not exist", err.Error())
 		return diags
 	}
 
@@ -261,11 +276,42 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	return diags
 }
 
+// checkSecretsExist makes sure every variable the function's secrets name
+// exists, so that instances do not wait forever for it at start. It lists
+// paths only: the deployer never reads a secret's value (nor can it check
+// the keys, which nimbus-host reports by name if one is missing).
+func (r *functionResource) checkSecretsExist(ctx context.Context, f model.Function) error {
+	if len(f.Secrets) == 0 {
+		return nil
+	}
+	q := r.data.nomadQuery(ctx)
+	metas, _, err := r.data.Nomad.Variables().PrefixList(model.SecretsRoot(f.Name), q)
+	if err != nil {
+		return fmt.Errorf("cannot list the function's Nomad Variables: %w", err)
+	}
+	exists := map[string]bool{}
+	for _, m := range metas {
+		exists[m.Path] = true
+	}
+	names := make([]string, 0, len(f.Secrets))
+	for name := range f.Secrets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if ref := f.Secrets[name]; !exists[ref.Path] {
+			return fmt.Errorf("secret %s names Nomad Variable %s, which does not exist in namespace %s. Create it first: nomad var put %s %s=<value>",
+				name, ref.Path, namespaceOrDefault(r.data.Settings.Nomad.Namespace), ref.Path, ref.Key)
+		}
+	}
+	return nil
+}
+
 // taskUnchanged reports whether only settings outside the task changed
 // (instance counts, idle timeout), which need no canary.
 func taskUnchanged(a, b functionModel) bool {
 	return a.Runtime.Equal(b.Runtime) && a.Handler.Equal(b.Handler) && a.MemoryMB.Equal(b.MemoryMB) &&
-		a.CPUMHz.Equal(b.CPUMHz) && a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) &&
+		a.CPUMHz.Equal(b.CPUMHz) && a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Secrets.Equal(b.Secrets) &&
 		a.Concurrency.Equal(b.Concurrency) && a.BillingGranularity.Equal(b.BillingGranularity) &&
 		a.SourceSHA256.Equal(b.SourceSHA256) && a.SourceURL.Equal(b.SourceURL)
 }

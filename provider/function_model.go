@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // functionModel is nimbus_function's state.
@@ -25,6 +26,7 @@ type functionModel struct {
 	CPUMHz              types.Int64    `tfsdk:"cpu_mhz"`
 	Timeout             types.String   `tfsdk:"timeout"`
 	Environment         types.Map      `tfsdk:"environment"`
+	Secrets             types.Map      `tfsdk:"secrets"`
 	Concurrency         types.Int64    `tfsdk:"concurrency"`
 	ReservedConcurrency types.Int64    `tfsdk:"reserved_concurrency"`
 	MinInstances        types.Int64    `tfsdk:"min_instances"`
@@ -59,6 +61,8 @@ func (m functionModel) known(field string) bool {
 		return !m.Timeout.IsUnknown()
 	case "environment":
 		return !m.Environment.IsUnknown()
+	case "secrets":
+		return !m.Secrets.IsUnknown() && !m.Name.IsUnknown() && !m.Environment.IsUnknown()
 	case "concurrency":
 		return !m.Concurrency.IsUnknown() && !m.Runtime.IsUnknown()
 	case "min_instances", "max_instances":
@@ -103,7 +107,38 @@ func (m functionModel) spec(ctx context.Context) (model.Function, diag.Diagnosti
 		diags.Append(m.Environment.ElementsAs(ctx, &env, false)...)
 		f.Environment = env
 	}
+	if !m.Secrets.IsNull() && !m.Secrets.IsUnknown() {
+		refs := map[string]secretModel{}
+		diags.Append(m.Secrets.ElementsAs(ctx, &refs, false)...)
+		f.Secrets = make(map[string]protocol.SecretRef, len(refs))
+		for name, ref := range refs {
+			f.Secrets[name] = protocol.SecretRef{Path: ref.Path.ValueString(), Key: ref.Key.ValueString()}
+		}
+	}
 	return f.WithDefaults(), diags
+}
+
+// secretModel is one element of nimbus_function.secrets.
+type secretModel struct {
+	Path types.String `tfsdk:"path"`
+	Key  types.String `tfsdk:"key"`
+}
+
+var secretType = types.ObjectType{AttrTypes: map[string]attr.Type{"path": types.StringType, "key": types.StringType}}
+
+// secretsValue turns references read back from the job into state, null
+// when there are none and the configuration had none.
+func secretsValue(refs map[string]protocol.SecretRef, wasNull bool) types.Map {
+	if len(refs) == 0 && wasNull {
+		return types.MapNull(secretType)
+	}
+	elems := make(map[string]attr.Value, len(refs))
+	for name, ref := range refs {
+		elems[name] = types.ObjectValueMust(secretType.AttrTypes, map[string]attr.Value{
+			"path": types.StringValue(ref.Path), "key": types.StringValue(ref.Key),
+		})
+	}
+	return types.MapValueMust(secretType, elems)
 }
 
 func parseDuration(diags *diag.Diagnostics, attr string, v types.String) time.Duration {

@@ -105,6 +105,21 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"Sensitive: plans and the provider's messages never show the values, and they are not written to Consul KV. " +
 					"They are part of the Nomad job, so anyone who may read the job sees them.",
 			},
+			"secrets": schema.MapNestedAttribute{
+				Optional: true,
+				MarkdownDescription: "Secrets for the handler's environment, by variable name: each is a `key` of a Nomad Variable at `path`. " +
+					"Only these references are configuration; the values never pass through Terraform, plans, the Nomad job or Consul KV. " +
+					"The job renders them at task start with a `template` (`nomadVar`) under its own workload identity, and nimbus-host hands them to the handler without logging them. " +
+					"Nomad lets a job read only its own variables, so `path` must be `nomad/jobs/nimbus-fn-<name>` (or its `/fn` or `/fn/host` sub-path): " +
+					"`nomad var put nomad/jobs/nimbus-fn-<name> db_password=...`. A rotated value reaches new instances; running ones keep theirs until replaced. " +
+					"The canary that proves a new version runs without the values (each variable set but empty): Nomad lets only the function's own job read them.",
+				NestedObject: schema.NestedAttributeObject{
+					Attributes: map[string]schema.Attribute{
+						"path": schema.StringAttribute{Required: true, MarkdownDescription: "The Nomad Variable's path, `nomad/jobs/nimbus-fn-<name>`."},
+						"key":  schema.StringAttribute{Required: true, MarkdownDescription: "The key within the variable."},
+					},
+				},
+			},
 			"concurrency": schema.Int64Attribute{
 				Optional:            true,
 				Computed:            true,
@@ -292,7 +307,7 @@ func (r *functionResource) invokeURL(name string) string {
 func jobUnchanged(a, b functionModel) bool {
 	return a.Name.Equal(b.Name) && a.Description.Equal(b.Description) && a.Runtime.Equal(b.Runtime) &&
 		a.Handler.Equal(b.Handler) && a.MemoryMB.Equal(b.MemoryMB) && a.CPUMHz.Equal(b.CPUMHz) &&
-		a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Concurrency.Equal(b.Concurrency) &&
+		a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Secrets.Equal(b.Secrets) && a.Concurrency.Equal(b.Concurrency) &&
 		a.MinInstances.Equal(b.MinInstances) && a.MaxInstances.Equal(b.MaxInstances) &&
 		a.BillingGranularity.Equal(b.BillingGranularity) && a.SourceSHA256.Equal(b.SourceSHA256) &&
 		a.SourceURL.Equal(b.SourceURL)

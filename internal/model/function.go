@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -234,10 +235,18 @@ func (f Function) Validate() error {
 // JobPrefix starts every function's Nomad job id (nimbus-fn-<name>).
 const JobPrefix = "nimbus-fn-"
 
-// SecretsRoot is the Nomad Variable path under which a function's secrets
-// live. Nomad lets a job's workload identity read nomad/jobs/<job id> and
-// below and nothing else, so only that job's instances can read them.
+// SecretsRoot is the Nomad Variable that holds a function's secrets, one
+// key each. Nomad lets a job's workload identity read exactly
+// nomad/jobs/<job>, nomad/jobs/<job>/<group> and
+// nomad/jobs/<job>/<group>/<task>, so only that job's instances can read it.
 func SecretsRoot(function string) string { return "nomad/jobs/" + JobPrefix + function }
+
+// SecretPaths are the variable paths a function's instances may read (the
+// job's group is "fn" and its task "host").
+func SecretPaths(function string) []string {
+	root := SecretsRoot(function)
+	return []string{root, root + "/fn", root + "/fn/host"}
+}
 
 // variablePath and variableKey are what Nomad accepts for a variable's
 // path and what a template can render for a key.
@@ -254,6 +263,7 @@ func (f Function) validateSecrets() FieldErrors {
 	}
 	sort.Strings(names)
 	root := SecretsRoot(f.Name)
+	readable := SecretPaths(f.Name)
 	for _, name := range names {
 		ref := f.Secrets[name]
 		switch {
@@ -267,9 +277,9 @@ func (f Function) validateSecrets() FieldErrors {
 		switch {
 		case !variablePath.MatchString(ref.Path) || strings.Contains(ref.Path, "//") || strings.HasSuffix(ref.Path, "/"):
 			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: path %q is not a Nomad Variable path (letters, digits and -_~/, at most 128)", name, ref.Path)})
-		case ref.Path != root && !strings.HasPrefix(ref.Path, root+"/"):
-			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: path %q is outside %s. Nomad lets a function's instances read only the variables of their own job, %s and below; store the secret there, for example `nomad var put %s/%s %s=...`",
-				name, ref.Path, root, root, root, strings.ToLower(name), keyOrDefault(ref.Key))})
+		case !slices.Contains(readable, ref.Path):
+			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: path %q is not readable by the function's instances. Nomad lets a job read only its own variables (%s); store the secret as a key of %s, for example `nomad var put %s %s=...`",
+				name, ref.Path, strings.Join(readable, ", "), root, root, keyOrDefault(ref.Key))})
 		}
 		if !variableKey.MatchString(ref.Key) {
 			errs = append(errs, &FieldError{"secrets", fmt.Sprintf("%s: key %q is not a variable key (letters, digits and _.-)", name, ref.Key)})

@@ -31,8 +31,8 @@ var goldenCases = map[string]struct {
 	"python-secrets": {fn: model.Function{
 		Name: "orders", Runtime: model.RuntimePython, Handler: "app.handler",
 		Secrets: map[string]protocol.SecretRef{
-			"DB_PASSWORD": {Path: "nomad/jobs/nimbus-fn-orders/db", Key: "password"},
-			"DB_USER":     {Path: "nomad/jobs/nimbus-fn-orders/db", Key: "user"},
+			"DB_PASSWORD": {Path: "nomad/jobs/nimbus-fn-orders/fn", Key: "password"},
+			"DB_USER":     {Path: "nomad/jobs/nimbus-fn-orders/fn", Key: "user"},
 			"API_KEY":     {Path: "nomad/jobs/nimbus-fn-orders", Key: "api_key"},
 		},
 	}},
