@@ -1,13 +1,17 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
@@ -71,5 +75,41 @@ func TestSandboxedFunctionHasNoRightsOnTheCluster(t *testing.T) {
 	}
 	if n := groupCount(t, env, "victim"); n != 1 {
 		t.Errorf("the victim's count is %d, want 1", n)
+	}
+}
+
+// TestGatewayWithoutScaleRightSaysWhichPolicy runs a second gateway whose
+// Nomad token lacks scale-job: the cold start it cannot make is reported,
+// in the invocation's error and the function's status, with the missing
+// capability and the shipped policy that grants it.
+func TestGatewayWithoutScaleRightSaysWhichPolicy(t *testing.T) {
+	env, _ := gateway(t)
+	if !env.ACL {
+		t.Fatal("this test needs the ACL-enabled environment")
+	}
+	deploy(t, model.Function{Name: "unscalable", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 5 * time.Second})
+	weak, err := principals.NomadToken(context.Background(), env.Nomad, "test-gateway-no-scale",
+		`namespace "default" { capabilities = ["read-job", "read-job-scaling"] }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := env.StartGatewayAs(fx.gatewayBin, "gateway-no-scale", principals.Credentials{NomadToken: weak, ConsulToken: env.Principals.Gateway.ConsulToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Stop()
+
+	a := invoke(t, gw, "unscalable", `{"action":"echo","value":"x"}`)
+	if a.status == http.StatusOK {
+		t.Fatalf("a gateway that may not scale served a function at zero: %s", a.raw)
+	}
+	msg := fmt.Sprint(a.body["errorMessage"])
+	for _, want := range []string{`capability "scale-job"`, "nimbus-gateway policy", "policies/nomad/gateway.hcl"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the refusal (%d) does not say %s: %s", a.status, want, a.raw)
+		}
+	}
+	if view := gatewayView(t, gw.URL, "unscalable"); !strings.Contains(fmt.Sprint(view["scale_error"]), "scale-job") {
+		t.Errorf("the function's status does not show the scale error: %v", view)
 	}
 }

@@ -1,20 +1,26 @@
 package testenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 )
 
 // Gateway is a nimbus-gateway process wired to an environment's agents.
 type Gateway struct {
 	URL     string
 	DataDir string
+	LogPath string
 	env     *Env
 	bin     string
+	creds   principals.Credentials
 	cmd     *exec.Cmd
 }
 
@@ -30,7 +36,17 @@ func (e *Env) SharedGateway(bin string) (*Gateway, error) {
 // environment's Nomad and Consul, on a port of the environment's slot, with
 // its artifact store under the environment's state dir.
 func (e *Env) StartGateway(bin string) (*Gateway, error) {
-	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, "gateway")}
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, "gateway"), LogPath: filepath.Join(e.Dir, "gateway.log"), creds: e.Principals.Gateway}
+	if err := g.start(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// StartGatewayAs runs another gateway with other credentials, its own
+// store and its own log (named after name), on a free loopback port.
+func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials) (*Gateway, error) {
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds}
 	if err := g.start(); err != nil {
 		return nil, err
 	}
@@ -47,12 +63,16 @@ func (g *Gateway) Restart() error {
 func (g *Gateway) start() error {
 	e := g.env
 	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
+	if g.LogPath != filepath.Join(e.Dir, "gateway.log") {
+		// Another gateway takes any free port; its log names it.
+		addr = "127.0.0.1:0"
+	}
 	g.URL = "http://" + addr
 	g.cmd = exec.Command(g.bin, "-listen", addr, "-data-dir", g.DataDir)
 	// The gateway runs as its own principal, with the shipped policies.
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
-		"NOMAD_TOKEN="+e.Principals.Gateway.NomadToken, "CONSUL_HTTP_TOKEN="+e.Principals.Gateway.ConsulToken)
-	logFile, err := os.OpenFile(filepath.Join(e.Dir, "gateway.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken)
+	logFile, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -62,6 +82,9 @@ func (g *Gateway) start() error {
 		return err
 	}
 	for i := 0; i < 250; i++ {
+		if strings.HasSuffix(g.URL, ":0") {
+			g.URL = listeningURL(g.LogPath, g.URL)
+		}
 		if resp, err := http.Get(g.URL + "/healthz"); err == nil { //nolint:gosec // our own loopback URL
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -71,7 +94,20 @@ func (g *Gateway) start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.Stop()
-	return fmt.Errorf("nimbus-gateway did not become ready; see %s", filepath.Join(e.Dir, "gateway.log"))
+	return fmt.Errorf("nimbus-gateway did not become ready; see %s", g.LogPath)
+}
+
+// listeningURL reads the address from the gateway's "listening" log line,
+// or returns url while there is none yet.
+func listeningURL(logPath, url string) string {
+	data, _ := os.ReadFile(logPath)
+	for _, line := range strings.Split(string(data), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "nimbus-gateway listening" && rec.Addr != "" {
+			return "http://" + rec.Addr
+		}
+	}
+	return url
 }
 
 // Signal sends sig to the gateway.
