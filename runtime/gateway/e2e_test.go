@@ -24,7 +24,8 @@ import (
 )
 
 var fx struct {
-	gatewayBin string
+	hostVolumes map[string]string
+	gatewayBin  string
 	goSource   string
 	httpSource string
 }
@@ -47,8 +48,9 @@ func TestMain(m *testing.M) {
 	}); err != nil {
 		panic(err)
 	}
+	fx.hostVolumes = map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}
 	testenv.Main(m, testenv.Options{
-		HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"},
+		HostVolumes: fx.hostVolumes,
 		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
 		TriggerPrefixes: []string{"every/", "resume/", "dlq/"},
 	})
@@ -70,6 +72,12 @@ func deploy(t *testing.T, f model.Function) { deployFrom(t, f, fx.goSource, 0) }
 func deployFrom(t *testing.T, f model.Function, source string, reserved int) {
 	t.Helper()
 	env, gw := gateway(t)
+	deployTo(t, env, gw, f, source, reserved)
+}
+
+// deployTo deploys through a given environment and gateway.
+func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Function, source string, reserved int) {
+	t.Helper()
 	f = f.WithDefaults()
 	pkg, err := packaging.ZipDir(source)
 	if err != nil {
