@@ -15,6 +15,12 @@ resource "nimbus_function" "resize" {
   environment = {
     BUCKET = "images"
   }
+
+  # Values stay in the function's own Nomad variable, put there first with
+  #   nomad var put nomad/jobs/nimbus-fn-resize-images s3_secret_key=...
+  secrets = {
+    S3_SECRET_KEY = { path = "nomad/jobs/nimbus-fn-resize-images", key = "s3_secret_key" }
+  }
 }
 
 # A Go function built with aws-lambda-go (an executable named bootstrap),
