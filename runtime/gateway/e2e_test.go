@@ -26,8 +26,8 @@ import (
 var fx struct {
 	hostVolumes map[string]string
 	gatewayBin  string
-	goSource   string
-	httpSource string
+	goSource    string
+	httpSource  string
 }
 
 func TestMain(m *testing.M) {

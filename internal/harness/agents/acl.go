@@ -29,7 +29,7 @@ type Tokens struct {
 }
 
 // tokensFile is where LoadOrCreateTokens keeps them.
-const tokensFile = "acl-tokens.json"
+const tokensFile = "acl-tokens.json" //nolint:gosec // a file name, not a credential
 
 // LoadOrCreateTokens reads the tokens kept in dir, or creates new random
 // ones there: a restarted stack keeps the tokens its state was made with.
