@@ -1,6 +1,8 @@
 package model
 
 import (
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,25 @@ func TestEveryRule(t *testing.T) {
 		{"reserved prefix", func(f *Function) { f.Environment = map[string]string{"NOMAD_TOKEN": "x"} }, "environment", "NOMAD_"},
 		{"bad variable name", func(f *Function) { f.Environment = map[string]string{"1X": "x"} }, "environment", "not a valid variable name"},
 		{"environment too large", func(f *Function) { f.Environment = map[string]string{"BIG": strings.Repeat("x", 4094)} }, "environment", "at most 4096 bytes"},
+		{"secret of another function", func(f *Function) {
+			f.Secrets = map[string]protocol.SecretRef{"DB": {Path: SecretsRoot("other"), Key: "password"}}
+		}, "secrets", "not readable by the function's instances"},
+		{"secret below the job's paths", func(f *Function) {
+			f.Secrets = map[string]protocol.SecretRef{"DB": {Path: SecretsRoot(f.Name) + "/db", Key: "password"}}
+		}, "secrets", "nomad var put " + SecretsRoot("resize-images") + " password="},
+		{"secret not a variable path", func(f *Function) {
+			f.Secrets = map[string]protocol.SecretRef{"DB": {Path: "nomad/jobs/../x", Key: "k"}}
+		}, "secrets", "not a Nomad Variable path"},
+		{"secret without key", func(f *Function) {
+			f.Secrets = map[string]protocol.SecretRef{"DB": {Path: SecretsRoot(f.Name)}}
+		}, "secrets", "not a variable key"},
+		{"secret named like the runtime's", func(f *Function) {
+			f.Secrets = map[string]protocol.SecretRef{"NIMBUS_X": {Path: SecretsRoot(f.Name), Key: "k"}}
+		}, "secrets", "reserved"},
+		{"secret also in environment", func(f *Function) {
+			f.Environment = map[string]string{"DB": "plain"}
+			f.Secrets = map[string]protocol.SecretRef{"DB": {Path: SecretsRoot(f.Name), Key: "k"}}
+		}, "secrets", "also in environment"},
 		{"concurrency zero", func(f *Function) { f.Concurrency = 0 }, "concurrency", "1 to 1000"},
 		{"concurrency without http", func(f *Function) { f.Concurrency = 4 }, "concurrency", "needs runtime \"http\""},
 		{"negative min", func(f *Function) { f.MinInstances = -1 }, "min_instances", "0 (scale to zero)"},
