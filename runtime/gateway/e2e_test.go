@@ -36,10 +36,18 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
-	fx.gatewayBin = filepath.Join(dir, "nimbus-gateway")
+	runtimeDir := filepath.Join(dir, "runtime")
+	// The gateway job runs it from the runtime volume, as on a cluster.
+	fx.gatewayBin = filepath.Join(runtimeDir, "bin", "nimbus-gateway")
 	fx.goSource = filepath.Join(dir, "go")
 	fx.httpSource = filepath.Join(dir, "http")
-	runtimeDir := filepath.Join(dir, "runtime")
+	gatewayData := filepath.Join(dir, "gateway-job-data")
+	if err := os.MkdirAll(gatewayData, 0o755); err != nil {
+		panic(err)
+	}
+	if err := os.Chown(gatewayData, 65534, 65534); err != nil {
+		panic(err)
+	}
 	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
 		fx.gatewayBin:                             "./runtime/cmd/nimbus-gateway",
@@ -50,7 +58,8 @@ func TestMain(m *testing.M) {
 	}
 	fx.hostVolumes = map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}
 	testenv.Main(m, testenv.Options{
-		HostVolumes: fx.hostVolumes,
+		HostVolumes:         fx.hostVolumes,
+		WritableHostVolumes: map[string]string{"nimbus-gateway-data": gatewayData},
 		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
 		TriggerPrefixes: []string{"every/", "resume/", "dlq/"},
 	})

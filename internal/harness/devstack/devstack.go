@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/gatewayjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -33,9 +33,6 @@ const (
 	NomadHTTP   = 4646
 	GatewayHTTP = 8080
 )
-
-// gatewayJob is the gateway job's id in examples/platform.
-const gatewayJob = "nimbus-gateway"
 
 // cgroupName keeps the stack's task cgroups apart from test agents'.
 const cgroupName = "nimbus-dev"
@@ -177,56 +174,18 @@ func (s Stack) writeEnv(name, what string, c principals.Credentials) error {
 }
 
 // runGateway runs the gateway as the Nomad job of examples/platform, so
-// the whole platform shows in the Nomad UI. The binary's digest is job
-// meta: a rebuilt gateway is a new job version, which Nomad rolls out.
-//
-// Its tokens come the Nomad way: the Nomad API through the task's workload
-// identity, to which the gateway policy is attached; the Consul token from
-// the Nomad variable nomad/jobs/nimbus-gateway, which only this job can
-// read, rendered by the job's template.
+// the whole platform shows in the Nomad UI, with its tokens the Nomad way
+// (internal/harness/gatewayjob). The binary's digest is job meta: a
+// rebuilt gateway is a new job version, which Nomad rolls out.
 func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string) error {
-	if err := principals.AttachGatewayToJob(ctx, nomad, "default", gatewayJob); err != nil {
-		return err
-	}
-	v := &nomadapi.Variable{Path: "nomad/jobs/" + gatewayJob, Items: nomadapi.VariableItems{"consul_token": consulToken}}
-	if _, _, err := nomad.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("storing the gateway's Consul token in Nomad variable %s: %w", v.Path, err)
-	}
-	root := filepath.Dir(s.Dir)
-	spec, err := os.ReadFile(filepath.Join(root, "examples", "platform", "nimbus-gateway.nomad.hcl"))
-	if err != nil {
-		return err
-	}
-	job, err := nomad.Jobs().ParseHCL(string(spec), true)
-	if err != nil {
-		return fmt.Errorf("parsing the gateway job: %w", err)
-	}
 	bin, err := os.ReadFile(filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway"))
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(bin)
-	job.Meta["nimbus.gateway_build"] = hex.EncodeToString(sum[:6])
-	if _, _, err := nomad.Jobs().Register(job, nil); err != nil {
-		return fmt.Errorf("registering the gateway job: %w", err)
-	}
-	fmt.Fprintf(s.Out, "dev: gateway job registered, waiting until it serves on :%d\n", GatewayHTTP)
-	// A new version replaces the old allocation; wait for one that runs it.
-	for {
-		deps, _, err := nomad.Jobs().LatestDeployment(*job.ID, nil)
-		if err == nil && (deps == nil || deps.Status == nomadapi.DeploymentStatusSuccessful) {
-			break
-		}
-		if err == nil && deps.Status == nomadapi.DeploymentStatusFailed {
-			return fmt.Errorf("the gateway job failed to deploy: %s (nomad job status nimbus-gateway)", deps.StatusDescription)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the gateway job did not become healthy: %w (nomad job status nimbus-gateway)", ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return waitHTTP(ctx, nil, fmt.Sprintf("http://127.0.0.1:%d/healthz", GatewayHTTP))
+	fmt.Fprintf(s.Out, "dev: registering the gateway job, waiting until it serves on :%d\n", GatewayHTTP)
+	_, err = gatewayjob.Run(ctx, nomad, gatewayjob.Options{ConsulToken: consulToken, Meta: map[string]string{"nimbus.gateway_build": hex.EncodeToString(sum[:6])}})
+	return err
 }
 
 // Down stops the agents named by the PID files, purging Nomad's jobs first
@@ -289,28 +248,6 @@ func (s Stack) runningPid(name string) int {
 		return 0
 	}
 	return pid
-}
-
-func waitHTTP(ctx context.Context, p *agents.Process, url string) error {
-	for {
-		if resp, err := http.Get(url); err == nil { //nolint:gosec // a loopback URL of our own
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		var exited <-chan struct{}
-		if p != nil {
-			exited = p.Exited()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return fmt.Errorf("it exited: %w", p.ExitError())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func portInUse(port int) bool {

@@ -40,6 +40,9 @@ type Options struct {
 	ChrootEnv map[string]string
 	// HostVolumes are read-only host directories offered to jobs by name.
 	HostVolumes map[string]string
+	// WritableHostVolumes are host directories jobs may write (the
+	// gateway job's artifact store).
+	WritableHostVolumes map[string]string
 	// StartTimeout bounds agent start-up. Default 90s.
 	StartTimeout time.Duration
 	// WithoutACL runs the agents with ACLs off, as some users still do.
@@ -136,6 +139,8 @@ func Start(opts Options) (env *Env, err error) {
 			MinDynamicPort: env.portSlot.Min,
 			MaxDynamicPort: env.portSlot.Max,
 			HostVolumes:    opts.HostVolumes,
+
+			WritableHostVolumes: opts.WritableHostVolumes,
 		},
 		Launch: func(name string, bin agents.Binary, args []string) (*agents.Process, error) {
 			path, err := bin.Path()
@@ -170,6 +175,10 @@ func Start(opts Options) (env *Env, err error) {
 	slog.Debug("testenv ready", "consul", env.ConsulAddr, "nomad", env.NomadAddr, "dir", dir)
 	return env, nil
 }
+
+// GatewayPort returns a free listener port of the environment's slot for
+// another gateway (the gateway job, say).
+func (e *Env) GatewayPort() int { return e.portSlot.GatewayPort() }
 
 // Stop purges all jobs, stops both agents and removes everything they left:
 // processes, mounts, cgroups and the state directory.

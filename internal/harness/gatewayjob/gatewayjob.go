@@ -1,0 +1,113 @@
+// Package gatewayjob runs the gateway as the Nomad job that
+// examples/platform ships, with its tokens the Nomad way: its Nomad rights
+// through the gateway policy attached to the job's workload identity, its
+// Consul token from the Nomad variable that only the job can read. The
+// local stack and the tests both run it, so the shipped job is proven.
+package gatewayjob
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
+)
+
+// ID is the gateway job's id in the shipped spec.
+const ID = "nimbus-gateway"
+
+// Options adapt the shipped job to an environment.
+type Options struct {
+	// ConsulToken is the gateway's Consul token, stored in the job's
+	// variable. Empty on agents without ACLs.
+	ConsulToken string
+	// Port replaces the job's static port (8080) when not 0.
+	Port int
+	// NomadAddr and ConsulAddr replace the job's agent addresses when set.
+	NomadAddr, ConsulAddr string
+	// Meta is added to the job's meta (a build digest makes a new version).
+	Meta map[string]string
+}
+
+// Run registers the gateway job and waits until it serves; it returns the
+// gateway's URL.
+func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, error) {
+	if opts.ConsulToken != "" {
+		if err := principals.AttachGatewayToJob(ctx, nomad, "default", ID); err != nil {
+			return "", err
+		}
+		v := &nomadapi.Variable{Path: "nomad/jobs/" + ID, Items: nomadapi.VariableItems{"consul_token": opts.ConsulToken}}
+		if _, _, err := nomad.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+			return "", fmt.Errorf("storing the gateway's Consul token in Nomad variable %s: %w", v.Path, err)
+		}
+	}
+	root, err := agents.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	spec, err := os.ReadFile(filepath.Join(root, "examples", "platform", "nimbus-gateway.nomad.hcl"))
+	if err != nil {
+		return "", err
+	}
+	job, err := nomad.Jobs().ParseHCL(string(spec), true)
+	if err != nil {
+		return "", fmt.Errorf("parsing the gateway job: %w", err)
+	}
+	port := job.TaskGroups[0].Networks[0].ReservedPorts[0].Value
+	if opts.Port != 0 {
+		port = opts.Port
+		job.TaskGroups[0].Networks[0].ReservedPorts[0].Value = port
+	}
+	task := job.TaskGroups[0].Tasks[0]
+	if opts.NomadAddr != "" {
+		task.Env["NOMAD_ADDR"] = opts.NomadAddr
+	}
+	if opts.ConsulAddr != "" {
+		task.Env["CONSUL_HTTP_ADDR"] = opts.ConsulAddr
+	}
+	if opts.ConsulToken == "" {
+		// Without ACLs there is no token to render.
+		task.Templates = nil
+	}
+	for k, v := range opts.Meta {
+		job.Meta[k] = v
+	}
+	if _, _, err := nomad.Jobs().Register(job, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return "", fmt.Errorf("registering the gateway job: %w", err)
+	}
+	// A new version replaces the old allocation; wait for one that runs it.
+	for {
+		dep, _, err := nomad.Jobs().LatestDeployment(ID, (&nomadapi.QueryOptions{}).WithContext(ctx))
+		if err == nil && (dep == nil || dep.Status == nomadapi.DeploymentStatusSuccessful) {
+			break
+		}
+		if err == nil && dep.Status == nomadapi.DeploymentStatusFailed {
+			return "", fmt.Errorf("the gateway job failed to deploy: %s (nomad job status %s)", dep.StatusDescription, ID)
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the gateway job did not become healthy: %w (nomad job status %s)", ctx.Err(), ID)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for {
+		if resp, err := http.Get(url + "/healthz"); err == nil { //nolint:gosec // a loopback URL of our own
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the gateway job does not answer on %s: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

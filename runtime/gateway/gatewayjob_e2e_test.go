@@ -1,0 +1,57 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/gatewayjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+)
+
+// TestGatewayJobTakesItsTokensTheNomadWay runs the shipped gateway job
+// (examples/platform) on the ACL-enabled agents. It holds no token in its
+// spec: its Nomad rights come from the policy attached to its workload
+// identity, its Consul token from the job's own Nomad variable. It proves
+// both by scaling a function from zero and routing to the new instance.
+func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
+	env, _ := gateway(t)
+	if !env.ACL {
+		t.Fatal("this test needs the ACL-enabled environment")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	url, err := gatewayjob.Run(ctx, env.Nomad, gatewayjob.Options{
+		ConsulToken: env.Principals.Gateway.ConsulToken, Port: env.GatewayPort(),
+		NomadAddr: env.NomadAddr, ConsulAddr: env.ConsulAddr,
+	})
+	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(gatewayjob.ID, true, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	job, _, err := env.Nomad.Jobs().Info(gatewayjob.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(job)
+	if strings.Contains(string(spec), env.Principals.Gateway.ConsulToken) || strings.Contains(string(spec), env.Principals.Gateway.NomadToken) {
+		t.Error("the gateway job's spec holds a token")
+	}
+	for _, name := range []string{"NOMAD_TOKEN", "CONSUL_HTTP_TOKEN"} {
+		if _, ok := job.TaskGroups[0].Tasks[0].Env[name]; ok {
+			t.Errorf("the gateway job sets %s in its spec", name)
+		}
+	}
+
+	deploy(t, model.Function{Name: "via-job", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 10 * time.Second})
+	jobGateway := &testenv.Gateway{URL: url}
+	a := invoke(t, jobGateway, "via-job", `{"action":"echo","value":"identity"}`)
+	if a.status != http.StatusOK || a.body["echo"] != "identity" {
+		t.Fatalf("the gateway job did not serve a function from zero: %d %s", a.status, a.raw)
+	}
+}
