@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
+
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
@@ -21,8 +23,12 @@ func TestWithoutACLs(t *testing.T) {
 	if env.ACL || env.Principals.Deployer.NomadToken != "" {
 		t.Fatal("the environment was meant to run without ACLs")
 	}
-	if _, _, err := env.Nomad.ACLTokens().Self(nil); err == nil {
-		t.Fatal("Nomad answered an ACL token lookup: ACLs are on")
+	// Without a token, both agents let anyone read and write.
+	if _, _, err := env.Nomad.Jobs().List(nil); err != nil {
+		t.Fatalf("Nomad refused an anonymous job list: %v", err)
+	}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: "anyone/may", Value: []byte("write")}, nil); err != nil {
+		t.Fatalf("Consul refused an anonymous write: %v", err)
 	}
 	gw, err := env.StartGateway(fx.gatewayBin)
 	if err != nil {
