@@ -100,8 +100,9 @@ func TestGatewayWithoutScaleRightSaysWhichPolicy(t *testing.T) {
 	defer gw.Stop()
 
 	a := invoke(t, gw, "unscalable", `{"action":"echo","value":"x"}`)
-	if a.status == http.StatusOK {
-		t.Fatalf("a gateway that may not scale served a function at zero: %s", a.raw)
+	if a.status != http.StatusInternalServerError || a.header.Get("Retry-After") != "" {
+		t.Errorf("a refused scale answered %d (Retry-After %q): it is the platform's fault, not a throttle; want 500 without Retry-After: %s",
+			a.status, a.header.Get("Retry-After"), a.raw)
 	}
 	msg := fmt.Sprint(a.body["errorMessage"])
 	for _, want := range []string{`capability "scale-job"`, "nimbus-gateway policy", "policies/nomad/gateway.hcl"} {

@@ -38,6 +38,11 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			inv.refused = &apiError{http.StatusTooManyRequests, "TooManyRequestsException", err.Error()}
 			return
 		}
+		if errors.Is(err, ErrScaleDenied) {
+			// Not the caller's fault and not worth a retry: no Retry-After.
+			inv.refused = &apiError{http.StatusInternalServerError, "ServiceException", err.Error()}
+			return
+		}
 		if err != nil {
 			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: " + err.Error()}
 			return

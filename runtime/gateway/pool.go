@@ -14,6 +14,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
@@ -33,6 +34,11 @@ type Jobs interface {
 // have is busy and the queue is full, or the wait ran out.
 var ErrThrottled = errors.New("throttled")
 
+// ErrScaleDenied means Nomad refused the gateway's scale request for want
+// of a right: the platform is misconfigured, and no retry by the caller
+// helps until an operator grants it.
+var ErrScaleDenied = errors.New("the gateway may not scale this function")
+
 // instance is one running nimbus-host.
 type instance struct {
 	id, addr   string
@@ -47,7 +53,12 @@ type instance struct {
 // it, it answers, and it is still registered.
 func (in *instance) usable() bool { return in.ready && in.trusted && !in.gone }
 
-type waiter struct{ ch chan *instance }
+type waiter struct {
+	ch chan *instance
+	// denied receives the refusal when Nomad denies the scale request the
+	// waiter needs: waiting longer cannot help.
+	denied chan error
+}
 
 // pool is one function's instances, queue and scaling.
 type pool struct {
@@ -105,7 +116,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 		p.mu.Unlock()
 		return nil, false, fmt.Errorf("%w: %d requests already wait for an instance of %s", ErrThrottled, len(p.waiters), p.name)
 	}
-	w := &waiter{ch: make(chan *instance, 1)}
+	w := &waiter{ch: make(chan *instance, 1), denied: make(chan error, 1)}
 	p.waiters = append(p.waiters, w)
 	p.lastBusy = time.Now()
 	p.mu.Unlock()
@@ -114,6 +125,8 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 	select {
 	case inst := <-w.ch:
 		return inst, true, nil
+	case err := <-w.denied:
+		return nil, true, fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
 	case <-ctx.Done():
 		p.mu.Lock()
 		for i, x := range p.waiters {
@@ -128,8 +141,13 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 			}
 		}
 		p.mu.Unlock()
-		// Handed an instance just as the wait ended: give it back.
-		p.release(<-w.ch)
+		// Handed an instance (or a refusal) just as the wait ended.
+		select {
+		case inst := <-w.ch:
+			p.release(inst)
+		case err := <-w.denied:
+			return nil, true, fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
+		}
 		return nil, true, ctx.Err()
 	}
 }
@@ -377,4 +395,12 @@ func (p *pool) setScaleErr(err error) {
 		p.gw.log.Warn("scale request refused", "function", p.name, "err", err)
 	}
 	p.scaleErr = err
+	if clients.Denied(err) && p.pickLocked() == nil {
+		// Nothing can serve the waiters until an operator grants the
+		// right: tell them now rather than at the end of their wait.
+		for _, w := range p.waiters {
+			w.denied <- err
+		}
+		p.waiters = nil
+	}
 }
