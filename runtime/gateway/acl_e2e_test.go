@@ -50,7 +50,11 @@ func TestSandboxedFunctionHasNoRightsOnTheCluster(t *testing.T) {
 		got := report.Attempts[name]
 		switch {
 		case name == "nomad task API: list jobs" && got == "absent":
-			t.Logf("%-45s no Task API socket in the task", name)
+			t.Errorf("%s: the task has no Task API socket to attack; Nomad cannot create it when the socket path exceeds 107 bytes (see the client log)", name)
+		case name == "nomad task API: list jobs" && got == float64(http.StatusUnauthorized):
+			// The Task API takes only a workload identity, which the
+			// function's task is not given: it refuses before any ACL.
+			t.Logf("%-45s 401 (the Task API knows no anonymous caller)", name)
 		case got == float64(http.StatusForbidden):
 			t.Logf("%-45s 403", name)
 		default:

@@ -99,7 +99,9 @@ func Start(opts Options) (env *Env, err error) {
 	}
 
 	id := randomID()
-	dir, err := os.MkdirTemp("", "nimbus-testenv-"+id+"-")
+	// A short state path: Nomad puts each task's Task API socket under it,
+	// and a unix socket path may not exceed 107 bytes.
+	dir, err := os.MkdirTemp("", "nimbus-"+id+"-")
 	if err != nil {
 		return nil, err
 	}
