@@ -158,6 +158,11 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		state["scale_error"] = p.scaleErr.Error()
 	}
 	p.mu.Unlock()
+	if g.triggers != nil {
+		if problems := g.triggers.problems(name); len(problems) > 0 {
+			state["kv_trigger_problems"] = problems
+		}
+	}
 	writeJSON(w, http.StatusOK, state)
 }
 

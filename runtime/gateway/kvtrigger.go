@@ -5,16 +5,19 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
@@ -59,6 +62,8 @@ type triggerWorker struct {
 	def    kvstore.KVTrigger
 	cancel context.CancelFunc
 	done   chan struct{}
+	// problem says why the trigger cannot deliver, or is empty.
+	problem atomic.Pointer[string]
 }
 
 func newTriggers(g *Gateway, c *consulapi.Client) *triggers {
@@ -85,7 +90,7 @@ func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger)
 		ts.running[name] = w
 		go func() {
 			defer close(w.done)
-			ts.work(wctx, def)
+			ts.work(wctx, w)
 		}()
 	}
 }
@@ -98,8 +103,10 @@ func sameTrigger(a, b kvstore.KVTrigger) bool {
 
 // work holds the trigger's lock and delivers changes until ctx ends or the
 // lock is lost, then tries to take the lock again.
-func (ts *triggers) work(ctx context.Context, def kvstore.KVTrigger) {
+func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
+	def := w.def
 	log := ts.g.log.With("trigger", def.Name)
+	ts.awaitPrefixRead(ctx, w, log)
 	for ctx.Err() == nil {
 		lock, err := ts.consul.LockOpts(&consulapi.LockOptions{
 			Key: kvstore.KVTriggerLocks + def.Name, SessionName: "nimbus-gateway kv trigger " + def.Name,
@@ -151,6 +158,45 @@ func (ts *triggers) saveProgress(ctx context.Context, def kvstore.KVTrigger, p *
 	b, _ := json.Marshal(p)
 	_, err := ts.consul.KV().Put(&consulapi.KVPair{Key: ts.stateKey(def), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx))
 	return err
+}
+
+// awaitPrefixRead returns once the gateway may read the trigger's prefix.
+// Consul answers a listing it may not read as an empty one (404), which
+// would leave the trigger silent forever; a plain read of the prefix's own
+// key is refused with 403 instead, so that is the probe. Until the right
+// is granted the trigger reports the rule to add, and checks again.
+func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *slog.Logger) {
+	def := w.def
+	wait := time.Second
+	for ctx.Err() == nil {
+		_, _, err := ts.consul.KV().Get(def.Prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
+		if !clients.Denied(err) {
+			if w.problem.Swap(nil) != nil {
+				log.Info("the gateway may read the trigger's prefix now", "prefix", def.Prefix)
+			}
+			return
+		}
+		problem := fmt.Sprintf("the gateway's Consul token may not read the prefix %q: add key_prefix %q { policy = \"read\" } to its nimbus-gateway-triggers policy (see examples/platform/policies/consul/gateway.hcl)", def.Prefix, def.Prefix)
+		if old := w.problem.Swap(&problem); old == nil || *old != problem {
+			log.Error("KV trigger cannot watch its prefix", "prefix", def.Prefix, "problem", problem)
+		}
+		watch.Sleep(ctx, wait)
+		wait = min(wait*2, 30*time.Second)
+	}
+}
+
+// problems lists, for the triggers that invoke function, the ones that
+// cannot deliver and why.
+func (ts *triggers) problems(function string) map[string]string {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	out := map[string]string{}
+	for name, w := range ts.running {
+		if p := w.problem.Load(); p != nil && w.def.Function == function {
+			out[name] = *p
+		}
+	}
+	return out
 }
 
 // deliverLoop follows the prefix with blocking queries, turns each new

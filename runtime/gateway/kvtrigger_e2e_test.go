@@ -205,3 +205,34 @@ func TestKVTriggerDeadLetters(t *testing.T) {
 	}
 	t.Fatalf("the failed batches did not all reach the dead-letter prefix: %s", all)
 }
+
+// TestKVTriggerOnAnUngrantedPrefixSaysWhichRule: Consul answers a listing
+// the gateway may not read as an empty one, which would leave the trigger
+// silent. The gateway notices and reports the rule to add, on the
+// function's status.
+func TestKVTriggerOnAnUngrantedPrefixSaysWhichRule(t *testing.T) {
+	env, gw := gateway(t)
+	if !env.ACL {
+		t.Fatal("this test needs the ACL-enabled environment")
+	}
+	deploy(t, model.Function{Name: "ungranted-target", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 5 * time.Second})
+	tr := kvstore.KVTrigger{Name: "ungranted", Function: "ungranted-target", Prefix: "not-granted/", Events: []string{"put"}, BatchSize: 1, StartingPosition: "latest", MaxRetries: 0}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.KVTriggerKey(tr.Name), Value: tr.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = env.Consul.KV().Delete(kvstore.KVTriggerKey(tr.Name), nil) })
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		problems, _ := gatewayView(t, gw.URL, "ungranted-target")["kv_trigger_problems"].(map[string]any)
+		msg := fmt.Sprint(problems["ungranted"])
+		if strings.Contains(msg, `key_prefix "not-granted/" { policy = "read" }`) && strings.Contains(msg, "nimbus-gateway-triggers") {
+			t.Logf("reported: %s", msg)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the function's status does not report the trigger's missing right: %v", problems)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
