@@ -126,7 +126,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 	case inst := <-w.ch:
 		return inst, true, nil
 	case err := <-w.denied:
-		return nil, true, fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
+		return nil, true, p.scaleDenied(err)
 	case <-ctx.Done():
 		p.mu.Lock()
 		for i, x := range p.waiters {
@@ -146,7 +146,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 		case inst := <-w.ch:
 			p.release(inst)
 		case err := <-w.denied:
-			return nil, true, fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
+			return nil, true, p.scaleDenied(err)
 		}
 		return nil, true, ctx.Err()
 	}
@@ -386,6 +386,11 @@ func (p *pool) rescale(ctx context.Context) {
 	p.count = target
 	p.mu.Unlock()
 	p.setScaleErr(nil)
+}
+
+// scaleDenied is a waiter's error when Nomad refused the scale request.
+func (p *pool) scaleDenied(refusal error) error {
+	return fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, refusal)
 }
 
 func (p *pool) setScaleErr(err error) {

@@ -31,17 +31,28 @@ type Tokens struct {
 // tokensFile is where LoadOrCreateTokens keeps them.
 const tokensFile = "acl-tokens.json" //nolint:gosec // a file name, not a credential
 
+// LoadTokens reads the tokens kept in dir; ok is false when there are none
+// (the agents there run without ACLs, or never ran).
+func LoadTokens(dir string) (t Tokens, ok bool, err error) {
+	path := filepath.Join(dir, tokensFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return t, false, nil
+	}
+	if err != nil {
+		return t, false, err
+	}
+	if err := json.Unmarshal(data, &t); err != nil {
+		return t, false, fmt.Errorf("%s is not valid: %w; remove it together with the agents' state", path, err)
+	}
+	return t, true, nil
+}
+
 // LoadOrCreateTokens reads the tokens kept in dir, or creates new random
 // ones there: a restarted stack keeps the tokens its state was made with.
 func LoadOrCreateTokens(dir string) (Tokens, error) {
-	path := filepath.Join(dir, tokensFile)
-	var t Tokens
-	if data, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(data, &t); err != nil {
-			return t, fmt.Errorf("%s is not valid: %w; remove it together with the agents' state", path, err)
-		}
-		return t, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
+	t, ok, err := LoadTokens(dir)
+	if ok || err != nil {
 		return t, err
 	}
 	t = Tokens{ConsulManagement: NewSecretID(), ConsulAgent: NewSecretID(), NomadAgentConsul: NewSecretID(), NomadManagement: NewSecretID()}
@@ -49,7 +60,7 @@ func LoadOrCreateTokens(dir string) (Tokens, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return t, err
 	}
-	return t, os.WriteFile(path, data, 0o600)
+	return t, os.WriteFile(filepath.Join(dir, tokensFile), data, 0o600)
 }
 
 // NewSecretID returns a random UUID, the form Consul and Nomad give secrets.
@@ -75,7 +86,7 @@ service_prefix "" {
 // SetUpConsulACL creates the agents' Consul tokens with the secrets the
 // configuration names. It is idempotent: tokens that exist are kept.
 func SetUpConsulACL(ctx context.Context, c *consulapi.Client, t Tokens) error {
-	nomadAgentPolicy, err := PolicyFile("consul", "nomad-agent")
+	nomadAgentPolicy, err := PolicyFile("examples/platform/policies/consul/nomad-agent.hcl")
 	if err != nil {
 		return err
 	}
@@ -143,7 +154,7 @@ func EnsureConsulToken(ctx context.Context, c *consulapi.Client, name, secret, r
 // management token, once the agent has a leader. Bootstrapping an agent
 // that already was, with the same secret, is not an error.
 func BootstrapNomadACL(ctx context.Context, p *Process, c *nomadapi.Client, secret string) error {
-	return poll(ctx, p, "Nomad's ACL bootstrap", func() (bool, error) {
+	return Poll(ctx, p, "Nomad's ACL bootstrap", func() (bool, error) {
 		_, _, err := c.ACLTokens().BootstrapOpts(secret, nil)
 		if err == nil {
 			return true, nil
@@ -159,14 +170,14 @@ func BootstrapNomadACL(ctx context.Context, p *Process, c *nomadapi.Client, secr
 	})
 }
 
-// PolicyFile reads a policy that Nimbus ships in examples/platform/policies:
-// product is "nomad" or "consul", principal "deployer", "gateway", ...
-// The harness applies exactly these files, so the tests prove them.
-func PolicyFile(product, principal string) (string, error) {
+// PolicyFile reads a policy that Nimbus ships in examples/platform/policies,
+// by its path in the repository. The harness applies exactly these files,
+// so the tests prove them.
+func PolicyFile(file string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	data, err := os.ReadFile(filepath.Join(root, "examples", "platform", "policies", product, principal+".hcl"))
+	data, err := os.ReadFile(filepath.Join(root, file))
 	return string(data), err
 }

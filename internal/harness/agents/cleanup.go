@@ -30,7 +30,7 @@ func StopAllJobs(ctx context.Context, c *nomadapi.Client) error {
 			return fmt.Errorf("purge job %s: %w", j.ID, err)
 		}
 	}
-	return poll(ctx, nil, "allocations to stop", func() (bool, error) {
+	return Poll(ctx, nil, "allocations to stop", func() (bool, error) {
 		allocs, _, err := c.Allocations().List(&nomadapi.QueryOptions{Namespace: "*"})
 		if err != nil {
 			return false, err

@@ -65,7 +65,7 @@ func StartPair(ctx context.Context, cfg PairConfig) (*Pair, error) {
 		return p, err
 	}
 	if cfg.Tokens != nil {
-		if err := poll(ctx, p.ConsulProc, "Consul's ACL set-up", func() (bool, error) {
+		if err := Poll(ctx, p.ConsulProc, "Consul's ACL set-up", func() (bool, error) {
 			err := SetUpConsulACL(ctx, p.Consul, *cfg.Tokens)
 			return err == nil, err
 		}); err != nil {

@@ -11,9 +11,9 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
-// poll calls check every interval until it returns true, ctx ends or the
+// Poll calls check every interval until it returns true, ctx ends or the
 // process exits. lastErr explains what it was waiting for.
-func poll(ctx context.Context, p *Process, what string, check func() (bool, error)) error {
+func Poll(ctx context.Context, p *Process, what string, check func() (bool, error)) error {
 	var lastErr error
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
@@ -42,7 +42,7 @@ func poll(ctx context.Context, p *Process, what string, check func() (bool, erro
 
 // WaitConsul waits until the Consul agent has elected a leader.
 func WaitConsul(ctx context.Context, p *Process, c *consulapi.Client) error {
-	return poll(ctx, p, "the Consul leader", func() (bool, error) {
+	return Poll(ctx, p, "the Consul leader", func() (bool, error) {
 		leader, err := c.Status().Leader()
 		if err != nil {
 			return false, err
@@ -54,7 +54,7 @@ func WaitConsul(ctx context.Context, p *Process, c *consulapi.Client) error {
 // WaitNomad waits until Nomad has a leader and a ready node whose exec
 // driver is detected and healthy.
 func WaitNomad(ctx context.Context, p *Process, c *nomadapi.Client) error {
-	if err := poll(ctx, p, "the Nomad leader", func() (bool, error) {
+	if err := Poll(ctx, p, "the Nomad leader", func() (bool, error) {
 		leader, err := c.Status().Leader()
 		if err != nil {
 			return false, err
@@ -63,7 +63,7 @@ func WaitNomad(ctx context.Context, p *Process, c *nomadapi.Client) error {
 	}); err != nil {
 		return err
 	}
-	return poll(ctx, p, "a ready Nomad node with a healthy exec driver", func() (bool, error) {
+	return Poll(ctx, p, "a ready Nomad node with a healthy exec driver", func() (bool, error) {
 		nodes, _, err := c.Nodes().List(nil)
 		if err != nil {
 			return false, err

@@ -192,7 +192,7 @@ func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulTok
 // so that no task outlives the stack, and removes their state. Logs stay.
 func (s Stack) Down(ctx context.Context) error {
 	if pid := s.runningPid("nomad"); pid > 0 {
-		tokens, _ := agents.LoadOrCreateTokens(filepath.Join(s.Dir, "data"))
+		tokens, _, _ := agents.LoadTokens(filepath.Join(s.Dir, "data"))
 		nomad, err := clients.NewNomad(clients.NomadConfig{Address: fmt.Sprintf("http://127.0.0.1:%d", NomadHTTP), Token: tokens.NomadManagement}, clients.DefaultRetryPolicy, nil)
 		if err == nil {
 			stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

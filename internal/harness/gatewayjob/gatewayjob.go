@@ -82,6 +82,7 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 		return "", fmt.Errorf("registering the gateway job: %w", err)
 	}
 	// A new version replaces the old allocation; wait for one that runs it.
+	// A failed deployment ends the wait at once, so this is not a Poll.
 	for {
 		dep, _, err := nomad.Jobs().LatestDeployment(ID, (&nomadapi.QueryOptions{}).WithContext(ctx))
 		if err == nil && (dep == nil || dep.Status == nomadapi.DeploymentStatusSuccessful) {
@@ -97,17 +98,12 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 		}
 	}
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	for {
-		if resp, err := http.Get(url + "/healthz"); err == nil { //nolint:gosec // a loopback URL of our own
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url, nil
-			}
+	return url, agents.Poll(ctx, nil, "the gateway job to answer on "+url, func() (bool, error) {
+		resp, err := http.Get(url + "/healthz") //nolint:gosec // a loopback URL of our own
+		if err != nil {
+			return false, err
 		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("the gateway job does not answer on %s: %w", url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("/healthz answered %s", resp.Status)
+	})
 }

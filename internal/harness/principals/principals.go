@@ -12,6 +12,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 )
 
@@ -37,31 +38,31 @@ type Options struct {
 }
 
 // Create makes the policies and a token per principal. nomad and consul
-// must carry management tokens.
+// must carry management tokens. Names and files come from the principals
+// that the provider's and gateway's refusals point to (clients.DeployerNomad,
+// ...), so the messages name exactly what was applied.
 func Create(ctx context.Context, nomad *nomadapi.Client, consul *consulapi.Client, opts Options) (Set, error) {
 	var s Set
-	var err error
-	if s.Deployer.NomadToken, err = nomadToken(ctx, nomad, "nimbus-deployer", "deployer"); err != nil {
-		return s, err
-	}
-	if s.Gateway.NomadToken, err = nomadToken(ctx, nomad, "nimbus-gateway", "gateway"); err != nil {
-		return s, err
-	}
-	deployer, err := agents.PolicyFile("consul", "deployer")
-	if err != nil {
-		return s, err
-	}
-	s.Deployer.ConsulToken = agents.NewSecretID()
-	if err := agents.EnsureConsulToken(ctx, consul, "nimbus-deployer", s.Deployer.ConsulToken, deployer); err != nil {
-		return s, err
-	}
-	gateway, err := agents.PolicyFile("consul", "gateway")
-	if err != nil {
-		return s, err
-	}
-	s.Gateway.ConsulToken = agents.NewSecretID()
-	if err := agents.EnsureConsulToken(ctx, consul, "nimbus-gateway", s.Gateway.ConsulToken, gateway+TriggerRules(opts.TriggerPrefixes)); err != nil {
-		return s, err
+	inNomad := func(name, rules string) (string, error) { return NomadToken(ctx, nomad, name, rules) }
+	inConsul := func(name, rules string) (string, error) { return ConsulToken(ctx, consul, name, rules) }
+	for _, t := range []struct {
+		secret    *string
+		principal clients.Principal
+		token     func(name, rules string) (string, error)
+		extra     string
+	}{
+		{&s.Deployer.NomadToken, clients.DeployerNomad, inNomad, ""},
+		{&s.Gateway.NomadToken, clients.GatewayNomad, inNomad, ""},
+		{&s.Deployer.ConsulToken, clients.DeployerConsul, inConsul, ""},
+		{&s.Gateway.ConsulToken, clients.GatewayConsul, inConsul, TriggerRules(opts.TriggerPrefixes)},
+	} {
+		rules, err := agents.PolicyFile(t.principal.File)
+		if err != nil {
+			return s, err
+		}
+		if *t.secret, err = t.token(t.principal.Policy, rules+t.extra); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
 }
@@ -79,7 +80,7 @@ func TriggerRules(prefixes []string) string {
 // AttachGatewayToJob attaches the gateway's Nomad policy to the workload
 // identity of the job jobID, so the gateway job needs no Nomad token.
 func AttachGatewayToJob(ctx context.Context, nomad *nomadapi.Client, namespace, jobID string) error {
-	rules, err := agents.PolicyFile("nomad", "gateway")
+	rules, err := agents.PolicyFile(clients.GatewayNomad.File)
 	if err != nil {
 		return err
 	}
@@ -93,16 +94,6 @@ func AttachGatewayToJob(ctx context.Context, nomad *nomadapi.Client, namespace, 
 		return fmt.Errorf("attaching the gateway policy to job %s: %w", jobID, err)
 	}
 	return nil
-}
-
-// nomadToken applies the shipped Nomad policy of principal as name and
-// returns the secret of a new client token that carries only it.
-func nomadToken(ctx context.Context, nomad *nomadapi.Client, name, principal string) (string, error) {
-	rules, err := agents.PolicyFile("nomad", principal)
-	if err != nil {
-		return "", err
-	}
-	return NomadToken(ctx, nomad, name, rules)
 }
 
 // NomadToken makes (or updates) a policy with rules and returns a new

@@ -21,6 +21,9 @@ type Gateway struct {
 	env     *Env
 	bin     string
 	creds   principals.Credentials
+	// anyPort: listen on any free port (its log names it) rather than
+	// on one of the slot's.
+	anyPort bool
 	cmd     *exec.Cmd
 }
 
@@ -46,7 +49,7 @@ func (e *Env) StartGateway(bin string) (*Gateway, error) {
 // StartGatewayAs runs another gateway with other credentials, its own
 // store and its own log (named after name), on a free loopback port.
 func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials) (*Gateway, error) {
-	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds}
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds, anyPort: true}
 	if err := g.start(); err != nil {
 		return nil, err
 	}
@@ -62,10 +65,9 @@ func (g *Gateway) Restart() error {
 
 func (g *Gateway) start() error {
 	e := g.env
-	addr := fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
-	if g.LogPath != filepath.Join(e.Dir, "gateway.log") {
-		// Another gateway takes any free port; its log names it.
-		addr = "127.0.0.1:0"
+	addr := "127.0.0.1:0"
+	if !g.anyPort {
+		addr = fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
 	}
 	g.URL = "http://" + addr
 	g.cmd = exec.Command(g.bin, "-listen", addr, "-data-dir", g.DataDir)
@@ -82,7 +84,7 @@ func (g *Gateway) start() error {
 		return err
 	}
 	for i := 0; i < 250; i++ {
-		if strings.HasSuffix(g.URL, ":0") {
+		if g.anyPort {
 			g.URL = listeningURL(g.LogPath, g.URL)
 		}
 		if resp, err := http.Get(g.URL + "/healthz"); err == nil { //nolint:gosec // our own loopback URL
@@ -97,14 +99,15 @@ func (g *Gateway) start() error {
 	return fmt.Errorf("nimbus-gateway did not become ready; see %s", g.LogPath)
 }
 
-// listeningURL reads the address from the gateway's "listening" log line,
-// or returns url while there is none yet.
+// listeningURL reads the address from the gateway's last "listening" log
+// line (a restarted gateway appends a new one), or returns url while there
+// is none yet.
 func listeningURL(logPath, url string) string {
 	data, _ := os.ReadFile(logPath)
 	for _, line := range strings.Split(string(data), "\n") {
 		var rec struct{ Msg, Addr string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "nimbus-gateway listening" && rec.Addr != "" {
-			return "http://" + rec.Addr
+			url = "http://" + rec.Addr
 		}
 	}
 	return url
