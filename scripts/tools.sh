@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the pinned Nomad, Consul and OpenTofu from their Go modules into
-# .tools/bin. Each build is stamped with the inputs that determine it (the
+# .tools/bin, and the CNI reference plugins into .tools/cni (the clients'
+# cni_path). Each build is stamped with the inputs that determine it (the
 # wrapper module, Go version and flags); a binary whose stamp matches is
 # reused, so a second run takes well under a second.
 #
-# Usage: scripts/tools.sh [nomad] [consul] [tofu]   (default: all three)
+# Usage: scripts/tools.sh [nomad] [consul] [tofu] [cni]   (default: all)
 #
 # NIMBUS_NOMAD_BIN, NIMBUS_CONSUL_BIN and NIMBUS_TOFU_BIN name existing
 # binaries to use instead; those components are then not built.
@@ -23,12 +24,21 @@ state="$root/.tools/state"
 mkdir -p "$bin" "$state"
 export PATH="$(go env GOROOT)/bin:$PATH"
 
-# name | package | extra -ldflags | build tags | override variable
+# name | package(s) | extra -ldflags | build tags | override variable
+# A tool of several packages builds into its own directory, .tools/<name>.
+cni=github.com/containernetworking/plugins/plugins
 tools=(
   "nomad|github.com/hashicorp/nomad||ui|NIMBUS_NOMAD_BIN"
   "consul|github.com/hashicorp/consul|||NIMBUS_CONSUL_BIN"
   "tofu|github.com/opentofu/opentofu/cmd/tofu|-X=github.com/opentofu/opentofu/version.dev=no||NIMBUS_TOFU_BIN"
+  "cni|$cni/main/bridge $cni/ipam/host-local $cni/main/loopback $cni/meta/portmap|||NIMBUS_CNI_PATH"
 )
+
+# out_of prints where a tool's build goes: a binary, or a directory of them.
+out_of() {
+  local name=$1 pkg=$2
+  if [ "$pkg" = "${pkg%% *}" ]; then echo "$bin/$name"; else echo "$root/.tools/$name"; fi
+}
 
 wanted=("$@")
 is_wanted() {
@@ -56,7 +66,7 @@ for t in "${tools[@]}"; do
     echo "tools: $name from $override=${!override}"
     continue
   fi
-  if [ -x "$bin/$name" ] && [ "$(cat "$state/$name.stamp" 2>/dev/null)" = "$(stamp_of "$name" "$(ldflags_of "$ldflags")" "$tags")" ]; then
+  if [ -e "$(out_of "$name" "$pkg")" ] && [ "$(cat "$state/$name.stamp" 2>/dev/null)" = "$(stamp_of "$name" "$(ldflags_of "$ldflags")" "$tags")" ]; then
     echo "tools: $name is up to date"
     continue
   fi
@@ -102,8 +112,12 @@ for t in "${todo[@]}"; do
   start=$(now)
   flags=(-trimpath "-ldflags=$(ldflags_of "$ldflags")")
   [ -n "$tags" ] && flags+=("-tags=$tags")
-  if (cd "$root/tools/$name" && go build "${flags[@]}" -o "$bin/$name.new" "$pkg") >"$state/$name.log" 2>&1; then
-    mv "$bin/$name.new" "$bin/$name"
+  out=$(out_of "$name" "$pkg")
+  rm -rf "$out.new"
+  [ "$out" = "$bin/$name" ] || mkdir -p "$out.new"
+  # shellcheck disable=SC2086 # $pkg lists the packages of a multi-binary tool
+  if (cd "$root/tools/$name" && go build "${flags[@]}" -o "$out.new$([ -d "$out.new" ] && echo /)" $pkg) >"$state/$name.log" 2>&1; then
+    rm -rf "$out" && mv "$out.new" "$out"
     stamp_of "$name" "$(ldflags_of "$ldflags")" "$tags" >"$state/$name.stamp"
     echo "tools: compiled and linked $name in $(since "$start")s"
   else

@@ -67,7 +67,23 @@ type Function struct {
 	MaxInstances       int
 	IdleTimeout        time.Duration
 	BillingGranularity time.Duration
+	// Egress is what the function's instances may connect to: EgressPublic
+	// or EgressNone. It takes effect where instances run in their own
+	// network namespace (not with host networking).
+	Egress string
 }
+
+// Egress choices. Whatever the choice, an instance never reaches the host's
+// ports (but the gateway's function listener), other instances, or
+// link-local addresses.
+const (
+	// EgressPublic lets instances open connections to any other
+	// destination and to the gateway, as Lambda functions outside a VPC.
+	EgressPublic = "public"
+	// EgressNone lets instances open no connection at all; they only
+	// answer the gateway.
+	EgressNone = "none"
+)
 
 // WithDefaults fills unset fields with their documented defaults.
 func (f Function) WithDefaults() Function {
@@ -80,6 +96,7 @@ func (f Function) WithDefaults() Function {
 	orDefault(&f.MaxInstances, DefaultMaxInst)
 	orDefault(&f.IdleTimeout, DefaultIdle)
 	orDefault(&f.BillingGranularity, DefaultBilling)
+	orDefault(&f.Egress, EgressPublic)
 	return f
 }
 
@@ -209,6 +226,9 @@ func (f Function) Validate() error {
 	}
 	errs = append(errs, ValidateEnvironment(f.Environment)...)
 	errs = append(errs, f.validateSecrets()...)
+	if f.Egress != EgressPublic && f.Egress != EgressNone {
+		errs = append(errs, &FieldError{"egress", fmt.Sprintf("%q is not an egress choice: use %q (any destination but the host, other instances and link-local addresses) or %q (no outgoing connections)", f.Egress, EgressPublic, EgressNone)})
+	}
 	switch {
 	case f.Concurrency < 1 || f.Concurrency > MaxConcurrency:
 		errs = append(errs, &FieldError{"concurrency", fmt.Sprintf("%d is out of range: use 1 to %d", f.Concurrency, MaxConcurrency)})

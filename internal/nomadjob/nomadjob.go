@@ -19,6 +19,12 @@
 //   - The code comes from the gateway's artifact store through an artifact
 //     block with checksum = "sha256:<hex>": Nomad itself refuses a package
 //     whose bytes do not match.
+//   - Each instance runs in its own network namespace, on the client's
+//     Nimbus CNI network for the function's egress (internal/cninet):
+//     nimbus-host listens on the namespace's interface, Consul and the
+//     gateway reach it through the mapped port, and its Runtime API stays
+//     on the namespace's loopback. Options.HostNetwork opts out, for
+//     clusters without CNI.
 //   - python3 and nodejs functions also mount the host's /usr read-only
 //     (host volume "nimbus-usr") for their interpreter; provided and http
 //     functions do not see it.
@@ -34,6 +40,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -61,6 +68,8 @@ const (
 	MetaMemory   = "nimbus.memory_mb"
 	MetaTimeout  = "nimbus.timeout"
 	MetaManaged  = "nimbus.managed_by"
+	MetaNetwork  = "nimbus.network"
+	MetaEgress   = "nimbus.egress"
 	// MetaDescription is the function's description, where it has one.
 	MetaDescription = "nimbus.description"
 	// MetaSchedule names the schedule of a schedule's periodic job, whose
@@ -87,6 +96,24 @@ type Options struct {
 	Namespace   string
 	Region      string
 	Datacenters []string // default: all ("*")
+	// HostNetwork runs instances in the host's network namespace, for
+	// clusters whose clients have no CNI: they can then reach the host's
+	// ports and each other, and egress is not enforced.
+	HostNetwork bool
+}
+
+// Network modes as MetaNetwork shows them.
+const (
+	NetworkIsolated = "isolated"
+	NetworkHost     = "host"
+)
+
+// NetworkOf names the network mode of opts.
+func NetworkOf(opts Options) string {
+	if opts.HostNetwork {
+		return NetworkHost
+	}
+	return NetworkIsolated
 }
 
 // Render returns the function's job.
@@ -98,7 +125,7 @@ func Render(f model.Function, src Source, opts Options) *api.Job {
 		Name:        ptr(id),
 		Type:        ptr(api.JobTypeService),
 		Datacenters: datacenters(opts),
-		Meta:        meta(f, src),
+		Meta:        meta(f, src, opts),
 	}
 	if opts.Namespace != "" {
 		job.Namespace = ptr(opts.Namespace)
@@ -106,7 +133,7 @@ func Render(f model.Function, src Source, opts Options) *api.Job {
 	if opts.Region != "" {
 		job.Region = ptr(opts.Region)
 	}
-	tg := group(f, src, ServiceName(f.Name), f.MinInstances)
+	tg := group(f, src, ServiceName(f.Name), f.MinInstances, opts)
 	tg.Scaling = &api.ScalingPolicy{
 		Min:     ptr(int64(f.MinInstances)),
 		Max:     ptr(int64(f.MaxInstances)),
@@ -144,7 +171,7 @@ func RenderCanary(f model.Function, src Source, opts Options) *api.Job {
 	return job
 }
 
-func group(f model.Function, src Source, service string, count int) *api.TaskGroup {
+func group(f model.Function, src Source, service string, count int, opts Options) *api.TaskGroup {
 	volumes := map[string]*api.VolumeRequest{
 		"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
 	}
@@ -157,7 +184,7 @@ func group(f model.Function, src Source, service string, count int) *api.TaskGro
 		Name:   TaskName,
 		Driver: "exec",
 		Config: map[string]interface{}{"command": HostCommand},
-		Env:    env(f),
+		Env:    env(f, opts),
 		Resources: &api.Resources{
 			CPU:      ptr(f.EffectiveCPUMHz()),
 			MemoryMB: ptr(f.MemoryMB),
@@ -194,7 +221,7 @@ func group(f model.Function, src Source, service string, count int) *api.TaskGro
 		Name:  ptr(GroupName),
 		Count: ptr(count),
 		Networks: []*api.NetworkResource{{
-			Mode:         "host",
+			Mode:         networkMode(f, opts),
 			DynamicPorts: []api.Port{{Label: PortLabel}},
 		}},
 		// No deployments, so scaling is never blocked (see the package doc).
@@ -208,11 +235,26 @@ func group(f model.Function, src Source, service string, count int) *api.TaskGro
 	}
 }
 
-func env(f model.Function) map[string]string {
-	e := make(map[string]string, len(f.Environment)+8)
+func networkMode(f model.Function, opts Options) string {
+	if opts.HostNetwork {
+		return "host"
+	}
+	return cninet.Mode(f.Egress)
+}
+
+func env(f model.Function, opts Options) map[string]string {
+	e := make(map[string]string, len(f.Environment)+10)
 	for k, v := range f.Environment {
 		e[k] = v
 	}
+	if !opts.HostNetwork {
+		// The gateway's connections arrive on the namespace's interface,
+		// through the mapped port.
+		e[protocol.EnvListen] = "0.0.0.0:${NOMAD_PORT_" + PortLabel + "}"
+	}
+	// Where the function reaches the gateway, as the client's operator
+	// set it; nimbus-host hands it to the handler.
+	e[protocol.EnvGatewayForFunctions] = "${meta." + protocol.NodeMetaGatewayURL + "}"
 	e[protocol.EnvFunctionName] = f.Name
 	e[protocol.EnvRuntime] = f.Runtime
 	e[protocol.EnvHandler] = f.Handler
@@ -274,8 +316,10 @@ func secretsTemplates(f model.Function) []*api.Template {
 	}}
 }
 
-func meta(f model.Function, src Source) map[string]string {
+func meta(f model.Function, src Source, opts Options) map[string]string {
 	m := map[string]string{
+		MetaNetwork:  NetworkOf(opts),
+		MetaEgress:   f.Egress,
 		MetaFunction: f.Name,
 		MetaRuntime:  f.Runtime,
 		MetaSource:   src.SHA256,

@@ -19,6 +19,13 @@ const (
 	EnvListen             = "NIMBUS_LISTEN"
 	EnvTaskRoot           = "NIMBUS_TASK_ROOT"
 	EnvRegion             = "NIMBUS_REGION"
+	// EnvGatewayForFunctions is the gateway's function listener as the
+	// client's node meta NodeMetaGatewayURL gives it (unresolved when the
+	// client sets none). nimbus-host passes it to the handler as
+	// EnvLambdaEndpoint, where AWS SDKs look for the Lambda endpoint.
+	EnvGatewayForFunctions = "NIMBUS_GATEWAY_FOR_FUNCTIONS"
+	NodeMetaGatewayURL     = "nimbus.gateway_url"
+	EnvLambdaEndpoint      = "AWS_ENDPOINT_URL_LAMBDA"
 )
 
 // The environment of a schedule's run (a Nomad periodic job running

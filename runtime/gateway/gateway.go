@@ -133,6 +133,23 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
+// FunctionHandler serves the function listener, which instances reach
+// from inside their network namespaces: the invoke APIs, for calls from
+// one function to another, and nothing else. Function management,
+// artifacts, usage and metrics stay on the main listener, which the
+// instances' firewall keeps them away from.
+func (g *Gateway) FunctionHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
+	mux.HandleFunc("GET /healthz", g.serveHealth)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		refuse(w, nativeDialect, &apiError{status: http.StatusNotFound, errType: "ResourceNotFoundException",
+			msg: r.Method + " " + r.URL.Path + " is not served to functions: this listener serves only the invoke APIs (POST /v1/functions/{name}/invoke and POST /2015-03-31/functions/{name}/invocations)"})
+	})
+	return mux
+}
+
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {

@@ -44,6 +44,10 @@ type Config struct {
 	// Secrets are "NAME=value" entries for the handler only, from Nomad
 	// Variables (LoadSecrets). The host never logs them.
 	Secrets []string
+	// GatewayURL is where the handler reaches the Nimbus gateway's
+	// function listener; it becomes the Lambda endpoint of AWS SDKs
+	// (AWS_ENDPOINT_URL_LAMBDA) unless the function sets its own.
+	GatewayURL string
 }
 
 // withDefaults fills what is unset.

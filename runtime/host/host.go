@@ -436,6 +436,9 @@ func (h *Host) handlerEnv(runtimeAPI string) []string {
 	add("TZ", ":UTC", false)
 	add("LANG", "en_US.UTF-8", false)
 	add("PATH", "/usr/local/bin:/usr/bin:/bin", false)
+	if c.GatewayURL != "" {
+		add(protocol.EnvLambdaEndpoint, c.GatewayURL, false)
+	}
 	if runtimeAPI != "" {
 		add("AWS_LAMBDA_RUNTIME_API", runtimeAPI, true)
 	}

@@ -80,6 +80,11 @@ type NomadConfig struct {
 	// ACL, when set, turns Nomad's ACLs on and gives the agent its Consul
 	// token.
 	ACL *Tokens
+	// CNI, when set, gives the client the Nimbus networks; without it,
+	// functions can only run with host networking.
+	CNI *NomadCNI
+	// Meta is the client's node metadata (nimbus.gateway_url).
+	Meta map[string]string
 }
 
 // HCL renders the agent configuration.
@@ -102,6 +107,16 @@ func (c NomadConfig) HCL() string {
 	b.WriteString("  options {\n")
 	fmt.Fprintf(&b, "    \"fingerprint.denylist\" = %s\n", strconv.Quote(CloudFingerprinters))
 	b.WriteString("    \"driver.allowlist\" = \"exec\"\n  }\n")
+	if c.CNI != nil {
+		fmt.Fprintf(&b, "  cni_path = %s\n  cni_config_dir = %s\n", strconv.Quote(c.CNI.Path), strconv.Quote(c.CNI.ConfigDir))
+	}
+	if len(c.Meta) > 0 {
+		b.WriteString("  meta {\n")
+		for _, k := range sortedKeys(c.Meta) {
+			fmt.Fprintf(&b, "    %s = %s\n", strconv.Quote(k), strconv.Quote(c.Meta[k]))
+		}
+		b.WriteString("  }\n")
+	}
 	b.WriteString("  chroot_env {\n")
 	for _, src := range sortedKeys(c.ChrootEnv) {
 		fmt.Fprintf(&b, "    %s = %s\n", strconv.Quote(src), strconv.Quote(c.ChrootEnv[src]))

@@ -70,7 +70,11 @@ func (g *Gateway) start() error {
 		addr = fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
 	}
 	g.URL = "http://" + addr
-	g.cmd = exec.Command(g.bin, "-listen", addr, "-data-dir", g.DataDir)
+	args := []string{"-listen", addr, "-data-dir", g.DataDir}
+	if !g.anyPort && e.FunctionGateway != "" {
+		args = append(args, "-function-listen", e.FunctionGateway)
+	}
+	g.cmd = exec.Command(g.bin, args...)
 	// The gateway runs as its own principal, with the shipped policies.
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
 		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken)

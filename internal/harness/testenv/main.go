@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -37,6 +38,13 @@ func Main(m *testing.M, opts ...Options) {
 			fmt.Fprintf(os.Stderr, "===== end of agent logs =====\n")
 		}
 		shared.Stop()
+		// The package fails when its allocations left anything on the
+		// host; exiting skips TestMain's deferred cleanups, which matter
+		// less than the report.
+		if len(shared.Leftovers) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: testenv: the allocations left these on the host:\n  %s\n", strings.Join(shared.Leftovers, "\n  "))
+			os.Exit(1)
+		}
 	}
 }
 

@@ -20,8 +20,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +31,10 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Options shape the environment.
@@ -51,6 +55,9 @@ type Options struct {
 	// TriggerPrefixes are the KV prefixes the package's KV triggers watch:
 	// the gateway may read those and no other data.
 	TriggerPrefixes []string
+	// HostNetwork starts a client without CNI, as on clusters that run
+	// functions with host networking.
+	HostNetwork bool
 }
 
 // Env is a running pair of agents.
@@ -70,6 +77,16 @@ type Env struct {
 	// Principals are the deployer's and the gateway's least-privilege
 	// credentials, from examples/platform/policies (empty without ACLs).
 	Principals principals.Set
+	// Network is the client's Nimbus networks (nil with HostNetwork).
+	Network *cninet.Client
+	// FunctionGateway is where instances reach the gateway's function
+	// listener (host:port on the public network's bridge), which the
+	// shared gateway serves; the client's nimbus.gateway_url names it.
+	FunctionGateway string
+	// Leftovers lists what the allocations left on the host after Stop:
+	// namespaces, interfaces, port mappings, leases. A test package fails
+	// when it is not empty.
+	Leftovers []string
 
 	consulProc   *agents.Process
 	nomadProc    *agents.Process
@@ -119,6 +136,13 @@ func Start(opts Options) (env *Env, err error) {
 	}
 	port := env.portSlot.Agent
 	env.nomadDataDir = filepath.Join(dir, "nomad")
+	var cni *agents.NomadCNI
+	var meta map[string]string
+	if !opts.HostNetwork {
+		if cni, meta, err = env.networks(); err != nil {
+			return env, err
+		}
+	}
 	env.cgroupParent = agents.CgroupParentName("nimbus-test-" + id)
 	cfg := agents.PairConfig{
 		ConfigDir: dir,
@@ -143,6 +167,9 @@ func Start(opts Options) (env *Env, err error) {
 			HostVolumes:    opts.HostVolumes,
 
 			WritableHostVolumes: opts.WritableHostVolumes,
+
+			CNI:  cni,
+			Meta: meta,
 		},
 		Launch: func(name string, bin agents.Binary, args []string) (*agents.Process, error) {
 			path, err := bin.Path()
@@ -178,6 +205,29 @@ func Start(opts Options) (env *Env, err error) {
 	return env, nil
 }
 
+// networks sets up the client's Nimbus networks: the reference plugins and
+// nimbus-cni on the CNI path, and network configurations of the slot's own.
+func (e *Env) networks() (*agents.NomadCNI, map[string]string, error) {
+	plugins, err := agents.CNIPlugins()
+	if err != nil {
+		return nil, nil, err
+	}
+	own := filepath.Join(e.Dir, "cni-bin")
+	if err := BuildStatic(map[string]string{filepath.Join(own, cninet.PluginType): "./runtime/cmd/nimbus-cni"}); err != nil {
+		return nil, nil, err
+	}
+	port := e.portSlot.GatewayPort()
+	nets := agents.TestNetworks(e.portSlot.Index, port, filepath.Join(e.Dir, "cni-ipam"))
+	confDir := filepath.Join(e.Dir, "cni")
+	if err := agents.WriteCNIConfig(confDir, nets); err != nil {
+		return nil, nil, err
+	}
+	e.Network = &nets
+	e.FunctionGateway = net.JoinHostPort(nets.Public.Gateway().String(), strconv.Itoa(port))
+	meta := map[string]string{protocol.NodeMetaGatewayURL: "http://" + e.FunctionGateway}
+	return &agents.NomadCNI{Path: plugins + ":" + own, ConfigDir: confDir}, meta, nil
+}
+
 // GatewayPort returns a free listener port of the environment's slot for
 // another gateway (the gateway job, say).
 func (e *Env) GatewayPort() int { return e.portSlot.GatewayPort() }
@@ -193,6 +243,7 @@ func (e *Env) Stop() {
 		cancel()
 	}
 	e.gateway.Stop()
+	allocs := e.allocationIDs()
 	if e.nomadProc != nil {
 		e.nomadProc.Stop(10 * time.Second)
 	}
@@ -206,12 +257,44 @@ func (e *Env) Stop() {
 		}
 	}
 	agents.RemoveCgroup(e.cgroupParent)
+	if e.Network != nil {
+		if removed := agents.RemoveLeakedNetns(allocs); len(removed) > 0 {
+			slog.Info("testenv: removed network namespaces that Nomad left mounted", "count", len(removed))
+		}
+		e.Leftovers = agents.NetworkLeftovers(*e.Network, allocs)
+		if err := agents.RemoveNetworks(*e.Network); err != nil {
+			e.Leftovers = append(e.Leftovers, err.Error())
+		}
+	}
 	e.portSlot.Release()
 	if e.Dir != "" && os.Getenv("NIMBUS_TESTENV_KEEP") == "" {
 		if err := os.RemoveAll(e.Dir); err != nil {
 			slog.Warn("testenv: removing state", "dir", e.Dir, "err", err)
 		}
 	}
+}
+
+// allocationIDs lists every allocation the client ran: those Nomad still
+// knows and those whose directory remains.
+func (e *Env) allocationIDs() []string {
+	seen := map[string]bool{}
+	if e.Nomad != nil {
+		if allocs, _, err := e.Nomad.Allocations().List(&nomadapi.QueryOptions{Namespace: "*"}); err == nil {
+			for _, a := range allocs {
+				seen[a.ID] = true
+			}
+		}
+	}
+	if entries, err := os.ReadDir(filepath.Join(e.nomadDataDir, "alloc")); err == nil {
+		for _, d := range entries {
+			seen[d.Name()] = true
+		}
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // WriteLogs copies both agents' logs to w, each line prefixed by the agent,

@@ -29,17 +29,19 @@ func main() {
 	}
 	listen := flag.String("listen", envOr("NIMBUS_GATEWAY_LISTEN", "127.0.0.1:8080"), "address to serve on")
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
+	functionListen := flag.String("function-listen", os.Getenv("NIMBUS_GATEWAY_FUNCTION_LISTEN"),
+		"address of the function listener, which serves only the invoke APIs to function instances (the client's bridge address and the port its Nimbus CNI network allows, such as 172.30.0.1:9650); empty: none")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*listen, *dataDir, *drain, logger); err != nil {
+	if err := run(*listen, *functionListen, *dataDir, *drain, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error {
+func run(listen, functionListen, dataDir string, drain time.Duration, logger *slog.Logger) error {
 	store, err := gateway.NewArtifactStore(dataDir, logger)
 	if err != nil {
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
@@ -75,13 +77,25 @@ func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{ln}
 	logger.Info("nimbus-gateway listening", "addr", ln.Addr().String(), "data_dir", dataDir, "nomad", nomadCfg.Address, "consul", consulCfg.Address)
+	if functionListen != "" {
+		fln, err := listenFreebind(functionListen)
+		if err != nil {
+			return fmt.Errorf("function listener: %w", err)
+		}
+		servers = append(servers, &http.Server{Handler: gw.FunctionHandler(), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, fln)
+		logger.Info("nimbus-gateway function listener", "addr", fln.Addr().String())
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	served := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { served <- srv.Serve(listeners[i]) }()
+	}
 	select {
 	case err := <-served:
 		return err
@@ -91,10 +105,28 @@ func run(listen, dataDir string, drain time.Duration, logger *slog.Logger) error
 	logger.Info("shutting down: draining invocations in flight")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	return nil
+}
+
+// listenFreebind listens on addr even before the address exists: the CNI
+// bridge plugin gives the bridge its address when the first instance
+// joins, which may be after the gateway starts.
+func listenFreebind(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_IP, syscall.IP_FREEBIND, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 func envOr(key, def string) string {

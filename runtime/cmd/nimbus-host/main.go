@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -144,6 +145,10 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 		if cfg.BillingGranularity, err = time.ParseDuration(granularity); err != nil {
 			return cfg, "", fmt.Errorf("billing granularity %q is not 1ms or 100ms", granularity)
 		}
+	}
+	// Nomad leaves ${meta.…} as it is where the client sets no such meta.
+	if url := getenv(protocol.EnvGatewayForFunctions); url != "" && !strings.Contains(url, "${") {
+		cfg.GatewayURL = url
 	}
 	if refs := getenv(protocol.EnvSecrets); refs != "" {
 		dir := getenv("NOMAD_SECRETS_DIR")

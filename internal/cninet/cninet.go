@@ -1,0 +1,240 @@
+// Package cninet defines the Nomad client's Nimbus networks: the CNI
+// configurations that give each function instance its own network
+// namespace, and the firewall ruleset that keeps instances away from the
+// host, from each other and from link-local addresses.
+//
+// Why the networks look as they do (each choice removes work from every
+// cold start; see docs/guides/platform.md):
+//
+//   - Two networks, "nimbus" (egress to the outside allowed) and
+//     "nimbus-none" (no egress at all). Nomad 1.6 cannot pass per-job
+//     arguments to CNI, so a function chooses its egress by the network it
+//     joins, and each network's policy is fixed per client.
+//   - The chain is loopback, bridge (with port isolation, which keeps
+//     instances apart at layer 2 without any rule), portmap (nftables
+//     backend) and nimbus-cni. The bridge plugin does not masquerade: that
+//     would be iptables work per allocation.
+//   - nimbus-cni installs one nftables table per network, the first time an
+//     instance joins it after boot or after a configuration change, and
+//     does nothing per allocation afterwards: the rules match the bridge
+//     and the subnet, never a single instance.
+package cninet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+)
+
+// Network names, as jobs name them in network { mode = "cni/<name>" }.
+const (
+	NetworkPublic = "nimbus"
+	NetworkNone   = "nimbus-none"
+)
+
+// Egress choices of a function, as the model defines them.
+const (
+	EgressPublic = model.EgressPublic
+	EgressNone   = model.EgressNone
+)
+
+// PluginType is the CNI plugin binary that installs the Nimbus ruleset.
+const PluginType = "nimbus-cni"
+
+// LinkLocal holds cloud metadata services and their credentials; no
+// instance may reach it.
+var LinkLocal = netip.MustParsePrefix("169.254.0.0/16")
+
+// Mode is the Nomad network mode of a function with the given egress.
+func Mode(egress string) string {
+	if egress == EgressNone {
+		return "cni/" + NetworkNone
+	}
+	return "cni/" + NetworkPublic
+}
+
+// Network is one Nimbus network on a client.
+type Network struct {
+	Name   string
+	Egress string
+	Bridge string
+	Subnet netip.Prefix
+}
+
+// Gateway is the address of the bridge, which instances use as their
+// default route and at which they reach the host.
+func (n Network) Gateway() netip.Addr { return n.Subnet.Addr().Next() }
+
+// Client is a client's Nimbus networking.
+type Client struct {
+	Public, None Network
+	// GatewayPorts are the host ports that instances with public egress
+	// may reach on the host's own addresses: the gateway's function
+	// listener. Every other host port is closed to them.
+	GatewayPorts []int
+	// Deny lists further destinations no instance may reach, such as the
+	// cluster's node network. Link-local addresses and every Nimbus subnet
+	// are always denied.
+	Deny []netip.Prefix
+	// IPAMDataDir, when set, keeps host-local's address leases apart from
+	// other Nomad agents' on the same machine.
+	IPAMDataDir string
+}
+
+// DefaultClient is the configuration examples/platform/cni ships.
+func DefaultClient() Client {
+	return Client{
+		Public:       Network{Name: NetworkPublic, Egress: EgressPublic, Bridge: "nimbus0", Subnet: netip.MustParsePrefix("172.30.0.0/20")},
+		None:         Network{Name: NetworkNone, Egress: EgressNone, Bridge: "nimbus1", Subnet: netip.MustParsePrefix("172.30.16.0/20")},
+		GatewayPorts: []int{DefaultGatewayPort},
+	}
+}
+
+// DefaultGatewayPort is where the gateway's function listener listens in
+// the shipped configuration.
+const DefaultGatewayPort = 9650
+
+// PolicyConf is nimbus-cni's entry in a network's plugin chain: the one
+// definition of what the plugin reads.
+type PolicyConf struct {
+	Type         string   `json:"type"`
+	Egress       string   `json:"egress"`
+	Bridge       string   `json:"bridge"`
+	Subnet       string   `json:"subnet"`
+	GatewayPorts []int    `json:"gatewayPorts,omitempty"`
+	Deny         []string `json:"deny"`
+}
+
+// Networks returns the client's networks.
+func (c Client) Networks() []Network { return []Network{c.Public, c.None} }
+
+// Policy returns the plugin configuration of network n.
+func (c Client) Policy(n Network) PolicyConf {
+	deny := []string{LinkLocal.String()}
+	for _, other := range c.Networks() {
+		deny = append(deny, other.Subnet.String())
+	}
+	for _, p := range c.Deny {
+		deny = append(deny, p.String())
+	}
+	p := PolicyConf{Type: PluginType, Egress: n.Egress, Bridge: n.Bridge, Subnet: n.Subnet.String(), Deny: deny}
+	if n.Egress == EgressPublic {
+		p.GatewayPorts = slices.Clone(c.GatewayPorts)
+	}
+	return p
+}
+
+// Conflists returns each network's CNI configuration list by file name,
+// for the client's cni_config_dir.
+func (c Client) Conflists() map[string][]byte {
+	out := map[string][]byte{}
+	for _, n := range c.Networks() {
+		ipam := map[string]any{
+			"type":   "host-local",
+			"ranges": [][]map[string]string{{{"subnet": n.Subnet.String()}}},
+		}
+		if c.IPAMDataDir != "" {
+			ipam["dataDir"] = c.IPAMDataDir
+		}
+		list := map[string]any{
+			"cniVersion": "1.0.0",
+			"name":       n.Name,
+			"plugins": []any{
+				map[string]any{"type": "loopback"},
+				map[string]any{
+					"type":             "bridge",
+					"bridge":           n.Bridge,
+					"isDefaultGateway": true,
+					"ipMasq":           false,
+					"hairpinMode":      false,
+					"portIsolation":    true,
+					"ipam":             ipam,
+				},
+				map[string]any{
+					"type":         "portmap",
+					"capabilities": map[string]bool{"portMappings": true},
+					"backend":      "nftables",
+					"snat":         true,
+				},
+				c.Policy(n),
+			},
+		}
+		b, _ := json.MarshalIndent(list, "", "  ")
+		out[n.Name+".conflist"] = append(b, '\n')
+	}
+	return out
+}
+
+// TableName is the nftables table (family inet) holding a network's rules.
+func TableName(p PolicyConf) string { return "nimbus-" + p.Bridge }
+
+// Ruleset renders the nftables ruleset of a network, for `nft -f`. It
+// replaces the table atomically. Its generation chain names a hash of the
+// rules, so the plugin sees with one netlink query whether the installed
+// table is current.
+func Ruleset(p PolicyConf) string {
+	table := TableName(p)
+	return fmt.Sprintf("add table inet %s\ndelete table inet %s\ntable inet %s {\n  chain %s {\n  }\n%s}\n",
+		table, table, table, GenerationChain(p), rules(p))
+}
+
+// GenerationChain names the empty chain that marks the ruleset's version.
+func GenerationChain(p PolicyConf) string {
+	sum := sha256.Sum256([]byte(rules(p)))
+	return "generation-" + hex.EncodeToString(sum[:6])
+}
+
+func rules(p PolicyConf) string {
+	br := fmt.Sprintf("%q", p.Bridge)
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("  set denied {")
+	w("    type ipv4_addr")
+	w("    flags interval")
+	w("    elements = { %s }", strings.Join(p.Deny, ", "))
+	w("  }")
+	// Connections to the host itself: replies, and the gateway's function
+	// listener for instances that may have egress. Nothing else: not the
+	// agents' ports, not the gateway's admin and artifact paths.
+	w("  chain input {")
+	w("    type filter hook input priority filter - 5; policy accept;")
+	w("    iifname %s ct state established,related accept", br)
+	if len(p.GatewayPorts) > 0 {
+		ports := make([]string, len(p.GatewayPorts))
+		for i, port := range p.GatewayPorts {
+			ports[i] = fmt.Sprint(port)
+		}
+		w("    iifname %s meta nfproto ipv4 tcp dport { %s } accept", br, strings.Join(ports, ", "))
+	}
+	w("    iifname %s meta l4proto tcp reject with tcp reset", br)
+	w("    iifname %s reject with icmpx admin-prohibited", br)
+	w("  }")
+	// Connections through the host: other instances (also through their
+	// mapped ports, which portmap rewrites to an instance address before
+	// this hook), denied destinations, and IPv6, which Nimbus networks do
+	// not route.
+	w("  chain forward {")
+	w("    type filter hook forward priority filter - 5; policy accept;")
+	w("    iifname %s ct state established,related accept", br)
+	if p.Egress == EgressPublic {
+		w("    iifname %s meta nfproto ipv4 ip daddr != @denied accept", br)
+	}
+	w("    iifname %s meta l4proto tcp reject with tcp reset", br)
+	w("    iifname %s reject with icmpx admin-prohibited", br)
+	w("  }")
+	if p.Egress == EgressPublic {
+		// Egress leaves with the host's address, as the bridge plugin's
+		// ipMasq would do with iptables rules per allocation.
+		w("  chain postrouting {")
+		w("    type nat hook postrouting priority srcnat; policy accept;")
+		w("    ip saddr %s oifname != %s masquerade", p.Subnet, br)
+		w("  }")
+	}
+	return b.String()
+}
