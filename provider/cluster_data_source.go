@@ -33,6 +33,8 @@ type clusterModel struct {
 	NomadReadyNodes   types.Int64  `tfsdk:"nomad_ready_nodes"`
 	ExecNodes         types.Int64  `tfsdk:"exec_nodes"`
 	ExecDriverHealthy types.Bool   `tfsdk:"exec_driver_healthy"`
+	IsolatedNetwork   types.Bool   `tfsdk:"isolated_network"`
+	IsolatedNodes     types.Int64  `tfsdk:"isolated_nodes"`
 	ConsulAddress     types.String `tfsdk:"consul_address"`
 	ConsulDatacenter  types.String `tfsdk:"consul_datacenter"`
 	ConsulLeader      types.String `tfsdk:"consul_leader"`
@@ -73,6 +75,16 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 				MarkdownDescription: "Whether at least one ready node has a healthy `exec` driver, " +
 					"which Nimbus needs to run function instances (it requires Linux and a client running as root).",
 			},
+			"isolated_network": schema.BoolAttribute{
+				Computed: true,
+				MarkdownDescription: "Whether function instances run in their own network namespaces: the provider does not use `host_network`, " +
+					"and at least one ready node with a healthy `exec` driver offers both Nimbus CNI networks (`cni/nimbus` and `cni/nimbus-none`). " +
+					"`false` means instances can reach the host's ports and each other; the platform guide says how to set the networks up.",
+			},
+			"isolated_nodes": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "Number of ready nodes with a healthy `exec` driver that offer both Nimbus CNI networks, where instances can be placed.",
+			},
 			"consul_address":    computed("The Consul address that was checked."),
 			"consul_datacenter": computed("The Consul datacenter."),
 			"consul_leader":     computed("RPC address of the Consul datacenter's leader."),
@@ -91,7 +103,7 @@ func (d *clusterDataSource) Read(ctx context.Context, _ datasource.ReadRequest, 
 		NomadAddress:  types.StringValue(s.Nomad.Address),
 		ConsulAddress: types.StringValue(s.Consul.Address),
 	}
-	if err := readNomad(ctx, d.data.Nomad, s.Nomad.Region, &state); clients.Denied(err) {
+	if err := readNomad(ctx, d.data.Nomad, s.Nomad.Region, s.HostNetwork, &state); clients.Denied(err) {
 		resp.Diagnostics.AddError("Nomad refused the provider's token", err.Error())
 	} else if err != nil {
 		resp.Diagnostics.AddError("Cannot reach Nomad",
@@ -110,8 +122,9 @@ func (d *clusterDataSource) Read(ctx context.Context, _ datasource.ReadRequest, 
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
-func readNomad(ctx context.Context, c *nomadapi.Client, region string, state *clusterModel) error {
-	q := (&nomadapi.QueryOptions{}).WithContext(ctx)
+func readNomad(ctx context.Context, c *nomadapi.Client, region string, hostNetwork bool, state *clusterModel) error {
+	// resources=true adds each node's fingerprinted networks.
+	q := (&nomadapi.QueryOptions{Params: map[string]string{"resources": "true"}}).WithContext(ctx)
 	self, err := c.Agent().Self()
 	if err != nil {
 		return err
@@ -127,7 +140,7 @@ func readNomad(ctx context.Context, c *nomadapi.Client, region string, state *cl
 	if err != nil {
 		return err
 	}
-	var ready, exec int64
+	var ready, exec, isolated int64
 	for _, n := range nodes {
 		if n.Status != nomadapi.NodeStatusReady {
 			continue
@@ -135,8 +148,13 @@ func readNomad(ctx context.Context, c *nomadapi.Client, region string, state *cl
 		ready++
 		if nomadjob.ExecDriverHealthy(n) {
 			exec++
+			if nomadjob.HasNimbusNetworks(n) {
+				isolated++
+			}
 		}
 	}
+	state.IsolatedNodes = types.Int64Value(isolated)
+	state.IsolatedNetwork = types.BoolValue(!hostNetwork && isolated > 0)
 	state.NomadRegion = types.StringValue(region)
 	state.NomadLeader = types.StringValue(leader)
 	state.NomadVersion = types.StringValue(self.Member.Tags["build"])

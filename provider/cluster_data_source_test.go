@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -50,6 +51,18 @@ func TestAccClusterDataSource(t *testing.T) {
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_version"), knownvalue.StringExact(consulVersion)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("consul_leader"), knownvalue.StringRegexp(regexp.MustCompile(`^127\.0\.0\.1:\d+$`))),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("id"), knownvalue.StringExact("global/dc1")),
+				// The test client offers the Nimbus CNI networks.
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_nodes"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_network"), knownvalue.Bool(true)),
+			},
+		}, {
+			// A provider that chose host networking is not isolated, on
+			// any cluster.
+			Config: strings.Replace(providerConfig(env), `provider "nimbus" {`, "provider \"nimbus\" {\n  host_network = true", 1) +
+				`data "nimbus_cluster" "this" {}`,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_nodes"), knownvalue.Int64Exact(1)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_network"), knownvalue.Bool(false)),
 			},
 		}},
 	})

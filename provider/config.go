@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -17,7 +18,8 @@ import (
 )
 
 type providerModel struct {
-	GatewayURL types.String `tfsdk:"gateway_url"`
+	GatewayURL  types.String `tfsdk:"gateway_url"`
+	HostNetwork types.Bool   `tfsdk:"host_network"`
 	Nomad      *nomadModel  `tfsdk:"nomad"`
 	Consul     *consulModel `tfsdk:"consul"`
 }
@@ -91,6 +93,12 @@ func configSchema() schema.Schema {
 			"Every setting falls back to the environment variable that the Nomad and Consul CLIs already read, so an empty provider block works wherever `nomad` and `consul` do.",
 		Attributes: map[string]schema.Attribute{
 			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`."),
+			"host_network": schema.BoolAttribute{
+				Optional: true,
+				MarkdownDescription: "Run function instances with host networking, for clusters whose Nomad clients have no CNI plugins. " +
+					"**Instances then share the host's network**: they can reach the agents' ports, the gateway and each other, and `egress` is not enforced. " +
+					"By default (`false`) every instance gets its own network namespace on the client's Nimbus CNI networks (see the platform guide). Defaults to `NIMBUS_HOST_NETWORK`.",
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"nomad": schema.SingleNestedBlock{
@@ -111,6 +119,8 @@ type settings struct {
 	Nomad   clients.NomadConfig
 	Consul  clients.ConsulConfig
 	Gateway clients.GatewayConfig
+	// HostNetwork runs instances without network isolation.
+	HostNetwork bool
 }
 
 // resolve merges the configuration with the environment and validates it.
@@ -152,7 +162,7 @@ func (m providerModel) resolve(getenv clients.Getenv) (settings, diag.Diagnostic
 		})...)
 	}
 	in.Gateway.URL = m.GatewayURL.ValueString()
-	diags.Append(unknowns("", map[string]bool{"gateway_url": m.GatewayURL.IsUnknown()})...)
+	diags.Append(unknowns("", map[string]bool{"gateway_url": m.GatewayURL.IsUnknown(), "host_network": m.HostNetwork.IsUnknown()})...)
 	if diags.HasError() {
 		return in, diags
 	}
@@ -167,6 +177,15 @@ func (m providerModel) resolve(getenv clients.Getenv) (settings, diag.Diagnostic
 	}
 	if out.Gateway, err = in.Gateway.Resolve(getenv); err != nil {
 		diags.Append(configDiag(err))
+	}
+	out.HostNetwork = m.HostNetwork.ValueBool()
+	if m.HostNetwork.IsNull() {
+		if v := getenv("NIMBUS_HOST_NETWORK"); v != "" {
+			if out.HostNetwork, err = strconv.ParseBool(v); err != nil {
+				diags.AddAttributeError(path.Root("host_network"), "Invalid NIMBUS_HOST_NETWORK",
+					fmt.Sprintf("NIMBUS_HOST_NETWORK is %q; set it to true or false, or set host_network in the provider block.", v))
+			}
+		}
 	}
 	return out, diags
 }

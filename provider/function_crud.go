@@ -182,6 +182,11 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 		}
 	}
 	m.Secrets = secretsValue(refs, m.Secrets.IsNull())
+	// Jobs from before egress existed had host networking and no choice.
+	m.Egress = types.StringValue(model.EgressPublic)
+	if e := job.Meta[nomadjob.MetaEgress]; e != "" {
+		m.Egress = types.StringValue(e)
+	}
 	if sha := job.Meta[nomadjob.MetaSource]; sha != "" {
 		m.SourceSHA256 = types.StringValue(sha)
 	}
@@ -207,7 +212,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	if diags.HasError() {
 		return diags
 	}
-	opts := nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region}
+	opts := nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region, HostNetwork: r.data.Settings.HostNetwork}
 	job := nomadjob.Render(f, src, opts)
 
 	existing, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.data.nomadQuery(ctx))
@@ -242,6 +247,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
 		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
 		Description: f.Description, ReservedConcurrency: int(plan.ReservedConcurrency.ValueInt64()),
+		Network: nomadjob.NetworkOf(opts), Egress: f.Egress,
 	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
 		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
@@ -313,7 +319,7 @@ func taskUnchanged(a, b functionModel) bool {
 	return a.Runtime.Equal(b.Runtime) && a.Handler.Equal(b.Handler) && a.MemoryMB.Equal(b.MemoryMB) &&
 		a.CPUMHz.Equal(b.CPUMHz) && a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Secrets.Equal(b.Secrets) &&
 		a.Concurrency.Equal(b.Concurrency) && a.BillingGranularity.Equal(b.BillingGranularity) &&
-		a.SourceSHA256.Equal(b.SourceSHA256) && a.SourceURL.Equal(b.SourceURL)
+		a.SourceSHA256.Equal(b.SourceSHA256) && a.SourceURL.Equal(b.SourceURL) && a.Egress.Equal(b.Egress)
 }
 
 // source makes the code available to Nomad: uploads a local source to the

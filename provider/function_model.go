@@ -33,6 +33,7 @@ type functionModel struct {
 	MaxInstances        types.Int64    `tfsdk:"max_instances"`
 	IdleTimeout         types.String   `tfsdk:"idle_timeout"`
 	BillingGranularity  types.String   `tfsdk:"billing_granularity"`
+	Egress              types.String   `tfsdk:"egress"`
 	Source              types.String   `tfsdk:"source"`
 	SourceURL           types.String   `tfsdk:"source_url"`
 	SourceSHA256        types.String   `tfsdk:"source_sha256"`
@@ -71,6 +72,8 @@ func (m functionModel) known(field string) bool {
 		return !m.IdleTimeout.IsUnknown()
 	case "billing_granularity":
 		return !m.BillingGranularity.IsUnknown()
+	case "egress":
+		return !m.Egress.IsUnknown()
 	}
 	return true
 }
@@ -89,6 +92,7 @@ func (m functionModel) spec(ctx context.Context) (model.Function, diag.Diagnosti
 		Concurrency:  int(m.Concurrency.ValueInt64()),
 		MinInstances: int(m.MinInstances.ValueInt64()),
 		MaxInstances: int(m.MaxInstances.ValueInt64()),
+		Egress:       m.Egress.ValueString(),
 	}
 	if m.MaxInstances.IsNull() || m.MaxInstances.IsUnknown() {
 		f.MaxInstances = 0 // default

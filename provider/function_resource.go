@@ -160,6 +160,16 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "Rounding of billed durations: `1ms` (default) or `100ms`.",
 				Validators:          []validator.String{stringvalidator.OneOf("1ms", "100ms")},
 			},
+			"egress": schema.StringAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString(model.EgressPublic),
+				MarkdownDescription: "What the function's instances may connect to. `public` (default): any destination, as Lambda functions outside a VPC, " +
+					"and the Nimbus gateway's function listener, through which functions invoke each other. `none`: no outgoing connection at all; instances only answer the gateway. " +
+					"Either way an instance never reaches the host's other ports (Nomad, Consul, the gateway's API and artifacts), other instances, or link-local addresses (cloud metadata). " +
+					"Enforced on the clients' Nimbus CNI networks; with the provider's `host_network`, only `public` is possible.",
+				Validators: []validator.String{stringvalidator.OneOf(model.EgressPublic, model.EgressNone)},
+			},
 			"source": schema.StringAttribute{
 				Optional:            true,
 				MarkdownDescription: "Path to the function's code: a directory (zipped reproducibly) or a `.zip` file. At most 50 MB zipped. Conflicts with `source_url`.",
@@ -236,7 +246,7 @@ func (r *functionResource) ValidateConfig(ctx context.Context, req resource.Vali
 // already report, so the user sees one message per mistake.
 func schemaValidated(field string) bool {
 	switch field {
-	case "memory_mb", "timeout", "idle_timeout", "billing_granularity", "runtime":
+	case "memory_mb", "timeout", "idle_timeout", "billing_granularity", "runtime", "egress":
 		return true
 	}
 	return false
@@ -269,6 +279,12 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 	}
 	if plan.CPUMHz.IsUnknown() && !plan.MemoryMB.IsUnknown() {
 		plan.CPUMHz = types.Int64Value(int64(model.Function{MemoryMB: int(plan.MemoryMB.ValueInt64())}.EffectiveCPUMHz()))
+	}
+	if r.data != nil && r.data.Settings.HostNetwork && plan.Egress.ValueString() == model.EgressNone {
+		resp.Diagnostics.AddAttributeError(path.Root("egress"), "egress = \"none\" needs isolated networking",
+			"The provider runs functions with host networking (host_network or NIMBUS_HOST_NETWORK), where instances share the host's network and egress cannot be restricted. "+
+				"Set up the Nimbus CNI networks on the clients (see the platform guide) and unset host_network, or remove egress.")
+		return
 	}
 	if !plan.ReservedConcurrency.IsNull() && !plan.ReservedConcurrency.IsUnknown() && !plan.Name.IsUnknown() && r.data != nil && r.data.Consul != nil {
 		resp.Diagnostics.Append(r.checkReservation(ctx, plan)...)
@@ -310,7 +326,7 @@ func jobUnchanged(a, b functionModel) bool {
 		a.Timeout.Equal(b.Timeout) && a.Environment.Equal(b.Environment) && a.Secrets.Equal(b.Secrets) && a.Concurrency.Equal(b.Concurrency) &&
 		a.MinInstances.Equal(b.MinInstances) && a.MaxInstances.Equal(b.MaxInstances) &&
 		a.BillingGranularity.Equal(b.BillingGranularity) && a.SourceSHA256.Equal(b.SourceSHA256) &&
-		a.SourceURL.Equal(b.SourceURL)
+		a.SourceURL.Equal(b.SourceURL) && a.Egress.Equal(b.Egress)
 }
 
 func (r *functionResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {

@@ -281,6 +281,10 @@ func TestAccFunctionRejectsBadInputAtPlan(t *testing.T) {
   source = %q`, escaping), `(?s)Cannot package source.*contains "\.\."`},
 		{`name = "none"
   runtime = "provided"`, `(?s)Missing source`},
+		{fmt.Sprintf(`name = "egress"
+  runtime = "provided"
+  source = %q
+  egress = "internet"`, src), `(?s)egress.*value must be one of.*"public".*"none"`},
 		{`name = "url"
   runtime = "provided"
   source_url = "http://127.0.0.1:1/fn.zip"`, `(?s)Missing source_sha256.*verify`},

@@ -43,6 +43,12 @@ type FunctionRecord struct {
 	// ReservedConcurrency guarantees and caps the function's in-flight
 	// invocations; 0 means it shares the unreserved pool.
 	ReservedConcurrency int `json:"reserved_concurrency,omitempty"`
+	// Network is how the instances are networked: "isolated" (own
+	// namespace) or "host"; empty in records from before it existed,
+	// whose jobs had host networking.
+	Network string `json:"network,omitempty"`
+	// Egress is the function's egress choice (model.Egress*).
+	Egress string `json:"egress,omitempty"`
 }
 
 // Encode serialises a record.

@@ -351,6 +351,19 @@ func ArtifactURL(gatewayURL, sha256 string) string {
 
 func ptr[T any](v T) *T { return &v }
 
+// HasNimbusNetworks reports whether a node (listed with resources) offers
+// the Nimbus CNI networks that isolated function instances join.
+func HasNimbusNetworks(n *api.NodeListStub) bool {
+	if n.NodeResources == nil {
+		return false
+	}
+	found := map[string]bool{}
+	for _, net := range n.NodeResources.Networks {
+		found[net.Mode] = true
+	}
+	return found[cninet.Mode(model.EgressPublic)] && found[cninet.Mode(model.EgressNone)]
+}
+
 // ExecDriverHealthy reports whether a node's exec driver, which every
 // Nimbus job uses, can run tasks.
 func ExecDriverHealthy(n *api.NodeListStub) bool {
