@@ -62,6 +62,8 @@ func TestMain(m *testing.M) {
 		WritableHostVolumes: map[string]string{"nimbus-gateway-data": gatewayData},
 		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
 		TriggerPrefixes: []string{"every/", "resume/", "dlq/"},
+		// network_e2e_test's denied address.
+		DenyEgress: worldDenyList,
 	})
 }
 
@@ -99,16 +101,18 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
+	// Clients without the Nimbus networks run functions on the host's.
+	opts := nomadjob.Options{HostNetwork: env.Network == nil}
 	rec := kvstore.FunctionRecord{
 		Name: f.Name, JobID: nomadjob.JobID(f.Name), Service: nomadjob.ServiceName(f.Name), Runtime: f.Runtime,
 		Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout.String(), Concurrency: f.Concurrency,
 		MinInstances: f.MinInstances, MaxInstances: f.MaxInstances, IdleTimeout: f.IdleTimeout.String(), SourceSHA256: pkg.SHA256,
-		ReservedConcurrency: reserved,
+		ReservedConcurrency: reserved, Network: nomadjob.NetworkOf(opts), Egress: f.Egress,
 	}
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, nomadjob.Options{}), nil); err != nil {
+	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, opts), nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -10,6 +10,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -93,12 +94,32 @@ func (g *Gateway) Run(ctx context.Context) {
 	}
 }
 
+// isolated reports whether a function's instances run in their own network
+// namespaces; records from before the choice existed had host networking.
+func isolated(f *Function) bool { return f.Network == nomadjob.NetworkIsolated }
+
+// warnIfHostNetworked says loudly that a function's instances share the
+// host's network, where nothing keeps them from the agents, the gateway's
+// API or each other.
+func (g *Gateway) warnIfHostNetworked(f *Function) {
+	if isolated(f) {
+		return
+	}
+	g.log.Warn("function runs with host networking: its instances can reach the host's Nomad and Consul ports, this gateway's API and artifacts, and other instances, and its egress is not enforced. "+
+		"Set up the Nimbus CNI networks on the clients (docs/guides/platform.md) and apply without host_network.",
+		"function", f.Name)
+}
+
 // syncPools keeps one pool per function in the registry.
 func (g *Gateway) syncPools(fns map[string]*Function) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, f := range fns {
-		if p, ok := g.pools[name]; ok {
+		p, ok := g.pools[name]
+		if !ok || p.fn.Load().Network != f.Network {
+			g.warnIfHostNetworked(f)
+		}
+		if ok {
 			p.fn.Store(f)
 			continue
 		}
@@ -170,6 +191,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	state := map[string]any{
 		"function": f.FunctionRecord, "instances": len(p.instances), "ready_instances": ready,
 		"inflight": p.inflight, "waiting": len(p.waiters), "group_count": p.count,
+		"isolated_network": isolated(f),
 	}
 	if p.scaleErr != nil {
 		state["scale_error"] = p.scaleErr.Error()

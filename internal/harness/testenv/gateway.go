@@ -24,7 +24,9 @@ type Gateway struct {
 	// anyPort: listen on any free port (its log names it) rather than
 	// on one of the slot's.
 	anyPort bool
-	cmd     *exec.Cmd
+	// listen, when set, is the main listener's address.
+	listen string
+	cmd    *exec.Cmd
 }
 
 // SharedGateway starts the nimbus-gateway binary at bin against the
@@ -56,6 +58,17 @@ func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials) (*G
 	return g, nil
 }
 
+// StartGatewayOn runs another gateway like StartGatewayAs whose main
+// listener (API, artifacts, metrics) is addr, such as the client's bridge
+// address, where instances could try to reach it.
+func (e *Env) StartGatewayOn(bin, name string, creds principals.Credentials, addr string) (*Gateway, error) {
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds, listen: addr}
+	if err := g.start(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
 // Restart ends the gateway abruptly, as a crash would, and starts it again
 // with the same store; its URL may change.
 func (g *Gateway) Restart() error {
@@ -66,12 +79,15 @@ func (g *Gateway) Restart() error {
 func (g *Gateway) start() error {
 	e := g.env
 	addr := "127.0.0.1:0"
-	if !g.anyPort {
+	switch {
+	case g.listen != "":
+		addr = g.listen
+	case !g.anyPort:
 		addr = fmt.Sprintf("127.0.0.1:%d", e.portSlot.GatewayPort())
 	}
 	g.URL = "http://" + addr
 	args := []string{"-listen", addr, "-data-dir", g.DataDir}
-	if !g.anyPort && e.FunctionGateway != "" {
+	if !g.anyPort && g.listen == "" && e.FunctionGateway != "" {
 		args = append(args, "-function-listen", e.FunctionGateway)
 	}
 	g.cmd = exec.Command(g.bin, args...)

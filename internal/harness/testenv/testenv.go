@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,6 +59,9 @@ type Options struct {
 	// HostNetwork starts a client without CNI, as on clusters that run
 	// functions with host networking.
 	HostNetwork bool
+	// DenyEgress adds destinations to the networks' deny list, beside
+	// link-local addresses and the Nimbus subnets.
+	DenyEgress []netip.Prefix
 }
 
 // Env is a running pair of agents.
@@ -139,7 +143,7 @@ func Start(opts Options) (env *Env, err error) {
 	var cni *agents.NomadCNI
 	var meta map[string]string
 	if !opts.HostNetwork {
-		if cni, meta, err = env.networks(); err != nil {
+		if cni, meta, err = env.networks(opts.DenyEgress); err != nil {
 			return env, err
 		}
 	}
@@ -207,7 +211,7 @@ func Start(opts Options) (env *Env, err error) {
 
 // networks sets up the client's Nimbus networks: the reference plugins and
 // nimbus-cni on the CNI path, and network configurations of the slot's own.
-func (e *Env) networks() (*agents.NomadCNI, map[string]string, error) {
+func (e *Env) networks(deny []netip.Prefix) (*agents.NomadCNI, map[string]string, error) {
 	plugins, err := agents.CNIPlugins()
 	if err != nil {
 		return nil, nil, err
@@ -218,6 +222,7 @@ func (e *Env) networks() (*agents.NomadCNI, map[string]string, error) {
 	}
 	port := e.portSlot.GatewayPort()
 	nets := agents.TestNetworks(e.portSlot.Index, port, filepath.Join(e.Dir, "cni-ipam"))
+	nets.Deny = deny
 	confDir := filepath.Join(e.Dir, "cni")
 	if err := agents.WriteCNIConfig(confDir, nets); err != nil {
 		return nil, nil, err
@@ -226,6 +231,17 @@ func (e *Env) networks() (*agents.NomadCNI, map[string]string, error) {
 	e.FunctionGateway = net.JoinHostPort(nets.Public.Gateway().String(), strconv.Itoa(port))
 	meta := map[string]string{protocol.NodeMetaGatewayURL: "http://" + e.FunctionGateway}
 	return &agents.NomadCNI{Path: plugins + ":" + own, ConfigDir: confDir}, meta, nil
+}
+
+// AgentPorts names the agents' listener ports: Consul's HTTP, Serf LAN,
+// Serf WAN and server ports, Nomad's HTTP, RPC and Serf ports.
+func (e *Env) AgentPorts() map[string]int {
+	names := []string{"consul http", "consul serf lan", "consul serf wan", "consul server rpc", "nomad http", "nomad rpc", "nomad serf"}
+	ports := make(map[string]int, len(names))
+	for i, n := range names {
+		ports[n] = e.portSlot.Agent(i)
+	}
+	return ports
 }
 
 // GatewayPort returns a free listener port of the environment's slot for
