@@ -12,22 +12,34 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
 // TestSandboxedFunctionHasNoRightsOnTheCluster runs a hostile tenant's
 // function and lets it attack Nomad and Consul from inside its instance.
-// With ACLs on and no token, every attempt must be answered 403 by the
-// agent, and the function must find no credentials to use instead.
+// In its own network namespace it cannot even connect to the agents
+// (TestHostNetworkFallback runs the same attack where it can, and ACLs
+// answer 403); the function must find no credentials either.
 func TestSandboxedFunctionHasNoRightsOnTheCluster(t *testing.T) {
 	env, gw := gateway(t)
-	if !env.ACL {
-		t.Fatal("this test needs the ACL-enabled environment")
+	if !env.ACL || env.Network == nil {
+		t.Fatal("this test needs the ACL-enabled environment with Nimbus networks")
 	}
-	deploy(t, model.Function{Name: "victim", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 10 * time.Second})
+	attackFromInside(t, env, gw, func(env *testenv.Env, gw *testenv.Gateway, f model.Function, src string) { deployFrom(t, f, src, 0) })
+}
+
+// attackFromInside deploys a victim and the intruder with deploy, lets the
+// intruder attack and checks that nothing it tried worked: each attempt is
+// refused by the agent (403) or, where the instance has its own network
+// namespace, cannot connect at all.
+func attackFromInside(t *testing.T, env *testenv.Env, gw *testenv.Gateway, deploy func(*testenv.Env, *testenv.Gateway, model.Function, string)) {
+	t.Helper()
+	isolated := env.Network != nil
+	deploy(env, gw, model.Function{Name: "victim", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 10 * time.Second}, fx.goSource)
 	src, _ := filepath.Abs("testdata/intruder")
-	deployFrom(t, model.Function{Name: "intruder", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 0, MaxInstances: 1, Timeout: 60 * time.Second}, src, 0)
+	deploy(env, gw, model.Function{Name: "intruder", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 0, MaxInstances: 1, Timeout: 60 * time.Second}, src)
 
 	event, _ := json.Marshal(map[string]string{"nomad": env.NomadAddr, "consul": env.ConsulAddr, "victim": "victim", "self": "intruder"})
 	a := invoke(t, gw, "intruder", string(event))
@@ -57,6 +69,8 @@ func TestSandboxedFunctionHasNoRightsOnTheCluster(t *testing.T) {
 			t.Logf("%-45s 401 (the Task API knows no anonymous caller)", name)
 		case got == float64(http.StatusForbidden):
 			t.Logf("%-45s 403", name)
+		case isolated && strings.Contains(fmt.Sprint(got), "Connection refused"):
+			t.Logf("%-45s cannot connect (own network namespace)", name)
 		default:
 			t.Errorf("%s: the agent answered %v; a function without a token must get 403", name, got)
 		}

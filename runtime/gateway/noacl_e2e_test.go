@@ -19,7 +19,7 @@ func TestWithoutACLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.Stop()
+	defer env.StopChecked(t)
 	if env.ACL || env.Principals.Deployer.NomadToken != "" {
 		t.Fatal("the environment was meant to run without ACLs")
 	}

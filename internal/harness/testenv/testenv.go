@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -287,6 +288,16 @@ func (e *Env) Stop() {
 		if err := os.RemoveAll(e.Dir); err != nil {
 			slog.Warn("testenv: removing state", "dir", e.Dir, "err", err)
 		}
+	}
+}
+
+// StopChecked stops the environment and fails t if the allocations left
+// anything on the host, as Main does for the shared environment.
+func (e *Env) StopChecked(t testing.TB) {
+	t.Helper()
+	e.Stop()
+	if len(e.Leftovers) > 0 {
+		t.Errorf("the allocations left these on the host:\n  %s", strings.Join(e.Leftovers, "\n  "))
 	}
 }
 
