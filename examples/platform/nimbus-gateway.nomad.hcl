@@ -41,7 +41,13 @@ job "nimbus-gateway" {
 
       config {
         command = "/opt/nimbus/bin/nimbus-gateway"
-        args    = ["-listen", "${NOMAD_ADDR_http}", "-data-dir", "/data"]
+        # The function listener serves only the invoke APIs, to instances in
+        # their network namespaces: the "nimbus" CNI network's bridge
+        # address and the port its firewall lets through (cni/nimbus.conflist:
+        # subnet 172.30.0.0/20, gatewayPorts 9650). Clients name it to the
+        # functions with the node meta nimbus.gateway_url.
+        args = ["-listen", "${NOMAD_ADDR_http}", "-data-dir", "/data",
+        "-function-listen", "172.30.0.1:9650"]
       }
 
       volume_mount {

@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,8 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 	url, err := gatewayjob.Run(ctx, env.Nomad, gatewayjob.Options{
 		ConsulToken: env.Principals.Gateway.ConsulToken, Port: env.GatewayPort(),
 		NomadAddr: env.NomadAddr, ConsulAddr: env.ConsulAddr,
+		// The shared gateway serves the environment's function listener.
+		FunctionListen: net.JoinHostPort(env.Network.Public.Gateway().String(), strconv.Itoa(exposedPort(t, env))),
 	})
 	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(gatewayjob.ID, true, nil) })
 	if err != nil {

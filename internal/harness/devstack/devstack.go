@@ -21,10 +21,12 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/gatewayjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // The usual ports, so that the Nomad and Consul CLIs work without settings.
@@ -44,6 +46,13 @@ type Stack struct {
 }
 
 func (s Stack) pidFile(name string) string { return filepath.Join(s.Dir, name+".pid") }
+func (s Stack) cniConfigDir() string       { return filepath.Join(s.Dir, "config", "cni") }
+
+// networks are the shipped Nimbus networks, with address leases kept in the
+// stack's state.
+func (s Stack) networks() cninet.Client {
+	return agents.TestNetworks(agents.DevPortSlot, cninet.DefaultGatewayPort, s.dataDir("cni-ipam"))
+}
 func (s Stack) logFile(name string) string { return filepath.Join(s.Dir, "logs", name+".log") }
 func (s Stack) dataDir(name string) string { return filepath.Join(s.Dir, "data", name) }
 
@@ -72,6 +81,21 @@ func (s Stack) Up(ctx context.Context) error {
 	nomadCfg.HostVolumes = map[string]string{
 		nomadjob.HostVolumeRuntime: filepath.Join(s.Dir, "runtime"),
 		nomadjob.HostVolumeUsr:     "/usr",
+	}
+	// Instances get their own network namespaces on the shipped Nimbus
+	// networks (examples/platform/cni), and reach the gateway job's
+	// function listener at the nimbus bridge's address.
+	plugins, err := agents.CNIPlugins()
+	if err != nil {
+		return err
+	}
+	if err := agents.WriteCNIConfig(s.cniConfigDir(), s.networks()); err != nil {
+		return err
+	}
+	nomadCfg.CNI = &agents.NomadCNI{Path: plugins + ":" + filepath.Join(s.Dir, "cni"), ConfigDir: s.cniConfigDir()}
+	nomadCfg.Meta = map[string]string{protocol.NodeMetaGatewayURL: fmt.Sprintf("http://%s:%d", s.networks().Public.Gateway(), cninet.DefaultGatewayPort)}
+	if _, err := os.Stat(filepath.Join(s.Dir, "cni", cninet.PluginType)); err != nil {
+		return fmt.Errorf("%s is not built into %s: run make dev, which builds it", cninet.PluginType, filepath.Join(s.Dir, "cni"))
 	}
 	for _, bin := range []string{"nimbus-host", "nimbus-gateway"} {
 		if _, err := os.Stat(filepath.Join(s.Dir, "runtime", "bin", bin)); err != nil {
@@ -219,6 +243,20 @@ func (s Stack) Down(ctx context.Context) error {
 	}
 	if err := agents.UnmountUnder(s.Dir); err != nil {
 		return err
+	}
+	// Nomad 1.6 can leave allocations' network namespaces mounted; the
+	// bridges and firewall tables outlive allocations by design.
+	var allocs []string
+	if entries, err := os.ReadDir(filepath.Join(nomadData, "alloc")); err == nil {
+		for _, e := range entries {
+			allocs = append(allocs, e.Name())
+		}
+	}
+	if removed := agents.RemoveLeakedNetns(allocs); len(removed) > 0 {
+		fmt.Fprintf(s.Out, "dev: removed %d network namespaces Nomad left mounted\n", len(removed))
+	}
+	if err := agents.RemoveNetworks(s.networks()); err != nil {
+		fmt.Fprintf(s.Out, "dev: removing the Nimbus networks: %v\n", err)
 	}
 	agents.RemoveCgroup(agents.CgroupParentName(cgroupName))
 	return os.RemoveAll(filepath.Join(s.Dir, "data"))

@@ -33,6 +33,8 @@ type Options struct {
 	NomadAddr, ConsulAddr string
 	// Meta is added to the job's meta (a build digest makes a new version).
 	Meta map[string]string
+	// FunctionListen replaces the function listener's address when set.
+	FunctionListen string
 }
 
 // Run registers the gateway job and waits until it serves; it returns the
@@ -70,6 +72,14 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 	}
 	if opts.ConsulAddr != "" {
 		task.Env["CONSUL_HTTP_ADDR"] = opts.ConsulAddr
+	}
+	if opts.FunctionListen != "" {
+		args, _ := task.Config["args"].([]interface{})
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] == "-function-listen" {
+				args[i+1] = opts.FunctionListen
+			}
+		}
 	}
 	if opts.ConsulToken == "" {
 		// Without ACLs there is no token to render.
