@@ -241,14 +241,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		}
 	}
 
-	rec := kvstore.FunctionRecord{
-		Name: f.Name, Namespace: opts.Namespace, JobID: *job.ID, Service: nomadjob.ServiceName(f.Name),
-		Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, CPUMHz: f.EffectiveCPUMHz(),
-		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
-		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
-		Description: f.Description, ReservedConcurrency: int(plan.ReservedConcurrency.ValueInt64()),
-		Network: nomadjob.NetworkOf(opts), Egress: f.Egress,
-	}
+	rec := nomadjob.Record(f, src, opts, int(plan.ReservedConcurrency.ValueInt64()))
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
 		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
 		diags.AddError("Cannot write the function's record to Consul KV", err.Error())

@@ -37,6 +37,21 @@ client {
     read_only = true
   }
 
+  # Every function instance gets its own network namespace on a Nimbus CNI
+  # network: the reference plugins (bridge, host-local, loopback, portmap)
+  # and nimbus-cni in cni_path, the two networks of cni/ in cni_config_dir.
+  # See docs/guides/platform.md for the kernel and sysctl requirements.
+  cni_path       = "/opt/cni/bin"
+  cni_config_dir = "/opt/cni/config"
+
+  meta {
+    # Where functions reach the gateway's function listener from inside
+    # their namespaces (the nimbus bridge's address, the port its firewall
+    # lets through); nimbus-host gives it to handlers as
+    # AWS_ENDPOINT_URL_LAMBDA.
+    "nimbus.gateway_url" = "http://172.30.0.1:9650"
+  }
+
   # The gateway's artifact store (only on clients that run the gateway).
   host_volume "nimbus-gateway-data" {
     path      = "/var/lib/nimbus-gateway"

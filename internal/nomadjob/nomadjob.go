@@ -41,6 +41,7 @@ import (
 	"github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -350,6 +351,20 @@ func ArtifactURL(gatewayURL, sha256 string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Record is the function's record in Consul KV, which the gateway
+// follows, for the job Render makes of the same function, source and
+// options; reserved is its reserved concurrency (0: none).
+func Record(f model.Function, src Source, opts Options, reserved int) kvstore.FunctionRecord {
+	f = f.WithDefaults()
+	return kvstore.FunctionRecord{
+		Name: f.Name, Namespace: opts.Namespace, JobID: JobID(f.Name), Service: ServiceName(f.Name),
+		Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, CPUMHz: f.EffectiveCPUMHz(),
+		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
+		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
+		Description: f.Description, ReservedConcurrency: reserved, Network: NetworkOf(opts), Egress: f.Egress,
+	}
+}
 
 // HasNimbusNetworks reports whether a node (listed with resources) offers
 // the Nimbus CNI networks that isolated function instances join.

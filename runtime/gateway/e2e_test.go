@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	fx.hostVolumes = map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}
+	defer stopWorld()
 	testenv.Main(m, testenv.Options{
 		HostVolumes:         fx.hostVolumes,
 		WritableHostVolumes: map[string]string{"nimbus-gateway-data": gatewayData},
@@ -103,12 +104,7 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	_ = resp.Body.Close()
 	// Clients without the Nimbus networks run functions on the host's.
 	opts := nomadjob.Options{HostNetwork: env.Network == nil}
-	rec := kvstore.FunctionRecord{
-		Name: f.Name, JobID: nomadjob.JobID(f.Name), Service: nomadjob.ServiceName(f.Name), Runtime: f.Runtime,
-		Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout.String(), Concurrency: f.Concurrency,
-		MinInstances: f.MinInstances, MaxInstances: f.MaxInstances, IdleTimeout: f.IdleTimeout.String(), SourceSHA256: pkg.SHA256,
-		ReservedConcurrency: reserved, Network: nomadjob.NetworkOf(opts), Egress: f.Egress,
-	}
+	rec := nomadjob.Record(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, opts, reserved)
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,9 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +39,9 @@ func recorder(t *testing.T, env *testenv.Env, name string, extra map[string]stri
 	if recorderToken.err != nil {
 		t.Fatal(recorderToken.err)
 	}
-	vars := map[string]string{"CONSUL_ADDR": env.ConsulAddr, "CONSUL_TOKEN": recorderToken.secret}
+	// The recorder reaches Consul over the network, as an application's
+	// service: instances cannot reach the host's agents.
+	vars := map[string]string{"CONSUL_ADDR": "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(theWorld(t, env).port)), "CONSUL_TOKEN": recorderToken.secret}
 	for k, v := range extra {
 		vars[k] = v
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +94,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		closed["neighbour Runtime API on "+where] = net.JoinHostPort(host, strconv.Itoa(nb.runtimeAPIPort))
 	}
 
-	w := startWorld(t, env)
+	w := theWorld(t, env)
 	closed["denied address"] = net.JoinHostPort(worldDenied, strconv.Itoa(w.port))
 
 	// Positive controls: from the host, every target is open.
@@ -359,43 +362,95 @@ func httpStatus(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-// world is the test's outside world: its namespace and server port.
-type world struct{ port int }
+// world is the test's outside world: its namespace and its server's port.
+// The server answers "world" and passes /v1/ on to the environment's
+// Consul, standing for an application's service that functions call over
+// the network (the KV trigger tests' recorder writes its results there).
+type world struct {
+	port int
+	stop func()
+}
 
-// startWorld creates the namespace, its veth pair and an HTTP server in
-// it that answers on both of its addresses; all of it goes when the test
-// ends.
-func startWorld(t *testing.T, env *testenv.Env) world {
+var sharedWorld struct {
+	once sync.Once
+	w    world
+	err  error
+}
+
+// theWorld starts the package's world once; TestMain stops it.
+func theWorld(t *testing.T, env *testenv.Env) world {
 	t.Helper()
+	sharedWorld.once.Do(func() { sharedWorld.w, sharedWorld.err = startWorld(env) })
+	if sharedWorld.err != nil {
+		t.Fatal(sharedWorld.err)
+	}
+	return sharedWorld.w
+}
+
+func stopWorld() {
+	if sharedWorld.w.stop != nil {
+		sharedWorld.w.stop()
+	}
+}
+
+// startWorld creates the namespace, its veth pair and the server, which
+// answers on both of the namespace's addresses.
+func startWorld(env *testenv.Env) (w world, err error) {
 	ns := "nimbus-world-" + env.ID
 	hostIf := "nw" + env.ID[:8]
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	var undo []func()
+	w.stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
 		}
 	}
-	run("netns", "add", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
-	run("link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "delete", hostIf).Run() })
-	run("addr", "add", worldHostAddr, "dev", hostIf)
-	run("link", "set", hostIf, "up")
-	run("-n", ns, "addr", "add", worldAllowed+"/24", "dev", "eth0")
-	run("-n", ns, "addr", "add", worldDenied+"/24", "dev", "eth0")
-	run("-n", ns, "link", "set", "eth0", "up")
-	run("-n", ns, "link", "set", "lo", "up")
-
+	defer func() {
+		if err != nil {
+			w.stop()
+		}
+	}()
+	run := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := run("netns", "add", ns); err != nil {
+		return w, err
+	}
+	undo = append(undo, func() { _ = exec.Command("ip", "netns", "delete", ns).Run() })
+	if err := run("link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns); err != nil {
+		return w, err
+	}
+	undo = append(undo, func() { _ = exec.Command("ip", "link", "delete", hostIf).Run() })
+	for _, args := range [][]string{
+		{"addr", "add", worldHostAddr, "dev", hostIf},
+		{"link", "set", hostIf, "up"},
+		{"-n", ns, "addr", "add", worldAllowed + "/24", "dev", "eth0"},
+		{"-n", ns, "addr", "add", worldDenied + "/24", "dev", "eth0"},
+		{"-n", ns, "link", "set", "eth0", "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+	} {
+		if err := run(args...); err != nil {
+			return w, err
+		}
+	}
 	ln, err := listenInNetns(filepath.Join("/var/run/netns", ns), "0.0.0.0:0")
 	if err != nil {
-		t.Fatal(err)
+		return w, err
 	}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = fmt.Fprintf(w, "world: %s\n", r.Host)
-	})}
+	consul, err := url.Parse(env.ConsulAddr)
+	if err != nil {
+		return w, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", httputil.NewSingleHostReverseProxy(consul))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { _, _ = fmt.Fprintf(w, "world: %s\n", r.Host) })
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: mux}
 	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return world{port: ln.Addr().(*net.TCPAddr).Port}
+	undo = append(undo, func() { _ = srv.Close() })
+	w.port = ln.Addr().(*net.TCPAddr).Port
+	return w, nil
 }
 
 // listenInNetns opens a listener inside the network namespace at path: the
@@ -408,20 +463,34 @@ func listenInNetns(path, addr string) (net.Listener, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		// The thread changes namespace and is never given back to other
-		// goroutines: it ends with this goroutine.
+		// The thread returns to its namespace before it serves other
+		// goroutines again. It must not end instead: the agents were
+		// started with a parent-death signal, which Linux sends when the
+		// thread that forked them exits, and this may be that thread.
 		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer func() { _ = unix.Close(orig) }()
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("open %s: %w", path, err)}
 			return
 		}
 		defer func() { _ = unix.Close(fd) }()
 		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- result{err: fmt.Errorf("enter %s: %w", path, err)}
 			return
 		}
 		ln, err := net.Listen("tcp", addr)
+		if unix.Setns(orig, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and ends with this goroutine
 		done <- result{ln, err}
 	}()
 	r := <-done

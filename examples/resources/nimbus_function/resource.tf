@@ -30,3 +30,13 @@ resource "nimbus_function" "hello" {
   runtime = "provided"
   source  = "${path.module}/functions/hello-go/dist"
 }
+
+# A function that handles data it must not send anywhere: its instances
+# open no connection at all (they only answer the gateway).
+resource "nimbus_function" "scorer" {
+  name    = "score-applications"
+  runtime = "python3"
+  handler = "score.handler"
+  source  = "${path.module}/functions/scorer"
+  egress  = "none"
+}

@@ -8,6 +8,11 @@
 //
 // Warm overhead: the same sequential load through the gateway and directly
 // to the instance.
+//
+// Network cost: a Nomad scale call → first 200 from a static Go server
+// (nimbus-floor, mounted from a host volume, no artifact, no nimbus-host),
+// with host networking and in its own namespace on the Nimbus network,
+// interleaved.
 package main
 
 import (
@@ -24,7 +29,9 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -60,7 +67,8 @@ func run(trials, requests int, write string) error {
 	gatewayBin := filepath.Join(dir, "nimbus-gateway")
 	src := filepath.Join(dir, "fn")
 	if err := testenv.BuildStatic(map[string]string{
-		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
+		filepath.Join(runtimeDir, "bin", "nimbus-host"):  "./runtime/cmd/nimbus-host",
+		filepath.Join(runtimeDir, "bin", "nimbus-floor"): "./internal/harness/cmd/nimbus-floor",
 		gatewayBin:                      "./runtime/cmd/nimbus-gateway",
 		filepath.Join(src, "bootstrap"): "./runtime/host/testdata/lambdago",
 	}); err != nil {
@@ -98,12 +106,38 @@ func run(trials, requests int, write string) error {
 	if err := waitKnown(gw.URL, "bench"); err != nil {
 		return err
 	}
-
 	ctx := context.Background()
+
+	// Network cost first, while nothing else runs.
+	for name, mode := range map[string]string{floorHost: "host", floorBridge: cninet.Mode(model.EgressPublic)} {
+		if _, _, err := env.Nomad.Jobs().Register(floorJob(name, mode), nil); err != nil {
+			return err
+		}
+	}
+	var netHost, netBridge []time.Duration
+	for i := 0; i < trials; i++ {
+		fmt.Printf("bench: network cold start %d/%d\n", i+1, trials)
+		for _, t := range []struct {
+			name string
+			into *[]time.Duration
+		}{{floorHost, &netHost}, {floorBridge, &netBridge}} {
+			d, err := coldRawTrial(ctx, env, t.name, "/")
+			if err != nil {
+				return err
+			}
+			*t.into = append(*t.into, d)
+		}
+	}
+	for _, name := range []string{floorHost, floorBridge} {
+		if err := scaleTo(env, name, 0); err != nil {
+			return err
+		}
+	}
+
 	var coldGW, coldRaw []time.Duration
 	for i := 0; i < trials; i++ {
 		fmt.Printf("bench: cold start %d/%d\n", i+1, trials)
-		d, err := coldRawTrial(ctx, env, raw.Name)
+		d, err := coldRawTrial(ctx, env, raw.Name, "/invoke")
 		if err != nil {
 			return err
 		}
@@ -136,7 +170,7 @@ func run(trials, requests int, write string) error {
 		return err
 	}
 
-	report := formatReport(trials, requests, coldRaw, coldGW, direct, through, directRate, throughRate)
+	report := formatReport(trials, requests, coldRaw, coldGW, direct, through, directRate, throughRate) + formatNetwork(netHost, netBridge)
 	fmt.Print(report)
 	if write != "" {
 		return writeSection(filepath.Join(root, write), report)
@@ -146,9 +180,7 @@ func run(trials, requests int, write string) error {
 
 func deploy(env *testenv.Env, f model.Function, src nomadjob.Source, withKV bool) error {
 	if withKV {
-		rec := kvstore.FunctionRecord{Name: f.Name, JobID: nomadjob.JobID(f.Name), Service: nomadjob.ServiceName(f.Name),
-			Runtime: f.Runtime, Handler: f.Handler, MemoryMB: f.MemoryMB, Timeout: f.Timeout.String(), Concurrency: f.Concurrency,
-			MinInstances: f.MinInstances, MaxInstances: f.MaxInstances, IdleTimeout: f.IdleTimeout.String(), SourceSHA256: src.SHA256}
+		rec := nomadjob.Record(f, src, nomadjob.Options{}, 0)
 		if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 			return err
 		}
@@ -157,9 +189,49 @@ func deploy(env *testenv.Env, f model.Function, src nomadjob.Source, withKV bool
 	return err
 }
 
+// The floor jobs, named like functions so that the same scale and lookup
+// helpers serve them.
+const (
+	floorHost   = "floor-host"
+	floorBridge = "floor-bridge"
+)
+
+// floorJob runs nimbus-floor from the runtime host volume with the given
+// network mode, at count 0, registered in Consul without a check (the
+// trial polls it itself).
+func floorJob(name, mode string) *nomadapi.Job {
+	job := nomadapi.NewServiceJob(nomadjob.JobID(name), nomadjob.JobID(name), "global", 50)
+	job.Datacenters = []string{"*"}
+	tg := nomadapi.NewTaskGroup(nomadjob.GroupName, 0)
+	tg.Networks = []*nomadapi.NetworkResource{{Mode: mode, DynamicPorts: []nomadapi.Port{{Label: nomadjob.PortLabel}}}}
+	tg.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
+	tg.Volumes = map[string]*nomadapi.VolumeRequest{"runtime": {Name: "runtime", Type: "host", Source: nomadjob.HostVolumeRuntime, ReadOnly: true}}
+	task := nomadapi.NewTask("floor", "exec").
+		SetConfig("command", nomadjob.RuntimeMount+"/bin/nimbus-floor").
+		Require(&nomadapi.Resources{CPU: ptr(100), MemoryMB: ptr(32)})
+	task.Env = map[string]string{"PORT": "${NOMAD_PORT_" + nomadjob.PortLabel + "}"}
+	task.VolumeMounts = []*nomadapi.VolumeMount{{Volume: ptr("runtime"), Destination: ptr(nomadjob.RuntimeMount), ReadOnly: ptr(true)}}
+	task.Services = []*nomadapi.Service{{Name: nomadjob.ServiceName(name), PortLabel: nomadjob.PortLabel, Provider: "consul"}}
+	tg.AddTask(task)
+	job.AddTaskGroup(tg)
+	return job
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func formatNetwork(host, bridge []time.Duration) string {
+	var b strings.Builder
+	b.WriteString("\n**Network isolation** (Nomad scale call → first 200 from a static Go server mounted from a host volume, no artifact, no nimbus-host; the two interleaved):\n\n")
+	b.WriteString("| Network | p50 | p99 |\n| --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| Host networking | %s | %s |\n", ms(pct(host, .5)), ms(pct(host, .99)))
+	fmt.Fprintf(&b, "| Own namespace on the Nimbus network (`cni/nimbus`) | %s | %s |\n", ms(pct(bridge, .5)), ms(pct(bridge, .99)))
+	fmt.Fprintf(&b, "| **Ratio** | **%.2f** | **%.2f** |\n", ratio(pct(bridge, .5), pct(host, .5)), ratio(pct(bridge, .99), pct(host, .99)))
+	return b.String()
+}
+
 // coldRawTrial is the floor: scale 0 → 1 with Nomad, then poll the new
 // instance (found through Consul's catalog) until it answers 200.
-func coldRawTrial(ctx context.Context, env *testenv.Env, name string) (time.Duration, error) {
+func coldRawTrial(ctx context.Context, env *testenv.Env, name, path string) (time.Duration, error) {
 	if err := scaleTo(env, name, 0); err != nil {
 		return 0, err
 	}
@@ -173,7 +245,7 @@ func coldRawTrial(ctx context.Context, env *testenv.Env, name string) (time.Dura
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if url, err := instanceURLAny(env, nomadjob.ServiceName(name)); err == nil {
-			if invoke(url+"/invoke", "") == nil {
+			if probe(url+path) == nil {
 				return time.Since(start), nil
 			}
 		}
@@ -260,6 +332,24 @@ func invoke(url, wantCold string) error {
 	}
 	if wantCold != "" && resp.Header.Get("X-Nimbus-Cold") != wantCold {
 		return fmt.Errorf("expected X-Nimbus-Cold %s, got %q", wantCold, resp.Header.Get("X-Nimbus-Cold"))
+	}
+	return nil
+}
+
+// probe is one request to an instance: a POST of the event to /invoke
+// (nimbus-host), a GET elsewhere (the floor server).
+func probe(url string) error {
+	if strings.HasSuffix(url, "/invoke") {
+		return invoke(url, "")
+	}
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
 	return nil
 }

@@ -1,0 +1,83 @@
+package cninet_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
+)
+
+var update = flag.Bool("update", false, "rewrite examples/platform/cni")
+
+// The configurations operators install are exactly what the harness runs.
+func TestShippedConflistsAreTheDefault(t *testing.T) {
+	dir := filepath.Join("..", "..", "examples", "platform", "cni")
+	for name, want := range cninet.DefaultClient().Conflists() {
+		path := filepath.Join(dir, name)
+		if *update {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run go test ./internal/cninet -update to write it)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from cninet.DefaultClient(); rerun with -update if the change is intended", path)
+		}
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	c := cninet.DefaultClient()
+	pub, none := c.Policy(c.Public), c.Policy(c.None)
+	for _, p := range []cninet.PolicyConf{pub, none} {
+		for _, want := range []string{"169.254.0.0/16", c.Public.Subnet.String(), c.None.Subnet.String()} {
+			if !slices.Contains(p.Deny, want) {
+				t.Errorf("%s denies %v, not %s", p.Bridge, p.Deny, want)
+			}
+		}
+	}
+	if len(none.GatewayPorts) != 0 {
+		t.Errorf("egress none lets instances reach host ports %v", none.GatewayPorts)
+	}
+	if !slices.Equal(pub.GatewayPorts, []int{cninet.DefaultGatewayPort}) {
+		t.Errorf("public egress reaches host ports %v, want the function listener's", pub.GatewayPorts)
+	}
+	noneRules := cninet.Ruleset(none)
+	if strings.Contains(noneRules, "@denied accept") || strings.Contains(noneRules, "masquerade") || strings.Contains(noneRules, "dport") {
+		t.Errorf("egress none lets something out:\n%s", noneRules)
+	}
+	if cninet.GenerationChain(pub) == cninet.GenerationChain(none) {
+		t.Error("two different rulesets share a generation")
+	}
+	if cninet.Mode(cninet.EgressNone) != "cni/nimbus-none" || cninet.Mode(cninet.EgressPublic) != "cni/nimbus" {
+		t.Error("network modes do not name the shipped networks")
+	}
+}
+
+// The kernel accepts the rulesets (nft -c checks without applying).
+func TestRulesetsAreValidNftables(t *testing.T) {
+	nft, err := exec.LookPath("nft")
+	if err != nil {
+		nft = "/usr/sbin/nft"
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("nft -c needs root to ask the kernel; the integration tests install these rules for real")
+	}
+	c := cninet.DefaultClient()
+	for _, n := range c.Networks() {
+		cmd := exec.Command(nft, "-c", "-f", "-")
+		cmd.Stdin = strings.NewReader(cninet.Ruleset(c.Policy(n)))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("nft rejects the ruleset of %s: %v: %s\n%s", n.Name, err, out, cninet.Ruleset(c.Policy(n)))
+		}
+	}
+}
