@@ -20,8 +20,8 @@ import (
 type providerModel struct {
 	GatewayURL  types.String `tfsdk:"gateway_url"`
 	HostNetwork types.Bool   `tfsdk:"host_network"`
-	Nomad      *nomadModel  `tfsdk:"nomad"`
-	Consul     *consulModel `tfsdk:"consul"`
+	Nomad       *nomadModel  `tfsdk:"nomad"`
+	Consul      *consulModel `tfsdk:"consul"`
 }
 
 type nomadModel struct {

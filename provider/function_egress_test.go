@@ -80,7 +80,7 @@ func TestAccFunctionEgress(t *testing.T) {
 			},
 			{
 				// Host networking cannot hold egress back: refused at plan.
-				Config: strings.Replace(functionConfig(env, body("none")), `provider "nimbus" {`, "provider \"nimbus\" {\n  host_network = true", 1),
+				Config:      strings.Replace(functionConfig(env, body("none")), `provider "nimbus" {`, "provider \"nimbus\" {\n  host_network = true", 1),
 				PlanOnly:    true,
 				ExpectError: regexp.MustCompile(`(?s)egress = "none" needs isolated networking.*host_network`),
 			},
