@@ -237,6 +237,19 @@ type instance struct {
 
 func instanceOf(t *testing.T, env *testenv.Env, fn string) instance {
 	t.Helper()
+	// Consul may list the instance before the client has reported its
+	// allocation running to the servers.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if in, ok := runningInstance(t, env, fn); ok {
+			return in
+		}
+	}
+	t.Fatalf("%s has no running instance", fn)
+	return instance{}
+}
+
+func runningInstance(t *testing.T, env *testenv.Env, fn string) (instance, bool) {
+	t.Helper()
 	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(fn), false, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -265,10 +278,9 @@ func instanceOf(t *testing.T, env *testenv.Env, fn string) instance {
 		if in.addr == "" || in.hostPort == 0 {
 			t.Fatalf("allocation %s of %s has no network address or port: %+v", a.ID, fn, a.NetworkStatus)
 		}
-		return in
+		return in, true
 	}
-	t.Fatalf("%s has no running instance", fn)
-	return instance{}
+	return instance{}, false
 }
 
 // runtimeAPIPort reads the Runtime API address from the environment of the

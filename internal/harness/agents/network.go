@@ -126,9 +126,8 @@ func RemoveNetworks(c cninet.Client) error {
 }
 
 // NetworkLeftovers lists what allocations of c's networks left behind: a
-// network namespace of one of allocIDs, a veth still on a Nimbus bridge, a
-// port mapping to a Nimbus subnet, or an IP lease. It is empty after a
-// clean teardown.
+// network namespace or a port mapping of one of allocIDs, a veth still on
+// a Nimbus bridge, or an IP lease. It is empty after a clean teardown.
 func NetworkLeftovers(c cninet.Client, allocIDs []string) []string {
 	var left []string
 	for _, id := range allocIDs {
@@ -136,18 +135,21 @@ func NetworkLeftovers(c cninet.Client, allocIDs []string) []string {
 			left = append(left, "network namespace "+filepath.Join(NetnsDir, id))
 		}
 	}
+	// portmap comments each of its rules with the container's ID, which
+	// Nomad makes the allocation's.
+	if out, err := exec.Command(nftPath(), "list", "table", "ip", "cni_hostport").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, id := range allocIDs {
+				if strings.Contains(line, `"`+id+`"`) {
+					left = append(left, "port mapping: "+strings.TrimSpace(line))
+				}
+			}
+		}
+	}
 	for _, n := range c.Networks() {
 		if out, err := exec.Command("ip", "-o", "link", "show", "master", n.Bridge).Output(); err == nil && strings.TrimSpace(string(out)) != "" {
 			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 				left = append(left, fmt.Sprintf("interface on bridge %s: %s", n.Bridge, strings.Join(strings.Fields(line)[:2], " ")))
-			}
-		}
-		if out, err := exec.Command(nftPath(), "list", "table", "ip", "cni_hostport").Output(); err == nil {
-			prefix := firstThreeOctets(n.Subnet)
-			for _, line := range strings.Split(string(out), "\n") {
-				if strings.Contains(line, "dnat") && strings.Contains(line, prefix) {
-					left = append(left, "port mapping: "+strings.TrimSpace(line))
-				}
 			}
 		}
 		if c.IPAMDataDir != "" {

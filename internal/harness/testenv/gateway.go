@@ -26,6 +26,9 @@ type Gateway struct {
 	anyPort bool
 	// listen, when set, is the main listener's address.
 	listen string
+	// functionListener: serve the environment's function listener (only
+	// the shared gateway: the address is the environment's).
+	functionListener bool
 	cmd    *exec.Cmd
 }
 
@@ -33,7 +36,13 @@ type Gateway struct {
 // environment once, for all the tests of a package that need the same
 // gateway (its artifact store, its routes); Stop ends it with the agents.
 func (e *Env) SharedGateway(bin string) (*Gateway, error) {
-	e.gatewayOnce.Do(func() { e.gateway, e.gatewayErr = e.StartGateway(bin) })
+	e.gatewayOnce.Do(func() {
+		g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, "gateway"), LogPath: filepath.Join(e.Dir, "gateway.log"),
+			creds: e.Principals.Gateway, functionListener: true}
+		if e.gatewayErr = g.start(); e.gatewayErr == nil {
+			e.gateway = g
+		}
+	})
 	return e.gateway, e.gatewayErr
 }
 
@@ -87,7 +96,7 @@ func (g *Gateway) start() error {
 	}
 	g.URL = "http://" + addr
 	args := []string{"-listen", addr, "-data-dir", g.DataDir}
-	if !g.anyPort && g.listen == "" && e.FunctionGateway != "" {
+	if g.functionListener && e.FunctionGateway != "" {
 		args = append(args, "-function-listen", e.FunctionGateway)
 	}
 	g.cmd = exec.Command(g.bin, args...)
