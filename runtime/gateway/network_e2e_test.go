@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -399,6 +400,28 @@ func theWorld(t *testing.T, env *testenv.Env) world {
 	return sharedWorld.w
 }
 
+// removeStaleWorlds deletes the worlds of runs that ended without their
+// cleanup (killed, or exiting on a failure): a stale veth holding the
+// world's host address would take its route.
+func removeStaleWorlds() {
+	if names, err := filepath.Glob("/var/run/netns/nimbus-world-*"); err == nil {
+		for _, p := range names {
+			_ = exec.Command("ip", "netns", "delete", filepath.Base(p)).Run()
+		}
+	}
+	if links, err := filepath.Glob("/sys/class/net/nw????????"); err == nil {
+		for _, l := range links {
+			if worldLink.MatchString(filepath.Base(l)) {
+				_ = exec.Command("ip", "link", "delete", filepath.Base(l)).Run()
+			}
+		}
+	}
+}
+
+// worldLink matches the host side of a world's veth pair: "nw" and the
+// first 8 characters of an environment's hex ID.
+var worldLink = regexp.MustCompile(`^nw[0-9a-f]{8}$`)
+
 func stopWorld() {
 	if sharedWorld.w.stop != nil {
 		sharedWorld.w.stop()
@@ -427,6 +450,7 @@ func startWorld(env *testenv.Env) (w world, err error) {
 		}
 		return nil
 	}
+	removeStaleWorlds()
 	if err := run("netns", "add", ns); err != nil {
 		return w, err
 	}
