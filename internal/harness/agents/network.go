@@ -105,15 +105,18 @@ func RemoveLeakedNetns(allocIDs []string) (removed []string) {
 	return removed
 }
 
-// RemoveNetworks deletes the Nimbus bridges and firewall tables of c, which
-// outlive the allocations by design.
+// RemoveNetworks deletes the Nimbus bridges, firewall and port-mapping
+// tables of c, which outlive the allocations by design.
 func RemoveNetworks(c cninet.Client) error {
 	var errs []error
 	for _, n := range c.Networks() {
 		p := c.Policy(n)
-		if tableExists(cninet.TableName(p)) {
-			if out, err := exec.Command(nftPath(), "delete", "table", "inet", cninet.TableName(p)).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("delete table inet %s: %v: %s", cninet.TableName(p), err, out))
+		for _, t := range []struct{ family, name string }{{"inet", cninet.TableName(p)}, {"ip", cninet.PortsTable(p)}} {
+			if !tableExists(t.family, t.name) {
+				continue
+			}
+			if out, err := exec.Command(nftPath(), "delete", "table", t.family, t.name).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("delete table %s %s: %v: %s", t.family, t.name, err, out))
 			}
 		}
 		if linkExists(n.Bridge) {
@@ -126,8 +129,9 @@ func RemoveNetworks(c cninet.Client) error {
 }
 
 // NetworkLeftovers lists what allocations of c's networks left behind: a
-// network namespace or a port mapping of one of allocIDs, a veth still on
-// a Nimbus bridge, or an IP lease. It is empty after a clean teardown.
+// network namespace of one of allocIDs, a port mapping, a veth still on a
+// Nimbus bridge, or an IP lease. It is empty after a clean teardown, when
+// no allocation runs.
 func NetworkLeftovers(c cninet.Client, allocIDs []string) []string {
 	var left []string
 	for _, id := range allocIDs {
@@ -135,18 +139,11 @@ func NetworkLeftovers(c cninet.Client, allocIDs []string) []string {
 			left = append(left, "network namespace "+filepath.Join(NetnsDir, id))
 		}
 	}
-	// portmap comments each of its rules with the container's ID, which
-	// Nomad makes the allocation's.
-	if out, err := exec.Command(nftPath(), "list", "table", "ip", "cni_hostport").Output(); err == nil {
-		for _, line := range strings.Split(string(out), "\n") {
-			for _, id := range allocIDs {
-				if strings.Contains(line, `"`+id+`"`) {
-					left = append(left, "port mapping: "+strings.TrimSpace(line))
-				}
-			}
-		}
-	}
 	for _, n := range c.Networks() {
+		ports := cninet.PortsTable(c.Policy(n))
+		if out, err := exec.Command(nftPath(), "-j", "list", "map", "ip", ports, cninet.PortsMap).Output(); err == nil && strings.Contains(string(out), `"elem"`) {
+			left = append(left, fmt.Sprintf("port mappings in table ip %s: %s", ports, mapElements(ports)))
+		}
 		if out, err := exec.Command("ip", "-o", "link", "show", "master", n.Bridge).Output(); err == nil && strings.TrimSpace(string(out)) != "" {
 			for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 				left = append(left, fmt.Sprintf("interface on bridge %s: %s", n.Bridge, strings.Join(strings.Fields(line)[:2], " ")))
@@ -169,8 +166,19 @@ func firstThreeOctets(p netip.Prefix) string {
 	return s[:strings.LastIndex(s, ".")+1]
 }
 
-func tableExists(name string) bool {
-	return exec.Command(nftPath(), "list", "table", "inet", name).Run() == nil
+func tableExists(family, name string) bool {
+	return exec.Command(nftPath(), "list", "table", family, name).Run() == nil
+}
+
+// mapElements is the text of a port map's elements, for a report.
+func mapElements(table string) string {
+	out, _ := exec.Command(nftPath(), "list", "map", "ip", table, cninet.PortsMap).Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "elements") {
+			return strings.TrimSpace(line)
+		}
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func linkExists(name string) bool {

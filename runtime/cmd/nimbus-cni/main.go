@@ -1,16 +1,20 @@
 // Command nimbus-cni is the last plugin of the Nimbus CNI networks. It
-// installs the network's firewall ruleset (internal/cninet) the first time
-// an instance joins the network after boot or after the configuration
-// changed, and passes the previous plugin's result on. Per allocation it
-// costs one netlink query: the rules match the bridge and the subnet, never
-// one instance, so there is nothing to add or remove per instance.
+// installs the network's firewall and port-mapping tables (internal/cninet)
+// the first time an instance joins the network after boot or after the
+// configuration changed, maps the allocation's ports, and passes the
+// previous plugin's result on. Per allocation it costs two netlink
+// exchanges and starts no process: the policy matches the bridge and the
+// subnet, never one instance, and a port mapping is one element of a map.
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -31,7 +35,18 @@ const lockFile = "/run/nimbus-cni.lock"
 // Nimbus policy, both read from the same JSON.
 type netConf struct {
 	types.NetConf
-	Policy cninet.PolicyConf
+	Policy        cninet.PolicyConf
+	RuntimeConfig struct {
+		PortMappings []portMapping `json:"portMappings"`
+	} `json:"runtimeConfig"`
+}
+
+// portMapping is one entry of the portMappings capability, as Nomad passes
+// it.
+type portMapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
 }
 
 func main() {
@@ -42,6 +57,9 @@ func main() {
 func parse(stdin []byte) (*netConf, error) {
 	conf := &netConf{}
 	if err := json.Unmarshal(stdin, &conf.NetConf); err != nil {
+		return nil, fmt.Errorf("nimbus-cni: cannot parse the network configuration: %w", err)
+	}
+	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, fmt.Errorf("nimbus-cni: cannot parse the network configuration: %w", err)
 	}
 	if err := json.Unmarshal(stdin, &conf.Policy); err != nil {
@@ -75,7 +93,146 @@ func add(args *skel.CmdArgs) error {
 	if err != nil {
 		return fmt.Errorf("nimbus-cni: %w", err)
 	}
+	if err := mapPorts(conf, instanceIP(result)); err != nil {
+		return err
+	}
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// instanceIP is the instance's IPv4 address in the bridge plugin's result.
+func instanceIP(r *current.Result) net.IP {
+	for _, ip := range r.IPs {
+		if v4 := ip.Address.IP.To4(); v4 != nil {
+			return v4
+		}
+	}
+	return nil
+}
+
+// tcpMappings are the mappings nimbus-cni serves: TCP, to the same port
+// inside the namespace (function instances speak HTTP on the port Nomad
+// gave them; the UDP twin Nomad also passes is not mapped).
+func tcpMappings(conf *netConf) ([]portMapping, error) {
+	var out []portMapping
+	for _, m := range conf.RuntimeConfig.PortMappings {
+		if m.Protocol != "" && m.Protocol != "tcp" {
+			continue
+		}
+		if m.ContainerPort != m.HostPort {
+			return nil, fmt.Errorf("nimbus-cni: port %d maps to port %d inside the namespace; Nimbus networks map a port to the same port (leave the port's \"to\" unset)", m.HostPort, m.ContainerPort)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func portsSet(p cninet.PolicyConf) *nftables.Set {
+	return &nftables.Set{
+		Table:    &nftables.Table{Name: cninet.PortsTable(p), Family: nftables.TableFamilyIPv4},
+		Name:     cninet.PortsMap,
+		IsMap:    true,
+		KeyType:  nftables.TypeInetService,
+		DataType: nftables.TypeIPAddr,
+	}
+}
+
+func portKey(port int) []byte { return binary.BigEndian.AppendUint16(nil, uint16(port)) }
+
+// mapPorts adds the allocation's mappings to the network's map, in one
+// netlink transaction. A host port is Nomad's to one allocation at a time,
+// so a mapping left by an allocation that never got its DEL is replaced.
+func mapPorts(conf *netConf, ip net.IP) error {
+	mappings, err := tcpMappings(conf)
+	if err != nil || len(mappings) == 0 {
+		return err
+	}
+	if ip == nil {
+		return fmt.Errorf("nimbus-cni: network %q gave the instance no IPv4 address to map ports to", conf.Name)
+	}
+	// Connections from the host's loopback reach the instance only if the
+	// bridge routes 127.0.0.0/8 (the ports table then masquerades them).
+	_ = os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", conf.Policy.Bridge, "route_localnet"), []byte("1"), 0o644)
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nimbus-cni: netlink: %w", err)
+	}
+	defer conn.CloseLasting()
+	set := portsSet(conf.Policy)
+	mapped, err := mappedPorts(conn, set)
+	if err != nil {
+		return err
+	}
+	var stale, elems []nftables.SetElement
+	for _, m := range mappings {
+		k := portKey(m.HostPort)
+		if _, ok := mapped[string(k)]; ok {
+			stale = append(stale, nftables.SetElement{Key: k})
+		}
+		elems = append(elems, nftables.SetElement{Key: k, Val: ip})
+	}
+	// One transaction: each commit costs the kernel a grace period.
+	if len(stale) > 0 {
+		if err := conn.SetDeleteElements(set, stale); err != nil {
+			return fmt.Errorf("nimbus-cni: %w", err)
+		}
+	}
+	if err := conn.SetAddElements(set, elems); err != nil {
+		return fmt.Errorf("nimbus-cni: %w", err)
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("nimbus-cni: mapping ports %v to %s: %w", mappings, ip, err)
+	}
+	return nil
+}
+
+// mappedPorts reads the network's map: host port (key bytes) → address.
+func mappedPorts(conn *nftables.Conn, set *nftables.Set) (map[string][]byte, error) {
+	elems, err := conn.GetSetElements(set)
+	if err != nil {
+		return nil, fmt.Errorf("nimbus-cni: reading the port map of table ip %s: %w", set.Table.Name, err)
+	}
+	mapped := make(map[string][]byte, len(elems))
+	for _, e := range elems {
+		mapped[string(e.Key)] = e.Val
+	}
+	return mapped, nil
+}
+
+// unmapPorts removes the allocation's mappings that still lead to its
+// address (ip, when the cached result gives it), leaving a port that
+// another allocation has taken since.
+func unmapPorts(conf *netConf, ip net.IP) error {
+	mappings, err := tcpMappings(conf)
+	if err != nil || len(mappings) == 0 {
+		return nil
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nimbus-cni: netlink: %w", err)
+	}
+	defer conn.CloseLasting()
+	set := portsSet(conf.Policy)
+	mapped, err := mappedPorts(conn, set)
+	if err != nil {
+		return nil // no table: nothing was mapped
+	}
+	var gone []nftables.SetElement
+	for _, m := range mappings {
+		k := portKey(m.HostPort)
+		if to, ok := mapped[string(k)]; ok && (ip == nil || net.IP(to).Equal(ip)) {
+			gone = append(gone, nftables.SetElement{Key: k})
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := conn.SetDeleteElements(set, gone); err != nil {
+		return fmt.Errorf("nimbus-cni: %w", err)
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("nimbus-cni: unmapping ports: %w", err)
+	}
+	return nil
 }
 
 func check(args *skel.CmdArgs) error {
@@ -93,13 +250,32 @@ func check(args *skel.CmdArgs) error {
 	return nil
 }
 
-// del has nothing to do: no rule belongs to one instance.
-func del(*skel.CmdArgs) error { return nil }
+// del removes the allocation's port mappings; no rule belongs to one
+// instance.
+func del(args *skel.CmdArgs) error {
+	conf, err := parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	var ip net.IP
+	if conf.PrevResult != nil {
+		if r, err := current.NewResultFromResult(conf.PrevResult); err == nil {
+			ip = instanceIP(r)
+		}
+	}
+	return unmapPorts(conf, ip)
+}
 
 func ensure(p cninet.PolicyConf) error {
 	if ok, err := installed(p); err != nil || ok {
 		return err
 	}
+	return install(p)
+}
+
+// install writes whichever of the network's two tables is missing or, for
+// the policy, outdated, under a lock that serialises concurrent ADDs.
+func install(p cninet.PolicyConf) error {
 	lock, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("nimbus-cni: %w", err)
@@ -108,36 +284,51 @@ func ensure(p cninet.PolicyConf) error {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return fmt.Errorf("nimbus-cni: lock %s: %w", lockFile, err)
 	}
-	if ok, err := installed(p); err != nil || ok {
+	policy, ports, err := tables(p)
+	if err != nil || (policy && ports) {
 		return err
 	}
+	var rules string
+	if !ports {
+		rules += cninet.PortsRuleset(p)
+	}
+	if !policy {
+		rules += cninet.Ruleset(p)
+	}
 	cmd := exec.Command(nftBinary(), "-f", "-")
-	cmd.Stdin = strings.NewReader(cninet.Ruleset(p))
+	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nimbus-cni: installing the ruleset of bridge %s failed: %v: %s (the client needs nftables: the nft command and the kernel's nf_tables)", p.Bridge, err, out)
 	}
 	return nil
 }
 
-// installed reports whether the network's table carries the current
-// generation.
+// installed reports whether both of the network's tables are in place,
+// the policy at its current generation.
 func installed(p cninet.PolicyConf) (bool, error) {
+	policy, ports, err := tables(p)
+	return policy && ports, err
+}
+
+func tables(p cninet.PolicyConf) (policy, ports bool, err error) {
 	conn, err := nftables.New()
 	if err != nil {
-		return false, fmt.Errorf("nimbus-cni: netlink: %w", err)
+		return false, false, fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
 	defer conn.CloseLasting()
-	chains, err := conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := conn.ListChains()
 	if err != nil {
-		return false, fmt.Errorf("nimbus-cni: list nftables chains: %w", err)
+		return false, false, fmt.Errorf("nimbus-cni: list nftables chains: %w", err)
 	}
-	table, gen := cninet.TableName(p), cninet.GenerationChain(p)
 	for _, c := range chains {
-		if c.Table.Name == table && c.Name == gen {
-			return true, nil
+		switch {
+		case c.Table.Family == nftables.TableFamilyINet && c.Table.Name == cninet.TableName(p) && c.Name == cninet.GenerationChain(p):
+			policy = true
+		case c.Table.Family == nftables.TableFamilyIPv4 && c.Table.Name == cninet.PortsTable(p) && c.Name == "prerouting":
+			ports = true
 		}
 	}
-	return false, nil
+	return policy, ports, nil
 }
 
 func nftBinary() string {
