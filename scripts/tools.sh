@@ -31,7 +31,7 @@ tools=(
   "nomad|github.com/hashicorp/nomad||ui|NIMBUS_NOMAD_BIN"
   "consul|github.com/hashicorp/consul|||NIMBUS_CONSUL_BIN"
   "tofu|github.com/opentofu/opentofu/cmd/tofu|-X=github.com/opentofu/opentofu/version.dev=no||NIMBUS_TOFU_BIN"
-  "cni|$cni/main/bridge $cni/ipam/host-local $cni/main/loopback $cni/meta/portmap|||NIMBUS_CNI_PATH"
+  "cni|$cni/main/bridge $cni/ipam/host-local $cni/main/loopback|||NIMBUS_CNI_PATH"
 )
 
 # out_of prints where a tool's build goes: a binary, or a directory of them.

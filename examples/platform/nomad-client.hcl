@@ -38,7 +38,7 @@ client {
   }
 
   # Every function instance gets its own network namespace on a Nimbus CNI
-  # network: the reference plugins (bridge, host-local, loopback, portmap)
+  # network: the reference plugins (bridge, host-local, loopback)
   # and nimbus-cni in cni_path, the two networks of cni/ in cni_config_dir.
   # See docs/guides/platform.md for the kernel and sysctl requirements.
   cni_path       = "/opt/cni/bin"

@@ -254,7 +254,7 @@ func rules(p PolicyConf) string {
 	w("    iifname %s reject with icmpx admin-prohibited", br)
 	w("  }")
 	// Connections through the host: other instances (also through their
-	// mapped ports, which portmap rewrites to an instance address before
+	// mapped ports, which the ports table rewrites to an instance address before
 	// this hook), denied destinations, and IPv6, which Nimbus networks do
 	// not route.
 	w("  chain forward {")

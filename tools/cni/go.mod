@@ -1,5 +1,5 @@
 // Wrapper module that pins the CNI reference plugins v1.10.0 (bridge,
-// host-local, loopback, portmap), which Nomad clients run to give each
+// host-local, loopback), which Nomad clients run to give each
 // function instance its own network namespace; see tools/nomad/go.mod for
 // why tools build through wrapper modules.
 module github.com/nimbus-faas/terraform-provider-nimbus/tools/cni
@@ -15,7 +15,6 @@ require (
 	github.com/coreos/go-iptables v0.8.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/nftables v0.3.0 // indirect
-	github.com/mattn/go-shellwords v1.0.16 // indirect
 	github.com/mdlayher/netlink v1.11.2 // indirect
 	github.com/mdlayher/socket v0.6.1 // indirect
 	github.com/networkplumbing/go-nft v0.4.0 // indirect

@@ -18,7 +18,7 @@ import (
 const CNIPluginsEnv = "NIMBUS_CNI_PATH"
 
 // CNIPlugins finds the CNI reference plugins (bridge, host-local, loopback,
-// portmap). The error says how to get them.
+// with nimbus-cni, no more). The error says how to get them.
 func CNIPlugins() (string, error) {
 	dir := os.Getenv(CNIPluginsEnv)
 	if dir == "" {
@@ -28,7 +28,7 @@ func CNIPlugins() (string, error) {
 		}
 		dir = filepath.Join(root, ".tools", "cni")
 	}
-	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+	for _, p := range []string{"bridge", "host-local", "loopback"} {
 		if err := isExecutable(filepath.Join(dir, p)); err != nil {
 			return "", fmt.Errorf("CNI plugin %s not found in %s: run `make tools` to build the pinned CNI plugins, or set %s to a directory holding them", p, dir, CNIPluginsEnv)
 		}

@@ -23,6 +23,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/google/nftables"
+	"github.com/vishvananda/netlink"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 )
@@ -93,10 +94,33 @@ func add(args *skel.CmdArgs) error {
 	if err != nil {
 		return fmt.Errorf("nimbus-cni: %w", err)
 	}
+	if err := isolatePorts(result, conf.Policy.Bridge); err != nil {
+		return err
+	}
 	if err := mapPorts(conf, instanceIP(result)); err != nil {
 		return err
 	}
 	return types.PrintResult(result, conf.CNIVersion)
+}
+
+// isolatePorts makes the instance's end on the bridge an isolated port, so
+// that it exchanges no frame with another instance. The bridge plugin does
+// the same with portIsolation from v1.7; older ones ignore the setting
+// without a word, and this does not depend on them.
+func isolatePorts(r *current.Result, bridge string) error {
+	for _, iface := range r.Interfaces {
+		if iface.Sandbox != "" || iface.Name == bridge {
+			continue
+		}
+		link, err := netlink.LinkByName(iface.Name)
+		if err != nil {
+			return fmt.Errorf("nimbus-cni: the instance's interface %s on bridge %s: %w", iface.Name, bridge, err)
+		}
+		if err := netlink.LinkSetIsolated(link, true); err != nil {
+			return fmt.Errorf("nimbus-cni: isolating %s on bridge %s: %w", iface.Name, bridge, err)
+		}
+	}
+	return nil
 }
 
 // instanceIP is the instance's IPv4 address in the bridge plugin's result.
