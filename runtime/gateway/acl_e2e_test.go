@@ -27,7 +27,7 @@ func TestSandboxedFunctionHasNoRightsOnTheCluster(t *testing.T) {
 	if !env.ACL || env.Network == nil {
 		t.Fatal("this test needs the ACL-enabled environment with Nimbus networks")
 	}
-	attackFromInside(t, env, gw, func(env *testenv.Env, gw *testenv.Gateway, f model.Function, src string) { deployFrom(t, f, src, 0) })
+	attackFromInside(t, env, gw, func(_ *testenv.Env, _ *testenv.Gateway, f model.Function, src string) { deployFrom(t, f, src, 0) })
 }
 
 // attackFromInside deploys a victim and the intruder with deploy, lets the

@@ -116,12 +116,12 @@ func RemoveNetworks(c cninet.Client) error {
 				continue
 			}
 			if out, err := exec.Command(nftPath(), "delete", "table", t.family, t.name).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("delete table %s %s: %v: %s", t.family, t.name, err, out))
+				errs = append(errs, fmt.Errorf("delete table %s %s: %w: %s", t.family, t.name, err, out))
 			}
 		}
 		if linkExists(n.Bridge) {
 			if out, err := exec.Command("ip", "link", "delete", n.Bridge).CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("delete bridge %s: %v: %s", n.Bridge, err, out))
+				errs = append(errs, fmt.Errorf("delete bridge %s: %w: %s", n.Bridge, err, out))
 			}
 		}
 	}

@@ -29,7 +29,7 @@ type Gateway struct {
 	// functionListener: serve the environment's function listener (only
 	// the shared gateway: the address is the environment's).
 	functionListener bool
-	cmd    *exec.Cmd
+	cmd              *exec.Cmd
 }
 
 // SharedGateway starts the nimbus-gateway binary at bin against the

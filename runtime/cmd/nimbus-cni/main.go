@@ -180,7 +180,6 @@ func mapPorts(conf *netConf, ip net.IP) error {
 	if err != nil {
 		return fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
-	defer conn.CloseLasting()
 	set := portsSet(conf.Policy)
 	mapped, err := mappedPorts(conn, set)
 	if err != nil {
@@ -234,7 +233,6 @@ func unmapPorts(conf *netConf, ip net.IP) error {
 	if err != nil {
 		return fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
-	defer conn.CloseLasting()
 	set := portsSet(conf.Policy)
 	mapped, err := mappedPorts(conn, set)
 	if err != nil {
@@ -322,7 +320,7 @@ func install(p cninet.PolicyConf) error {
 	cmd := exec.Command(nftBinary(), "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nimbus-cni: installing the ruleset of bridge %s failed: %v: %s (the client needs nftables: the nft command and the kernel's nf_tables)", p.Bridge, err, out)
+		return fmt.Errorf("nimbus-cni: installing the ruleset of bridge %s failed: %w: %s (the client needs nftables: the nft command and the kernel's nf_tables)", p.Bridge, err, out)
 	}
 	return nil
 }
@@ -339,7 +337,6 @@ func tables(p cninet.PolicyConf) (policy, ports bool, err error) {
 	if err != nil {
 		return false, false, fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
-	defer conn.CloseLasting()
 	chains, err := conn.ListChains()
 	if err != nil {
 		return false, false, fmt.Errorf("nimbus-cni: list nftables chains: %w", err)
