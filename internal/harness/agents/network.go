@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -164,6 +165,19 @@ func NetworkLeftovers(c cninet.Client, allocIDs []string) []string {
 func firstThreeOctets(p netip.Prefix) string {
 	s := p.Addr().String()
 	return s[:strings.LastIndex(s, ".")+1]
+}
+
+// WaitNetworkTeardown waits until the allocations' CNI teardown has run:
+// no port mapping and no address lease left. Newer Nomads report an
+// allocation complete before its network hook has torn the network down;
+// stopping the agent in between would cut the teardown short.
+func WaitNetworkTeardown(ctx context.Context, c cninet.Client) error {
+	return Poll(ctx, nil, "the allocations' networks to be torn down", func() (bool, error) {
+		if left := NetworkLeftovers(c, nil); len(left) > 0 {
+			return false, fmt.Errorf("still there: %s", strings.Join(left, "; "))
+		}
+		return true, nil
+	})
 }
 
 func tableExists(family, name string) bool {

@@ -222,6 +222,8 @@ func (s Stack) Down(ctx context.Context) error {
 			stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			if err := agents.StopAllJobs(stopCtx, nomad); err != nil {
 				fmt.Fprintf(s.Out, "dev: stopping jobs: %v\n", err)
+			} else if err := agents.WaitNetworkTeardown(stopCtx, s.networks()); err != nil {
+				fmt.Fprintf(s.Out, "dev: %v\n", err)
 			}
 			cancel()
 		}

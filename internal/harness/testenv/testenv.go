@@ -258,6 +258,13 @@ func (e *Env) Stop() {
 			slog.Warn("testenv: stopping jobs", "err", err)
 		}
 		cancel()
+		if e.Network != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := agents.WaitNetworkTeardown(ctx, *e.Network); err != nil {
+				slog.Warn("testenv: waiting for network teardown", "err", err)
+			}
+			cancel()
+		}
 	}
 	e.gateway.Stop()
 	allocs := e.allocationIDs()
