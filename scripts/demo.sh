@@ -63,7 +63,10 @@ cat <<MSG
 
 Each function was packaged, uploaded to the gateway's artifact store,
 proven healthy by a canary, and runs as a Nomad job (nimbus-fn-<name>)
-under the sandboxed exec driver. The gateway started an instance for the
+under the sandboxed exec driver, each instance in its own network
+namespace on the Nimbus CNI network (cni/nimbus: no way to the host's
+ports, to other instances or to link-local addresses; see
+nft list table inet nimbus-nimbus0). The gateway started an instance for the
 first request of each (cold) and reused it for the second (warm); after
 each function's idle_timeout it scales them back to zero. See the jobs, their
 scale events and their START/END/REPORT log lines in the Nomad UI.
