@@ -57,9 +57,8 @@ func main() {
 
 func parse(stdin []byte) (*netConf, error) {
 	conf := &netConf{}
-	if err := json.Unmarshal(stdin, &conf.NetConf); err != nil {
-		return nil, fmt.Errorf("nimbus-cni: cannot parse the network configuration: %w", err)
-	}
+	// CNI's common fields and the runtime config, then the policy: the
+	// two share "type", so they cannot be one struct.
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, fmt.Errorf("nimbus-cni: cannot parse the network configuration: %w", err)
 	}
