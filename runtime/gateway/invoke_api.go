@@ -10,8 +10,10 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
-// readEvent reads and checks an event body.
-func readEvent(r *http.Request) ([]byte, *apiError) {
+// readPayload reads a request body whole, within the payload limit (413
+// beyond it). A body that ends early, such as when the client goes away
+// mid-upload, is a 400: it never reaches a function as if complete.
+func readPayload(r *http.Request) ([]byte, *apiError) {
 	tooLarge := func(msg string) *apiError {
 		return &apiError{http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, msg}
 	}
@@ -21,9 +23,19 @@ func readEvent(r *http.Request) ([]byte, *apiError) {
 	payload, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxPayloadBytes+1))
 	switch {
 	case err != nil:
-		return nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, "reading the request: " + err.Error()}
+		return nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, "reading the request body failed before its end: " + err.Error()}
 	case len(payload) > protocol.MaxPayloadBytes:
 		return nil, tooLarge(fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
+	}
+	return payload, nil
+}
+
+// readEvent reads and checks an event body: JSON, or empty for {}.
+func readEvent(r *http.Request) ([]byte, *apiError) {
+	payload, bad := readPayload(r)
+	switch {
+	case bad != nil:
+		return nil, bad
 	case len(payload) == 0:
 		return []byte("{}"), nil
 	case !json.Valid(payload):

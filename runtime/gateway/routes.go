@@ -30,9 +30,9 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)})
 		return
 	}
-	body, err := readBody(r)
-	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, err.Error()})
+	body, bad := readPayload(r)
+	if bad != nil {
+		refuse(w, nativeDialect, bad)
 		return
 	}
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
@@ -56,7 +56,9 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 			"the function failed; its logs have the details (request " + a.header.Get(protocol.HeaderRequestID) + ")"})
 		return
 	}
-	writeFunctionResponse(w, a.body)
+	if bad := writeFunctionResponse(w, a.body); bad != nil {
+		refuse(w, nativeDialect, bad)
+	}
 }
 
 // matchRoute finds the most specific route for the request, or the methods
@@ -101,24 +103,6 @@ func hostOnly(hostport string) string {
 		return h
 	}
 	return hostport
-}
-
-func readBody(r *http.Request) ([]byte, error) {
-	if r.ContentLength > protocol.MaxPayloadBytes {
-		return nil, fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes)
-	}
-	b := make([]byte, 0, 512)
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := r.Body.Read(buf)
-		b = append(b, buf[:n]...)
-		if len(b) > protocol.MaxPayloadBytes {
-			return nil, fmt.Errorf("request body exceeds the limit of %d bytes", protocol.MaxPayloadBytes)
-		}
-		if err != nil {
-			return b, nil
-		}
-	}
 }
 
 // apiGatewayEvent builds the API Gateway v2 event Lambda handlers expect.
@@ -179,8 +163,11 @@ func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[str
 }
 
 // writeFunctionResponse follows payload format 2.0: an object with
-// statusCode is a full response; anything else is a 200 JSON body.
-func writeFunctionResponse(w http.ResponseWriter, body []byte) {
+// statusCode is a full response; anything else is a 200 JSON body. A
+// response it cannot honour (a status outside 200-599, a body flagged
+// base64 that is not) is refused before anything is written: the caller
+// answers 502 with it, as API Gateway does for a malformed proxy response.
+func writeFunctionResponse(w http.ResponseWriter, body []byte) *apiError {
 	var resp struct {
 		StatusCode      int               `json:"statusCode"`
 		Headers         map[string]string `json:"headers"`
@@ -192,7 +179,24 @@ func writeFunctionResponse(w http.ResponseWriter, body []byte) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(body)
-		return
+		return nil
+	}
+	malformed := func(msg string) *apiError {
+		return &apiError{http.StatusBadGateway, protocol.ErrInvalidResponseHTTP, "the function's response is malformed: " + msg}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		return malformed(fmt.Sprintf("statusCode %d is not an HTTP status from 200 to 599", resp.StatusCode))
+	}
+	out := []byte{}
+	if resp.Body != nil {
+		out = []byte(*resp.Body)
+		if resp.IsBase64Encoded {
+			decoded, err := base64.StdEncoding.DecodeString(*resp.Body)
+			if err != nil {
+				return malformed("isBase64Encoded is true but body is not base64: " + err.Error())
+			}
+			out = decoded
+		}
 	}
 	for k, v := range resp.Headers {
 		w.Header().Set(k, v)
@@ -200,19 +204,11 @@ func writeFunctionResponse(w http.ResponseWriter, body []byte) {
 	for _, c := range resp.Cookies {
 		w.Header().Add("Set-Cookie", c)
 	}
-	out := []byte{}
-	if resp.Body != nil {
-		out = []byte(*resp.Body)
-		if resp.IsBase64Encoded {
-			if decoded, err := base64.StdEncoding.DecodeString(*resp.Body); err == nil {
-				out = decoded
-			}
-		}
-	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json")
 	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(out)
+	return nil
 }

@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -145,5 +147,59 @@ func TestRegistryKeepsLastKnownStateWhenConsulIsUnreachable(t *testing.T) {
 	g.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "unreachable, serving the last known") {
 		t.Errorf("/healthz should say it serves stale state: %d %s", w.Code, w.Body.String())
+	}
+}
+
+// A route's function may answer with any JSON; what the gateway cannot
+// send as HTTP is a 502 with a JSON error, never a panic or an empty reply.
+func TestMalformedFunctionResponsesAre502(t *testing.T) {
+	for name, body := range map[string]string{
+		"status below 200":   `{"statusCode":42,"body":"x"}`,
+		"status above 999":   `{"statusCode":1000,"body":"x"}`,
+		"status above 599":   `{"statusCode":600,"body":"x"}`,
+		"informational":      `{"statusCode":100,"body":"x"}`,
+		"body is not base64": `{"statusCode":200,"body":"not base64!","isBase64Encoded":true}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			if bad := writeFunctionResponse(w, []byte(body)); bad != nil {
+				refuse(w, nativeDialect, bad)
+			}
+			var got map[string]string
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != http.StatusBadGateway ||
+				!strings.Contains(got["errorMessage"], "malformed") {
+				t.Errorf("%s: answered %d %q; want 502 with a JSON error saying the response is malformed", body, w.Code, w.Body.String())
+			}
+		})
+	}
+}
+
+// A body that ends before its Content-Length (the client went away) is
+// refused, never passed on as if it were complete.
+func TestTruncatedBodyIsRefused(t *testing.T) {
+	type outcome struct {
+		body []byte
+		bad  *apiError
+	}
+	got := make(chan outcome, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, bad := readPayload(r)
+		got <- outcome{b, bad}
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("POST /hook HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n0123456789"))
+	_ = conn.(*net.TCPConn).CloseWrite()
+	defer func() { _ = conn.Close() }()
+	select {
+	case o := <-got:
+		if o.bad == nil || o.bad.status != http.StatusBadRequest {
+			t.Fatalf("a body cut at 10 of 100 bytes was read as %q (refusal %v); want a 400", o.body, o.bad)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never finished reading")
 	}
 }
