@@ -207,7 +207,10 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	synced, err := g.registry.Status()
-	status := map[string]any{"ready": synced, "consul": "ok"}
+	status := map[string]any{"ready": synced, "consul": "ok", "status": "ready"}
+	if !synced {
+		status["status"] = "syncing"
+	}
 	code := http.StatusOK
 	if err != nil {
 		// Still serving from the last known state; say so.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -37,7 +38,8 @@ type Registry struct {
 	fns     map[string]*Function
 	routes  []kvstore.Route
 	limits  map[string]kvstore.Limits
-	synced  bool
+	synced  bool // functions read at least once
+	routed  bool // routes read at least once
 	lastErr error
 	changed func(map[string]*Function)
 }
@@ -55,11 +57,23 @@ func (r *Registry) Get(name string) (*Function, bool) {
 	return f, ok
 }
 
-// Status says whether the registry is current.
+// Status says whether the registry has read the functions and routes at
+// least once (before that, no name can be judged unknown), and the last
+// error reading them.
 func (r *Registry) Status() (synced bool, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.synced, r.lastErr
+	return r.synced && r.routed, r.lastErr
+}
+
+// notSynced is the refusal while Status is not synced: 503, to retry.
+func (r *Registry) notSynced() *apiError {
+	_, err := r.Status()
+	msg := "the gateway has not read the functions and routes from Consul yet; retry shortly"
+	if err != nil {
+		msg += " (Consul: " + err.Error() + ")"
+	}
+	return &apiError{http.StatusServiceUnavailable, "ServiceException", msg}
 }
 
 // Run watches functions and routes until ctx ends.
@@ -175,7 +189,7 @@ func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
 		return a.Host != "" && b.Host == ""
 	})
 	r.mu.Lock()
-	r.routes = routes
+	r.routes, r.routed = routes, true
 	r.mu.Unlock()
 }
 

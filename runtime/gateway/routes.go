@@ -20,7 +20,11 @@ import (
 // answer back into an HTTP response.
 func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 	route, allowed := matchRoute(g.registry.Routes(), r)
+	synced, _ := g.registry.Status()
 	switch {
+	case route == nil && !synced:
+		refuse(w, nativeDialect, g.registry.notSynced())
+		return
 	case route == nil && allowed != nil:
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		refuse(w, nativeDialect, &apiError{http.StatusMethodNotAllowed, "MethodNotAllowed",

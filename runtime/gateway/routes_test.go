@@ -98,18 +98,21 @@ func TestAPIGatewayEventAndResponse(t *testing.T) {
 	}
 }
 
-// flakyKV answers once, then fails, as Consul going away would.
+// flakyKV answers once per prefix, then fails, as Consul going away would.
 type flakyKV struct {
-	mu    sync.Mutex
-	calls int
+	mu       sync.Mutex
+	answered map[string]bool
 }
 
 func (f *flakyKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
 	f.mu.Lock()
-	f.calls++
-	n := f.calls
+	first := !f.answered[prefix]
+	if f.answered == nil {
+		f.answered = map[string]bool{}
+	}
+	f.answered[prefix] = true
 	f.mu.Unlock()
-	if n <= 2 { // the first answer for each watched prefix
+	if first {
 		rec := kvstore.FunctionRecord{Name: "keep", Timeout: "3s", IdleTimeout: "5m"}
 		if strings.HasSuffix(prefix, "functions/") {
 			return consulapi.KVPairs{{Key: prefix + "keep", Value: rec.Encode()}}, &consulapi.QueryMeta{LastIndex: 5}, nil
@@ -201,5 +204,47 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler never finished reading")
+	}
+}
+
+// downKV is Consul unreachable from the start.
+type downKV struct{}
+
+func (downKV) List(_ string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+	select {
+	case <-q.Context().Done():
+	case <-time.After(10 * time.Millisecond):
+	}
+	return nil, nil, errors.New("dial tcp 127.0.0.1:8500: connect: connection refused")
+}
+
+// Before its first listing of functions and routes, the gateway cannot know
+// that a name is unknown: it answers 503 with Retry-After, which callers
+// and deliveries retry, rather than a 404 that loses their work.
+func TestUnsyncedGatewayAnswers503(t *testing.T) {
+	g := New(Options{KV: downKV{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.registry.Run(ctx)
+	time.Sleep(50 * time.Millisecond) // a few failed listings
+	h := g.Handler()
+	for _, req := range []*http.Request{
+		httptest.NewRequest("POST", "/v1/functions/orders/invoke", strings.NewReader(`{}`)),
+		httptest.NewRequest("POST", "/2015-03-31/functions/orders/invocations", strings.NewReader(`{}`)),
+		httptest.NewRequest("GET", "/orders/7", nil),
+	} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
+			!strings.Contains(w.Body.String(), "not read the functions and routes from Consul yet") ||
+			!strings.Contains(w.Body.String(), "connection refused") {
+			t.Errorf("%s %s before sync: %d (Retry-After %q) %s; want 503 with Retry-After naming Consul's error",
+				req.Method, req.URL.Path, w.Code, w.Header().Get("Retry-After"), w.Body.String())
+		}
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/healthz", nil))
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"status":"syncing"`) {
+		t.Errorf("/healthz before sync: %d %s; want 503 saying syncing", w.Code, w.Body.String())
 	}
 }
