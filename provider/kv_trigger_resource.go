@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -78,7 +79,7 @@ func (r *kvTriggerResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			},
 			"prefix": schema.StringAttribute{
 				Required:            true,
-				MarkdownDescription: "Consul KV prefix to watch, such as `orders/`. Keys under `nimbus/` are Nimbus's own and refused.",
+				MarkdownDescription: "Consul KV prefix to watch, such as `orders/`. A prefix that covers `nimbus/` or lies in it (`nimbus`, `n`, the empty prefix, `nimbus/functions/`) is refused: those keys are Nimbus's own, and the trigger would invoke itself forever on the progress it writes.",
 				Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
 			},
 			"events": schema.SetAttribute{
@@ -133,9 +134,9 @@ func (r *kvTriggerResource) ValidateConfig(ctx context.Context, req resource.Val
 			resp.Diagnostics.AddAttributeError(path.Root("name"), "Invalid name", e.Message)
 		}
 	}
-	if p := m.Prefix.ValueString(); !m.Prefix.IsUnknown() && (strings.HasPrefix(p, kvstore.Prefix) || strings.HasPrefix(p, "/")) {
+	if p := m.Prefix.ValueString(); !m.Prefix.IsUnknown() && (kvstore.OverlapsNimbus(p) || strings.HasPrefix(p, "/")) {
 		resp.Diagnostics.AddAttributeError(path.Root("prefix"), "Invalid prefix",
-			p+" is not allowed: keys under nimbus/ are Nimbus's own (a trigger there would feed on its own progress), and KV keys do not start with /.")
+			fmt.Sprintf("%q is not allowed: it covers keys under nimbus/, which are Nimbus's own (a trigger there would feed on the progress it writes and invoke itself forever), or starts with / (KV keys do not). Watch a prefix of your own, such as \"orders/\".", p))
 	}
 }
 

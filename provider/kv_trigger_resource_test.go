@@ -123,4 +123,20 @@ resource "nimbus_kv_trigger" "bad" {
 			ExpectError: regexp.MustCompile(`(?s)Invalid prefix.*Nimbus's\s+own.*batch_size`),
 		}},
 	})
+	// Prefixes that contain nimbus/ rather than lie in it watch it too.
+	for _, prefix := range []string{"nimbus", "n", ""} {
+		resource.Test(t, resource.TestCase{
+			ProtoV6ProviderFactories: testProviders,
+			Steps: []resource.TestStep{{
+				Config: providerConfig(env) + fmt.Sprintf(`
+resource "nimbus_kv_trigger" "loop" {
+  name     = "loop"
+  function = "fn"
+  prefix   = %q
+}`, prefix),
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`(?s)Invalid prefix.*invoke\s+itself\s+forever`),
+			}},
+		})
+	}
 }

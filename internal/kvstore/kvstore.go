@@ -14,6 +14,14 @@ import (
 // Prefix is the root of Nimbus's keys.
 const Prefix = "nimbus/"
 
+// OverlapsNimbus reports whether a KV prefix covers Nimbus's own keys or
+// lies inside them: "nimbus", "n" and "" watch nimbus/ as surely as
+// "nimbus/functions/" does. A KV trigger on such a prefix would see the
+// progress it writes after every batch and invoke itself forever.
+func OverlapsNimbus(prefix string) bool {
+	return strings.HasPrefix(prefix, Prefix) || strings.HasPrefix(Prefix, prefix)
+}
+
 // FunctionsPrefix holds one record per function.
 const FunctionsPrefix = Prefix + "functions/"
 

@@ -106,6 +106,15 @@ func sameTrigger(a, b kvstore.KVTrigger) bool {
 func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
 	def := w.def
 	log := ts.g.log.With("trigger", def.Name)
+	if kvstore.OverlapsNimbus(def.Prefix) {
+		// The provider refuses such a prefix at plan; a record written
+		// some other way must not start an endless loop either.
+		problem := fmt.Sprintf("the prefix %q covers Nimbus's own keys under %s, where the trigger's own progress would invoke it forever: the trigger does not run; give it a prefix of your own", def.Prefix, kvstore.Prefix)
+		w.problem.Store(&problem)
+		log.Error("KV trigger refused", "prefix", def.Prefix, "problem", problem)
+		<-ctx.Done()
+		return
+	}
 	ts.awaitPrefixRead(ctx, w, log)
 	for ctx.Err() == nil {
 		lock, err := ts.consul.LockOpts(&consulapi.LockOptions{

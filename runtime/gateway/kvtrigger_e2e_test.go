@@ -240,3 +240,41 @@ func TestKVTriggerOnAnUngrantedPrefixSaysWhichRule(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A trigger record whose prefix covers nimbus/ (written past the provider,
+// which refuses it at plan) would feed on its own progress forever: the
+// gateway refuses to run it, says why on the function's status, and never
+// invokes the function.
+func TestKVTriggerOnNimbusKeysDoesNotRun(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "loop-target", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 5 * time.Second})
+	tr := kvstore.KVTrigger{Name: "loop", Function: "loop-target", Prefix: "nimbus", Events: []string{"put"}, BatchSize: 1, StartingPosition: "trim_horizon", MaxRetries: 0}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.KVTriggerKey(tr.Name), Value: tr.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = env.Consul.KV().Delete(kvstore.KVTriggerKey(tr.Name), nil)
+		_, _ = env.Consul.KV().Delete(kvstore.KVTriggerState+tr.Name, nil)
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		problems, _ := gatewayView(t, gw.URL, "loop-target")["kv_trigger_problems"].(map[string]any)
+		if msg := fmt.Sprint(problems["loop"]); strings.Contains(msg, "covers Nimbus's own keys") {
+			t.Logf("reported: %s", msg)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the function's status does not report the refused trigger: %v", problems)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Writes under nimbus/ (a function's record changes) reach no one.
+	deploy(t, model.Function{Name: "loop-bait", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 5 * time.Second})
+	time.Sleep(2 * time.Second)
+	if n := groupCount(t, env, "loop-target"); n != 0 {
+		t.Errorf("the refused trigger's function was scaled to %d: something invoked it", n)
+	}
+	if pair, _, err := env.Consul.KV().Get(kvstore.KVTriggerState+tr.Name, nil); err != nil || pair != nil {
+		t.Errorf("the refused trigger wrote progress (%v)", err)
+	}
+}
