@@ -129,6 +129,8 @@ func (g *Gateway) syncPools(fns map[string]*Function) {
 		if _, ok := fns[name]; !ok {
 			p.cancel()
 			delete(g.pools, name)
+			g.metrics.forget(name)
+			g.usage.forget(name)
 		}
 	}
 }

@@ -46,6 +46,17 @@ func newMetrics() *metrics {
 	return m
 }
 
+// forget drops every series of a deleted function, so that functions can
+// come and go without the metrics growing.
+func (m *metrics) forget(name string) {
+	byFunction := prometheus.Labels{"function": name}
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances} {
+		v.DeletePartialMatch(byFunction)
+	}
+}
+
 func (m *metrics) observe(name string, o outcome) {
 	m.invocations.WithLabelValues(name, strconv.Itoa(o.status)).Inc()
 	if o.errorType != "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 )
@@ -247,4 +249,60 @@ func TestUnsyncedGatewayAnswers503(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"status":"syncing"`) {
 		t.Errorf("/healthz before sync: %d %s; want 503 saying syncing", w.Code, w.Body.String())
 	}
+}
+
+// Only functions that exist are metered, and a deleted function's series
+// and usage go with it: names that come and go cannot grow the gateway's
+// memory.
+func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}})
+	rec := kvstore.FunctionRecord{Name: "kept", Timeout: "3s", IdleTimeout: "5m"}
+	g.registry.applyRoutes(nil)
+	g.registry.applyFunctions(consulapi.KVPairs{{Key: kvstore.FunctionKey("kept"), Value: rec.Encode()}})
+	h := g.Handler()
+	long := strings.Repeat("x", 1024)
+	for i := 0; i < 2000; i++ {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", fmt.Sprintf("/v1/functions/nope-%d-%s/invoke", i, long), strings.NewReader(`{}`)))
+		if w.Code != http.StatusNotFound {
+			t.Fatalf("an unknown name answered %d, want 404", w.Code)
+		}
+	}
+	// The kept function has been invoked once, as the meter records it.
+	g.metrics.observe("kept", outcome{status: http.StatusOK, billedMs: 10, memoryMB: 128})
+	g.usage.add("kept", outcome{status: http.StatusOK, billedMs: 10, memoryMB: 128})
+	series := func() (unknown, kept bool) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+		u := httptest.NewRecorder()
+		h.ServeHTTP(u, httptest.NewRequest("GET", "/v1/usage", nil))
+		all := w.Body.String() + u.Body.String()
+		return strings.Contains(all, "nope-"), strings.Contains(all, `function="kept"`) || strings.Contains(u.Body.String(), `"kept"`)
+	}
+	if unknown, kept := series(); unknown || !kept {
+		t.Fatalf("after 2000 unknown names: series of unknown names %v (want none), of the kept function %v (want some)", unknown, kept)
+	}
+	g.registry.applyFunctions(nil) // the function is deleted
+	if _, kept := series(); kept {
+		t.Error("the deleted function's metrics or usage remain")
+	}
+}
+
+// quietHealth and quietJobs stand for agents that have nothing to say: the
+// pools of TestUnknownAndDeletedFunctionsLeaveNoTrace are never invoked.
+type quietHealth struct{}
+
+func (quietHealth) Service(_, _ string, _ bool, q *consulapi.QueryOptions) ([]*consulapi.ServiceEntry, *consulapi.QueryMeta, error) {
+	<-q.Context().Done()
+	return nil, nil, q.Context().Err()
+}
+
+type quietJobs struct{}
+
+func (quietJobs) Scale(string, string, *int, string, bool, map[string]interface{}, *nomadapi.WriteOptions) (*nomadapi.JobRegisterResponse, *nomadapi.WriteMeta, error) {
+	return nil, nil, errors.New("no Nomad here")
+}
+
+func (quietJobs) ScaleStatus(string, *nomadapi.QueryOptions) (*nomadapi.JobScaleStatusResponse, *nomadapi.QueryMeta, error) {
+	return &nomadapi.JobScaleStatusResponse{TaskGroups: map[string]nomadapi.TaskGroupScaleStatus{}}, &nomadapi.QueryMeta{}, nil
 }

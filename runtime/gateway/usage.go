@@ -25,6 +25,13 @@ type functionUsage struct {
 
 func newUsage() *usage { return &usage{since: time.Now(), by: map[string]*functionUsage{}} }
 
+// forget drops a deleted function's totals.
+func (u *usage) forget(name string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.by, name)
+}
+
 func (u *usage) add(name string, o outcome) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
