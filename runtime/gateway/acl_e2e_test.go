@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -130,5 +132,58 @@ func TestGatewayWithoutScaleRightSaysWhichPolicy(t *testing.T) {
 	}
 	if view := gatewayView(t, gw.URL, "unscalable"); !strings.Contains(fmt.Sprint(view["scale_error"]), "scale-job") {
 		t.Errorf("the function's status does not show the scale error: %v", view)
+	}
+}
+
+// TestHungNomadIsNamedNotThrottled gives a second gateway a Nomad that
+// accepts connections and never answers, as a stopped agent does. A cold
+// start cannot happen; the caller must learn that Nomad is the trouble and
+// that retrying may help (503 with Retry-After, ServiceException), not that
+// it is over a limit (429), and well before the 30 s queue wait ends.
+func TestHungNomadIsNamedNotThrottled(t *testing.T) {
+	env, _ := gateway(t)
+	deploy(t, model.Function{Name: "stranded", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 5 * time.Second})
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hung.Close() }()
+	held := make(chan net.Conn, 64) // read nothing, answer nothing
+	go func() {
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case held <- c:
+			default:
+				_ = c.Close()
+			}
+		}
+	}()
+	defer func() {
+		for len(held) > 0 {
+			_ = (<-held).Close()
+		}
+	}()
+	nomadURL := "http://" + hung.Addr().String()
+	gw, err := env.StartGatewayAs(fx.gatewayBin, "gateway-hung-nomad", env.Principals.Gateway, "NOMAD_ADDR="+nomadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Stop()
+
+	a := invoke(t, gw, "stranded", `{"action":"echo","value":"x"}`)
+	msg := fmt.Sprint(a.body["errorMessage"])
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || a.body["errorType"] != "ServiceException" {
+		t.Errorf("a cold start with Nomad hung answered %d %v (Retry-After %q); want 503 ServiceException with Retry-After", a.status, a.body["errorType"], a.header.Get("Retry-After"))
+	}
+	if !strings.Contains(msg, "Nomad at "+nomadURL) || !strings.Contains(msg, "did not answer") {
+		t.Errorf("the answer does not name Nomad and its address: %s", a.raw)
+	}
+	log, _ := os.ReadFile(gw.LogPath)
+	if n := strings.Count(string(log), `"msg":"scale request failed"`); n < 1 || !strings.Contains(string(log), nomadURL) {
+		t.Errorf("the gateway's log does not say Nomad failed (%d lines):\n%s", n, log)
 	}
 }

@@ -43,6 +43,11 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			inv.refused = &apiError{http.StatusInternalServerError, "ServiceException", err.Error()}
 			return
 		}
+		if errors.Is(err, ErrNomadUnavailable) {
+			// Not the caller's fault, and worth a retry: 503 with Retry-After.
+			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", err.Error()}
+			return
+		}
 		if err != nil {
 			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: " + err.Error()}
 			return

@@ -26,7 +26,9 @@ type Gateway struct {
 	admission *admission
 	triggers  *triggers
 	async     chan struct{} // slots for asynchronous invocations
-	chain     invoker       // the request path (chain.go)
+	// nomadAddress names Nomad in answers about it.
+	nomadAddress string
+	chain        invoker // the request path (chain.go)
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -43,6 +45,8 @@ type Options struct {
 	Logger      *slog.Logger
 	// Consul runs KV triggers (they need session locks); nil disables them.
 	Consul *consulapi.Client
+	// NomadAddress names Nomad in the answers and logs about it.
+	NomadAddress string
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -57,9 +61,10 @@ func New(opts Options) *Gateway {
 		client: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		}},
-		pools:     map[string]*pool{},
-		admission: newAdmission(),
-		async:     make(chan struct{}, 1024),
+		pools:        map[string]*pool{},
+		nomadAddress: opts.NomadAddress,
+		admission:    newAdmission(),
+		async:        make(chan struct{}, 1024),
 	}
 	if g.log == nil {
 		g.log = slog.Default()

@@ -34,6 +34,15 @@ type Jobs interface {
 // have is busy and the queue is full, or the wait ran out.
 var ErrThrottled = errors.New("throttled")
 
+// ErrNomadUnavailable means Nomad failed or did not answer the scale
+// request that would start an instance: the caller may retry (503), it is
+// not over any limit.
+var ErrNomadUnavailable = errors.New("Nomad is unavailable")
+
+// controlPlaneTimeout bounds each Nomad call on a request's path, so that a
+// hung agent fails the waiting requests instead of holding them.
+const controlPlaneTimeout = 5 * time.Second
+
 // ErrScaleDenied means Nomad refused the gateway's scale request for want
 // of a right: the platform is misconfigured, and no retry by the caller
 // helps until an operator grants it.
@@ -126,7 +135,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 	case inst := <-w.ch:
 		return inst, true, nil
 	case err := <-w.denied:
-		return nil, true, p.scaleDenied(err)
+		return nil, true, err
 	case <-ctx.Done():
 		p.mu.Lock()
 		for i, x := range p.waiters {
@@ -146,7 +155,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 		case inst := <-w.ch:
 			p.release(inst)
 		case err := <-w.denied:
-			return nil, true, p.scaleDenied(err)
+			return nil, true, err
 		}
 		return nil, true, ctx.Err()
 	}
@@ -336,9 +345,11 @@ func (p *pool) rescale(ctx context.Context) {
 		p.known = false
 	}
 	if !p.known {
-		st, _, err := p.gw.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+		st, _, err := p.gw.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(callCtx))
+		cancel()
 		if err != nil {
-			p.setScaleErr(err)
+			p.setScaleErr(p.nomadFailed("read the scale status of", err))
 			return
 		}
 		if tg, ok := st.TaskGroups[nomadjob.GroupName]; ok {
@@ -373,10 +384,12 @@ func (p *pool) rescale(ctx context.Context) {
 	default:
 		return
 	}
+	callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
 	_, _, err := p.gw.jobs.Scale(jobID, nomadjob.GroupName, &target, msg, false, nil,
-		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(ctx))
+		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(callCtx))
+	cancel()
 	if err != nil {
-		p.setScaleErr(err)
+		p.setScaleErr(p.nomadFailed("scale", err))
 		// Re-read the count next time: a refusal may mean it changed.
 		p.known = false
 		return
@@ -388,21 +401,31 @@ func (p *pool) rescale(ctx context.Context) {
 	p.setScaleErr(nil)
 }
 
-// scaleDenied is a waiter's error when Nomad refused the scale request.
-func (p *pool) scaleDenied(refusal error) error {
-	return fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, refusal)
+// nomadFailed classifies a failed Nomad call: a refusal for want of a
+// right (ErrScaleDenied), or Nomad failing or not answering in time
+// (ErrNomadUnavailable), named with its address.
+func (p *pool) nomadFailed(what string, err error) error {
+	if clients.Denied(err) {
+		return fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: Nomad at %s did not answer within %s when asked to %s %s; retry later, and check the Nomad agent", ErrNomadUnavailable, p.gw.nomadAddress, controlPlaneTimeout, what, p.name)
+	}
+	return fmt.Errorf("%w: Nomad at %s failed when asked to %s %s: %w", ErrNomadUnavailable, p.gw.nomadAddress, what, p.name, err)
 }
 
+// setScaleErr records the last scale failure (nil: success), logs a new
+// one once, and fails the waiting requests at once when Nomad refused or
+// failed and no instance can serve them: waiting longer cannot help them.
 func (p *pool) setScaleErr(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil && (p.scaleErr == nil || p.scaleErr.Error() != err.Error()) {
-		p.gw.log.Warn("scale request refused", "function", p.name, "err", err)
+		p.gw.log.Warn("scale request failed", "function", p.name, "err", err)
 	}
 	p.scaleErr = err
-	if clients.Denied(err) && p.pickLocked() == nil {
-		// Nothing can serve the waiters until an operator grants the
-		// right: tell them now rather than at the end of their wait.
+	final := errors.Is(err, ErrScaleDenied) || errors.Is(err, ErrNomadUnavailable)
+	if final && p.pickLocked() == nil {
 		for _, w := range p.waiters {
 			w.denied <- err
 		}

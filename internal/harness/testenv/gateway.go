@@ -26,6 +26,8 @@ type Gateway struct {
 	anyPort bool
 	// listen, when set, is the main listener's address.
 	listen string
+	// extraEnv overrides the gateway's environment.
+	extraEnv []string
 	// functionListener: serve the environment's function listener (only
 	// the shared gateway: the address is the environment's).
 	functionListener bool
@@ -58,9 +60,10 @@ func (e *Env) StartGateway(bin string) (*Gateway, error) {
 }
 
 // StartGatewayAs runs another gateway with other credentials, its own
-// store and its own log (named after name), on a free loopback port.
-func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials) (*Gateway, error) {
-	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds, anyPort: true}
+// store and its own log (named after name), on a free loopback port; env
+// entries ("NOMAD_ADDR=...") override the environment's.
+func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials, env ...string) (*Gateway, error) {
+	g := &Gateway{env: e, bin: bin, DataDir: filepath.Join(e.Dir, name), LogPath: filepath.Join(e.Dir, name+".log"), creds: creds, anyPort: true, extraEnv: env}
 	if err := g.start(); err != nil {
 		return nil, err
 	}
@@ -103,6 +106,7 @@ func (g *Gateway) start() error {
 	// The gateway runs as its own principal, with the shipped policies.
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
 		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken)
+	g.cmd.Env = append(g.cmd.Env, g.extraEnv...)
 	logFile, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, logger *sl
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul})
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go gw.Run(runCtx)
