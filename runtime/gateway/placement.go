@@ -113,7 +113,9 @@ func allocatedAddrs(alloc *nomadapi.Allocation) []string {
 func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.AgentService) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		err := verifyPlacement(ctx, p.gw.allocs, p.name, svc, inst.addr)
+		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+		err := verifyPlacement(callCtx, p.gw.allocs, p.name, svc, inst.addr)
+		cancel()
 		switch {
 		case err == nil:
 			p.mu.Lock()
