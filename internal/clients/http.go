@@ -21,6 +21,9 @@ type RetryPolicy struct {
 	WaitMin     time.Duration
 	WaitMax     time.Duration
 	DialTimeout time.Duration
+	// CheckRetry decides which failures to retry; nil retries connection
+	// errors, 429 and 5xx (retryablehttp's default).
+	CheckRetry retryablehttp.CheckRetry
 }
 
 // DefaultRetryPolicy retries 3 times over roughly two seconds.
@@ -98,6 +101,9 @@ func NewHTTPClient(policy RetryPolicy, tlsCfg *tls.Config, logger *slog.Logger) 
 	rc.RetryWaitMin = policy.WaitMin
 	rc.RetryWaitMax = policy.WaitMax
 	rc.CheckRetry = retryablehttp.DefaultRetryPolicy
+	if policy.CheckRetry != nil {
+		rc.CheckRetry = policy.CheckRetry
+	}
 	rc.Backoff = retryablehttp.DefaultBackoff
 	// Return the last response rather than a generic "giving up" error, so
 	// callers (nomad/api, consul/api) can decode the server's own message.

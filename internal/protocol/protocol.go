@@ -39,6 +39,11 @@ const (
 	HeaderLogResult        = "X-Nimbus-Log-Result" // base64 of the invocation's last 4 KB of log
 )
 
+// HeaderNotStarted is "true" on the gateway's 429 and 503 answers: the
+// gateway gives them only before any instance began to run the request, so
+// a client may retry them without running the function twice.
+const HeaderNotStarted = "X-Nimbus-Not-Started"
+
 // Invocation types, as in Lambda's Invoke API.
 const (
 	InvocationRequestResponse = "RequestResponse"

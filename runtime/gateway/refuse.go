@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // dialect is the error shape a caller's API speaks.
@@ -28,6 +30,9 @@ const retryAfterSeconds = 1
 func refuse(w http.ResponseWriter, d dialect, e *apiError) {
 	if e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+		// Every 429 and 503 of the gateway comes before an instance began
+		// the request (forward.go): safe to retry.
+		w.Header().Set(protocol.HeaderNotStarted, "true")
 	}
 	if d == lambdaDialect {
 		w.Header().Set("X-Amzn-Errortype", e.errType)

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -56,8 +59,33 @@ func (r ScheduledRun) Event() ([]byte, error) {
 	})
 }
 
-// Deliver invokes the function through the gateway with client (a
-// retrying client: connection errors, 429 and 5xx are retried).
+// RetryNotStarted retries a delivery only when the function provably never
+// ran it: the connection could not be made, or the gateway answered 429 or
+// 503 marked as not started. Anything else is final, a timeout (504) and a
+// function's failure included: retrying them would run a function that may
+// not be idempotent again.
+func RetryNotStarted(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return true, nil
+		}
+		return false, err // the request may have reached the gateway
+	}
+	notStarted := resp.Header.Get(protocol.HeaderNotStarted) == "true"
+	return notStarted && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable), nil
+}
+
+// DeliveryPolicy is how hard a scheduled run tries: about a minute of
+// retries, so that a gateway restart does not lose the tick, and only of
+// what never started.
+var DeliveryPolicy = clients.RetryPolicy{MaxRetries: 8, WaitMin: time.Second, WaitMax: 15 * time.Second, DialTimeout: 5 * time.Second, CheckRetry: RetryNotStarted}
+
+// Deliver invokes the function through the gateway with client, built
+// with DeliveryPolicy (or a faster copy of it in tests).
 func (r ScheduledRun) Deliver(ctx context.Context, client *http.Client) error {
 	event, err := r.Event()
 	if err != nil {

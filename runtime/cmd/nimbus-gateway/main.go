@@ -153,10 +153,11 @@ func invokeScheduled() int {
 		logger.Error("NIMBUS_GATEWAY_URL and NIMBUS_FUNCTION must be set")
 		return 2
 	}
-	policy := clients.RetryPolicy{MaxRetries: 8, WaitMin: time.Second, WaitMax: 15 * time.Second, DialTimeout: 5 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	if err := run.Deliver(ctx, clients.NewHTTPClient(policy, nil, logger)); err != nil {
+	// A failed run exits 1: the child job shows it failed in Nomad, and its
+	// restart policy (none) does not run the function again.
+	if err := run.Deliver(ctx, clients.NewHTTPClient(gateway.DeliveryPolicy, nil, logger)); err != nil {
 		logger.Error("scheduled invocation failed", "schedule", run.Schedule, "function", run.Function, "err", err)
 		return 1
 	}
