@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -338,5 +340,30 @@ func TestErrorsAreClear(t *testing.T) {
 		if u.Function == "errs" && (u.Invocations != 3 || u.GBSeconds <= 0) {
 			t.Errorf("usage for errs: %+v", u)
 		}
+	}
+}
+
+// TestCallerWhoLeavesDoesNotStrandTheInstance: a caller that gives up
+// while its invocation runs must not make the instance look gone. The host
+// runs the invocation to its end; the gateway keeps the slot until then
+// and keeps the instance, so the next request waits for it and is served.
+func TestCallerWhoLeavesDoesNotStrandTheInstance(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "steady", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 10 * time.Second})
+	testkit.WaitInstances(context.Background(), t, env.Consul, nomadjob.ServiceName("steady"), 1)
+	if a := invoke(t, gw, "steady", `{"action":"echo","value":"warm"}`); a.status != http.StatusOK {
+		t.Fatalf("warm-up: %d %s", a.status, a.raw)
+	}
+	impatient := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := impatient.Post(gw.URL+"/v1/functions/steady/invoke", "application/json", strings.NewReader(`{"action":"sleep","n":2000}`)); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("the impatient caller got an answer (%s) before giving up", resp.Status)
+	}
+	a := invoke(t, gw, "steady", `{"action":"echo","value":"after"}`)
+	if a.status != http.StatusOK || a.body["echo"] != "after" {
+		t.Fatalf("the next request after a caller left: %d %s; want the instance to serve it once free", a.status, a.raw)
+	}
+	if view := gatewayView(t, gw.URL, "steady"); view["instances"] != float64(1) {
+		t.Errorf("the gateway sees %v instances, want the 1 it had", view["instances"])
 	}
 }

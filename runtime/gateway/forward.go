@@ -53,11 +53,17 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			return
 		}
 		// The function's allowance starts once an instance has the request.
+		// The slot is the instance's until it answers, even if the caller
+		// goes away first: the host runs the invocation to its end, and a
+		// slot freed early would send the next request to a busy instance.
 		deadline := time.Now().Add(f.TimeoutD)
-		answer, err := g.send(ctx, inst, inv, deadline)
+		answer, err := g.send(context.WithoutCancel(ctx), inst, inv, deadline)
 		p.release(inst)
 		var notStarted *notStartedError
 		switch {
+		case errors.As(err, &notStarted) && notStarted.busy:
+			// Busy is busy, not gone: the instance stays in the pool.
+			continue
 		case errors.As(err, &notStarted):
 			p.forget(inst)
 			continue
@@ -83,8 +89,12 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		fmt.Sprintf("no instance accepted the request after %d attempts; retry", forwardAttempts)}
 }
 
-// notStartedError marks a request that no instance began to run.
-type notStartedError struct{ err error }
+// notStartedError marks a request that no instance began to run; busy
+// says the instance is alive but had no free slot.
+type notStartedError struct {
+	err  error
+	busy bool
+}
 
 func (e *notStartedError) Error() string { return e.err.Error() }
 
@@ -105,7 +115,7 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 	resp, err := g.client.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, &notStartedError{err}
+			return nil, &notStartedError{err: err}
 		}
 		return nil, err
 	}
@@ -115,9 +125,11 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 		return nil, err
 	}
 	// An instance that is stopping, or busy despite our count, never ran it.
-	if et := resp.Header.Get(protocol.HeaderErrorType); resp.StatusCode == http.StatusServiceUnavailable && et == protocol.ErrShuttingDown ||
-		resp.StatusCode == http.StatusTooManyRequests && et == protocol.ErrTypeBusy {
-		return nil, &notStartedError{fmt.Errorf("instance answered %s", et)}
+	switch et := resp.Header.Get(protocol.HeaderErrorType); {
+	case resp.StatusCode == http.StatusServiceUnavailable && et == protocol.ErrShuttingDown:
+		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et)}
+	case resp.StatusCode == http.StatusTooManyRequests && et == protocol.ErrTypeBusy:
+		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et), busy: true}
 	}
 	return &hostAnswer{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
