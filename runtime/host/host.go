@@ -203,8 +203,11 @@ func (h *Host) Invoke(req Request) (Result, error) {
 	if req.ID == "" {
 		req.ID = protocol.NewRequestID()
 	}
-	if req.Deadline.IsZero() {
-		req.Deadline = time.Now().Add(h.cfg.Timeout)
+	// The function's timeout bounds every invocation, whatever deadline
+	// the caller asks for: a later one would let a caller run the function
+	// past its timeout (up to forever) and its billing past its limit.
+	if limit := time.Now().Add(h.cfg.Timeout); req.Deadline.IsZero() || req.Deadline.After(limit) {
+		req.Deadline = limit
 	}
 	if req.TraceID == "" {
 		req.TraceID = newTraceID()

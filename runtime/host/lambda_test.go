@@ -267,3 +267,15 @@ func getBody(url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// A caller's deadline never extends the function's timeout: a direct call
+// to an instance asking for an hour still times out after the function's
+// own limit.
+func TestCallerDeadlineIsCappedAtTheFunctionTimeout(t *testing.T) {
+	h := lambdaGoHost(t, "-timeout", "1s")
+	r := h.invoke(t, `{"action":"sleep","n":5000}`, "X-Nimbus-Deadline-Ms", deadlineIn(time.Hour))
+	wantFunctionError(t, r, "Sandbox.Timedout", "Task timed out after 1.")
+	if d, _ := strconv.ParseFloat(r.header.Get("X-Nimbus-Duration-Ms"), 64); d >= 5000 {
+		t.Errorf("duration %v ms: the caller's hour outlasted the function's 1 s timeout", d)
+	}
+}

@@ -116,7 +116,7 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 	fs.StringVar(&cfg.Handler, "handler", env(protocol.EnvHandler), "handler: executable, module.function or file.export")
 	fs.StringVar(&cfg.TaskRoot, "task-root", taskRoot, "directory holding the function's code")
 	fs.StringVar(&memory, "memory-mb", env(protocol.EnvMemoryMB, "NOMAD_MEMORY_LIMIT"), "memory size in MB (default 128)")
-	fs.StringVar(&timeout, "timeout", env(protocol.EnvTimeout), "timeout when the gateway sends no deadline (default 3s)")
+	fs.StringVar(&timeout, "timeout", env(protocol.EnvTimeout), "the function's timeout: no invocation runs longer, whatever deadline its caller sends (default 3s)")
 	fs.StringVar(&granularity, "billing-granularity", env(protocol.EnvBillingGranularity), "1ms (default) or 100ms")
 	fs.StringVar(&concurrency, "concurrency", env(protocol.EnvConcurrency), "invocations at once, http runtime only (default 1)")
 	fs.StringVar(&cfg.Region, "region", env(protocol.EnvRegion, "NOMAD_REGION"), "region shown in ARNs and AWS_REGION")
