@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// uploadTimeout bounds the reading of one upload: 50 MB at 200 KB/s.
+const uploadTimeout = 4 * time.Minute
+
 // MaxArtifactBytes bounds an upload: the packaging limit.
 const MaxArtifactBytes = 50 * 1024 * 1024
 
@@ -112,6 +115,9 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes)})
 		return
 	}
+	// An upload streams to disk, so it holds no memory, but a client that
+	// sends slowly must not hold its connection for ever either.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes)
 	created, err := s.Put(digest, body)
 	var tooLarge *http.MaxBytesError

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -28,6 +29,8 @@ type Gateway struct {
 	async     chan struct{} // slots for asynchronous invocations
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
+	bodies       *bodyBudget
+	bodyTimeout  time.Duration
 	chain        invoker // the request path (chain.go)
 
 	mu    sync.Mutex
@@ -47,6 +50,11 @@ type Options struct {
 	Consul *consulapi.Client
 	// NomadAddress names Nomad in the answers and logs about it.
 	NomadAddress string
+	// BodyBudget bounds the bytes of request bodies held at once
+	// (DefaultBodyBudget when 0); BodyTimeout bounds the reading of one
+	// body (DefaultBodyTimeout when 0).
+	BodyBudget  int64
+	BodyTimeout time.Duration
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -63,6 +71,8 @@ func New(opts Options) *Gateway {
 		}},
 		pools:        map[string]*pool{},
 		nomadAddress: opts.NomadAddress,
+		bodies:       &bodyBudget{max: cmp.Or(opts.BodyBudget, DefaultBodyBudget)},
+		bodyTimeout:  cmp.Or(opts.BodyTimeout, DefaultBodyTimeout),
 		admission:    newAdmission(),
 		async:        make(chan struct{}, 1024),
 	}

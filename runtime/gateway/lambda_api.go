@@ -31,11 +31,12 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"})
 		return
 	}
-	payload, bad := readLambdaEvent(r)
+	payload, release, bad := g.readLambdaEvent(w, r)
 	if bad != nil {
 		refuse(w, lambdaDialect, bad)
 		return
 	}
+	defer release()
 	inv := g.run(r.Context(), name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
 	if inv.refused != nil {
 		if inv.refused.status == http.StatusGatewayTimeout {
@@ -74,12 +75,12 @@ func lambdaFunctionName(s string) string {
 }
 
 // readLambdaEvent is readEvent with Lambda's name for a payload too large.
-func readLambdaEvent(r *http.Request) ([]byte, *apiError) {
-	payload, bad := readEvent(r)
+func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *apiError) {
+	payload, release, bad := g.readEvent(w, r)
 	if bad != nil && bad.status == http.StatusRequestEntityTooLarge {
 		bad.errType = "RequestTooLargeException"
 	}
-	return payload, bad
+	return payload, release, bad
 }
 
 func functionNotFound(name string) *apiError {
@@ -98,7 +99,7 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name 
 		refuse(w, lambdaDialect, functionNotFound(name))
 		return
 	}
-	payload, bad := readLambdaEvent(r)
+	payload, release, bad := g.readLambdaEvent(w, r)
 	if bad != nil {
 		refuse(w, lambdaDialect, bad)
 		return
@@ -106,11 +107,13 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name 
 	select {
 	case g.async <- struct{}{}:
 	default:
+		release()
 		refuse(w, lambdaDialect, &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later"})
 		return
 	}
+	// The queued event keeps its share of the body budget until it is done.
 	go func() {
-		defer func() { <-g.async }()
+		defer func() { <-g.async; release() }()
 		for attempt := 0; attempt <= asyncRetries; attempt++ {
 			if attempt > 0 {
 				time.Sleep(time.Duration(attempt) * time.Second)

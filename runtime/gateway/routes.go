@@ -34,11 +34,12 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)})
 		return
 	}
-	body, bad := readPayload(r)
+	body, release, bad := g.readPayload(w, r)
 	if bad != nil {
 		refuse(w, nativeDialect, bad)
 		return
 	}
+	defer release()
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
 	if err != nil {
 		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "ServiceException", err.Error()})

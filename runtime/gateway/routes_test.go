@@ -187,8 +187,9 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 		bad  *apiError
 	}
 	got := make(chan outcome, 1)
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, bad := readPayload(r)
+		b, _, bad := g.readPayload(w, r)
 		got <- outcome{b, bad}
 	}))
 	defer srv.Close()

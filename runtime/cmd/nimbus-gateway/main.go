@@ -31,17 +31,20 @@ func main() {
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
 	functionListen := flag.String("function-listen", os.Getenv("NIMBUS_GATEWAY_FUNCTION_LISTEN"),
 		"address of the function listener, which serves only the invoke APIs to function instances (the client's bridge address and the port its Nimbus CNI network allows, such as 172.30.0.1:9650); empty: none")
+	bodyBudget := flag.Int("body-budget-mb", gateway.DefaultBodyBudget>>20, "request bodies held in memory at once, in MB; beyond, requests get 503 with Retry-After (keep it well under the gateway's memory limit)")
+	bodyTimeout := flag.Duration("body-timeout", gateway.DefaultBodyTimeout, "how long a client may take to send a request body")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(*listen, *functionListen, *dataDir, *drain, logger); err != nil {
+	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout}
+	if err := run(*listen, *functionListen, *dataDir, *drain, limits, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, functionListen, dataDir string, drain time.Duration, logger *slog.Logger) error {
+func run(listen, functionListen, dataDir string, drain time.Duration, limits gateway.Options, logger *slog.Logger) error {
 	store, err := gateway.NewArtifactStore(dataDir, logger)
 	if err != nil {
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
@@ -65,7 +68,8 @@ func run(listen, functionListen, dataDir string, drain time.Duration, logger *sl
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address})
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address,
+		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout})
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go gw.Run(runCtx)
@@ -77,7 +81,9 @@ func run(listen, functionListen, dataDir string, drain time.Duration, logger *sl
 	if err != nil {
 		return err
 	}
-	servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	// Bodies have their own deadlines (gateway.Options.BodyTimeout, the
+	// upload timeout); an idle keep-alive connection goes after 2 minutes.
+	servers := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}}
 	listeners := []net.Listener{ln}
 	logger.Info("nimbus-gateway listening", "addr", ln.Addr().String(), "data_dir", dataDir, "nomad", nomadCfg.Address, "consul", consulCfg.Address)
 	if functionListen != "" {
@@ -85,7 +91,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, logger *sl
 		if err != nil {
 			return fmt.Errorf("function listener: %w", err)
 		}
-		servers = append(servers, &http.Server{Handler: gw.FunctionHandler(), ReadHeaderTimeout: 10 * time.Second})
+		servers = append(servers, &http.Server{Handler: gw.FunctionHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
 		listeners = append(listeners, fln)
 		logger.Info("nimbus-gateway function listener", "addr", fln.Addr().String())
 	}

@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+)
+
+// Defaults of Options.BodyBudget and Options.BodyTimeout.
+const (
+	DefaultBodyBudget  = 64 << 20
+	DefaultBodyTimeout = 30 * time.Second
+)
+
+// bodyBudget bounds the bytes of request bodies that the gateway holds at
+// once: those being read, those in flight and those of queued asynchronous
+// invocations. Without it, concurrent 6 MB bodies outgrow any memory
+// limit; with it, the request that does not fit is refused at once with
+// 503, before its body is read.
+type bodyBudget struct {
+	mu        sync.Mutex
+	held, max int64
+}
+
+func (b *bodyBudget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held+n > b.max {
+		return false
+	}
+	b.held += n
+	return true
+}
+
+func (b *bodyBudget) give(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held -= n
+}
+
+// readPayload reads a request body whole: within the payload limit (413
+// beyond it), within the gateway's body budget (503 when it is spent),
+// and within the body timeout, so a client sending slowly cannot hold a
+// connection and its share of the budget for ever. A body that ends early
+// is a 400: it never reaches a function as if complete. release gives the
+// payload's bytes back to the budget; call it once the payload is no
+// longer needed.
+func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload []byte, release func(), bad *apiError) {
+	tooLarge := func(msg string) *apiError {
+		return &apiError{http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, msg}
+	}
+	if r.ContentLength > protocol.MaxPayloadBytes {
+		return nil, nil, tooLarge(fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes))
+	}
+	reserved := int64(protocol.MaxPayloadBytes) // unknown length: the most it may be
+	if r.ContentLength >= 0 {
+		reserved = r.ContentLength
+	}
+	if !g.bodies.take(reserved) {
+		return nil, nil, &apiError{http.StatusServiceUnavailable, "ServiceException",
+			fmt.Sprintf("the gateway holds as many request bodies as it may (%d MB); retry shortly", g.bodies.max>>20)}
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout)) // unsupported only off a real connection
+	payload, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxPayloadBytes+1))
+	switch {
+	case err != nil:
+		// The deadline stays: the server gives up on the rest of the body
+		// and closes the connection after the answer.
+		g.bodies.give(reserved)
+		return nil, nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest,
+			fmt.Sprintf("reading the request body failed before its end (within %s): %v", g.bodyTimeout, err)}
+	case len(payload) > protocol.MaxPayloadBytes:
+		g.bodies.give(reserved)
+		return nil, nil, tooLarge(fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
+	}
+	_ = rc.SetReadDeadline(time.Time{})
+	kept := int64(len(payload))
+	g.bodies.give(reserved - kept)
+	var once sync.Once
+	return payload, func() { once.Do(func() { g.bodies.give(kept) }) }, nil
+}
+
+// readEvent reads and checks an event body: JSON, or empty for {}.
+func (g *Gateway) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *apiError) {
+	payload, release, bad := g.readPayload(w, r)
+	switch {
+	case bad != nil:
+		return nil, nil, bad
+	case len(payload) == 0:
+		release()
+		return []byte("{}"), func() {}, nil
+	case !json.Valid(payload):
+		release()
+		return nil, nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, "the event is not valid JSON"}
+	}
+	return payload, release, nil
+}

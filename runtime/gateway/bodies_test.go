@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawRequest opens a connection to srv and sends a POST whose headers
+// announce length bytes of body, followed by only sent of them.
+func rawRequest(t *testing.T, srv *httptest.Server, path string, length, sent int) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	head := "POST " + path + " HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(length) + "\r\n\r\n"
+	if _, err := conn.Write([]byte(head + strings.Repeat(" ", sent))); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// answerOf reads the status and headers answered on conn, waiting at most
+// wait.
+func answerOf(t *testing.T, conn net.Conn, wait time.Duration) (status int, header http.Header, err error) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
+}
+
+// The bodies the gateway holds at once are bounded: while slow clients hold
+// the budget, a new body is refused at once with 503 and Retry-After,
+// before it is read; when they are done, it is accepted again.
+func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyBudget: 8 << 20, BodyTimeout: time.Minute})
+	g.registry.applyRoutes(nil)
+	g.registry.applyFunctions(nil)
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+
+	slow := rawRequest(t, srv, "/v1/functions/f/invoke", 6<<20, 10) // holds 6 MB of budget
+	time.Sleep(200 * time.Millisecond)
+	next := rawRequest(t, srv, "/v1/functions/f/invoke", 6<<20, 0)
+	status, header, err := answerOf(t, next, 5*time.Second)
+	if err != nil {
+		t.Fatalf("a body beyond the budget got no answer: %v", err)
+	}
+	if status != http.StatusServiceUnavailable || header.Get("Retry-After") == "" {
+		t.Fatalf("a body beyond the budget: %d (Retry-After %q); want 503 with Retry-After", status, header.Get("Retry-After"))
+	}
+	_ = slow.Close() // the slow client gives up: its share returns
+	time.Sleep(200 * time.Millisecond)
+	w := httptest.NewRecorder()
+	g.Handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/functions/f/invoke", strings.NewReader(strings.Repeat(" ", 6<<20))))
+	if w.Code == http.StatusServiceUnavailable {
+		t.Errorf("the budget did not come back after the slow client left: %d %s", w.Code, w.Body.String())
+	}
+	if g.bodies.held != 0 {
+		t.Errorf("%d bytes of budget still held after every request ended", g.bodies.held)
+	}
+}
+
+// A client that sends its body slowly is cut off after the body timeout
+// with a 400, rather than holding its connection for ever.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: 300 * time.Millisecond})
+	g.registry.applyRoutes(nil)
+	g.registry.applyFunctions(nil)
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
+	status, _, err := answerOf(t, conn, 10*time.Second)
+	if err != nil {
+		t.Fatalf("a slow body held its connection: %v", err)
+	}
+	if status != http.StatusBadRequest {
+		t.Errorf("a slow body answered %d, want 400", status)
+	}
+}
