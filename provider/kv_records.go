@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -56,7 +57,12 @@ func deleteKV(ctx context.Context, c *consulapi.Client, req resource.DeleteReque
 	}
 	wq := (&consulapi.WriteOptions{}).WithContext(ctx)
 	for _, key := range keys {
-		if _, err := c.KV().Delete(key(id.ValueString()), wq); err != nil {
+		k := key(id.ValueString())
+		del := c.KV().Delete
+		if strings.HasSuffix(k, "/") { // a prefix: everything under it
+			del = c.KV().DeleteTree
+		}
+		if _, err := del(k, wq); err != nil {
 			resp.Diagnostics.AddError("Cannot delete the "+what+" from Consul KV", err.Error())
 			return
 		}

@@ -173,7 +173,7 @@ func (r *kvTriggerResource) Read(ctx context.Context, req resource.ReadRequest, 
 // Delete removes the trigger and its progress; dead letters stay for
 // inspection under nimbus/dead-letter/kv/<name>/.
 func (r *kvTriggerResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	deleteKV(ctx, r.data.Consul, req, resp, "trigger", kvstore.KVTriggerKey, kvTriggerStateKey)
+	deleteKV(ctx, r.data.Consul, req, resp, "trigger", kvstore.KVTriggerKey, kvTriggerStateKey, kvstore.KVTriggerProgressKeys)
 }
 
 // kvTriggerStateKey is where the gateway keeps a trigger's progress.

@@ -202,6 +202,11 @@ func (t KVTrigger) Encode() []byte { return encode(t) }
 // DecodeKVTrigger parses a trigger.
 func DecodeKVTrigger(b []byte) (KVTrigger, error) { return decode[KVTrigger](b, "trigger record") }
 
+// KVTriggerProgressKeys is the prefix under which the gateway keeps the
+// keys a trigger has seen, in shards; its progress index is at
+// KVTriggerState + name.
+func KVTriggerProgressKeys(name string) string { return KVTriggerState + name + "/keys/" }
+
 // encode serialises a record. The records are plain structs of strings,
 // numbers and slices, which always marshal.
 func encode(v any) []byte {

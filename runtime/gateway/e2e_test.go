@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 		HostVolumes:         fx.hostVolumes,
 		WritableHostVolumes: map[string]string{"nimbus-gateway-data": gatewayData},
 		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
-		TriggerPrefixes: []string{"every/", "resume/", "dlq/"},
+		TriggerPrefixes: []string{"every/", "resume/", "dlq/", "big/"},
 		// network_e2e_test's denied address.
 		DenyEgress: worldDenyList,
 	})

@@ -42,13 +42,6 @@ type kvBatch struct {
 	Records []ChangeRecord `json:"Records"`
 }
 
-// triggerProgress is what a trigger has delivered: the modify index of
-// every key it has seen. It is persisted after each delivered batch, so a
-// restart resumes where delivery stopped and at most one batch repeats.
-type triggerProgress struct {
-	Keys map[string]uint64 `json:"keys"`
-}
-
 // triggers runs one worker per KV trigger; a Consul session lock makes
 // sure only one gateway works on each.
 type triggers struct {
@@ -149,25 +142,7 @@ func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
 	}
 }
 
-func (ts *triggers) stateKey(def kvstore.KVTrigger) string { return kvstore.KVTriggerState + def.Name }
-
-func (ts *triggers) loadProgress(ctx context.Context, def kvstore.KVTrigger) (*triggerProgress, bool) {
-	pair, _, err := ts.consul.KV().Get(ts.stateKey(def), (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil || pair == nil {
-		return &triggerProgress{Keys: map[string]uint64{}}, false
-	}
-	var p triggerProgress
-	if json.Unmarshal(pair.Value, &p) != nil || p.Keys == nil {
-		return &triggerProgress{Keys: map[string]uint64{}}, false
-	}
-	return &p, true
-}
-
-func (ts *triggers) saveProgress(ctx context.Context, def kvstore.KVTrigger, p *triggerProgress) error {
-	b, _ := json.Marshal(p)
-	_, err := ts.consul.KV().Put(&consulapi.KVPair{Key: ts.stateKey(def), Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx))
-	return err
-}
+func (ts *triggers) stateKeyOf(name string) string { return kvstore.KVTriggerState + name }
 
 // awaitPrefixRead returns once the gateway may read the trigger's prefix.
 // Consul answers a listing it may not read as an empty one (404), which
@@ -213,7 +188,25 @@ func (ts *triggers) problems(function string) map[string]string {
 // batches.
 func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 	log := ts.g.log.With("trigger", def.Name)
-	progress, resumed := ts.loadProgress(ctx, def)
+	var progress *triggerProgress
+	var resumed bool
+	for backoff := time.Duration(0); ; {
+		var err error
+		if progress, resumed, err = ts.loadProgress(ctx, def.Name); err == nil {
+			break
+		}
+		backoff = watch.NextBackoff(backoff)
+		log.Warn("cannot read the trigger's progress; not starting until it can be read", "err", err, "retry_in", backoff)
+		watch.Sleep(ctx, backoff)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	save := func() {
+		if err := ts.saveProgress(ctx, def.Name, progress); err != nil {
+			log.Warn("cannot save trigger progress; changes may repeat after a restart", "err", err)
+		}
+	}
 	values := map[string][]byte{} // last seen values, for old values while running
 	first := !resumed
 	apply := func(l kvListing) {
@@ -221,46 +214,56 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 		if first && def.StartingPosition != "existing" {
 			// "latest": what is there now is the starting point.
 			for _, p := range pairs {
-				progress.Keys[p.Key] = p.ModifyIndex
+				progress.add(p.Key)
 				values[p.Key] = p.Value
 			}
-			if err := ts.saveProgress(ctx, def, progress); err != nil {
-				log.Warn("cannot save trigger progress", "err", err)
-			}
+			progress.Index = index
+			save()
 			first = false
 			return
 		}
 		first = false
-		records := diff(progress.Keys, values, pairs, index, wants(def.Events))
+		records := diff(progress, values, pairs, index, wants(def.Events))
 		batch := max(def.BatchSize, 1)
 		for start := 0; start < len(records) && ctx.Err() == nil; start += batch {
 			chunk := records[start:min(start+batch, len(records))]
 			ts.deliver(ctx, def, chunk)
+			// Records come in modify-index order, removals last at the
+			// listing's index: every change up to the chunk's last index is
+			// delivered.
 			for _, r := range chunk {
 				if r.EventName == "REMOVE" {
-					delete(progress.Keys, r.Key)
+					progress.remove(r.Key)
 				} else {
-					progress.Keys[r.Key] = r.ModifyIndex
+					progress.add(r.Key)
 				}
+				progress.Index = max(progress.Index, r.ModifyIndex)
 			}
-			if err := ts.saveProgress(ctx, def, progress); err != nil {
-				log.Warn("cannot save trigger progress; changes may repeat after a restart", "err", err)
-			}
+			save()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		// Changes of events the trigger does not want still move progress.
-		for _, p := range pairs {
-			progress.Keys[p.Key] = p.ModifyIndex
-			values[p.Key] = p.Value
-		}
-		current := map[string]bool{}
+		current := make(map[string]bool, len(pairs))
 		for _, p := range pairs {
 			current[p.Key] = true
+			progress.add(p.Key)
+			values[p.Key] = p.Value
 		}
-		for k := range progress.Keys {
+		var gone []string
+		progress.keys(func(k string) {
 			if !current[k] {
-				delete(progress.Keys, k)
-				delete(values, k)
+				gone = append(gone, k)
 			}
+		})
+		for _, k := range gone {
+			progress.remove(k)
+			delete(values, k)
+		}
+		if progress.Index != index || len(progress.dirty) > 0 {
+			progress.Index = index
+			save()
 		}
 	}
 	watch.Loop[kvListing]{What: "trigger " + def.Name + " prefix " + def.Prefix, Log: log, Query: listPrefix(ts.consul.KV(), def.Prefix), Apply: apply}.Run(ctx)
@@ -277,15 +280,16 @@ func wants(events []string) map[string]bool {
 	return w
 }
 
-// diff lists the changes from seen (key → modify index) to the listing,
-// in modify-index order, deletions last.
-func diff(seen map[string]uint64, values map[string][]byte, pairs consulapi.KVPairs, index uint64, want map[string]bool) []ChangeRecord {
+// diff lists the changes from the progress to the listing, in
+// modify-index order, deletions last: a key changed after the progress's
+// index (MODIFY if seen before, else INSERT), and a seen key that is gone.
+func diff(seen *triggerProgress, values map[string][]byte, pairs consulapi.KVPairs, index uint64, want map[string]bool) []ChangeRecord {
 	var out []ChangeRecord
 	current := map[string]bool{}
 	for _, p := range pairs {
 		current[p.Key] = true
-		old, had := seen[p.Key]
-		if had && old == p.ModifyIndex {
+		had := seen.has(p.Key)
+		if p.ModifyIndex <= seen.Index && had {
 			continue
 		}
 		if !want["put"] {
@@ -305,14 +309,14 @@ func diff(seen map[string]uint64, values map[string][]byte, pairs consulapi.KVPa
 	sort.Slice(out, func(i, j int) bool { return out[i].ModifyIndex < out[j].ModifyIndex })
 	if want["delete"] {
 		var gone []string
-		for k := range seen {
+		seen.keys(func(k string) {
 			if !current[k] {
 				gone = append(gone, k)
 			}
-		}
+		})
 		sort.Strings(gone)
 		for _, k := range gone {
-			r := ChangeRecord{Key: k, EventName: "REMOVE", ModifyIndex: index, EventID: fmt.Sprintf("%s@%d-removed", k, seen[k])}
+			r := ChangeRecord{Key: k, EventName: "REMOVE", ModifyIndex: index, EventID: fmt.Sprintf("%s@%d-removed", k, index)}
 			if ov, ok := values[k]; ok {
 				r.OldValue, r.Encoding = encodeValue(ov, "")
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -58,6 +59,7 @@ func addTrigger(t *testing.T, env *testenv.Env, tr kvstore.KVTrigger) {
 		kv := env.Consul.KV()
 		_, _ = kv.Delete(kvstore.KVTriggerKey(tr.Name), nil)
 		_, _ = kv.Delete(kvstore.KVTriggerState+tr.Name, nil)
+		_, _ = kv.DeleteTree(kvstore.KVTriggerProgressKeys(tr.Name), nil)
 		_, _ = kv.DeleteTree(tr.Prefix, nil)
 		_, _ = kv.DeleteTree("results/"+tr.Name+"/", nil)
 	})
@@ -255,6 +257,7 @@ func TestKVTriggerOnNimbusKeysDoesNotRun(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = env.Consul.KV().Delete(kvstore.KVTriggerKey(tr.Name), nil)
 		_, _ = env.Consul.KV().Delete(kvstore.KVTriggerState+tr.Name, nil)
+		_, _ = env.Consul.KV().DeleteTree(kvstore.KVTriggerProgressKeys(tr.Name), nil)
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -276,5 +279,67 @@ func TestKVTriggerOnNimbusKeysDoesNotRun(t *testing.T) {
 	}
 	if pair, _, err := env.Consul.KV().Get(kvstore.KVTriggerState+tr.Name, nil); err != nil || pair != nil {
 		t.Errorf("the refused trigger wrote progress (%v)", err)
+	}
+}
+
+// TestKVTriggerProgressScalesAndSurvivesRestart watches a prefix of 20,000
+// keys: more than one Consul value (512 KB) could hold as the trigger's
+// progress. The progress must save, and changes made while the gateway is
+// down must be delivered after its restart, not skipped as if the trigger
+// started afresh.
+func TestKVTriggerProgressScalesAndSurvivesRestart(t *testing.T) {
+	env, gw := gateway(t)
+	const n = 20000
+	key := func(i int) string { return fmt.Sprintf("big/customer-orders/region-eu-west/order-%08d", i) }
+	var ops consulapi.KVTxnOps
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		if ok, resp, _, err := env.Consul.KV().Txn(ops, nil); err != nil || !ok {
+			t.Fatalf("writing the keys: %v %v", err, resp)
+		}
+		ops = nil
+	}
+	for i := 0; i < n; i++ {
+		ops = append(ops, &consulapi.KVTxnOp{Verb: consulapi.KVSet, Key: key(i), Value: []byte("v")})
+		if len(ops) == 64 {
+			flush()
+		}
+	}
+	flush()
+	t.Cleanup(func() { _, _ = env.Consul.KV().DeleteTree("big/", nil) })
+
+	recorder(t, env, "bigrec", nil)
+	addTrigger(t, env, kvstore.KVTrigger{Name: "big", Function: "bigrec", Prefix: "big/", Events: []string{"put", "delete"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
+	log, _ := os.ReadFile(gw.LogPath)
+	if strings.Contains(string(log), "cannot save trigger progress") {
+		t.Fatalf("the trigger could not save its progress over %d keys:\n%s", n, log)
+	}
+
+	// Down time: two keys change, one goes, one is new.
+	gw.Kill()
+	for _, i := range []int{7, 12345} {
+		if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: key(i), Value: []byte("changed")}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.Consul.KV().Delete(key(19999), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: key(n), Value: []byte("new")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	got := waitCovered(t, env, "big", 4)
+	for _, i := range []int{7, 12345, 19999, n} {
+		if got[key(i)] == 0 {
+			t.Errorf("the change of %s made while the gateway was down was not delivered (delivered: %v)", key(i), got)
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("delivered %d keys, want the 4 that changed: %v", len(got), got)
 	}
 }
