@@ -65,6 +65,10 @@ job "nimbus-gateway" {
         # Point these at your agents.
         NOMAD_ADDR       = "http://127.0.0.1:4646"
         CONSUL_HTTP_ADDR = "http://127.0.0.1:8500"
+        # Go's heap may grow to twice what is live before it collects; the
+        # soft limit keeps the gateway, whose request bodies are bounded by
+        # -body-budget-mb (64), well inside its 256 MB.
+        GOMEMLIMIT = "192MiB"
       }
 
       # The Nomad API: the task's workload identity becomes NOMAD_TOKEN. The

@@ -67,7 +67,7 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload [
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout)) // unsupported only off a real connection
-	payload, err := io.ReadAll(io.LimitReader(r.Body, protocol.MaxPayloadBytes+1))
+	payload, err := readBody(r)
 	switch {
 	case err != nil:
 		// The deadline stays: the server gives up on the rest of the body
@@ -84,6 +84,20 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload [
 	g.bodies.give(reserved - kept)
 	var once sync.Once
 	return payload, func() { once.Do(func() { g.bodies.give(kept) }) }, nil
+}
+
+// readBody reads the body into one buffer of its announced length, where
+// there is one: io.ReadAll's doubling would hold up to twice the bytes the
+// budget counts.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength < 0 {
+		return io.ReadAll(io.LimitReader(r.Body, protocol.MaxPayloadBytes+1))
+	}
+	payload := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, payload); err != nil {
+		return nil, err
+	}
+	return payload, nil
 }
 
 // readEvent reads and checks an event body: JSON, or empty for {}.

@@ -162,6 +162,14 @@ func (g *Gateway) Wait(timeout time.Duration) error {
 	}
 }
 
+// Pid is the gateway process's id (0 when it is not running).
+func (g *Gateway) Pid() int {
+	if g == nil || g.cmd == nil || g.cmd.Process == nil {
+		return 0
+	}
+	return g.cmd.Process.Pid
+}
+
 // Kill ends the gateway abruptly, as a crash would.
 func (g *Gateway) Kill() {
 	if g.cmd.Process != nil {

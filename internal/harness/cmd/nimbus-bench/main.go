@@ -75,6 +75,10 @@ func run(trials, requests int, write string) error {
 		return err
 	}
 	fmt.Println("bench: starting Consul, Nomad and the gateway")
+	// The gateway runs with the soft memory limit its shipped job sets.
+	if err := os.Setenv("GOMEMLIMIT", gatewayMemLimit); err != nil {
+		return err
+	}
 	env, err := testenv.Start(testenv.Options{HostVolumes: map[string]string{nomadjob.HostVolumeRuntime: runtimeDir, nomadjob.HostVolumeUsr: "/usr"}})
 	if err != nil {
 		return err
@@ -170,7 +174,12 @@ func run(trials, requests int, write string) error {
 		return err
 	}
 
-	report := formatReport(trials, requests, coldRaw, coldGW, direct, through, directRate, throughRate) + formatNetwork(netHost, netBridge)
+	fmt.Println("bench: hostile load")
+	loaded, err := loadTest(gw.URL, gw.Pid(), viaGateway.Name)
+	if err != nil {
+		return err
+	}
+	report := formatReport(trials, requests, coldRaw, coldGW, direct, through, directRate, throughRate) + formatNetwork(netHost, netBridge) + formatLoad(loaded)
 	fmt.Print(report)
 	if write != "" {
 		return writeSection(filepath.Join(root, write), report)
