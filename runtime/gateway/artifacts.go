@@ -26,8 +26,9 @@ var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // sha256. A blob becomes visible only complete and verified: it is written
 // to a temporary file, synced, and renamed into place.
 type ArtifactStore struct {
-	Dir string
-	Log *slog.Logger
+	Dir    string
+	Log    *slog.Logger
+	Limits StoreLimits
 }
 
 // NewArtifactStore prepares dir and removes temporary files a crash left.
@@ -56,8 +57,12 @@ var ErrDigestMismatch = errors.New("content does not match its sha256")
 // already there (uploads are idempotent).
 func (s *ArtifactStore) Put(digest string, r io.Reader) (created bool, err error) {
 	if _, err := os.Stat(s.path(digest)); err == nil {
-		// Drain so the client's upload completes cleanly.
+		// Drain so the client's upload completes cleanly. The upload
+		// counts as new: a deployment is under way, and its grace period
+		// starts again.
 		_, _ = io.Copy(io.Discard, r)
+		now := time.Now()
+		_ = os.Chtimes(s.path(digest), now, now)
 		return false, nil
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.Dir, "sha256"), ".upload-*")
@@ -117,6 +122,16 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 	}
 	// An upload streams to disk, so it holds no memory, but a client that
 	// sends slowly must not hold its connection for ever either.
+	if _, err := os.Stat(s.path(digest)); err != nil {
+		size := r.ContentLength
+		if size < 0 {
+			size = MaxArtifactBytes
+		}
+		if full := s.roomFor(size); full != nil {
+			refuse(w, nativeDialect, full)
+			return
+		}
+	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(uploadTimeout))
 	body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes)
 	created, err := s.Put(digest, body)

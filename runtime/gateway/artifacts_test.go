@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func newStore(t *testing.T) (*ArtifactStore, *httptest.Server) {
@@ -163,5 +164,86 @@ func TestLeftoverUploadsAreNeverServed(t *testing.T) {
 	}
 	if _, err := os.Stat(partial); !os.IsNotExist(err) {
 		t.Error("a restarted store removes partial uploads")
+	}
+}
+
+func put(t *testing.T, srv *httptest.Server, digest string, b []byte) storeAnswer {
+	t.Helper()
+	a, _ := do(t, http.MethodPut, srv.URL+"/v1/artifacts/sha256/"+digest, b)
+	return a
+}
+
+func get(t *testing.T, srv *httptest.Server, digest string) storeAnswer {
+	t.Helper()
+	a, _ := do(t, http.MethodGet, srv.URL+"/v1/artifacts/sha256/"+digest, nil)
+	return a
+}
+
+// The store does not grow without bound: a blob no function references is
+// collected once past the grace period; a referenced one, or a young one
+// (uploaded for a deployment under way), stays. Until the gateway knows
+// every function, nothing is collected.
+func TestUnreferencedArtifactsAreCollected(t *testing.T) {
+	store, srv := newStore(t)
+	blobs := map[string][]byte{"used": []byte("used code"), "old": []byte("old code"), "young": []byte("young code")}
+	digests := map[string]string{}
+	for name, b := range blobs {
+		digests[name] = digestOf(b)
+		if a := put(t, srv, digests[name], b); a.StatusCode != http.StatusCreated {
+			t.Fatalf("upload %s: %d", name, a.StatusCode)
+		}
+	}
+	past := time.Now().Add(-48 * time.Hour)
+	for _, name := range []string{"used", "old"} {
+		if err := os.Chtimes(store.path(digests[name]), past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	known := false
+	store.Limits = StoreLimits{Grace: 24 * time.Hour, Referenced: func() (map[string]bool, bool) {
+		return map[string]bool{digests["used"]: true}, known
+	}}
+	if removed, _ := store.GC(); removed != 0 {
+		t.Fatalf("collected %d blobs before the gateway knew its functions", removed)
+	}
+	known = true
+	if removed, freed := store.GC(); removed != 1 || freed != int64(len(blobs["old"])) {
+		t.Fatalf("collected %d blobs (%d bytes), want the old unreferenced one", removed, freed)
+	}
+	for name, want := range map[string]int{"used": http.StatusOK, "young": http.StatusOK, "old": http.StatusNotFound} {
+		if a := get(t, srv, digests[name]); a.StatusCode != want {
+			t.Errorf("%s after collection: %d, want %d", name, a.StatusCode, want)
+		}
+	}
+}
+
+// An upload that would take the store past its quota is refused with 507
+// and what to do, after a collection could not make room; one that fits
+// once unreferenced blobs are gone is accepted.
+func TestStoreQuota(t *testing.T) {
+	store, srv := newStore(t)
+	first := bytes.Repeat([]byte("a"), 600)
+	if a := put(t, srv, digestOf(first), first); a.StatusCode != http.StatusCreated {
+		t.Fatalf("first upload: %d", a.StatusCode)
+	}
+	referenced := true
+	store.Limits = StoreLimits{Quota: 1000, Grace: time.Nanosecond, Referenced: func() (map[string]bool, bool) {
+		return map[string]bool{digestOf(first): referenced}, true
+	}}
+	second := bytes.Repeat([]byte("b"), 600)
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/v1/artifacts/sha256/"+digestOf(second), bytes.NewReader(second))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage || body["errorType"] != "ArtifactStoreFull" || !strings.Contains(body["errorMessage"], "-store-quota-mb") {
+		t.Fatalf("an upload past the quota: %d %v; want 507 ArtifactStoreFull naming the setting", resp.StatusCode, body)
+	}
+	referenced = false // the function moved on to other code
+	if a := put(t, srv, digestOf(second), second); a.StatusCode != http.StatusCreated {
+		t.Fatalf("the upload after the old blob lost its function: %d; want it collected and the upload accepted", a.StatusCode)
 	}
 }

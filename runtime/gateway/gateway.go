@@ -171,6 +171,10 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
+// ReferencedArtifacts lists the code digests the functions use, for the
+// artifact store's collection (StoreLimits.Referenced).
+func (g *Gateway) ReferencedArtifacts() (map[string]bool, bool) { return g.registry.Artifacts() }
+
 // FunctionHandler serves the function listener, which instances reach
 // from inside their network namespaces: the invoke APIs, for calls from
 // one function to another, and nothing else. Function management,

@@ -57,6 +57,21 @@ func (r *Registry) Get(name string) (*Function, bool) {
 	return f, ok
 }
 
+// Artifacts lists the code digests of all functions; ok is false until the
+// functions have been read, when an absent digest proves nothing.
+func (r *Registry) Artifacts() (digests map[string]bool, ok bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if !r.synced {
+		return nil, false
+	}
+	digests = make(map[string]bool, len(r.fns))
+	for _, f := range r.fns {
+		digests[f.SourceSHA256] = true
+	}
+	return digests, true
+}
+
 // Status says whether the registry has read the functions and routes at
 // least once (before that, no name can be judged unknown), and the last
 // error reading them.

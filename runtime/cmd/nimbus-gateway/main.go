@@ -33,22 +33,26 @@ func main() {
 		"address of the function listener, which serves only the invoke APIs to function instances (the client's bridge address and the port its Nimbus CNI network allows, such as 172.30.0.1:9650); empty: none")
 	bodyBudget := flag.Int("body-budget-mb", gateway.DefaultBodyBudget>>20, "request bodies held in memory at once, in MB; beyond, requests get 503 with Retry-After (keep it well under the gateway's memory limit)")
 	bodyTimeout := flag.Duration("body-timeout", gateway.DefaultBodyTimeout, "how long a client may take to send a request body")
+	storeQuota := flag.Int("store-quota-mb", gateway.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
+	artifactGrace := flag.Duration("artifact-grace", gateway.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout}
-	if err := run(*listen, *functionListen, *dataDir, *drain, limits, logger); err != nil {
+	store := gateway.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace}
+	if err := run(*listen, *functionListen, *dataDir, *drain, limits, store, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, functionListen, dataDir string, drain time.Duration, limits gateway.Options, logger *slog.Logger) error {
+func run(listen, functionListen, dataDir string, drain time.Duration, limits gateway.Options, storeLimits gateway.StoreLimits, logger *slog.Logger) error {
 	store, err := gateway.NewArtifactStore(dataDir, logger)
 	if err != nil {
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
 	}
+	store.Limits = storeLimits
 	// Nomad and Consul are found the way their CLIs find them.
 	nomadCfg, err := clients.NomadConfig{}.Resolve(os.Getenv)
 	if err != nil {
@@ -73,6 +77,18 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go gw.Run(runCtx)
+	store.Limits.Referenced = gw.ReferencedArtifacts
+	go func() {
+		for tick := time.NewTicker(10 * time.Minute); ; {
+			select {
+			case <-runCtx.Done():
+				tick.Stop()
+				return
+			case <-tick.C:
+				store.GC()
+			}
+		}
+	}()
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/artifacts/", store.Handler())
