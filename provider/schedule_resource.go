@@ -150,7 +150,7 @@ func (r *scheduleResource) register(ctx context.Context, plan *scheduleModel) er
 	if r.data.Settings.Gateway.URL == "" {
 		return errors.New("schedules invoke functions through the Nimbus gateway: set gateway_url in the provider block or NIMBUS_GATEWAY_URL")
 	}
-	job, err := nomadjob.RenderSchedule(s, r.data.Settings.Gateway.URL, nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region})
+	job, err := nomadjob.RenderSchedule(s, r.data.Settings.Gateway.URL, nomadjob.Options{Namespace: r.data.Settings.Nomad.Namespace, Region: r.data.Settings.Nomad.Region, HostNetwork: r.data.Settings.HostNetwork})
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,11 @@ resource "nimbus_schedule" "tick" {
 			if job.Periodic == nil || !*job.Periodic.ProhibitOverlap || *job.Type != "batch" {
 				return fmt.Errorf("nimbus-sched-tick is not a periodic batch job without overlap")
 			}
+			// A run is confined like a function: its own namespace, and the
+			// gateway only at the function listener the client names.
+			if mode := job.TaskGroups[0].Networks[0].Mode; mode != "cni/nimbus" {
+				return fmt.Errorf("schedule runs have network mode %q, want cni/nimbus", mode)
+			}
 			return check(*job.Periodic.Spec, *job.Periodic.Enabled)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -20,6 +21,11 @@ func ScheduleJobID(name string) string { return SchedulePrefix + name }
 // once, and its task is nimbus-gateway's small `invoke` command, sandboxed
 // like a function, which calls the gateway's invoke API with the scheduled
 // event and retries so that a gateway restart does not lose the tick.
+//
+// A run is confined like a function instance with public egress: in its
+// own namespace on the Nimbus network, it reaches the gateway only at the
+// function listener (the client's nimbus.gateway_url), which serves the
+// invoke API and nothing else. With host networking it calls gatewayURL.
 func RenderSchedule(s model.Schedule, gatewayURL string, opts Options) (*api.Job, error) {
 	spec, err := s.CronSpec()
 	if err != nil {
@@ -52,6 +58,11 @@ func RenderSchedule(s model.Schedule, gatewayURL string, opts Options) (*api.Job
 	if opts.Region != "" {
 		job.Region = ptr(opts.Region)
 	}
+	network := &api.NetworkResource{Mode: "host"}
+	if !opts.HostNetwork {
+		network.Mode = cninet.Mode(model.EgressPublic)
+		gatewayURL = "${meta." + protocol.NodeMetaGatewayURL + "}"
+	}
 	env := map[string]string{
 		protocol.EnvGatewayURL:       gatewayURL,
 		protocol.EnvScheduleFunction: s.Function,
@@ -68,8 +79,9 @@ func RenderSchedule(s model.Schedule, gatewayURL string, opts Options) (*api.Job
 		LogConfig:    &api.LogConfig{MaxFiles: ptr(2), MaxFileSizeMB: ptr(5)},
 	}
 	job.TaskGroups = []*api.TaskGroup{{
-		Name:  ptr("invoke"),
-		Count: ptr(1),
+		Name:     ptr("invoke"),
+		Count:    ptr(1),
+		Networks: []*api.NetworkResource{network},
 		Volumes: map[string]*api.VolumeRequest{
 			"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
 		},
