@@ -27,8 +27,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 
@@ -169,6 +172,21 @@ func (c Client) Conflists() map[string][]byte {
 		out[n.Name+".conflist"] = append(b, '\n')
 	}
 	return out
+}
+
+// NftCommand finds the nft command, which installs the rulesets: on PATH,
+// else where Debian and others put it (a CNI plugin runs with whatever
+// PATH the Nomad agent has).
+func NftCommand() (string, error) {
+	if p, err := exec.LookPath("nft"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/nft", "/sbin/nft"} {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("the nft command is missing: install nftables (Debian: apt-get install nftables); Nimbus networks install their firewall and port mappings with it")
 }
 
 // TableName is the nftables table (family inet) holding a network's rules.

@@ -65,9 +65,9 @@ func TestPolicies(t *testing.T) {
 
 // The kernel accepts the rulesets (nft -c checks without applying).
 func TestRulesetsAreValidNftables(t *testing.T) {
-	nft, err := exec.LookPath("nft")
+	nft, err := cninet.NftCommand()
 	if err != nil {
-		nft = "/usr/sbin/nft"
+		t.Fatal(err)
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("nft -c needs root to ask the kernel; the integration tests install these rules for real")

@@ -70,6 +70,25 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// ownEnvironment starts agents of the test's own, with opts and the
+// package's host volumes, and a gateway against them; both stop when the
+// test ends, which fails if the allocations left anything on the host.
+func ownEnvironment(t *testing.T, opts testenv.Options) (*testenv.Env, *testenv.Gateway) {
+	t.Helper()
+	opts.HostVolumes = fx.hostVolumes
+	env, err := testenv.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.StopChecked(t) })
+	gw, err := env.StartGateway(fx.gatewayBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gw.Stop)
+	return env, gw
+}
+
 func gateway(t *testing.T) (*testenv.Env, *testenv.Gateway) {
 	t.Helper()
 	env := testenv.Get(t)

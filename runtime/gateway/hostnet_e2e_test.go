@@ -18,19 +18,10 @@ import (
 // so in the function's status; and ACLs still refuse every attempt a
 // hostile instance makes on the agents, which it can now reach.
 func TestHostNetworkFallback(t *testing.T) {
-	env, err := testenv.Start(testenv.Options{HostNetwork: true, HostVolumes: fx.hostVolumes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.StopChecked(t)
+	env, gw := ownEnvironment(t, testenv.Options{HostNetwork: true})
 	if env.Network != nil || !env.ACL {
 		t.Fatal("the environment was meant to have ACLs and no Nimbus networks")
 	}
-	gw, err := env.StartGateway(fx.gatewayBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Stop()
 	deployTo(t, env, gw, model.Function{Name: "plain", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 10 * time.Second}, fx.goSource, 0)
 	a := invoke(t, gw, "plain", `{"action":"echo","value":"host network"}`)
 	if a.status != http.StatusOK || a.body["echo"] != "host network" {

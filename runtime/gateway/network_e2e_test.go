@@ -36,7 +36,13 @@ import (
 // The outside world, as the test builds it: a network namespace of its own
 // behind a veth pair, with one address instances may reach and one that the
 // package's environment puts on the deny list (testenv.Options.DenyEgress),
-// beside link-local addresses. No probe leaves this machine.
+// beside link-local addresses. Only these two, inside the namespace the
+// test creates, are ever connected to. worldHostAddr is the test's own end
+// of the pair: nothing connects to it, it only receives the namespace's
+// replies to the masqueraded probes. The range is RFC 2544's benchmarking
+// range, routed on no real network. Link-local addresses appear only as a
+// rule that the test reads (nft list table), never as a destination. No
+// probe leaves this machine.
 const (
 	worldHostAddr = "198.18.0.1/24"
 	worldAllowed  = "198.18.0.2"
@@ -174,7 +180,11 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 	// The installed rules deny link-local addresses (cloud metadata) as
 	// they deny the test's address, which the probe above showed closed.
 	table := cninet.TableName(env.Network.Policy(env.Network.Public))
-	out, err := exec.Command("nft", "list", "table", "inet", table).CombinedOutput()
+	nft, err := cninet.NftCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(nft, "list", "table", "inet", table).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list table inet %s: %v: %s", table, err, out)
 	}

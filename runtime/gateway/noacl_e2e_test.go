@@ -15,11 +15,7 @@ import (
 // enforce none, and a gateway with no tokens, a function deploys, starts
 // from zero on its first invocation and answers.
 func TestWithoutACLs(t *testing.T) {
-	env, err := testenv.Start(testenv.Options{WithoutACL: true, HostVolumes: fx.hostVolumes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.StopChecked(t)
+	env, gw := ownEnvironment(t, testenv.Options{WithoutACL: true})
 	if env.ACL || env.Principals.Deployer.NomadToken != "" {
 		t.Fatal("the environment was meant to run without ACLs")
 	}
@@ -30,11 +26,6 @@ func TestWithoutACLs(t *testing.T) {
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: "anyone/may", Value: []byte("write")}, nil); err != nil {
 		t.Fatalf("Consul refused an anonymous write: %v", err)
 	}
-	gw, err := env.StartGateway(fx.gatewayBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Stop()
 	deployTo(t, env, gw, model.Function{Name: "open", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 10 * time.Second}, fx.goSource, 0)
 	a := invoke(t, gw, "open", `{"action":"echo","value":"no acls"}`)
 	if a.status != http.StatusOK || a.body["echo"] != "no acls" {

@@ -193,13 +193,8 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 		got <- outcome{b, bad}
 	}))
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = conn.Write([]byte("POST /hook HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\n0123456789"))
-	_ = conn.(*net.TCPConn).CloseWrite()
-	defer func() { _ = conn.Close() }()
+	conn := rawRequest(t, srv, "/hook", 100, 10)
+	_ = conn.(*net.TCPConn).CloseWrite() // the client goes away
 	select {
 	case o := <-got:
 		if o.bad == nil || o.bad.status != http.StatusBadRequest {

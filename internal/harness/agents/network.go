@@ -34,10 +34,8 @@ func CNIPlugins() (string, error) {
 			return "", fmt.Errorf("CNI plugin %s not found in %s: run `make tools` to build the pinned CNI plugins, or set %s to a directory holding them", p, dir, CNIPluginsEnv)
 		}
 	}
-	if _, err := exec.LookPath("nft"); err != nil {
-		if _, serr := os.Stat("/usr/sbin/nft"); serr != nil {
-			return "", errors.New("the nft command is missing: install nftables (apt-get install nftables); Nimbus networks use it for their firewall and port mappings")
-		}
+	if _, err := cninet.NftCommand(); err != nil {
+		return "", err
 	}
 	return dir, nil
 }
@@ -200,9 +198,8 @@ func linkExists(name string) bool {
 	return err == nil
 }
 
+// nftPath is the nft command; CNIPlugins has checked that there is one.
 func nftPath() string {
-	if p, err := exec.LookPath("nft"); err == nil {
-		return p
-	}
-	return "/usr/sbin/nft"
+	p, _ := cninet.NftCommand()
+	return p
 }

@@ -175,9 +175,9 @@ func mapPorts(conf *netConf, ip net.IP) error {
 	// Connections from the host's loopback reach the instance only if the
 	// bridge routes 127.0.0.0/8 (the ports table then masquerades them).
 	_ = os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", conf.Policy.Bridge, "route_localnet"), []byte("1"), 0o644)
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
-		return fmt.Errorf("nimbus-cni: netlink: %w", err)
+		return err
 	}
 	set := portsSet(conf.Policy)
 	mapped, err := mappedPorts(conn, set)
@@ -228,9 +228,9 @@ func unmapPorts(conf *netConf, ip net.IP) error {
 	if err != nil || len(mappings) == 0 {
 		return nil
 	}
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
-		return fmt.Errorf("nimbus-cni: netlink: %w", err)
+		return err
 	}
 	set := portsSet(conf.Policy)
 	mapped, err := mappedPorts(conn, set)
@@ -316,7 +316,11 @@ func install(p cninet.PolicyConf) error {
 	if !policy {
 		rules += cninet.Ruleset(p)
 	}
-	cmd := exec.Command(nftBinary(), "-f", "-")
+	nft, err := cninet.NftCommand()
+	if err != nil {
+		return fmt.Errorf("nimbus-cni: %w", err)
+	}
+	cmd := exec.Command(nft, "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("nimbus-cni: installing the ruleset of bridge %s failed: %w: %s (the client needs nftables: the nft command and the kernel's nf_tables)", p.Bridge, err, out)
@@ -332,9 +336,9 @@ func installed(p cninet.PolicyConf) (bool, error) {
 }
 
 func tables(p cninet.PolicyConf) (policy, ports bool, err error) {
-	conn, err := nftables.New()
+	conn, err := newConn()
 	if err != nil {
-		return false, false, fmt.Errorf("nimbus-cni: netlink: %w", err)
+		return false, false, err
 	}
 	chains, err := conn.ListChains()
 	if err != nil {
@@ -351,14 +355,11 @@ func tables(p cninet.PolicyConf) (policy, ports bool, err error) {
 	return policy, ports, nil
 }
 
-func nftBinary() string {
-	if p, err := exec.LookPath("nft"); err == nil {
-		return p
+// newConn opens a netlink connection to nf_tables.
+func newConn() (*nftables.Conn, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
-	for _, p := range []string{"/usr/sbin/nft", "/sbin/nft"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "nft"
+	return conn, nil
 }
