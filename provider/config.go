@@ -18,10 +18,11 @@ import (
 )
 
 type providerModel struct {
-	GatewayURL  types.String `tfsdk:"gateway_url"`
-	HostNetwork types.Bool   `tfsdk:"host_network"`
-	Nomad       *nomadModel  `tfsdk:"nomad"`
-	Consul      *consulModel `tfsdk:"consul"`
+	GatewayURL   types.String `tfsdk:"gateway_url"`
+	GatewayToken types.String `tfsdk:"gateway_token"`
+	HostNetwork  types.Bool   `tfsdk:"host_network"`
+	Nomad        *nomadModel  `tfsdk:"nomad"`
+	Consul       *consulModel `tfsdk:"consul"`
 }
 
 type nomadModel struct {
@@ -93,6 +94,9 @@ func configSchema() schema.Schema {
 			"Every setting falls back to the environment variable that the Nomad and Consul CLIs already read, so an empty provider block works wherever `nomad` and `consul` do.",
 		Attributes: map[string]schema.Attribute{
 			"gateway_url": str("URL of the Nimbus gateway, which stores function artifacts and serves invocations. Defaults to `NIMBUS_GATEWAY_URL`."),
+			"gateway_token": secret("The provider's key at the gateway, for uploading function code: the `bearer_token` of a `nimbus_access_key` with `upload_artifacts = true`, " +
+				"or the operator key configured on the gateway (`NIMBUS_GATEWAY_OPERATOR_KEY`), which exists before any access key does. Defaults to `NIMBUS_GATEWAY_TOKEN`. " +
+				"Not needed when the gateway runs with `-auth=off` (local development only)."),
 			"host_network": schema.BoolAttribute{
 				Optional: true,
 				MarkdownDescription: "Run function instances with host networking, for clusters whose Nomad clients have no CNI plugins. " +
@@ -161,8 +165,8 @@ func (m providerModel) resolve(getenv clients.Getenv) (settings, diag.Diagnostic
 			"tls_server_name": c.TLSServerName.IsUnknown(), "skip_verify": c.SkipVerify.IsUnknown(),
 		})...)
 	}
-	in.Gateway.URL = m.GatewayURL.ValueString()
-	diags.Append(unknowns("", map[string]bool{"gateway_url": m.GatewayURL.IsUnknown(), "host_network": m.HostNetwork.IsUnknown()})...)
+	in.Gateway.URL, in.Gateway.Token = m.GatewayURL.ValueString(), m.GatewayToken.ValueString()
+	diags.Append(unknowns("", map[string]bool{"gateway_url": m.GatewayURL.IsUnknown(), "gateway_token": m.GatewayToken.IsUnknown(), "host_network": m.HostNetwork.IsUnknown()})...)
 	if diags.HasError() {
 		return in, diags
 	}
@@ -248,7 +252,7 @@ func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics)
 	}
 	data := &providerData{Settings: s, Nomad: nomad, Consul: consul}
 	if s.Gateway.URL != "" {
-		data.Artifacts = &clients.Artifacts{BaseURL: s.Gateway.URL, HTTP: clients.NewHTTPClient(clients.DefaultRetryPolicy, nil, logger)}
+		data.Artifacts = &clients.Artifacts{BaseURL: s.Gateway.URL, Token: s.Gateway.Token, HTTP: clients.NewHTTPClient(clients.DefaultRetryPolicy, nil, logger)}
 	}
 	return data, diags
 }

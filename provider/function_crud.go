@@ -228,6 +228,9 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		return diags
 	}
 
+	src = keepSignedURL(src, existing)
+	job = nomadjob.Render(f, src, opts)
+
 	if err := r.checkSecretsExist(ctx, f); err != nil {
 		diags.AddAttributeError(path.Root("secrets"), "A secret's Nomad Variable does not exist", err.Error())
 		return diags
@@ -273,6 +276,27 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	plan.SourceSHA256 = types.StringValue(src.SHA256)
 	plan.InvokeURL = types.StringValue(r.invokeURL(f.Name))
 	return diags
+}
+
+// urlRenewal is how long before its expiry an artifact URL is renewed.
+const urlRenewal = 30 * 24 * time.Hour
+
+// keepSignedURL keeps the running job's signed URL for the same code while
+// it stays valid for a while: a new URL is a new artifact to Nomad, which
+// would replace every instance for a change that does not touch them (an
+// instance count, the idle timeout). Within urlRenewal of its expiry any
+// apply of the function renews it.
+func keepSignedURL(src nomadjob.Source, existing *nomadapi.Job) nomadjob.Source {
+	old := nomadjob.ArtifactSource(existing)
+	if old == "" || src.SHA256 == "" || !strings.Contains(old, src.SHA256) {
+		return src
+	}
+	if expires, ok := clients.SignedURLExpiry(old); ok && time.Until(expires) > urlRenewal {
+		if _, fresh := clients.SignedURLExpiry(src.URL); fresh {
+			src.URL = old
+		}
+	}
+	return src
 }
 
 // checkSecretsExist makes sure every variable the function's secrets name
@@ -341,5 +365,12 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 		diags.AddError("Cannot upload the function's code", err.Error())
 		return nomadjob.Source{}, diags
 	}
-	return nomadjob.Source{URL: r.data.Artifacts.URL(pkg.SHA256), SHA256: pkg.SHA256}, diags
+	// Nomad clients fetch the code with a signed URL, valid for the
+	// gateway's -artifact-url-ttl and renewed by every apply.
+	url, _, err := r.data.Artifacts.SignedURL(ctx, pkg.SHA256)
+	if err != nil {
+		diags.AddError("Cannot get a signed URL for the function's code", err.Error())
+		return nomadjob.Source{}, diags
+	}
+	return nomadjob.Source{URL: url, SHA256: pkg.SHA256}, diags
 }

@@ -376,8 +376,13 @@ func TestAccFunctionFromSourceURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := clients.Artifacts{BaseURL: gateway(env).URL, HTTP: http.DefaultClient}
+	store := clients.Artifacts{BaseURL: gateway(env).URL, Token: env.GatewayToken, HTTP: http.DefaultClient}
 	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		t.Fatal(err)
+	}
+	// A source_url is fetched as it is: here, a signed URL of the store.
+	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
+	if err != nil {
 		t.Fatal(err)
 	}
 	resource.Test(t, resource.TestCase{
@@ -389,7 +394,7 @@ func TestAccFunctionFromSourceURL(t *testing.T) {
   runtime       = "provided"
   source_url    = %q
   source_sha256 = %q
-  min_instances = 1`, store.URL(pkg.SHA256), pkg.SHA256)),
+  min_instances = 1`, url, pkg.SHA256)),
 				Check: checkInvokes(env, "nimbus-fn-from-url", `{"action":"echo","value":"url"}`, "echo", "url"),
 			},
 		},

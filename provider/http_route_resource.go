@@ -47,7 +47,9 @@ type httpRouteModel struct {
 	Match    types.String `tfsdk:"match"`
 	Methods  types.Set    `tfsdk:"methods"`
 	Host     types.String `tfsdk:"host"`
-	URL      types.String `tfsdk:"url"`
+	// Authorization is who may call the route.
+	Authorization types.String `tfsdk:"authorization"`
+	URL           types.String `tfsdk:"url"`
 }
 
 // reservedPaths belong to the gateway's own API.
@@ -103,6 +105,19 @@ func (r *httpRouteResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: "Host to match (without port). Unset: any host.",
 				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[A-Za-z0-9.-]+$`), "must be a host name without scheme or port")},
 			},
+			"authorization": schema.StringAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString(kvstore.RouteAuthIAM),
+				MarkdownDescription: "Who may call the route, as API Gateway names it: " +
+					"`AWS_IAM` (the default) wants a SigV4 signature for service `execute-api` by a `nimbus_access_key` that may invoke the function; " +
+					"`API_KEY` wants such a key's `bearer_token` in `x-api-key` or `Authorization: Bearer`; " +
+					"`NONE` lets anyone on the network call it, for public routes. " +
+					"The default is the safest: a signature proves the caller, covers the body and expires after 15 minutes, and the secret never crosses the network, " +
+					"whereas a token is replayable by whoever sees it. `NONE` must be written out, so a public route is visible in review. " +
+					"The gateway strips the credentials (`Authorization`, `x-api-key`) from the event of an `AWS_IAM` or `API_KEY` route: they are the caller's, not the function's.",
+				Validators: []validator.String{stringvalidator.OneOf(kvstore.RouteAuthorizations...)},
+			},
 			"url": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The route on the gateway (for routes without a host).",
@@ -116,7 +131,11 @@ func (r *httpRouteResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 func (m httpRouteModel) route(ctx context.Context) (kvstore.Route, diag.Diagnostics) {
 	methods, diags := setStrings(ctx, m.Methods)
 	sort.Strings(methods)
-	rt := kvstore.Route{Function: m.Function.ValueString(), Host: m.Host.ValueString(), Path: m.Path.ValueString(), Match: m.Match.ValueString(), Methods: methods}
+	rt := kvstore.Route{Function: m.Function.ValueString(), Host: m.Host.ValueString(), Path: m.Path.ValueString(), Match: m.Match.ValueString(), Methods: methods,
+		Authorization: m.Authorization.ValueString()}
+	if rt.Authorization == "" {
+		rt.Authorization = kvstore.RouteAuthIAM
+	}
 	if rt.Match == "" {
 		rt.Match = "prefix"
 	}
@@ -250,6 +269,7 @@ func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateReque
 func (r *httpRouteResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
 	readKV(ctx, r.data.Consul, req, resp, "route", kvstore.RouteKey, kvstore.DecodeRoute, func(state *httpRouteModel, rt kvstore.Route) {
 		state.Function = types.StringValue(rt.Function)
+		state.Authorization = types.StringValue(rt.EffectiveAuthorization())
 		state.Path = types.StringValue(rt.Path)
 		state.Match = types.StringValue(rt.Match)
 		if rt.Host != "" || !state.Host.IsNull() {

@@ -111,7 +111,8 @@ func providerConfig(env *testenv.Env) string {
 func providerConfigAs(env *testenv.Env, creds principals.Credentials) string {
 	return fmt.Sprintf(`
 provider "nimbus" {
-  gateway_url = %q
+  gateway_url   = %q
+  gateway_token = %q
   nomad {
     address = %q
     token   = %q
@@ -121,7 +122,7 @@ provider "nimbus" {
     token   = %q
   }
 }
-`, gateway(env).URL, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
+`, gateway(env).URL, env.GatewayToken, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

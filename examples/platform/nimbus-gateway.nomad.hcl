@@ -78,17 +78,26 @@ job "nimbus-gateway" {
         env = true
       }
 
-      # The Consul API: the gateway's token (policies/consul/gateway.hcl)
-      # lives in the Nomad variable nomad/jobs/nimbus-gateway, which only
-      # this job's identity can read. Never in the job spec or Consul KV.
-      #   nomad var put nomad/jobs/nimbus-gateway consul_token=<secret id>
+      # The gateway's secrets live in the Nomad variable
+      # nomad/jobs/nimbus-gateway, which only this job's identity can read.
+      # Never in the job spec or Consul KV:
+      #   - consul_token: its Consul token (policies/consul/gateway.hcl);
+      #   - operator_key: the operator's access key, a bearer token with every
+      #     right, which the provider can upload with before any
+      #     nimbus_access_key exists (make one: nimbus-gateway keygen);
+      #   - signing_key: signs the artifact URLs in function jobs; every
+      #     gateway must share it (openssl rand -hex 32).
+      #   nomad var put nomad/jobs/nimbus-gateway consul_token=<secret id> \
+      #     operator_key=<token> signing_key=<64 hex characters>
       template {
         data        = <<-EOT
-          {{ with nomadVar "nomad/jobs/nimbus-gateway" }}CONSUL_HTTP_TOKEN={{ .consul_token }}{{ end }}
+          {{ with nomadVar "nomad/jobs/nimbus-gateway" }}CONSUL_HTTP_TOKEN={{ .consul_token }}
+          NIMBUS_GATEWAY_OPERATOR_KEY={{ .operator_key }}
+          NIMBUS_GATEWAY_SIGNING_KEY={{ .signing_key }}{{ end }}
         EOT
-        destination = "secrets/consul.env"
+        destination = "secrets/gateway.env"
         env         = true
-        # A rotated token restarts the gateway, which drains first.
+        # A rotated secret restarts the gateway, which drains first.
         change_mode = "restart"
       }
 

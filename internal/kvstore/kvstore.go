@@ -75,6 +75,34 @@ type Route struct {
 	Path     string   `json:"path"`
 	Match    string   `json:"match"`             // "prefix" or "exact"
 	Methods  []string `json:"methods,omitempty"` // empty: any
+	// Authorization is who may call the route: RouteAuthNone,
+	// RouteAuthIAM or RouteAuthAPIKey. Empty (records from before it
+	// existed) counts as RouteAuthIAM, the default.
+	Authorization string `json:"authorization,omitempty"`
+}
+
+// Route authorizations, named as API Gateway names them.
+const (
+	// RouteAuthNone lets anyone call the route.
+	RouteAuthNone = "NONE"
+	// RouteAuthIAM wants a SigV4 signature (service execute-api) by an
+	// access key that may invoke the route's function.
+	RouteAuthIAM = "AWS_IAM"
+	// RouteAuthAPIKey wants an access key's token, in x-api-key or
+	// Authorization: Bearer, that may invoke the route's function.
+	RouteAuthAPIKey = "API_KEY"
+)
+
+// RouteAuthorizations lists the valid authorizations.
+var RouteAuthorizations = []string{RouteAuthIAM, RouteAuthAPIKey, RouteAuthNone}
+
+// EffectiveAuthorization is the route's authorization, the default when
+// unset.
+func (r Route) EffectiveAuthorization() string {
+	if r.Authorization == "" {
+		return RouteAuthIAM
+	}
+	return r.Authorization
 }
 
 // RoutesPrefix holds one key per route.
@@ -206,6 +234,38 @@ func DecodeKVTrigger(b []byte) (KVTrigger, error) { return decode[KVTrigger](b, 
 // keys a trigger has seen, in shards; its progress index is at
 // KVTriggerState + name.
 func KVTriggerProgressKeys(name string) string { return KVTriggerState + name + "/keys/" }
+
+// AccessKeysPrefix holds one record per access key (nimbus_access_key).
+// Only the deployer writes it and only the gateway reads it: the records
+// hold the secrets that SigV4 verification needs.
+const AccessKeysPrefix = Prefix + "access-keys/"
+
+// AccessKeyKey is where an access key's record lives.
+func AccessKeyKey(id string) string { return AccessKeysPrefix + id }
+
+// AccessKey is an access key and what it may do.
+type AccessKey struct {
+	ID string `json:"id"`
+	// Secret signs requests (SigV4) and is the second half of the key's
+	// bearer token. The gateway needs it in clear to verify signatures,
+	// as AWS does; ACLs keep the prefix to the deployer and the gateway.
+	Secret      string `json:"secret"`
+	Description string `json:"description,omitempty"`
+	Enabled     bool   `json:"enabled"`
+	// Invoke lists the functions the key may invoke and describe: names,
+	// or patterns where * matches any run of characters ("orders-*", "*").
+	Invoke []string `json:"invoke,omitempty"`
+	// UploadArtifacts lets the key upload and read function packages.
+	UploadArtifacts bool `json:"upload_artifacts,omitempty"`
+	// ReadOperations lets the key read /metrics and /v1/usage.
+	ReadOperations bool `json:"read_operations,omitempty"`
+}
+
+// Encode serialises an access key.
+func (k AccessKey) Encode() []byte { return encode(k) }
+
+// DecodeAccessKey parses an access key.
+func DecodeAccessKey(b []byte) (AccessKey, error) { return decode[AccessKey](b, "access key record") }
 
 // encode serialises a record. The records are plain structs of strings,
 // numbers and slices, which always marshal.

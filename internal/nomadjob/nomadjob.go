@@ -345,6 +345,20 @@ func datacenters(opts Options) []string {
 	return []string{"*"}
 }
 
+// ArtifactSource is the URL a function's job fetches its code from; empty
+// for a nil job or another shape.
+func ArtifactSource(job *api.Job) string {
+	if job == nil || len(job.TaskGroups) == 0 || len(job.TaskGroups[0].Tasks) == 0 {
+		return ""
+	}
+	for _, a := range job.TaskGroups[0].Tasks[0].Artifacts {
+		if a != nil && a.GetterSource != nil {
+			return *a.GetterSource
+		}
+	}
+	return ""
+}
+
 // ArtifactURL is the gateway's address of a package.
 func ArtifactURL(gatewayURL, sha256 string) string {
 	return fmt.Sprintf("%s/v1/artifacts/sha256/%s", strings.TrimRight(gatewayURL, "/"), sha256)

@@ -130,7 +130,7 @@ func TestGatewayWithoutScaleRightSaysWhichPolicy(t *testing.T) {
 			t.Errorf("the refusal (%d) does not say %s: %s", a.status, want, a.raw)
 		}
 	}
-	if view := gatewayView(t, gw.URL, "unscalable"); !strings.Contains(fmt.Sprint(view["scale_error"]), "scale-job") {
+	if view := gatewayView(t, gw, "unscalable"); !strings.Contains(fmt.Sprint(view["scale_error"]), "scale-job") {
 		t.Errorf("the function's status does not show the scale error: %v", view)
 	}
 }

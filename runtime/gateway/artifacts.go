@@ -29,6 +29,11 @@ type ArtifactStore struct {
 	Dir    string
 	Log    *slog.Logger
 	Limits StoreLimits
+	// Auth admits uploads and reads by access keys with upload_artifacts;
+	// URLs signs the URLs Nomad clients fetch with. Without them (tests of
+	// the store alone) everyone may do everything.
+	Auth *Authorizer
+	URLs *URLSigner
 }
 
 // NewArtifactStore prepares dir and removes temporary files a crash left.
@@ -108,12 +113,17 @@ func (s *ArtifactStore) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/artifacts/sha256/{digest}", s.servePut)
 	mux.HandleFunc("GET /v1/artifacts/sha256/{digest}", s.serveGet)
 	mux.HandleFunc("HEAD /v1/artifacts/sha256/{digest}", s.serveGet)
+	mux.HandleFunc("POST /v1/artifacts/sha256/{digest}/url", s.serveSignURL)
 	return mux
 }
 
 func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 	digest, ok := digestParam(w, r)
 	if !ok {
+		return
+	}
+	if refused := s.Auth.mayUpload(r, digest); refused != nil {
+		refuse(w, nativeDialect, refused)
 		return
 	}
 	if r.ContentLength > MaxArtifactBytes {
@@ -162,6 +172,18 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Nomad clients come with a signed URL; the provider, checking a
+	// package, with its key.
+	var refused *apiError
+	if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
+		refused = s.URLs.check(digest, q)
+	} else {
+		refused = s.Auth.mayUpload(r, digest)
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
 	f, err := s.Open(digest)
 	if errors.Is(err, os.ErrNotExist) {
 		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)})
@@ -176,6 +198,32 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", `"sha256:`+digest+`"`)
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", time.Time{}, f)
+}
+
+// serveSignURL gives a caller that may upload a signed URL of a stored
+// artifact, for the function's job.
+func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
+	digest, ok := digestParam(w, r)
+	if !ok {
+		return
+	}
+	if refused := s.Auth.mayUpload(r, digest); refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	if _, err := os.Stat(s.path(digest)); err != nil {
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s to sign a URL for; upload it with PUT first", digest)})
+		return
+	}
+	if s.URLs == nil {
+		writeJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path[:len(r.URL.Path)-len("/url")]})
+		return
+	}
+	query, expires := s.URLs.Sign(digest)
+	writeJSON(w, http.StatusOK, map[string]string{
+		"path":    "/v1/artifacts/sha256/" + digest + "?" + query,
+		"expires": expires.UTC().Format(time.RFC3339),
+	})
 }
 
 func digestParam(w http.ResponseWriter, r *http.Request) (string, bool) {

@@ -25,6 +25,8 @@ type StoreLimits struct {
 	// Referenced lists the digests that functions use; ok is false while
 	// the gateway does not know all functions (then nothing is collected).
 	Referenced func() (digests map[string]bool, ok bool)
+	// URLTTL is how long signed URLs stay valid; 0: DefaultArtifactURLTTL.
+	URLTTL time.Duration
 }
 
 type blob struct {

@@ -3,17 +3,20 @@ package gateway
 // newChain composes the path that every invocation takes, in one place.
 // Each step is one concern in its own file, and wraps the next:
 //
-//  1. resolve (resolve.go) finds the function and its pool. An unknown name
+//  1. authorize (auth.go) refuses with 403 a caller whose key may not
+//     invoke the function, before it can learn whether the name exists.
+//     The front ends have authenticated the caller already.
+//  2. resolve (resolve.go) finds the function and its pool. An unknown name
 //     is refused with 404 before anything is counted, so made-up names
 //     cannot grow the metrics.
-//  2. meter (meter.go) records metrics, usage and the access line for
+//  3. meter (meter.go) records metrics, usage and the access line for
 //     everything below it, refusals included: a throttle or a timeout is
 //     something an operator must see.
-//  3. limit (limits.go) admits the invocation under the namespace's
+//  4. limit (limits.go) admits the invocation under the namespace's
 //     max_concurrency and the function's reserved_concurrency, or refuses
 //     it with 429. It comes before the instance queue, so a refused request
 //     never takes a queue slot.
-//  4. forward (forward.go) waits for a free instance (scaling from zero),
+//  5. forward (forward.go) waits for a free instance (scaling from zero),
 //     sends the invocation, and retries on another instance only what an
 //     instance provably never started.
 //
@@ -21,5 +24,5 @@ package gateway
 // requests into invocations and results back into HTTP in their own
 // dialect; refuse.go writes every refusal.
 func (g *Gateway) newChain() invoker {
-	return g.resolve(g.meter(g.limit(g.forward)))
+	return g.authorize(g.resolve(g.meter(g.limit(g.forward))))
 }

@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -17,6 +16,7 @@ import (
 	_ "github.com/aws/aws-lambda-go/lambda" // the test handler is built with it
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -116,13 +116,7 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := nomadjob.ArtifactURL(gw.URL, pkg.SHA256)
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(pkg.Zip))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
+	url := upload(t, env, gw, pkg)
 	// Clients without the Nimbus networks run functions on the host's.
 	opts := nomadjob.Options{HostNetwork: env.Network == nil}
 	rec := nomadjob.Record(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, opts, reserved)
@@ -138,7 +132,7 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	})
 	// The gateway learns of the function from KV within moments.
 	for i := 0; i < 100; i++ {
-		resp, err := http.Get(gw.URL + "/v1/functions/" + f.Name)
+		resp, err := gw.Do(http.MethodGet, "/v1/functions/"+f.Name, nil)
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -148,6 +142,21 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("the gateway never learned of %s", f.Name)
+}
+
+// upload stores a package as the provider does, with the operator's key,
+// and returns the signed URL Nomad fetches it with.
+func upload(t *testing.T, env *testenv.Env, gw *testenv.Gateway, pkg *packaging.Package) string {
+	t.Helper()
+	store := clients.Artifacts{BaseURL: gw.URL, Token: env.GatewayToken, HTTP: http.DefaultClient}
+	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		t.Fatal(err)
+	}
+	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url
 }
 
 type answer struct {
@@ -173,7 +182,7 @@ func invokeAll(t *testing.T, gw *testenv.Gateway, name, event string, n int) []a
 
 func invoke(t *testing.T, gw *testenv.Gateway, name, event string) answer {
 	t.Helper()
-	resp, err := http.Post(gw.URL+"/v1/functions/"+name+"/invoke", "application/json", strings.NewReader(event))
+	resp, err := gw.Do(http.MethodPost, "/v1/functions/"+name+"/invoke", strings.NewReader(event))
 	if err != nil {
 		t.Fatalf("invoke %s: %v", name, err)
 	}
@@ -339,7 +348,7 @@ func TestErrorsAreClear(t *testing.T) {
 		t.Errorf("after the errors: %d %s", a.status, a.raw)
 	}
 
-	resp, err := http.Get(gw.URL + "/v1/usage")
+	resp, err := gw.Do(http.MethodGet, "/v1/usage", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +391,7 @@ func TestCallerWhoLeavesDoesNotStrandTheInstance(t *testing.T) {
 	if a.status != http.StatusOK || a.body["echo"] != "after" {
 		t.Fatalf("the next request after a caller left: %d %s; want the instance to serve it once free", a.status, a.raw)
 	}
-	if view := gatewayView(t, gw.URL, "steady"); view["instances"] != float64(1) {
+	if view := gatewayView(t, gw, "steady"); view["instances"] != float64(1) {
 		t.Errorf("the gateway sees %v instances, want the 1 it had", view["instances"])
 	}
 }

@@ -32,6 +32,8 @@ type Gateway struct {
 	bodies       *bodyBudget
 	bodyTimeout  time.Duration
 	chain        invoker // the request path (chain.go)
+	auth         *authenticator
+	launches     launches // scheduled runs delivered
 
 	mu    sync.Mutex
 	pools map[string]*pool
@@ -55,6 +57,8 @@ type Options struct {
 	// body (DefaultBodyTimeout when 0).
 	BodyBudget  int64
 	BodyTimeout time.Duration
+	// Auth decides who may call the gateway.
+	Auth AuthOptions
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -80,6 +84,7 @@ func New(opts Options) *Gateway {
 		g.log = slog.Default()
 	}
 	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
+	g.auth = newAuthenticator(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
@@ -163,8 +168,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
-	mux.HandleFunc("GET /v1/usage", g.usage.serve)
-	mux.Handle("GET /metrics", g.metrics.handler())
+	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
+	mux.Handle("GET /v1/usage", g.operations(http.HandlerFunc(g.usage.serve)))
+	mux.Handle("GET /metrics", g.operations(g.metrics.handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	// Everything else is a function's HTTP route.
 	mux.HandleFunc("/", g.serveRoute)
@@ -184,6 +190,7 @@ func (g *Gateway) FunctionHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
+	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{status: http.StatusNotFound, errType: "ResourceNotFoundException",
@@ -192,10 +199,38 @@ func (g *Gateway) FunctionHandler() http.Handler {
 	return mux
 }
 
+// operations serves the operations endpoints to keys with
+// read_operations.
+func (g *Gateway) operations(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+		if refused == nil {
+			refused = c.mayReadOperations()
+		}
+		if refused != nil {
+			refuse(w, nativeDialect, refused)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Authorizer checks the credentials of requests outside the gateway's own
+// handler (the artifact store's).
+func (g *Gateway) Authorizer() *Authorizer { return &Authorizer{g.auth} }
+
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+	if refused == nil && c.mayReadOperations() != nil {
+		refused = c.mayInvoke(name)
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
 	f, ok := g.registry.Get(name)
 	p, okPool := g.pool(name)
 	if !ok || !okPool {
@@ -228,7 +263,10 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	synced, err := g.registry.Status()
-	status := map[string]any{"ready": synced, "consul": "ok", "status": "ready"}
+	status := map[string]any{"ready": synced, "consul": "ok", "status": "ready", "authentication": "on"}
+	if g.auth.open {
+		status["authentication"] = "OFF: anyone may invoke, upload and read metrics; for local development only"
+	}
 	if !synced {
 		status["status"] = "syncing"
 	}

@@ -34,7 +34,7 @@ func TestHostNetworkFallback(t *testing.T) {
 	if mode := job.TaskGroups[0].Networks[0].Mode; mode != "host" || job.Meta[nomadjob.MetaNetwork] != nomadjob.NetworkHost {
 		t.Errorf("the job has network mode %q and meta %q, want host", mode, job.Meta[nomadjob.MetaNetwork])
 	}
-	if view := gatewayView(t, gw.URL, "plain"); view["isolated_network"] != false {
+	if view := gatewayView(t, gw, "plain"); view["isolated_network"] != false {
 		t.Errorf("the function's status shows isolated_network %v, want false", view["isolated_network"])
 	}
 	log, _ := os.ReadFile(gw.LogPath)

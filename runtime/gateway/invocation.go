@@ -10,6 +10,7 @@ import (
 // invocation is one request to run a function as it passes down the chain
 // (chain.go), whichever way it came in.
 type invocation struct {
+	caller    *caller
 	function  string // as the caller named it
 	payload   []byte
 	tail      bool // the caller asked for the log tail
@@ -63,8 +64,8 @@ func (a *hostAnswer) functionFailed() bool {
 
 // run sends one invocation down the chain: the entry point for the HTTP
 // front ends, asynchronous retries and KV triggers alike.
-func (g *Gateway) run(ctx context.Context, function string, payload []byte, tail bool) *invocation {
-	inv := &invocation{function: function, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
+func (g *Gateway) run(ctx context.Context, c *caller, function string, payload []byte, tail bool) *invocation {
+	inv := &invocation{caller: c, function: function, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
 	g.chain(ctx, inv)
 	return inv
 }

@@ -19,13 +19,26 @@ var passedHeaders = []string{
 // accounting headers, the function's timeout is 504, other function errors
 // keep Lambda's 200 with X-Nimbus-Function-Error.
 func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
+	c, refused := g.auth.identify(r, nativeCredentials)
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
 	payload, release, bad := g.readEvent(w, r)
 	if bad != nil {
 		refuse(w, nativeDialect, bad)
 		return
 	}
 	defer release()
-	inv := g.run(r.Context(), r.PathValue("name"), payload, r.Header.Get(protocol.HeaderLogType) == "Tail")
+	if bad := c.verify(payload); bad != nil {
+		refuse(w, nativeDialect, bad)
+		return
+	}
+	g.writeNative(w, g.run(r.Context(), c, r.PathValue("name"), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
+}
+
+// writeNative answers an invocation in the native API's shape.
+func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
 	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.out.cold))
 	if inv.refused != nil {
 		refuse(w, nativeDialect, inv.refused)

@@ -342,7 +342,7 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 		if attempt > 0 {
 			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
 		}
-		inv := ts.g.run(ctx, def.Function, event, false)
+		inv := ts.g.run(ctx, internalCaller("KV trigger "+def.Name), def.Function, event, false)
 		switch {
 		case inv.refused != nil:
 			lastErr = inv.refused.errType + ": " + inv.refused.msg

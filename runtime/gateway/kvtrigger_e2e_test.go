@@ -230,7 +230,7 @@ func TestKVTriggerOnAnUngrantedPrefixSaysWhichRule(t *testing.T) {
 
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		problems, _ := gatewayView(t, gw.URL, "ungranted-target")["kv_trigger_problems"].(map[string]any)
+		problems, _ := gatewayView(t, gw, "ungranted-target")["kv_trigger_problems"].(map[string]any)
 		msg := fmt.Sprint(problems["ungranted"])
 		if strings.Contains(msg, `key_prefix "not-granted/" { policy = "read" }`) && strings.Contains(msg, "nimbus-gateway-triggers") {
 			t.Logf("reported: %s", msg)
@@ -261,7 +261,7 @@ func TestKVTriggerOnNimbusKeysDoesNotRun(t *testing.T) {
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		problems, _ := gatewayView(t, gw.URL, "loop-target")["kv_trigger_problems"].(map[string]any)
+		problems, _ := gatewayView(t, gw, "loop-target")["kv_trigger_problems"].(map[string]any)
 		if msg := fmt.Sprint(problems["loop"]); strings.Contains(msg, "covers Nimbus's own keys") {
 			t.Logf("reported: %s", msg)
 			break

@@ -14,12 +14,29 @@ import (
 // functions.
 func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	name := lambdaFunctionName(r.PathValue("name"))
+	c, refused := g.auth.identify(r, lambdaCredentials)
+	if refused != nil {
+		refuse(w, lambdaDialect, refused)
+		return
+	}
 	switch r.Header.Get("X-Amz-Invocation-Type") {
 	case "", "RequestResponse":
 	case "Event":
-		g.serveLambdaEvent(w, r, name)
+		g.serveLambdaEvent(w, r, c, name)
 		return
 	case "DryRun":
+		// A dry run proves the caller may invoke: the signature over the
+		// (empty or ignored) body included.
+		payload, release, bad := g.readPayload(w, r)
+		if bad != nil {
+			refuse(w, lambdaDialect, bad)
+			return
+		}
+		release()
+		if bad := cmpOr(c.verify(payload), c.mayInvoke(name)); bad != nil {
+			refuse(w, lambdaDialect, bad)
+			return
+		}
 		if _, ok := g.registry.Get(name); !ok {
 			refuse(w, lambdaDialect, functionNotFound(name))
 			return
@@ -37,7 +54,11 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	inv := g.run(r.Context(), name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
+	if bad := c.verify(payload); bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
+	inv := g.run(r.Context(), c, name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
 	if inv.refused != nil {
 		if inv.refused.status == http.StatusGatewayTimeout {
 			// Lambda reports a timeout as a function error.
@@ -83,6 +104,16 @@ func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byt
 	return payload, release, bad
 }
 
+// cmpOr is the first refusal of several checks.
+func cmpOr(refusals ...*apiError) *apiError {
+	for _, r := range refusals {
+		if r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
 func functionNotFound(name string) *apiError {
 	return &apiError{http.StatusNotFound, "ResourceNotFoundException", "Function not found: " + name}
 }
@@ -94,13 +125,22 @@ const asyncRetries = 2
 // serveLambdaEvent accepts an asynchronous invocation: 202 at once, then
 // the gateway invokes the function in the background, retrying twice with
 // backoff. At most maxAsync run at a time; beyond, the caller gets 429.
-func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name string) {
+func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name string) {
+	if bad := c.mayInvoke(name); bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
 	if _, ok := g.registry.Get(name); !ok {
 		refuse(w, lambdaDialect, functionNotFound(name))
 		return
 	}
 	payload, release, bad := g.readLambdaEvent(w, r)
 	if bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
+	if bad := c.verify(payload); bad != nil {
+		release()
 		refuse(w, lambdaDialect, bad)
 		return
 	}
@@ -118,7 +158,9 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, name 
 			if attempt > 0 {
 				time.Sleep(time.Duration(attempt) * time.Second)
 			}
-			inv := g.run(context.Background(), name, payload, false)
+			// Authorized when accepted; a key disabled since does not
+			// lose the event.
+			inv := g.run(context.Background(), internalCaller("event of "+c.name()), name, payload, false)
 			if inv.refused == nil && !inv.answer.functionFailed() {
 				return
 			}

@@ -25,7 +25,7 @@ func TestAWSSDKInvoke(t *testing.T) {
 	client := lambda.New(lambda.Options{
 		BaseEndpoint: aws.String(gw.URL),
 		Region:       "local",
-		Credentials:  aws.AnonymousCredentials{},
+		Credentials:  operatorCredentials(t, gw),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -86,7 +86,7 @@ func TestAWSSDKInvoke(t *testing.T) {
 
 func usageCount(t *testing.T, gw *testenv.Gateway, fn string) int64 {
 	t.Helper()
-	resp, err := http.Get(gw.URL + "/v1/usage")
+	resp, err := gw.Do(http.MethodGet, "/v1/usage", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func TestMaxInstancesStopsScaleUps(t *testing.T) {
 	if n := groupCount(t, env, "wide"); n != 1 {
 		t.Errorf("max_instances 1 but the function has %d instances", n)
 	}
-	resp, err := http.Get(gw.URL + "/v1/functions/wide")
+	resp, err := gw.Do(http.MethodGet, "/v1/functions/wide", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

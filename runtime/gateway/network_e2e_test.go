@@ -90,7 +90,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer exposed.Stop()
-	digest := uploadTo(t, exposed.URL, fx.goSource)
+	digest := uploadTo(t, env, exposed, fx.goSource)
 
 	// The neighbour's invoke endpoint, at its own address and through its
 	// mapped port, and its Runtime API.
@@ -115,10 +115,15 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 			_ = c.Close()
 		}
 	}
-	for _, url := range []string{exposed.URL + "/healthz", exposed.URL + "/v1/artifacts/sha256/" + digest, "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))} {
+	for _, url := range []string{exposed.URL + "/healthz", "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))} {
 		if status := httpStatus(t, url); status != http.StatusOK {
 			t.Fatalf("control: GET %s from the host answered %d", url, status)
 		}
+	}
+	if resp, err := exposed.Do(http.MethodGet, "/v1/artifacts/sha256/"+digest, nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("control: the operator cannot download the artifact from the host: %v %v", err, resp)
+	} else {
+		_ = resp.Body.Close()
 	}
 
 	// The attack, from inside the prober's instance.
@@ -136,7 +141,12 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		{"name": "allowed address", "url": "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))},
 		{"name": "function listener: artifact", "url": fnListener + "/v1/artifacts/sha256/" + digest},
 		{"name": "function listener: metrics", "url": fnListener + "/metrics"},
+		// A function calls another with its own credentials (here a
+		// bearer token it was given); without, it is refused like anyone.
 		{"name": "function listener: invoke the neighbour", "url": fnListener + "/2015-03-31/functions/neighbour/invocations",
+			"method": "POST", "body": map[string]string{"action": "echo", "value": "from the prober"},
+			"headers": map[string]string{"Authorization": "Bearer " + env.GatewayToken}},
+		{"name": "function listener: invoke the neighbour without credentials", "url": fnListener + "/2015-03-31/functions/neighbour/invocations",
 			"method": "POST", "body": map[string]string{"action": "echo", "value": "from the prober"}},
 	}
 	report := runProbe(t, gw, "prober", probe)
@@ -162,6 +172,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 	expectStatus(t, report, "function listener: artifact", http.StatusNotFound, "not served to functions")
 	expectStatus(t, report, "function listener: metrics", http.StatusNotFound, "not served to functions")
 	expectStatus(t, report, "function listener: invoke the neighbour", http.StatusOK, "from the prober")
+	expectStatus(t, report, "function listener: invoke the neighbour without credentials", http.StatusUnauthorized, "UnrecognizedClientException")
 
 	// No egress at all: not the allowed address, not the gateway.
 	sealed := runProbe(t, gw, "sealed", map[string]any{"timeout": 2, "http": []map[string]any{
@@ -355,21 +366,13 @@ func exposedPort(t *testing.T, env *testenv.Env) int {
 	}
 }
 
-func uploadTo(t *testing.T, base, dir string) string {
+func uploadTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, dir string) string {
 	t.Helper()
 	pkg, err := packaging.ZipDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, nomadjob.ArtifactURL(base, pkg.SHA256), strings.NewReader(string(pkg.Zip)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("upload to %s: %d", base, resp.StatusCode)
-	}
+	upload(t, env, gw, pkg)
 	return pkg.SHA256
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -77,9 +78,9 @@ func TestRogueRegistrationGetsNoTraffic(t *testing.T) {
 
 	// Once the gateway has seen both registrations, send it traffic.
 	deadline := time.Now().Add(20 * time.Second)
-	for gatewayView(t, gw.URL, fn)["instances"] != float64(3) {
+	for gatewayView(t, gw, fn)["instances"] != float64(3) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the gateway never saw the two registrations beside the real instance: %v", gatewayView(t, gw.URL, fn))
+			t.Fatalf("the gateway never saw the two registrations beside the real instance: %v", gatewayView(t, gw, fn))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -94,17 +95,17 @@ func TestRogueRegistrationGetsNoTraffic(t *testing.T) {
 	}
 	// Operators see the refusals.
 	want := fmt.Sprintf(`nimbus_refused_instances_total{function=%q} 2`, fn)
-	if m := metricsText(t, gw.URL); !strings.Contains(m, want) {
+	if m := metricsText(t, gw); !strings.Contains(m, want) {
 		t.Errorf("want %s in /metrics:\n%s", want, m)
 	}
-	if view := gatewayView(t, gw.URL, fn); view["ready_instances"] != float64(1) {
+	if view := gatewayView(t, gw, fn); view["ready_instances"] != float64(1) {
 		t.Errorf("the gateway counts %v ready instances; only the placed one is", view["ready_instances"])
 	}
 }
 
-func gatewayView(t *testing.T, url, fn string) map[string]any {
+func gatewayView(t *testing.T, gw *testenv.Gateway, fn string) map[string]any {
 	t.Helper()
-	resp, err := http.Get(url + "/v1/functions/" + fn)
+	resp, err := gw.Do(http.MethodGet, "/v1/functions/"+fn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,9 +117,9 @@ func gatewayView(t *testing.T, url, fn string) map[string]any {
 	return view
 }
 
-func metricsText(t *testing.T, url string) string {
+func metricsText(t *testing.T, gw *testenv.Gateway) string {
 	t.Helper()
-	resp, err := http.Get(url + "/metrics")
+	resp, err := gw.Do(http.MethodGet, "/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

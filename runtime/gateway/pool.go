@@ -28,6 +28,8 @@ type Health interface {
 type Jobs interface {
 	Scale(jobID, group string, count *int, message string, isError bool, meta map[string]interface{}, q *nomadapi.WriteOptions) (*nomadapi.JobRegisterResponse, *nomadapi.WriteMeta, error)
 	ScaleStatus(jobID string, q *nomadapi.QueryOptions) (*nomadapi.JobScaleStatusResponse, *nomadapi.QueryMeta, error)
+	// Info reads a job: a schedule's launch, to confirm a scheduled run.
+	Info(jobID string, q *nomadapi.QueryOptions) (*nomadapi.Job, *nomadapi.QueryMeta, error)
 }
 
 // ErrThrottled means the function is at its limit: every instance it may

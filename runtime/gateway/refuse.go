@@ -34,6 +34,9 @@ func refuse(w http.ResponseWriter, d dialect, e *apiError) {
 		// the request (forward.go): safe to retry.
 		w.Header().Set(protocol.HeaderNotStarted, "true")
 	}
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="nimbus", AWS4-HMAC-SHA256`)
+	}
 	if d == lambdaDialect {
 		w.Header().Set("X-Amzn-Errortype", e.errType)
 		writeJSON(w, e.status, map[string]string{"__type": e.errType, "message": e.msg, "Type": "User"})

@@ -38,8 +38,10 @@ type Registry struct {
 	fns     map[string]*Function
 	routes  []kvstore.Route
 	limits  map[string]kvstore.Limits
+	keys    map[string]*kvstore.AccessKey
 	synced  bool // functions read at least once
 	routed  bool // routes read at least once
+	keyed   bool // access keys read at least once
 	lastErr error
 	changed func(map[string]*Function)
 }
@@ -78,13 +80,22 @@ func (r *Registry) Artifacts() (digests map[string]bool, ok bool) {
 func (r *Registry) Status() (synced bool, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.synced && r.routed, r.lastErr
+	return r.synced && r.routed && r.keyed, r.lastErr
+}
+
+// AccessKey finds an access key by id; synced is false until the keys
+// have been read, when an absent key proves nothing.
+func (r *Registry) AccessKey(id string) (key *kvstore.AccessKey, found, synced bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	key, found = r.keys[id]
+	return key, found, r.keyed
 }
 
 // notSynced is the refusal while Status is not synced: 503, to retry.
 func (r *Registry) notSynced() *apiError {
 	_, err := r.Status()
-	msg := "the gateway has not read the functions and routes from Consul yet; retry shortly"
+	msg := "the gateway has not read the functions, routes and access keys from Consul yet; retry shortly"
 	if err != nil {
 		msg += " (Consul: " + err.Error() + ")"
 	}
@@ -104,6 +115,12 @@ func (r *Registry) Run(ctx context.Context) {
 		r.watchPrefix(ctx, kvstore.LimitsPrefix, r.applyLimits)
 	}()
 	defer func() { <-limitsDone }()
+	keysDone := make(chan struct{})
+	go func() {
+		defer close(keysDone)
+		r.watchPrefix(ctx, kvstore.AccessKeysPrefix, r.applyAccessKeys)
+	}()
+	defer func() { <-keysDone }()
 	r.watchPrefix(ctx, kvstore.FunctionsPrefix, r.applyFunctions)
 	<-done
 }
@@ -220,6 +237,23 @@ func (r *Registry) applyLimits(pairs consulapi.KVPairs) {
 	}
 	r.mu.Lock()
 	r.limits = limits
+	r.mu.Unlock()
+}
+
+// applyAccessKeys replaces the keys: a new, changed, disabled or deleted
+// key takes effect with the next request.
+func (r *Registry) applyAccessKeys(pairs consulapi.KVPairs) {
+	keys := map[string]*kvstore.AccessKey{}
+	for _, p := range pairs {
+		k, err := kvstore.DecodeAccessKey(p.Value)
+		if err != nil || k.ID == "" || p.Key != kvstore.AccessKeyKey(k.ID) {
+			r.log.Warn("ignoring a bad access key record", "key", p.Key, "err", err)
+			continue
+		}
+		keys[k.ID] = &k
+	}
+	r.mu.Lock()
+	r.keys, r.keyed = keys, true
 	r.mu.Unlock()
 }
 

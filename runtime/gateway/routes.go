@@ -34,18 +34,27 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)})
 		return
 	}
+	c, refused := g.routeCaller(r, route)
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
 	body, release, bad := g.readPayload(w, r)
 	if bad != nil {
 		refuse(w, nativeDialect, bad)
 		return
 	}
 	defer release()
+	if bad := c.verify(body); bad != nil {
+		refuse(w, nativeDialect, bad)
+		return
+	}
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
 	if err != nil {
 		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "ServiceException", err.Error()})
 		return
 	}
-	inv := g.run(r.Context(), route.Function, event, false)
+	inv := g.run(r.Context(), c, route.Function, event, false)
 	if inv.refused != nil {
 		refuse(w, nativeDialect, inv.refused)
 		return
@@ -65,6 +74,28 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, bad)
 	}
 }
+
+// routeCaller authenticates a route's caller as the route's authorization
+// wants: anyone (NONE), an access key's token (API_KEY) or a SigV4
+// signature for execute-api (AWS_IAM). The key must be allowed to invoke
+// the route's function.
+func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*caller, *apiError) {
+	var kinds credentialKinds
+	switch route.EffectiveAuthorization() {
+	case kvstore.RouteAuthNone:
+		return internalCaller("public route " + route.ID), nil
+	case kvstore.RouteAuthAPIKey:
+		kinds = credentialKinds{bearer: true, apiKeyHeader: true}
+	default:
+		kinds = credentialKinds{sigv4Services: routeServices}
+	}
+	return g.auth.identify(r, kinds)
+}
+
+// credentialHeaders carry a caller's credentials. A route with
+// authorization does not pass them to the function: a token would let
+// the function act as its caller.
+var credentialHeaders = map[string]bool{"authorization": true, "x-api-key": true}
 
 // matchRoute finds the most specific route for the request, or the methods
 // allowed on its path when only the method does not match.
@@ -123,6 +154,9 @@ func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[str
 					}
 				}
 			}
+			continue
+		}
+		if credentialHeaders[strings.ToLower(k)] && route.EffectiveAuthorization() != kvstore.RouteAuthNone {
 			continue
 		}
 		headers[strings.ToLower(k)] = strings.Join(v, ",")

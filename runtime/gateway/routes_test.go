@@ -302,3 +302,7 @@ func (quietJobs) Scale(string, string, *int, string, bool, map[string]interface{
 func (quietJobs) ScaleStatus(string, *nomadapi.QueryOptions) (*nomadapi.JobScaleStatusResponse, *nomadapi.QueryMeta, error) {
 	return &nomadapi.JobScaleStatusResponse{TaskGroups: map[string]nomadapi.TaskGroupScaleStatus{}}, &nomadapi.QueryMeta{}, nil
 }
+
+func (quietJobs) Info(string, *nomadapi.QueryOptions) (*nomadapi.Job, *nomadapi.QueryMeta, error) {
+	return nil, nil, errors.New("no Nomad here")
+}

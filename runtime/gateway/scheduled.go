@@ -38,9 +38,12 @@ type ScheduledRun struct {
 	Schedule   string
 	Payload    string // JSON, may be empty
 	// LaunchID identifies the launch (Nomad's child job id), so a retried
-	// delivery carries the same event id and handlers can deduplicate.
+	// delivery carries the same event id and handlers can deduplicate. It
+	// is also the run's credential: the gateway confirms it with Nomad.
 	LaunchID string
-	Launched time.Time
+	// Namespace is the launch's Nomad namespace.
+	Namespace string
+	Launched  time.Time
 }
 
 // Event builds the scheduled event.
@@ -84,15 +87,16 @@ func RetryNotStarted(ctx context.Context, resp *http.Response, err error) (bool,
 // what never started.
 var DeliveryPolicy = clients.RetryPolicy{MaxRetries: 8, WaitMin: time.Second, WaitMax: 15 * time.Second, DialTimeout: 5 * time.Second, CheckRetry: RetryNotStarted}
 
-// Deliver invokes the function through the gateway with client, built
-// with DeliveryPolicy (or a faster copy of it in tests).
+// Deliver asks the gateway to run the launch, with client, built with
+// DeliveryPolicy (or a faster copy of it in tests). The gateway reads the
+// event from the launch's job in Nomad.
 func (r ScheduledRun) Deliver(ctx context.Context, client *http.Client) error {
-	event, err := r.Event()
-	if err != nil {
+	if _, err := r.Event(); err != nil {
 		return err
 	}
-	url := strings.TrimRight(r.GatewayURL, "/") + "/v1/functions/" + r.Function + "/invoke"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(event))
+	body, _ := json.Marshal(scheduledRunRequest{Launch: r.LaunchID, Namespace: r.Namespace})
+	url := strings.TrimRight(r.GatewayURL, "/") + ScheduledRunPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -102,12 +106,12 @@ func (r ScheduledRun) Deliver(ctx context.Context, client *http.Client) error {
 		return fmt.Errorf("invoking %s through %s: %w", r.Function, r.GatewayURL, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("invoking %s: the gateway answered %s: %s", r.Function, resp.Status, body)
+		return fmt.Errorf("invoking %s: the gateway answered %s: %s", r.Function, resp.Status, answer)
 	}
 	if resp.Header.Get(protocol.HeaderFunctionError) != "" {
-		return fmt.Errorf("function %s failed: %s", r.Function, body)
+		return fmt.Errorf("function %s failed: %s", r.Function, answer)
 	}
 	return nil
 }

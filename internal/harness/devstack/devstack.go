@@ -5,8 +5,10 @@ package devstack
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
@@ -130,14 +133,20 @@ func (s Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.writeEnv("deployer.env", "the deployer's least-privilege tokens", creds.Deployer); err != nil {
+	keys, err := s.gatewayKeys()
+	if err != nil {
+		return err
+	}
+	// The deployer uploads with the operator's gateway key, which exists
+	// before any nimbus_access_key does.
+	if err := s.writeEnv("deployer.env", "the deployer's least-privilege tokens", creds.Deployer, keys.OperatorKey); err != nil {
 		return err
 	}
 	operator := principals.Credentials{NomadToken: tokens.NomadManagement, ConsulToken: tokens.ConsulManagement}
-	if err := s.writeEnv("operator.env", "the operator's management tokens (UI login, cluster set-up)", operator); err != nil {
+	if err := s.writeEnv("operator.env", "the operator's management tokens (UI login, cluster set-up)", operator, keys.OperatorKey); err != nil {
 		return err
 	}
-	if err := s.runGateway(ctx, pair.Nomad, creds.Gateway.ConsulToken); err != nil {
+	if err := s.runGateway(ctx, pair.Nomad, creds.Gateway.ConsulToken, keys); err != nil {
 		return err
 	}
 
@@ -191,9 +200,9 @@ func (s Stack) launch(name string, bin agents.Binary, args []string) (*agents.Pr
 
 // writeEnv writes a principal's credentials as a shell file to source,
 // readable by the owner only.
-func (s Stack) writeEnv(name, what string, c principals.Credentials) error {
-	body := fmt.Sprintf("# Nimbus local stack: %s.\nexport NOMAD_ADDR=http://127.0.0.1:%d CONSUL_HTTP_ADDR=http://127.0.0.1:%d NIMBUS_GATEWAY_URL=http://127.0.0.1:%d\nexport NOMAD_TOKEN=%s CONSUL_HTTP_TOKEN=%s\n", what,
-		NomadHTTP, ConsulHTTP, GatewayHTTP, c.NomadToken, c.ConsulToken)
+func (s Stack) writeEnv(name, what string, c principals.Credentials, gatewayToken string) error {
+	body := fmt.Sprintf("# Nimbus local stack: %s.\nexport NOMAD_ADDR=http://127.0.0.1:%d CONSUL_HTTP_ADDR=http://127.0.0.1:%d NIMBUS_GATEWAY_URL=http://127.0.0.1:%d\nexport NOMAD_TOKEN=%s CONSUL_HTTP_TOKEN=%s NIMBUS_GATEWAY_TOKEN=%s\n", what,
+		NomadHTTP, ConsulHTTP, GatewayHTTP, c.NomadToken, c.ConsulToken, gatewayToken)
 	return os.WriteFile(filepath.Join(s.Dir, name), []byte(body), 0o600)
 }
 
@@ -201,15 +210,43 @@ func (s Stack) writeEnv(name, what string, c principals.Credentials) error {
 // the whole platform shows in the Nomad UI, with its tokens the Nomad way
 // (internal/harness/gatewayjob). The binary's digest is job meta: a
 // rebuilt gateway is a new job version, which Nomad rolls out.
-func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string) error {
+func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string, keys gatewayKeys) error {
 	bin, err := os.ReadFile(filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway"))
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(bin)
 	fmt.Fprintf(s.Out, "dev: registering the gateway job, waiting until it serves on :%d\n", GatewayHTTP)
-	_, err = gatewayjob.Run(ctx, nomad, gatewayjob.Options{ConsulToken: consulToken, Meta: map[string]string{"nimbus.gateway_build": hex.EncodeToString(sum[:6])}})
+	_, err = gatewayjob.Run(ctx, nomad, gatewayjob.Options{ConsulToken: consulToken, OperatorKey: keys.OperatorKey, SigningKey: keys.SigningKey, Meta: map[string]string{"nimbus.gateway_build": hex.EncodeToString(sum[:6])}})
 	return err
+}
+
+// gatewayKeys are the gateway job's operator key and URL signing key.
+type gatewayKeys struct {
+	OperatorKey string `json:"operator_key"`
+	SigningKey  string `json:"signing_key"`
+}
+
+// gatewayKeys makes the gateway's keys once and keeps them with the
+// stack's state, so that a restarted stack accepts the same key and its
+// jobs' artifact URLs stay valid.
+func (s Stack) gatewayKeys() (gatewayKeys, error) {
+	path := filepath.Join(s.Dir, "data", "gateway-keys.json")
+	var keys gatewayKeys
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &keys) == nil && keys.OperatorKey != "" && keys.SigningKey != "" {
+		return keys, nil
+	}
+	id, secret, err := accesskey.New()
+	if err != nil {
+		return keys, err
+	}
+	signing := make([]byte, 32)
+	if _, err := rand.Read(signing); err != nil {
+		return keys, err
+	}
+	keys = gatewayKeys{OperatorKey: accesskey.Token(id, secret), SigningKey: hex.EncodeToString(signing)}
+	b, _ := json.Marshal(keys)
+	return keys, os.WriteFile(path, b, 0o600)
 }
 
 // Down stops the agents named by the PID files, purging Nomad's jobs first

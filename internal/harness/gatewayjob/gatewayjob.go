@@ -35,6 +35,9 @@ type Options struct {
 	Meta map[string]string
 	// FunctionListen replaces the function listener's address when set.
 	FunctionListen string
+	// OperatorKey (a bearer token) and SigningKey go into the job's
+	// variable beside the Consul token (operator_key, signing_key).
+	OperatorKey, SigningKey string
 }
 
 // Run registers the gateway job and waits until it serves; it returns the
@@ -44,7 +47,9 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 		if err := principals.AttachGatewayToJob(ctx, nomad, "default", ID); err != nil {
 			return "", err
 		}
-		v := &nomadapi.Variable{Path: "nomad/jobs/" + ID, Items: nomadapi.VariableItems{"consul_token": opts.ConsulToken}}
+		v := &nomadapi.Variable{Path: "nomad/jobs/" + ID, Items: nomadapi.VariableItems{
+			"consul_token": opts.ConsulToken, "operator_key": opts.OperatorKey, "signing_key": opts.SigningKey,
+		}}
 		if _, _, err := nomad.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
 			return "", fmt.Errorf("storing the gateway's Consul token in Nomad variable %s: %w", v.Path, err)
 		}
@@ -82,8 +87,11 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 		}
 	}
 	if opts.ConsulToken == "" {
-		// Without ACLs there is no token to render.
+		// Without ACLs no job identity reads variables: the keys go into
+		// the environment.
 		task.Templates = nil
+		task.Env["NIMBUS_GATEWAY_OPERATOR_KEY"] = opts.OperatorKey
+		task.Env["NIMBUS_GATEWAY_SIGNING_KEY"] = opts.SigningKey
 	}
 	for k, v := range opts.Meta {
 		job.Meta[k] = v

@@ -3,6 +3,7 @@ package testenv
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -105,7 +106,7 @@ func (g *Gateway) start() error {
 	g.cmd = exec.Command(g.bin, args...)
 	// The gateway runs as its own principal, with the shipped policies.
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
-		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken)
+		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken, "NIMBUS_GATEWAY_OPERATOR_KEY="+e.GatewayToken)
 	g.cmd.Env = append(g.cmd.Env, g.extraEnv...)
 	logFile, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -144,6 +145,29 @@ func listeningURL(logPath, url string) string {
 		}
 	}
 	return url
+}
+
+// Token is the operator key the gateway accepts (Env.GatewayToken).
+func (g *Gateway) Token() string { return g.env.GatewayToken }
+
+// Request is an HTTP request to the gateway with the operator's key, as
+// an operator (or the provider) sends it.
+func (g *Gateway) Request(method, path string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequest(method, g.URL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.env.GatewayToken)
+	return req, nil
+}
+
+// Do sends a request made with Request.
+func (g *Gateway) Do(method, path string, body io.Reader) (*http.Response, error) {
+	req, err := g.Request(method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
 }
 
 // Signal sends sig to the gateway.

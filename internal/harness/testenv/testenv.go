@@ -33,6 +33,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
@@ -88,6 +89,10 @@ type Env struct {
 	// listener (host:port on the public network's bridge), which the
 	// shared gateway serves; the client's nimbus.gateway_url names it.
 	FunctionGateway string
+	// GatewayToken is the operator key (a bearer token) of the gateways
+	// the environment starts: every right. Tests that are not about
+	// authorization call the gateway with it, as the operator would.
+	GatewayToken string
 	// Leftovers lists what the allocations left on the host after Stop:
 	// namespaces, interfaces, port mappings, leases. A test package fails
 	// when it is not empty.
@@ -128,6 +133,11 @@ func Start(opts Options) (env *Env, err error) {
 		return nil, err
 	}
 	env = &Env{ID: id, Dir: dir}
+	keyID, secret, err := accesskey.New()
+	if err != nil {
+		return env, err
+	}
+	env.GatewayToken = accesskey.Token(keyID, secret)
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, env.logTails(40))

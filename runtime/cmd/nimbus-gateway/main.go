@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
@@ -27,6 +29,16 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "invoke" {
 		os.Exit(invokeScheduled())
 	}
+	if len(os.Args) > 1 && os.Args[1] == "keygen" {
+		// A new operator key, for NIMBUS_GATEWAY_OPERATOR_KEY.
+		id, secret, err := accesskey.New()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println(accesskey.Token(id, secret))
+		return
+	}
 	listen := flag.String("listen", envOr("NIMBUS_GATEWAY_LISTEN", "127.0.0.1:8080"), "address to serve on")
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
 	functionListen := flag.String("function-listen", os.Getenv("NIMBUS_GATEWAY_FUNCTION_LISTEN"),
@@ -35,12 +47,19 @@ func main() {
 	bodyTimeout := flag.Duration("body-timeout", gateway.DefaultBodyTimeout, "how long a client may take to send a request body")
 	storeQuota := flag.Int("store-quota-mb", gateway.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
 	artifactGrace := flag.Duration("artifact-grace", gateway.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
+	authMode := flag.String("auth", envOr("NIMBUS_GATEWAY_AUTH", "on"), "\"on\": every caller needs an access key (SigV4 or bearer token); \"off\": anyone may do anything, for local development only")
+	urlTTL := flag.Duration("artifact-url-ttl", gateway.DefaultArtifactURLTTL, "how long the signed artifact URLs in function jobs stay valid (every apply of a function renews its URL)")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout}
-	store := gateway.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace}
+	auth, err := authOptions(*authMode, *dataDir, logger)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
+		os.Exit(2)
+	}
+	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout, Auth: auth}
+	store := gateway.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace, URLTTL: *urlTTL}
 	if err := run(*listen, *functionListen, *dataDir, *drain, limits, store, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
@@ -53,6 +72,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
 	}
 	store.Limits = storeLimits
+	store.URLs = &gateway.URLSigner{Key: limits.Auth.SigningKey, TTL: cmp.Or(storeLimits.URLTTL, gateway.DefaultArtifactURLTTL)}
 	// Nomad and Consul are found the way their CLIs find them.
 	nomadCfg, err := clients.NomadConfig{}.Resolve(os.Getenv)
 	if err != nil {
@@ -73,7 +93,8 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 		return err
 	}
 	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address,
-		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout})
+		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth})
+	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go gw.Run(runCtx)
@@ -135,6 +156,36 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	return nil
 }
 
+// authOptions reads who may call the gateway: the mode, the operator's
+// key (NIMBUS_GATEWAY_OPERATOR_KEY, a bearer token) and the key that signs
+// artifact URLs (NIMBUS_GATEWAY_SIGNING_KEY, or one the gateway makes and
+// keeps in its data directory).
+func authOptions(mode, dataDir string, logger *slog.Logger) (gateway.AuthOptions, error) {
+	var opts gateway.AuthOptions
+	switch mode {
+	case "on":
+	case "off":
+		opts.Open = true
+	default:
+		return opts, fmt.Errorf("-auth is %q: use \"on\" (the default) or \"off\" (local development only)", mode)
+	}
+	if token := os.Getenv("NIMBUS_GATEWAY_OPERATOR_KEY"); token != "" {
+		key, err := gateway.OperatorKey(token)
+		if err != nil {
+			return opts, fmt.Errorf("NIMBUS_GATEWAY_OPERATOR_KEY: %w", err)
+		}
+		opts.Operator = key
+	} else if !opts.Open {
+		logger.Warn("no operator key (NIMBUS_GATEWAY_OPERATOR_KEY): only nimbus_access_key keys are accepted, so the provider needs one with upload_artifacts as its gateway_token")
+	}
+	key, err := gateway.SigningKey(os.Getenv("NIMBUS_GATEWAY_SIGNING_KEY"), dataDir)
+	if err != nil {
+		return opts, err
+	}
+	opts.SigningKey = key
+	return opts, nil
+}
+
 // listenFreebind listens on addr even before the address exists: the CNI
 // bridge plugin gives the bridge its address when the first instance
 // joins, which may be after the gateway starts.
@@ -169,6 +220,7 @@ func invokeScheduled() int {
 		Schedule:   os.Getenv(protocol.EnvScheduleName),
 		Payload:    os.Getenv(protocol.EnvSchedulePayload),
 		LaunchID:   os.Getenv("NOMAD_JOB_ID"),
+		Namespace:  os.Getenv("NOMAD_NAMESPACE"),
 		Launched:   gateway.LaunchTime(os.Getenv("NOMAD_JOB_ID")),
 	}
 	if run.GatewayURL == "" || run.Function == "" {

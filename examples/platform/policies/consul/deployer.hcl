@@ -17,6 +17,12 @@ key_prefix "nimbus/limits/" {
   policy = "write"
 }
 
+# Access keys (nimbus_access_key), with their secrets: keep this token
+# as safe as the keys it can make.
+key_prefix "nimbus/access-keys/" {
+  policy = "write"
+}
+
 # KV trigger definitions (nimbus_kv_trigger). Their locks and dead
 # letters belong to the gateway.
 key_prefix "nimbus/triggers/" {

@@ -20,6 +20,12 @@ key_prefix "nimbus/triggers/" {
   policy = "read"
 }
 
+# Access keys (nimbus_access_key): the gateway verifies callers' SigV4
+# signatures and tokens with their secrets. No other principal reads them.
+key_prefix "nimbus/access-keys/" {
+  policy = "read"
+}
+
 # Write only the gateway's own records: KV triggers' progress, the locks
 # that let one gateway deliver each trigger, and dead letters.
 key_prefix "nimbus/trigger-state/" {

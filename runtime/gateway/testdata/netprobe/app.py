@@ -27,9 +27,9 @@ def connect(host, port, timeout):
         s.close()
 
 
-def http_call(url, method, body, timeout):
+def http_call(url, method, body, timeout, headers):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return {"status": resp.status, "body": resp.read(2048).decode(errors="replace")}
@@ -54,5 +54,5 @@ def handler(event, context):
     for t in event.get("connect", []):
         results[t["name"]] = connect(t["host"], int(t["port"]), timeout)
     for t in event.get("http", []):
-        results[t["name"]] = http_call(t["url"], t.get("method", "GET"), t.get("body"), timeout)
+        results[t["name"]] = http_call(t["url"], t.get("method", "GET"), t.get("body"), timeout, t.get("headers", {}))
     return {"results": results, "lambda_endpoint": os.environ.get("AWS_ENDPOINT_URL_LAMBDA", "")}

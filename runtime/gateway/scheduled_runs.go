@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+)
+
+// ScheduledRunPath is where a schedule's launch delivers its run.
+const ScheduledRunPath = "/v1/scheduled-runs"
+
+// scheduledRunRequest names the launch that delivers: Nomad's periodic
+// child job.
+type scheduledRunRequest struct {
+	Launch    string `json:"launch"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// launches remembers the launches delivered, so each runs its function
+// once however often it is presented.
+type launches struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// claim marks a launch delivered; false when it was already.
+func (l *launches) claim(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]time.Time{}
+	}
+	if _, ok := l.seen[id]; ok {
+		return false
+	}
+	now := time.Now()
+	for k, t := range l.seen {
+		if now.Sub(t) > 24*time.Hour {
+			delete(l.seen, k)
+		}
+	}
+	l.seen[id] = now
+	return true
+}
+
+// unclaim forgets a launch whose run never started, so its retry runs.
+func (l *launches) unclaim(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.seen, id)
+}
+
+// serveScheduledRun runs a schedule's launch. A launch holds no key: the
+// launch itself is the credential. Nomad must know it as a running child
+// of a Nimbus schedule's periodic job, and the event (function, payload)
+// comes from that job, not from the request: whoever presents a launch can
+// at most deliver, once, the run Nomad started anyway.
+func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
+	var req scheduledRunRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Launch == "" {
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, `the body must be {"launch": "<periodic child job id>"}`})
+		return
+	}
+	run, refused := g.scheduledLaunch(r.Context(), req)
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	event, err := run.Event()
+	if err != nil {
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, err.Error()})
+		return
+	}
+	if !g.launches.claim(req.Namespace + "/" + req.Launch) {
+		refuse(w, nativeDialect, &apiError{http.StatusConflict, "AlreadyDelivered", "launch " + req.Launch + " was delivered already; each launch runs its function once"})
+		return
+	}
+	inv := g.run(r.Context(), internalCaller("schedule "+run.Schedule), run.Function, event, false)
+	if inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable) {
+		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
+	}
+	g.writeNative(w, inv)
+}
+
+// scheduledLaunch confirms a launch with Nomad and reads its run.
+func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *apiError) {
+	callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+	defer cancel()
+	job, _, err := g.jobs.Info(req.Launch, (&nomadapi.QueryOptions{Namespace: req.Namespace}).WithContext(callCtx))
+	if err != nil {
+		if strings.Contains(err.Error(), "404") {
+			return ScheduledRun{}, accessDenied("Nomad knows no launch " + req.Launch + ": only a schedule's running launch may deliver its run")
+		}
+		return ScheduledRun{}, &apiError{http.StatusServiceUnavailable, "ServiceException",
+			fmt.Sprintf("cannot confirm the launch with Nomad at %s: %v; retry later", g.nomadAddress, err)}
+	}
+	parent := deref(job.ParentID)
+	if !strings.HasPrefix(parent, nomadjob.SchedulePrefix) || !strings.HasPrefix(deref(job.ID), parent+"/periodic-") ||
+		len(job.TaskGroups) != 1 || len(job.TaskGroups[0].Tasks) != 1 {
+		return ScheduledRun{}, accessDenied(req.Launch + " is not a launch of a Nimbus schedule")
+	}
+	if status := deref(job.Status); status == "dead" {
+		return ScheduledRun{}, accessDenied("launch " + req.Launch + " has ended; a launch delivers only while it runs")
+	}
+	env := job.TaskGroups[0].Tasks[0].Env
+	return ScheduledRun{
+		Function: env[protocol.EnvScheduleFunction], Schedule: env[protocol.EnvScheduleName],
+		Payload: env[protocol.EnvSchedulePayload], LaunchID: req.Launch, Launched: LaunchTime(req.Launch),
+	}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
