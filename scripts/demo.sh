@@ -35,25 +35,37 @@ step "What happened"
 "$tofu" -chdir="$demo" output -json cluster | go run ./scripts/internal/printjson
 "$tofu" -chdir="$demo" output -json functions | go run ./scripts/internal/printjson
 
-step "Invoking each function through the gateway: cold from zero, then warm"
+# The quickstart's access key: the demo calls the gateway as its holder.
+token=$("$tofu" -chdir="$demo" output -raw demo_token)
+key_id=$("$tofu" -chdir="$demo" output -raw demo_key_id)
+key_secret=$("$tofu" -chdir="$demo" output -raw demo_key_secret)
+export NIMBUS_INVOKE_TOKEN=$token
+
+step "Invoking each function through the gateway with the demo key: cold from zero, then warm"
 go build -o .nimbus/bin/invoke ./scripts/internal/invoke
 for fn in hello-go hello-python hello-node; do
   .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"demo"}'
   .nimbus/bin/invoke "$NIMBUS_GATEWAY_URL" "$fn" '{"name":"again"}'
 done
-step "Calling each function's HTTP route"
-for url in $("$tofu" -chdir="$demo" output -json routes | tr -d '[]"' | tr ',' ' '); do
-  printf '  GET %-40s → %s\n' "$url" "$(curl -s "$url?name=route")"
+printf '  without a key: %s\n' "$(curl -s -X POST -d '{}' "$NIMBUS_GATEWAY_URL/v1/functions/hello-go/invoke")"
+
+step "Calling each function's HTTP route, as its authorization wants"
+for url in $("$tofu" -chdir="$demo" output -json routes | tr -d '{}' | tr ',' '\n' | cut -d'"' -f2); do
+  case "$url" in
+    */go) printf '  GET %-40s (NONE)    → %s\n' "$url" "$(curl -s "$url?name=route")" ;;
+    */python) printf '  GET %-40s (API_KEY) → %s\n' "$url" "$(curl -s -H "x-api-key: $token" "$url?name=route")" ;;
+    *) printf '  GET %-40s (AWS_IAM) → %s\n' "$url" "$(curl -s --aws-sigv4 "aws:amz:local:execute-api" --user "$key_id:$key_secret" "$url")" ;;
+  esac
 done
 
 step "Writing a key under demo/orders/ in Consul KV (the trigger invokes hello-node)"
-before=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
+before=$(curl -s -H "Authorization: Bearer $token" "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
 # The deployer may not write application data; the operator's token can.
 operator_consul_token=$(. .nimbus/operator.env && echo "$CONSUL_HTTP_TOKEN")
 operator_nomad_token=$(. .nimbus/operator.env && echo "$NOMAD_TOKEN")
 curl -s -X PUT -H "X-Consul-Token: $operator_consul_token" -d '{"item":"coffee"}' "$CONSUL_HTTP_ADDR/v1/kv/demo/orders/$(date +%s)" >/dev/null
 for _ in $(seq 1 50); do
-  now=$(curl -s "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
+  now=$(curl -s -H "Authorization: Bearer $token" "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
   [ "${now:-0}" -gt "${before:-0}" ] && break
   sleep 0.2
 done
@@ -72,6 +84,9 @@ each function's idle_timeout it scales them back to zero. See the jobs, their
 scale events and their START/END/REPORT log lines in the Nomad UI.
 
   Gateway:    $NIMBUS_GATEWAY_URL  (GET /v1/usage, GET /metrics)
+              every caller needs a key: the demo key's token is
+              tofu -chdir=.nimbus/demo output -raw demo_token
+              (curl -H "Authorization: Bearer <token>" ...)
 
   Nomad UI:   http://127.0.0.1:4646/ui/   (ACL Tokens → Secret ID: $operator_nomad_token)
   Consul UI:  http://127.0.0.1:8500/ui/   (Log in → token: $operator_consul_token)
@@ -79,7 +94,10 @@ scale events and their START/END/REPORT log lines in the Nomad UI.
 ACLs are on, Consul with default deny. The quickstart was applied with
 the deployer's least-privilege tokens (source .nimbus/deployer.env); the
 gateway job uses its workload identity and a Consul token from a Nomad
-variable. The policies are in examples/platform/policies.
+variable. The policies are in examples/platform/policies. The gateway
+authenticates every caller (SigV4 or a bearer token of a nimbus_access_key);
+the provider uploaded code with the operator key (NIMBUS_GATEWAY_TOKEN in
+.nimbus/deployer.env), and Nomad fetched it through signed, expiring URLs.
 
 Stop the stack with: make dev-down
 MSG

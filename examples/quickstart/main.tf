@@ -1,6 +1,6 @@
 # Nimbus quickstart. `make demo` applies this against the local stack that
-# `make dev` starts; the provider reads NOMAD_ADDR, CONSUL_HTTP_ADDR and
-# NIMBUS_GATEWAY_URL.
+# `make dev` starts; the provider reads NOMAD_ADDR, CONSUL_HTTP_ADDR,
+# NIMBUS_GATEWAY_URL and NIMBUS_GATEWAY_TOKEN (its key for uploading code).
 terraform {
   required_providers {
     nimbus = {
@@ -48,15 +48,27 @@ resource "nimbus_function" "hello_node" {
   idle_timeout = "2m"
 }
 
-# An HTTP route for each function, served by the gateway.
+# A key for the demo's callers: it may invoke the hello functions and read
+# metrics and usage. Use its id and secret as AWS credentials (SigV4), or
+# its bearer_token.
+resource "nimbus_access_key" "demo" {
+  description     = "quickstart caller"
+  invoke          = ["hello-*"]
+  read_operations = true
+}
+
+# An HTTP route for each function, served by the gateway, one of each
+# authorization: public, with the key's token, and signed (the default).
 resource "nimbus_http_route" "hello_go" {
-  function = nimbus_function.hello_go.name
-  path     = "/hello/go"
+  function      = nimbus_function.hello_go.name
+  path          = "/hello/go"
+  authorization = "NONE"
 }
 
 resource "nimbus_http_route" "hello_python" {
-  function = nimbus_function.hello_python.name
-  path     = "/hello/python"
+  function      = nimbus_function.hello_python.name
+  path          = "/hello/python"
+  authorization = "API_KEY"
 }
 
 resource "nimbus_http_route" "hello_node" {
@@ -90,7 +102,21 @@ output "cluster" {
 }
 
 output "routes" {
-  value = [for r in [nimbus_http_route.hello_go, nimbus_http_route.hello_python, nimbus_http_route.hello_node] : r.url]
+  value = { for r in [nimbus_http_route.hello_go, nimbus_http_route.hello_python, nimbus_http_route.hello_node] : r.url => r.authorization }
+}
+
+output "demo_key_id" {
+  value = nimbus_access_key.demo.id
+}
+
+output "demo_key_secret" {
+  value     = nimbus_access_key.demo.secret
+  sensitive = true
+}
+
+output "demo_token" {
+  value     = nimbus_access_key.demo.bearer_token
+  sensitive = true
 }
 
 output "functions" {

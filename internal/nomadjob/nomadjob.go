@@ -256,6 +256,8 @@ func env(f model.Function, opts Options) map[string]string {
 	// Where the function reaches the gateway, as the client's operator
 	// set it; nimbus-host hands it to the handler.
 	e[protocol.EnvGatewayForFunctions] = "${meta." + protocol.NodeMetaGatewayURL + "}"
+	// The host's key, which only the gateway reads (through Nomad).
+	e[protocol.EnvInstanceKeyFile] = "${NOMAD_TASK_DIR}/" + protocol.InstanceKeyFile
 	e[protocol.EnvFunctionName] = f.Name
 	e[protocol.EnvRuntime] = f.Runtime
 	e[protocol.EnvHandler] = f.Handler

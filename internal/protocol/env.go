@@ -17,8 +17,12 @@ const (
 	EnvPython             = "NIMBUS_PYTHON"
 	EnvNode               = "NIMBUS_NODE"
 	EnvListen             = "NIMBUS_LISTEN"
-	EnvTaskRoot           = "NIMBUS_TASK_ROOT"
-	EnvRegion             = "NIMBUS_REGION"
+	// EnvInstanceKeyFile is where the host writes its instance key
+	// (InstanceKeyFile in the task's local directory); unset, the host
+	// takes invocations from anyone who reaches it.
+	EnvInstanceKeyFile = "NIMBUS_INSTANCE_KEY_FILE"
+	EnvTaskRoot        = "NIMBUS_TASK_ROOT"
+	EnvRegion          = "NIMBUS_REGION"
 	// EnvGatewayForFunctions is the gateway's function listener as the
 	// client's node meta NodeMetaGatewayURL gives it (unresolved when the
 	// client sets none). nimbus-host passes it to the handler as

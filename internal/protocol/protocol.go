@@ -23,7 +23,16 @@ const (
 	HeaderClientContext  = "X-Nimbus-Client-Context"
 	HeaderIdentity       = "X-Nimbus-Cognito-Identity"
 	HeaderLogType        = "X-Nimbus-Log-Type" // "Tail" asks for X-Nimbus-Log-Result
+	// HeaderInstanceKey carries the instance's key, which the host made at
+	// start and only the gateway can read (InstanceKeyFile): an instance
+	// runs invocations from the gateway only.
+	HeaderInstanceKey = "X-Nimbus-Instance-Key"
 )
+
+// InstanceKeyFile is the file in the task's local directory where the
+// host keeps its instance key; the gateway reads it through Nomad's
+// allocation file system API.
+const InstanceKeyFile = "nimbus-instance-key"
 
 // Response headers the host sets on every /invoke answer.
 const (
@@ -60,6 +69,7 @@ const (
 	ErrResponseTooLarge    = "Function.ResponseSizeTooLarge"
 	ErrRequestTooLarge     = "RequestEntityTooLargeException"
 	ErrTypeBusy            = "Host.Busy"
+	ErrTypeUnauthorized    = "Host.Unauthorized"
 	ErrShuttingDown        = "Host.ShuttingDown"
 	ErrInvalidRequest      = "InvalidRequestContentException"
 	ErrHandlerUnreachable  = "Runtime.HandlerUnreachable"

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +24,10 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
@@ -330,6 +334,43 @@ func TestArtifactsNeedAKeyOrASignedURL(t *testing.T) {
 	}
 	if status, got := call(t, http.MethodPost, gw.URL+path+"/url", nil, map[string]string{"Authorization": invoker.bearer()}); status != http.StatusForbidden {
 		t.Errorf("a URL signed for a key without upload_artifacts: %d %v", status, got)
+	}
+}
+
+// An instance runs invocations from the gateway only: a caller that
+// reaches its address directly, as anyone on the cluster network can, is
+// refused without the key its host made at start, which the gateway reads
+// through Nomad and nobody else can.
+func TestOnlyTheGatewayInvokesAnInstance(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "keyed", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 5 * time.Second})
+	entry := testkit.WaitInstances(context.Background(), t, env.Consul, nomadjob.ServiceName("keyed"), 1)
+	if a := invoke(t, gw, "keyed", `{"action":"echo","value":"through the gateway"}`); a.status != http.StatusOK {
+		t.Fatalf("through the gateway: %d %s", a.status, a.raw)
+	}
+	direct := "http://" + net.JoinHostPort(entry.Service.Address, strconv.Itoa(entry.Service.Port)) + "/invoke"
+	if status, _ := call(t, http.MethodGet, strings.TrimSuffix(direct, "/invoke")+"/healthz", nil, nil); status != http.StatusOK {
+		t.Fatalf("control: the instance's /healthz at %s answered %d, so the refusals below prove nothing", direct, status)
+	}
+	for name, header := range map[string]map[string]string{
+		"no key":               nil,
+		"a made-up key":        {"X-Nimbus-Instance-Key": strings.Repeat("0", 64)},
+		"the operator's token": {"X-Nimbus-Instance-Key": gw.Token(), "Authorization": "Bearer " + gw.Token()},
+	} {
+		status, got := call(t, http.MethodPost, direct, []byte(`{"action":"echo","value":"direct"}`), header)
+		if status != http.StatusUnauthorized || got["errorType"] != "Host.Unauthorized" {
+			t.Errorf("a direct call with %s: %d %v; want 401 Host.Unauthorized", name, status, got)
+		}
+	}
+	if a := invoke(t, gw, "keyed", `{"action":"echo","value":"still"}`); a.status != http.StatusOK || a.body["echo"] != "still" {
+		t.Errorf("the gateway after the direct calls: %d %s", a.status, a.raw)
+	}
+	job, _, err := env.Nomad.Jobs().Info(nomadjob.JobID("keyed"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := job.TaskGroups[0].Tasks[0].Env; env["NIMBUS_INSTANCE_KEY_FILE"] == "" {
+		t.Errorf("the function's job does not have its host make an instance key: %v", env)
 	}
 }
 

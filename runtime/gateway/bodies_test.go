@@ -46,9 +46,10 @@ func answerOf(t *testing.T, conn net.Conn, wait time.Duration) (status int, head
 // the budget, a new body is refused at once with 503 and Retry-After,
 // before it is read; when they are done, it is accepted again.
 func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyBudget: 8 << 20, BodyTimeout: time.Minute})
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: AuthOptions{Open: true}})
 	g.registry.applyRoutes(nil)
 	g.registry.applyFunctions(nil)
+	g.registry.applyAccessKeys(nil)
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 
@@ -77,9 +78,10 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 // A client that sends its body slowly is cut off after the body timeout
 // with a 400, rather than holding its connection for ever.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: 300 * time.Millisecond})
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: 300 * time.Millisecond, Auth: AuthOptions{Open: true}})
 	g.registry.applyRoutes(nil)
 	g.registry.applyFunctions(nil)
+	g.registry.applyAccessKeys(nil)
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
@@ -89,5 +91,26 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	}
 	if status != http.StatusBadRequest {
 		t.Errorf("a slow body answered %d, want 400", status)
+	}
+}
+
+// A caller refused before its body is read cannot keep the connection by
+// never sending the body: the gateway answers and closes it within
+// moments, as it does for a slow body.
+func TestRefusedCallerCannotHoldItsConnection(t *testing.T) {
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: time.Minute})
+	g.registry.applyRoutes(nil)
+	g.registry.applyFunctions(nil)
+	g.registry.applyAccessKeys(nil)
+	srv := httptest.NewServer(g.Handler())
+	defer srv.Close()
+	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
+	status, _, err := answerOf(t, conn, 5*time.Second)
+	if err != nil || status != http.StatusUnauthorized {
+		t.Fatalf("a caller without credentials: %d %v; want 401 at once", status, err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the refused caller's connection stayed open (%v); the gateway must close it", err)
 	}
 }

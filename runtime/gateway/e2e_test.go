@@ -383,7 +383,8 @@ func TestCallerWhoLeavesDoesNotStrandTheInstance(t *testing.T) {
 		t.Fatalf("warm-up: %d %s", a.status, a.raw)
 	}
 	impatient := &http.Client{Timeout: 300 * time.Millisecond}
-	if resp, err := impatient.Post(gw.URL+"/v1/functions/steady/invoke", "application/json", strings.NewReader(`{"action":"sleep","n":2000}`)); err == nil {
+	req, _ := gw.Request(http.MethodPost, "/v1/functions/steady/invoke", strings.NewReader(`{"action":"sleep","n":2000}`))
+	if resp, err := impatient.Do(req); err == nil {
 		_ = resp.Body.Close()
 		t.Fatalf("the impatient caller got an answer (%s) before giving up", resp.Status)
 	}

@@ -112,6 +112,9 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 	if inv.tail {
 		req.Header.Set(protocol.HeaderLogType, "Tail")
 	}
+	if inst.key != "" {
+		req.Header.Set(protocol.HeaderInstanceKey, inst.key)
+	}
 	resp, err := g.client.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
@@ -130,6 +133,10 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et)}
 	case resp.StatusCode == http.StatusTooManyRequests && et == protocol.ErrTypeBusy:
 		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et), busy: true}
+	case resp.StatusCode == http.StatusUnauthorized && et == protocol.ErrTypeUnauthorized:
+		// Not the instance the gateway read the key of (a new allocation at
+		// the same address): never started; forget it.
+		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et)}
 	}
 	return &hostAnswer{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }

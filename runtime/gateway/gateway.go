@@ -21,6 +21,7 @@ type Gateway struct {
 	health    Health
 	jobs      Jobs
 	allocs    Allocations
+	files     AllocFiles
 	metrics   *metrics
 	usage     *usage
 	client    *http.Client
@@ -47,7 +48,10 @@ type Options struct {
 	// Allocations confirms that an instance registered in Consul is one
 	// Nomad placed for the function.
 	Allocations Allocations
-	Logger      *slog.Logger
+	// AllocFiles reads the instances' keys; nil (tests without Nomad)
+	// sends invocations without keys.
+	AllocFiles AllocFiles
+	Logger     *slog.Logger
 	// Consul runs KV triggers (they need session locks); nil disables them.
 	Consul *consulapi.Client
 	// NomadAddress names Nomad in the answers and logs about it.
@@ -68,6 +72,7 @@ func New(opts Options) *Gateway {
 		health:  opts.Health,
 		jobs:    opts.Jobs,
 		allocs:  opts.Allocations,
+		files:   opts.AllocFiles,
 		metrics: newMetrics(),
 		usage:   newUsage(),
 		client: &http.Client{Transport: &http.Transport{

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/gatewayjob"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
@@ -29,6 +28,7 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 	defer cancel()
 	url, err := gatewayjob.Run(ctx, env.Nomad, gatewayjob.Options{
 		ConsulToken: env.Principals.Gateway.ConsulToken, Port: env.GatewayPort(),
+		OperatorKey: env.GatewayToken, SigningKey: strings.Repeat("s", 64),
 		NomadAddr: env.NomadAddr, ConsulAddr: env.ConsulAddr,
 		// The shared gateway serves the environment's function listener.
 		FunctionListen: net.JoinHostPort(env.Network.Public.Gateway().String(), strconv.Itoa(exposedPort(t, env))),
@@ -43,17 +43,20 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(job)
-	if strings.Contains(string(spec), env.Principals.Gateway.ConsulToken) || strings.Contains(string(spec), env.Principals.Gateway.NomadToken) {
-		t.Error("the gateway job's spec holds a token")
+	for _, secret := range []string{env.Principals.Gateway.ConsulToken, env.Principals.Gateway.NomadToken, env.GatewayToken, strings.Repeat("s", 64)} {
+		if strings.Contains(string(spec), secret) {
+			t.Error("the gateway job's spec holds a token or key")
+		}
 	}
-	for _, name := range []string{"NOMAD_TOKEN", "CONSUL_HTTP_TOKEN"} {
+	for _, name := range []string{"NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "NIMBUS_GATEWAY_OPERATOR_KEY", "NIMBUS_GATEWAY_SIGNING_KEY"} {
 		if _, ok := job.TaskGroups[0].Tasks[0].Env[name]; ok {
 			t.Errorf("the gateway job sets %s in its spec", name)
 		}
 	}
 
 	deploy(t, model.Function{Name: "via-job", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 10 * time.Second})
-	jobGateway := &testenv.Gateway{URL: url}
+	// The job's gateway takes the operator key from its variable.
+	jobGateway := env.GatewayAt(url)
 	a := invoke(t, jobGateway, "via-job", `{"action":"echo","value":"identity"}`)
 	if a.status != http.StatusOK || a.body["echo"] != "identity" {
 		t.Fatalf("the gateway job did not serve a function from zero: %d %s", a.status, a.raw)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -14,12 +15,37 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // Allocations is the part of Nomad's allocations API the gateway needs.
 type Allocations interface {
 	Info(allocID string, q *nomadapi.QueryOptions) (*nomadapi.Allocation, *nomadapi.QueryMeta, error)
+}
+
+// AllocFiles reads a file of an allocation: the instance key its host
+// made at start (Nomad's AllocFS).
+type AllocFiles interface {
+	Cat(alloc *nomadapi.Allocation, path string, q *nomadapi.QueryOptions) (io.ReadCloser, error)
+}
+
+// readInstanceKey reads the key an instance's host made at start; ""
+// for an instance of a job from before instance keys.
+func readInstanceKey(ctx context.Context, files AllocFiles, alloc *nomadapi.Allocation) (string, error) {
+	if !expectsInstanceKey(alloc) {
+		return "", nil
+	}
+	rc, err := files.Cat(alloc, nomadjob.TaskName+"/local/"+protocol.InstanceKeyFile, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return "", fmt.Errorf("reading the instance key of allocation %s (the gateway's Nomad policy needs read-fs): %w", alloc.ID, err)
+	}
+	defer func() { _ = rc.Close() }()
+	key, err := io.ReadAll(io.LimitReader(rc, 256))
+	if err != nil {
+		return "", fmt.Errorf("reading the instance key of allocation %s: %w", alloc.ID, err)
+	}
+	return strings.TrimSpace(string(key)), nil
 }
 
 // A Consul registration under a function's service name is only a claim:
@@ -59,30 +85,47 @@ func allocIDOf(serviceID string) (string, bool) {
 
 // verifyPlacement checks one registration against Nomad. Errors wrapping
 // errNotPlaced are final; others (Nomad unreachable) may be retried.
-func verifyPlacement(ctx context.Context, allocs Allocations, function string, svc *consulapi.AgentService, addr string) error {
+// expectsInstanceKey reports whether the allocation's job has its host
+// make an instance key: every job since instance keys exist.
+func expectsInstanceKey(alloc *nomadapi.Allocation) bool {
+	if alloc.Job == nil {
+		return true
+	}
+	for _, tg := range alloc.Job.TaskGroups {
+		for _, t := range tg.Tasks {
+			if t.Name == nomadjob.TaskName {
+				_, ok := t.Env[protocol.EnvInstanceKeyFile]
+				return ok
+			}
+		}
+	}
+	return true
+}
+
+func verifyPlacement(ctx context.Context, allocs Allocations, function string, svc *consulapi.AgentService, addr string) (*nomadapi.Allocation, error) {
 	allocID, ok := allocIDOf(svc.ID)
 	if !ok {
-		return fmt.Errorf("%w: service id %q does not name a Nomad allocation", errNotPlaced, svc.ID)
+		return nil, fmt.Errorf("%w: service id %q does not name a Nomad allocation", errNotPlaced, svc.ID)
 	}
 	alloc, _, err := allocs.Info(allocID, (&nomadapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		if clients.NomadNotFound(err) {
-			return fmt.Errorf("%w: allocation %s does not exist", errNotPlaced, allocID)
+			return nil, fmt.Errorf("%w: allocation %s does not exist", errNotPlaced, allocID)
 		}
-		return fmt.Errorf("reading allocation %s from Nomad: %w", allocID, err)
+		return nil, fmt.Errorf("reading allocation %s from Nomad: %w", allocID, err)
 	}
 	switch {
 	case alloc.JobID != nomadjob.JobID(function) || alloc.TaskGroup != nomadjob.GroupName:
-		return fmt.Errorf("%w: allocation %s belongs to %s/%s", errNotPlaced, allocID, alloc.JobID, alloc.TaskGroup)
+		return nil, fmt.Errorf("%w: allocation %s belongs to %s/%s", errNotPlaced, allocID, alloc.JobID, alloc.TaskGroup)
 	case alloc.ClientStatus != nomadapi.AllocClientStatusPending && alloc.ClientStatus != nomadapi.AllocClientStatusRunning:
-		return fmt.Errorf("%w: allocation %s is %s", errNotPlaced, allocID, alloc.ClientStatus)
+		return nil, fmt.Errorf("%w: allocation %s is %s", errNotPlaced, allocID, alloc.ClientStatus)
 	}
 	for _, want := range allocatedAddrs(alloc) {
 		if want == addr {
-			return nil
+			return alloc, nil
 		}
 	}
-	return fmt.Errorf("%w: allocation %s was not given %s", errNotPlaced, allocID, addr)
+	return nil, fmt.Errorf("%w: allocation %s was not given %s", errNotPlaced, allocID, addr)
 }
 
 // allocatedAddrs lists the host:port pairs Nomad gave the allocation's
@@ -114,12 +157,22 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		err := verifyPlacement(callCtx, p.gw.allocs, p.name, svc, inst.addr)
+		alloc, err := verifyPlacement(callCtx, p.gw.allocs, p.name, svc, inst.addr)
+		key := ""
+		if err == nil && p.gw.files != nil {
+			// The key exists once the host answers: wait for that first.
+			p.awaitReady(callCtx, inst)
+			key, err = readInstanceKey(callCtx, p.gw.files, alloc)
+			if err == nil && key == "" {
+				p.gw.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
+					"function", p.name, "alloc_id", alloc.ID)
+			}
+		}
 		cancel()
 		switch {
 		case err == nil:
 			p.mu.Lock()
-			inst.trusted = true
+			inst.trusted, inst.key = true, key
 			p.dispatchLocked()
 			p.mu.Unlock()
 			return

@@ -60,7 +60,7 @@ func TestVerifyPlacement(t *testing.T) {
 		"Nomad cannot be read":          {fakeAllocs{}, "127.0.0.1:20100", false, true},
 	}
 	for name, c := range cases {
-		err := verifyPlacement(context.Background(), c.allocs, "f", svc, c.addr)
+		_, err := verifyPlacement(context.Background(), c.allocs, "f", svc, c.addr)
 		switch {
 		case c.placed && err != nil:
 			t.Errorf("%s: refused: %v", name, err)
@@ -72,7 +72,7 @@ func TestVerifyPlacement(t *testing.T) {
 			t.Errorf("%s: %v should be retried, not final", name, err)
 		}
 	}
-	if err := verifyPlacement(context.Background(), fakeAllocs{}, "f", &consulapi.AgentService{ID: "rogue"}, "127.0.0.1:1"); !errors.Is(err, errNotPlaced) {
+	if _, err := verifyPlacement(context.Background(), fakeAllocs{}, "f", &consulapi.AgentService{ID: "rogue"}, "127.0.0.1:1"); !errors.Is(err, errNotPlaced) {
 		t.Errorf("a service id naming no allocation must be refused for good, got %v", err)
 	}
 }

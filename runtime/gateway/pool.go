@@ -58,6 +58,9 @@ type instance struct {
 	trusted    bool // Nomad confirmed it placed this instance (placement.go)
 	sawPassing bool
 	gone       bool
+	// key is the instance's key, which every invocation carries ("" for
+	// instances of jobs from before instance keys).
+	key string
 }
 
 // usable reports whether the instance may be sent requests: Nomad placed
@@ -278,6 +281,19 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 	}
 	p.gw.metrics.instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
 	p.dispatchLocked()
+}
+
+// awaitReady waits until the instance answers, or ctx ends.
+func (p *pool) awaitReady(ctx context.Context, inst *instance) {
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		done := inst.ready || inst.gone
+		p.mu.Unlock()
+		if done {
+			return
+		}
+		watch.Sleep(ctx, 10*time.Millisecond)
+	}
 }
 
 // probe polls a new instance's /healthz until it is ready.

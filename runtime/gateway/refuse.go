@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -21,6 +22,10 @@ const (
 	lambdaDialect
 )
 
+// refusedBodyGrace is how long a refused caller may take to finish
+// sending a body the gateway will not use.
+const refusedBodyGrace = 2 * time.Second
+
 // retryAfterSeconds is what a throttled caller is told to wait.
 const retryAfterSeconds = 1
 
@@ -28,6 +33,11 @@ const retryAfterSeconds = 1
 // a 4xx or 5xx with a JSON body that says what to do, and Retry-After
 // where retrying later will help.
 func refuse(w http.ResponseWriter, d dialect, e *apiError) {
+	// A refusal often comes before the body is read. Go's server then
+	// reads what is left of it to reuse the connection, for as long as the
+	// client takes: a short deadline keeps a refused caller from holding
+	// its connection by never sending the body.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(refusedBodyGrace))
 	if e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 		// Every 429 and 503 of the gateway comes before an instance began

@@ -147,7 +147,7 @@ func TestRegistryKeepsLastKnownStateWhenConsulIsUnreachable(t *testing.T) {
 	if _, ok := reg.Get("keep"); !ok {
 		t.Error("the last known function must still be served")
 	}
-	g := &Gateway{registry: reg}
+	g := &Gateway{registry: reg, auth: &authenticator{}}
 	w := httptest.NewRecorder()
 	g.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "unreachable, serving the last known") {
@@ -220,7 +220,7 @@ func (downKV) List(_ string, q *consulapi.QueryOptions) (consulapi.KVPairs, *con
 // that a name is unknown: it answers 503 with Retry-After, which callers
 // and deliveries retry, rather than a 404 that loses their work.
 func TestUnsyncedGatewayAnswers503(t *testing.T) {
-	g := New(Options{KV: downKV{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := New(Options{KV: downKV{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Auth: AuthOptions{Open: true}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.registry.Run(ctx)
@@ -234,7 +234,7 @@ func TestUnsyncedGatewayAnswers503(t *testing.T) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
-			!strings.Contains(w.Body.String(), "not read the functions and routes from Consul yet") ||
+			!strings.Contains(w.Body.String(), "not read the functions, routes and access keys from Consul yet") ||
 			!strings.Contains(w.Body.String(), "connection refused") {
 			t.Errorf("%s %s before sync: %d (Retry-After %q) %s; want 503 with Retry-After naming Consul's error",
 				req.Method, req.URL.Path, w.Code, w.Header().Get("Retry-After"), w.Body.String())
@@ -251,9 +251,10 @@ func TestUnsyncedGatewayAnswers503(t *testing.T) {
 // and usage go with it: names that come and go cannot grow the gateway's
 // memory.
 func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}})
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}, Auth: AuthOptions{Open: true}})
 	rec := kvstore.FunctionRecord{Name: "kept", Timeout: "3s", IdleTimeout: "5m"}
 	g.registry.applyRoutes(nil)
+	g.registry.applyAccessKeys(nil)
 	g.registry.applyFunctions(consulapi.KVPairs{{Key: kvstore.FunctionKey("kept"), Value: rec.Encode()}})
 	h := g.Handler()
 	long := strings.Repeat("x", 1024)

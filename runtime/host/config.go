@@ -48,6 +48,10 @@ type Config struct {
 	// function listener; it becomes the Lambda endpoint of AWS SDKs
 	// (AWS_ENDPOINT_URL_LAMBDA) unless the function sets its own.
 	GatewayURL string
+	// InstanceKey, when set, is the key every POST /invoke must carry
+	// (protocol.HeaderInstanceKey): only the gateway, which reads it from
+	// the allocation through Nomad, may invoke the instance.
+	InstanceKey string
 }
 
 // withDefaults fills what is unset.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -278,5 +280,38 @@ func TestCallerDeadlineIsCappedAtTheFunctionTimeout(t *testing.T) {
 	wantFunctionError(t, r, "Sandbox.Timedout", "Task timed out after 1.")
 	if d, _ := strconv.ParseFloat(r.header.Get("X-Nimbus-Duration-Ms"), 64); d >= 5000 {
 		t.Errorf("duration %v ms: the caller's hour outlasted the function's 1 s timeout", d)
+	}
+}
+
+// With an instance key file (as in a function's job), the host makes its
+// key at start, keeps it in the file with owner-only permissions, and runs
+// only invocations that carry it.
+func TestInstanceKeyAdmitsOnlyItsHolder(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "nimbus-instance-key")
+	args := []string{"-function", "gofn", "-runtime", "provided", "-task-root", filepath.Dir(bins.lambdago), "-memory-mb", "256"}
+	h := launchReady(t, []string{"NIMBUS_INSTANCE_KEY_FILE=" + keyFile}, args...)
+	key, err := os.ReadFile(keyFile)
+	if err != nil || len(key) != 64 {
+		t.Fatalf("the host wrote no 64-character key to %s: %q %v", keyFile, key, err)
+	}
+	if st, err := os.Stat(keyFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the key file's permissions: %v %v; want 0600", st.Mode(), err)
+	}
+	for name, r := range map[string]invokeResult{
+		"no key":      h.invoke(t, `{"action":"echo","value":"x"}`),
+		"another key": h.invoke(t, `{"action":"echo","value":"x"}`, "X-Nimbus-Instance-Key", strings.Repeat("0", 64)),
+	} {
+		if r.status != http.StatusUnauthorized || r.header.Get("X-Nimbus-Error-Type") != "Host.Unauthorized" {
+			t.Errorf("%s: %d %s; want 401 Host.Unauthorized", name, r.status, r.body)
+		}
+	}
+	if r := h.invoke(t, `{"action":"echo","value":"keyed"}`, "X-Nimbus-Instance-Key", string(key)); r.status != http.StatusOK || !strings.Contains(string(r.body), "keyed") {
+		t.Errorf("with the key: %d %s", r.status, r.body)
+	}
+	// A second host makes a key of its own.
+	other := filepath.Join(t.TempDir(), "nimbus-instance-key")
+	launchReady(t, []string{"NIMBUS_INSTANCE_KEY_FILE=" + other}, args...)
+	if key2, _ := os.ReadFile(other); string(key2) == string(key) {
+		t.Error("two instances made the same key")
 	}
 }

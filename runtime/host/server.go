@@ -1,6 +1,7 @@
 package host
 
 import (
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,12 @@ func (h *Host) serveHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
+	if key := h.cfg.InstanceKey; key != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(protocol.HeaderInstanceKey)), []byte(key)) != 1 {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusUnauthorized, protocol.ErrTypeUnauthorized,
+			"this instance runs invocations from the Nimbus gateway only: call the gateway's invoke API")
+		return
+	}
 	if r.ContentLength > protocol.MaxPayloadBytes {
 		writeError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
 			fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes))

@@ -147,6 +147,10 @@ func listeningURL(logPath, url string) string {
 	return url
 }
 
+// GatewayAt is a gateway the environment did not start (the gateway job)
+// at url, which accepts the environment's operator key.
+func (e *Env) GatewayAt(url string) *Gateway { return &Gateway{URL: url, env: e} }
+
 // Token is the operator key the gateway accepts (Env.GatewayToken).
 func (g *Gateway) Token() string { return g.env.GatewayToken }
 

@@ -92,7 +92,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address,
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address,
 		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth})
 	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())

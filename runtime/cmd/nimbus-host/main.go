@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,6 +46,13 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	if err := host.EnableOrphanAdoption(); err != nil {
 		logger.Warn("descendants that leave a handler's process group will outlive it", "err", err)
 	}
+	if path := os.Getenv(protocol.EnvInstanceKeyFile); path != "" {
+		key, err := instanceKey(path)
+		if err != nil {
+			return fmt.Errorf("instance key: %w", err)
+		}
+		cfg.InstanceKey = key
+	}
 	h, err := host.New(cfg, host.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -74,6 +83,23 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	}
 	logger.Info("nimbus-host stopped")
 	return shutdownErr
+}
+
+// instanceKey makes this instance's key and keeps it where the gateway,
+// and no caller on the network, can read it: a file in the task's local
+// directory, which Nomad's file system API serves to the gateway. It is
+// written before the host listens, so the key exists once the host
+// answers.
+func instanceKey(path string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(key), 0o600); err != nil {
+		return "", err
+	}
+	return key, nil
 }
 
 // parseConfig reads flags, falling back to the environment the Nomad job

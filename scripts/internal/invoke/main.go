@@ -1,8 +1,9 @@
 // Command invoke calls a function through the gateway's invoke API and
 // prints the answer, the REPORT line from the instance's log tail and the
-// latency measured here. The demo uses it.
+// latency measured here. The demo uses it. It authenticates with the
+// bearer token in NIMBUS_INVOKE_TOKEN.
 //
-//	go run ./scripts/internal/invoke <gateway URL> <function> '<event JSON>'
+//	NIMBUS_INVOKE_TOKEN=<token> go run ./scripts/internal/invoke <gateway URL> <function> '<event JSON>'
 package main
 
 import (
@@ -27,6 +28,9 @@ func main() {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Nimbus-Log-Type", "Tail")
+	if token := os.Getenv("NIMBUS_INVOKE_TOKEN"); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -14,6 +14,11 @@ namespace "default" {
     # Scale function jobs from zero and back down when idle.
     "scale-job",
     "read-job-scaling",
+    # Read the key each instance's host makes at start (local/
+    # nimbus-instance-key), which every invocation must carry: only the
+    # gateway may invoke an instance. Nomad never serves a task's secrets/
+    # directory through this API.
+    "read-fs",
   ]
 }
 # Not granted: submit-job (the gateway never registers or changes a job),
