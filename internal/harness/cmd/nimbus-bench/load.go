@@ -64,7 +64,7 @@ func loadTest(gatewayURL string, pid int, fn string) (loadReport, error) {
 	}
 	// Invokers send 5 MB events, one after another, until the load ends.
 	body := `{"action":"echo","value":"` + strings.Repeat("x", bigBodyBytes-40) + `"}`
-	client := &http.Client{Timeout: loadFor}
+	client := &http.Client{Timeout: loadFor, Transport: auth.wrap(http.DefaultTransport)}
 	for i := 0; i < bigInvokers; i++ {
 		wg.Add(1)
 		go func() {
@@ -126,7 +126,7 @@ func slowClient(ctx context.Context, addr, fn string) string {
 		return "connect failed"
 	}
 	defer func() { _ = conn.Close() }()
-	head := fmt.Sprintf("POST /v1/functions/%s/invoke HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", fn, bigBodyBytes)
+	head := fmt.Sprintf("POST /v1/functions/%s/invoke HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", fn, auth.token, bigBodyBytes)
 	if _, err := conn.Write([]byte(head)); err != nil {
 		return "write failed"
 	}

@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -31,6 +30,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
@@ -38,6 +38,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 func main() {
@@ -94,8 +95,15 @@ func run(trials, requests int, write string) error {
 	if err != nil {
 		return err
 	}
-	url := nomadjob.ArtifactURL(gw.URL, pkg.SHA256)
-	if err := put(url, pkg.Zip); err != nil {
+	// Every call to the gateway carries the operator key, as the provider's
+	// and an authenticated caller's would.
+	auth.gateway, auth.token = strings.TrimPrefix(gw.URL, "http://"), env.GatewayToken
+	store := clients.Artifacts{BaseURL: gw.URL, Token: env.GatewayToken, HTTP: client}
+	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		return err
+	}
+	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
+	if err != nil {
 		return err
 	}
 	source := nomadjob.Source{URL: url, SHA256: pkg.SHA256}
@@ -164,6 +172,10 @@ func run(trials, requests int, write string) error {
 	if err != nil {
 		return err
 	}
+	// Called directly, the instance wants its key, as from the gateway.
+	if err := auth.readInstanceKey(env, viaGateway.Name, instance); err != nil {
+		return err
+	}
 	fmt.Println("bench: warm load")
 	direct, directRate, err := load(instance+"/invoke", requests)
 	if err != nil {
@@ -194,7 +206,13 @@ func deploy(env *testenv.Env, f model.Function, src nomadjob.Source, withKV bool
 			return err
 		}
 	}
-	_, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, src, nomadjob.Options{}), nil)
+	job := nomadjob.Render(f, src, nomadjob.Options{})
+	if !withKV {
+		// The raw floor's host takes invocations from anyone: it has no
+		// gateway to read its key.
+		delete(job.TaskGroups[0].Tasks[0].Env, protocol.EnvInstanceKeyFile)
+	}
+	_, _, err := env.Nomad.Jobs().Register(job, nil)
 	return err
 }
 
@@ -327,7 +345,62 @@ func waitInstances(gateway, name string, n int) error {
 	return fmt.Errorf("the gateway still sees instances of %s", name)
 }
 
-var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+var (
+	auth   = &credentials{instanceKeys: map[string]string{}}
+	client = &http.Client{Transport: auth.wrap(&http.Transport{MaxIdleConnsPerHost: 8})}
+)
+
+// credentials add the gateway's operator key to calls to the gateway and
+// an instance's key to direct calls to that instance.
+type credentials struct {
+	gateway, token string
+	instanceKeys   map[string]string // host:port → key
+}
+
+// wrap is next with the credentials added to each request.
+func (c *credentials) wrap(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		if r.URL.Host == c.gateway && c.token != "" {
+			r.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if key := c.instanceKeys[r.URL.Host]; key != "" {
+			r.Header.Set(protocol.HeaderInstanceKey, key)
+		}
+		return next.RoundTrip(r)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// readInstanceKey reads the key of the function's running instance, as
+// the gateway does, through Nomad.
+func (c *credentials) readInstanceKey(env *testenv.Env, function, instanceURL string) error {
+	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(function), false, nil)
+	if err != nil {
+		return err
+	}
+	for _, stub := range allocs {
+		if stub.ClientStatus != "running" {
+			continue
+		}
+		alloc, _, err := env.Nomad.Allocations().Info(stub.ID, nil)
+		if err != nil {
+			return err
+		}
+		rc, err := env.Nomad.AllocFS().Cat(alloc, nomadjob.TaskName+"/local/"+protocol.InstanceKeyFile, nil)
+		if err != nil {
+			return err
+		}
+		key, _ := io.ReadAll(rc)
+		_ = rc.Close()
+		c.instanceKeys[strings.TrimPrefix(instanceURL, "http://")] = strings.TrimSpace(string(key))
+		return nil
+	}
+	return fmt.Errorf("no running allocation of %s", function)
+}
 
 func invoke(url, wantCold string) error {
 	resp, err := client.Post(url, "application/json", strings.NewReader(event))
@@ -360,16 +433,6 @@ func probe(url string) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s answered %s", url, resp.Status)
 	}
-	return nil
-}
-
-func put(url string, data []byte) error {
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(data))
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	_ = resp.Body.Close()
 	return nil
 }
 
