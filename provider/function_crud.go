@@ -190,7 +190,17 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 	if sha := job.Meta[nomadjob.MetaSource]; sha != "" {
 		m.SourceSHA256 = types.StringValue(sha)
 	}
+	m.ArtifactURLExpires = types.StringValue(urlExpiry(nomadjob.ArtifactSource(job)))
 	return nil
+}
+
+// urlExpiry is when a signed artifact URL expires (RFC 3339), "" for any
+// other URL.
+func urlExpiry(url string) string {
+	if t, ok := clients.SignedURLExpiry(url); ok {
+		return t.UTC().Format(time.RFC3339)
+	}
+	return ""
 }
 
 // deploy packages and uploads the code, proves the new version with a
@@ -275,6 +285,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	plan.CPUMHz = types.Int64Value(int64(f.EffectiveCPUMHz()))
 	plan.SourceSHA256 = types.StringValue(src.SHA256)
 	plan.InvokeURL = types.StringValue(r.invokeURL(f.Name))
+	plan.ArtifactURLExpires = types.StringValue(urlExpiry(src.URL))
 	return diags
 }
 

@@ -40,6 +40,7 @@ type functionModel struct {
 	JobID               types.String   `tfsdk:"job_id"`
 	Version             types.Int64    `tfsdk:"version"`
 	InvokeURL           types.String   `tfsdk:"invoke_url"`
+	ArtifactURLExpires  types.String   `tfsdk:"artifact_url_expires"`
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-timeouts/resource/timeouts"
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
@@ -197,6 +198,12 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Computed:            true,
 				MarkdownDescription: "The gateway's invoke endpoint for this function, empty without `gateway_url`.",
 			},
+			"artifact_url_expires": schema.StringAttribute{
+				Computed: true,
+				MarkdownDescription: "When the signed URL that Nomad clients fetch the code with expires (RFC 3339); empty for a `source_url`. " +
+					"The gateway signs it for its `-artifact-url-ttl` (a year by default). Within 30 days of the expiry, a plan shows the function updated, " +
+					"with a warning, and the apply renews the URL: apply at least that often, or cold starts after the expiry cannot fetch the code.",
+			},
 		},
 		Blocks: map[string]schema.Block{
 			"timeouts": timeouts.Block(ctx, timeouts.Opts{Create: true, Update: true, Delete: true}),
@@ -308,8 +315,29 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		} else {
 			plan.Version = types.Int64Unknown()
 		}
+		plan.ArtifactURLExpires = state.ArtifactURLExpires
+		if !state.SourceSHA256.Equal(plan.SourceSHA256) || !state.SourceURL.Equal(plan.SourceURL) {
+			plan.ArtifactURLExpires = types.StringUnknown()
+		}
+		if expires, ok := renewalDue(state.ArtifactURLExpires); ok {
+			plan.ArtifactURLExpires, plan.Version = types.StringUnknown(), types.Int64Unknown()
+			resp.Diagnostics.AddAttributeWarning(path.Root("artifact_url_expires"), "Renewing the signed URL of the function's code",
+				fmt.Sprintf("Nomad clients fetch the code of %s with a signed URL that expires at %s. This apply renews it, which registers a new version of the job. "+
+					"If this shows at every plan, the gateway's -artifact-url-ttl is shorter than the 30 days of renewal: raise it.",
+					plan.Name.ValueString(), expires.Format(time.RFC3339)))
+		}
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// renewalDue reports whether a signed URL expiring at expires (RFC 3339)
+// is within urlRenewal of its expiry.
+func renewalDue(expires types.String) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339, expires.ValueString())
+	if err != nil {
+		return t, false
+	}
+	return t, time.Until(t) < urlRenewal
 }
 
 func (r *functionResource) invokeURL(name string) string {

@@ -48,8 +48,9 @@ func checkInvokes(env *testenv.Env, service, event, key, want string) resource.T
 		if err != nil || len(entries) == 0 {
 			return fmt.Errorf("no healthy instance of %s in Consul (err %v)", service, err)
 		}
-		url := fmt.Sprintf("http://%s:%d/invoke", entries[0].Service.Address, entries[0].Service.Port)
-		resp, err := http.Post(url, "application/json", strings.NewReader(event))
+		// Through the gateway, as a caller with a key: an instance runs
+		// invocations from the gateway only.
+		resp, err := gateway(env).Do(http.MethodPost, "/v1/functions/"+strings.TrimPrefix(service, "nimbus-fn-")+"/invoke", strings.NewReader(event))
 		if err != nil {
 			return err
 		}
@@ -436,6 +437,79 @@ func TestAccFunctionCodeEditedInPlace(t *testing.T) {
 					}
 					return nil
 				},
+			},
+		},
+	})
+}
+
+// The signed URL that Nomad clients fetch a function's code with is shown
+// in the state; within 30 days of its expiry a plan shows the function
+// updated, and the apply renews it.
+func TestAccFunctionArtifactURLRenewal(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	short, err := env.StartGatewayAs(fixtures.gatewayBin, "gateway-short-urls", env.Principals.Gateway, "NIMBUS_GATEWAY_ARTIFACT_URL_TTL=240h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer short.Stop()
+	config := func(gatewayURL string) string {
+		return providerConfigWith(env, env.Principals.Deployer, gatewayURL) + fmt.Sprintf(`
+resource "nimbus_function" "fn" {
+  name    = "renewed"
+  runtime = "provided"
+  source  = %q
+}
+`, fixtures.goSource)
+	}
+	expiresWithin := func(from, to time.Duration) resource.TestCheckFunc {
+		return resource.TestCheckResourceAttrWith("nimbus_function.fn", "artifact_url_expires", func(v string) error {
+			at, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return fmt.Errorf("artifact_url_expires %q is not RFC 3339", v)
+			}
+			if left := time.Until(at); left < from || left > to {
+				return fmt.Errorf("artifact_url_expires %s is %s away, want between %s and %s", v, left.Round(time.Hour), from, to)
+			}
+			return nil
+		})
+	}
+	invokes := func(*terraform.State) error {
+		resp, err := gateway(env).Do(http.MethodPost, "/v1/functions/renewed/invoke", strings.NewReader(`{"action":"echo","value":"renewed"}`))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "renewed") {
+			return fmt.Errorf("a cold start after the renewal: %d %s", resp.StatusCode, b)
+		}
+		return nil
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{
+				// A gateway that signs for 10 days: already within 30 days,
+				// so even the plan right after the apply renews it.
+				Config:             config(short.URL),
+				Check:              expiresWithin(9*24*time.Hour, 11*24*time.Hour),
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				Config:             config(short.URL),
+				PlanOnly:           true,
+				ExpectNonEmptyPlan: true,
+			},
+			{
+				// The apply renews through a gateway that signs for a year,
+				// and the new URL fetches the code.
+				Config: config(gateway(env).URL),
+				Check:  resource.ComposeTestCheckFunc(expiresWithin(360*24*time.Hour, 366*24*time.Hour), invokes),
+			},
+			{
+				Config:   config(gateway(env).URL),
+				PlanOnly: true,
 			},
 		},
 	})

@@ -109,6 +109,11 @@ func providerConfig(env *testenv.Env) string {
 
 // providerConfigAs is providerConfig with other credentials.
 func providerConfigAs(env *testenv.Env, creds principals.Credentials) string {
+	return providerConfigWith(env, creds, gateway(env).URL)
+}
+
+// providerConfigWith is providerConfigAs with another gateway.
+func providerConfigWith(env *testenv.Env, creds principals.Credentials, gatewayURL string) string {
 	return fmt.Sprintf(`
 provider "nimbus" {
   gateway_url   = %q
@@ -122,7 +127,7 @@ provider "nimbus" {
     token   = %q
   }
 }
-`, gateway(env).URL, env.GatewayToken, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
+`, gatewayURL, env.GatewayToken, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

@@ -16,7 +16,7 @@ import (
 )
 
 func usageOf(gw *testenv.Gateway, function string) (int64, error) {
-	resp, err := http.Get(gw.URL + "/v1/usage")
+	resp, err := gw.Do(http.MethodGet, "/v1/usage", nil)
 	if err != nil {
 		return 0, err
 	}

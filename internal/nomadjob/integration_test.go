@@ -1,7 +1,6 @@
 package nomadjob_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,13 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/aws/aws-lambda-go/lambda" // testdata/probe is built with it
-	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
@@ -69,15 +69,13 @@ func upload(t *testing.T, dir string) nomadjob.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := nomadjob.ArtifactURL(gateway(t).URL, pkg.SHA256)
-	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(pkg.Zip))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	store := clients.Artifacts{BaseURL: gateway(t).URL, Token: gateway(t).Token(), HTTP: http.DefaultClient}
+	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		t.Fatalf("upload: %v", err)
 	}
-	_ = resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("upload: %d", resp.StatusCode)
+	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
+	if err != nil {
+		t.Fatalf("signing the artifact's URL: %v", err)
 	}
 	return nomadjob.Source{URL: url, SHA256: pkg.SHA256}
 }
@@ -90,18 +88,32 @@ func register(t *testing.T, env *testenv.Env, job *nomadapi.Job) {
 	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(*job.ID, true, nil) })
 }
 
-// instanceURL waits for the function's one instance to pass its check.
-func instanceURL(t *testing.T, c *consulapi.Client, service string) string {
+// instanceKeys are the keys of the instances instanceURL found, by URL.
+var instanceKeys sync.Map
+
+// instanceURL waits for the function's one instance to pass its check and
+// reads its key, as the gateway would.
+func instanceURL(t *testing.T, env *testenv.Env, service string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	e := testkit.WaitInstances(ctx, t, c, service, 1)
-	return fmt.Sprintf("http://%s:%d", e.Service.Address, e.Service.Port)
+	e := testkit.WaitInstances(ctx, t, env.Consul, service, 1)
+	url := fmt.Sprintf("http://%s:%d", e.Service.Address, e.Service.Port)
+	key, err := testkit.InstanceKey(ctx, env.Nomad, service, nomadjob.TaskName, protocol.InstanceKeyFile)
+	if err != nil {
+		t.Fatalf("reading the instance key of %s: %v", service, err)
+	}
+	instanceKeys.Store(url, key)
+	return url
 }
 
 func invoke(t *testing.T, url, event string) (http.Header, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(url+"/invoke", "application/json", strings.NewReader(event))
+	req, _ := http.NewRequest(http.MethodPost, url+"/invoke", strings.NewReader(event))
+	if key, ok := instanceKeys.Load(url); ok {
+		req.Header.Set(protocol.HeaderInstanceKey, key.(string))
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +153,11 @@ func TestProvidedAndPythonFunctionsRun(t *testing.T) {
 	py := model.Function{Name: "py-run", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 1, MaxInstances: 1}
 	register(t, env, nomadjob.Render(py, upload(t, "testdata/pyfn"), nomadjob.Options{}))
 
-	hdr, out := invoke(t, instanceURL(t, env.Consul, "nimbus-fn-probe-run"), `{"action":"look"}`)
+	hdr, out := invoke(t, instanceURL(t, env, "nimbus-fn-probe-run"), `{"action":"look"}`)
 	if hdr.Get("X-Nimbus-Function-Error") != "" || out["uid"] == nil {
 		t.Fatalf("provided function: %v %v", hdr, out)
 	}
-	hdr, out = invoke(t, instanceURL(t, env.Consul, "nimbus-fn-py-run"), `{"name":"nomad"}`)
+	hdr, out = invoke(t, instanceURL(t, env, "nimbus-fn-py-run"), `{"name":"nomad"}`)
 	if hdr.Get("X-Nimbus-Function-Error") != "" || out["hello"] != "nomad" || !strings.HasPrefix(fmt.Sprint(out["python"]), "3.") {
 		t.Fatalf("python function: %v %v", hdr, out)
 	}
@@ -158,7 +170,7 @@ func TestSandboxHolds(t *testing.T) {
 	// A neighbour whose task dir the probe must not see.
 	other := model.Function{Name: "neighbour", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1}
 	register(t, env, nomadjob.Render(other, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{}))
-	instanceURL(t, env.Consul, "nimbus-fn-neighbour")
+	instanceURL(t, env, "nimbus-fn-neighbour")
 	allocs, _, err := env.Nomad.Jobs().Allocations("nimbus-fn-neighbour", false, nil)
 	if err != nil || len(allocs) == 0 {
 		t.Fatal(err)
@@ -170,7 +182,7 @@ func TestSandboxHolds(t *testing.T) {
 
 	f := model.Function{Name: "sandbox", Runtime: model.RuntimeProvided, MemoryMB: 64, MinInstances: 1, MaxInstances: 1}
 	register(t, env, nomadjob.Render(f, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{}))
-	url := instanceURL(t, env.Consul, "nimbus-fn-sandbox")
+	url := instanceURL(t, env, "nimbus-fn-sandbox")
 
 	event, _ := json.Marshal(map[string]any{"action": "look", "paths": []string{"/root", root, neighbourDir, env.Dir, "/local/function/bootstrap"}})
 	_, out := invoke(t, url, string(event))

@@ -52,8 +52,6 @@ func accessDenied(msg string) *apiError {
 	return &apiError{http.StatusForbidden, "AccessDeniedException", msg}
 }
 
-const howToAuthenticate = "sign the request with SigV4 (an AWS SDK or the AWS CLI configured with a nimbus_access_key's id and secret) or send Authorization: Bearer <the key's bearer_token>"
-
 // caller is who sent a request, as far as its headers tell. A SigV4
 // signature covers the body too: verify checks it once the body is read.
 type caller struct {

@@ -5,6 +5,9 @@ package testkit
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +76,55 @@ func (s ServiceJob) Job() *nomadapi.Job {
 	tg.AddTask(task)
 	job.AddTaskGroup(tg)
 	return job
+}
+
+// InstanceKey reads the key of a running instance of a function's job, as
+// the gateway reads it (Nomad's allocation file system API), for tests
+// and benchmarks that call an instance directly. Nomad may report the
+// allocation running a moment after Consul sees the instance pass, so it
+// tries until ctx ends.
+func InstanceKey(ctx context.Context, nomad *nomadapi.Client, jobID, taskName, keyFile string) (string, error) {
+	lastErr := fmt.Errorf("no running allocation of %s", jobID)
+	for ctx.Err() == nil {
+		key, err := readInstanceKey(ctx, nomad, jobID, taskName+"/local/"+keyFile)
+		if err == nil {
+			return key, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return "", lastErr
+}
+
+func readInstanceKey(ctx context.Context, nomad *nomadapi.Client, jobID, path string) (string, error) {
+	q := (&nomadapi.QueryOptions{}).WithContext(ctx)
+	stubs, _, err := nomad.Jobs().Allocations(jobID, false, q)
+	if err != nil {
+		return "", err
+	}
+	for _, stub := range stubs {
+		if stub.ClientStatus != nomadapi.AllocClientStatusRunning && stub.ClientStatus != nomadapi.AllocClientStatusPending {
+			continue
+		}
+		alloc, _, err := nomad.Allocations().Info(stub.ID, q)
+		if err != nil {
+			return "", err
+		}
+		rc, err := nomad.AllocFS().Cat(alloc, path, q)
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = rc.Close() }()
+		key, err := io.ReadAll(io.LimitReader(rc, 256))
+		if err == nil && len(key) == 0 {
+			err = fmt.Errorf("the instance key of %s is still empty", jobID)
+		}
+		return strings.TrimSpace(string(key)), err
+	}
+	return "", fmt.Errorf("no running allocation of %s", jobID)
 }
 
 // WaitInstances waits, with Consul blocking queries, until service has

@@ -48,7 +48,7 @@ func main() {
 	storeQuota := flag.Int("store-quota-mb", gateway.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
 	artifactGrace := flag.Duration("artifact-grace", gateway.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
 	authMode := flag.String("auth", envOr("NIMBUS_GATEWAY_AUTH", "on"), "\"on\": every caller needs an access key (SigV4 or bearer token); \"off\": anyone may do anything, for local development only")
-	urlTTL := flag.Duration("artifact-url-ttl", gateway.DefaultArtifactURLTTL, "how long the signed artifact URLs in function jobs stay valid (every apply of a function renews its URL)")
+	urlTTL := flag.Duration("artifact-url-ttl", envDuration("NIMBUS_GATEWAY_ARTIFACT_URL_TTL", gateway.DefaultArtifactURLTTL), "how long the signed artifact URLs in function jobs stay valid (every apply of a function renews its URL)")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
@@ -200,6 +200,13 @@ func listenFreebind(addr string) (net.Listener, error) {
 		return serr
 	}}
 	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
 }
 
 func envOr(key, def string) string {

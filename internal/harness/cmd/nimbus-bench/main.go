@@ -34,6 +34,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -378,28 +379,12 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 // readInstanceKey reads the key of the function's running instance, as
 // the gateway does, through Nomad.
 func (c *credentials) readInstanceKey(env *testenv.Env, function, instanceURL string) error {
-	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(function), false, nil)
+	key, err := testkit.InstanceKey(context.Background(), env.Nomad, nomadjob.JobID(function), nomadjob.TaskName, protocol.InstanceKeyFile)
 	if err != nil {
 		return err
 	}
-	for _, stub := range allocs {
-		if stub.ClientStatus != "running" {
-			continue
-		}
-		alloc, _, err := env.Nomad.Allocations().Info(stub.ID, nil)
-		if err != nil {
-			return err
-		}
-		rc, err := env.Nomad.AllocFS().Cat(alloc, nomadjob.TaskName+"/local/"+protocol.InstanceKeyFile, nil)
-		if err != nil {
-			return err
-		}
-		key, _ := io.ReadAll(rc)
-		_ = rc.Close()
-		c.instanceKeys[strings.TrimPrefix(instanceURL, "http://")] = strings.TrimSpace(string(key))
-		return nil
-	}
-	return fmt.Errorf("no running allocation of %s", function)
+	c.instanceKeys[strings.TrimPrefix(instanceURL, "http://")] = key
+	return nil
 }
 
 func invoke(url, wantCold string) error {
