@@ -118,12 +118,8 @@ func (s *ArtifactStore) Handler() http.Handler {
 }
 
 func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
-	digest, ok := digestParam(w, r)
+	digest, ok := s.uploaderDigest(w, r)
 	if !ok {
-		return
-	}
-	if refused := s.Auth.mayUpload(r, digest); refused != nil {
-		refuse(w, nativeDialect, refused)
 		return
 	}
 	if r.ContentLength > MaxArtifactBytes {
@@ -203,12 +199,8 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 // serveSignURL gives a caller that may upload a signed URL of a stored
 // artifact, for the function's job.
 func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
-	digest, ok := digestParam(w, r)
+	digest, ok := s.uploaderDigest(w, r)
 	if !ok {
-		return
-	}
-	if refused := s.Auth.mayUpload(r, digest); refused != nil {
-		refuse(w, nativeDialect, refused)
 		return
 	}
 	if _, err := os.Stat(s.path(digest)); err != nil {
@@ -224,6 +216,20 @@ func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
 		"path":    "/v1/artifacts/sha256/" + digest + "?" + query,
 		"expires": expires.UTC().Format(time.RFC3339),
 	})
+}
+
+// uploaderDigest reads the digest of a request that needs
+// upload_artifacts, or refuses the request.
+func (s *ArtifactStore) uploaderDigest(w http.ResponseWriter, r *http.Request) (string, bool) {
+	digest, ok := digestParam(w, r)
+	if !ok {
+		return "", false
+	}
+	if refused := s.Auth.mayUpload(r, digest); refused != nil {
+		refuse(w, nativeDialect, refused)
+		return "", false
+	}
+	return digest, true
 }
 
 func digestParam(w http.ResponseWriter, r *http.Request) (string, bool) {

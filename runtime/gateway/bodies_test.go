@@ -42,14 +42,22 @@ func answerOf(t *testing.T, conn net.Conn, wait time.Duration) (status int, head
 	return resp.StatusCode, resp.Header, nil
 }
 
+// syncedGateway is a quiet gateway that has read an empty Consul: no
+// functions, routes or keys.
+func syncedGateway(opts Options) *Gateway {
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	g := New(opts)
+	g.registry.applyRoutes(nil)
+	g.registry.applyFunctions(nil)
+	g.registry.applyAccessKeys(nil)
+	return g
+}
+
 // The bodies the gateway holds at once are bounded: while slow clients hold
 // the budget, a new body is refused at once with 503 and Retry-After,
 // before it is read; when they are done, it is accepted again.
 func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: AuthOptions{Open: true}})
-	g.registry.applyRoutes(nil)
-	g.registry.applyFunctions(nil)
-	g.registry.applyAccessKeys(nil)
+	g := syncedGateway(Options{BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: AuthOptions{Open: true}})
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 
@@ -78,10 +86,7 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 // A client that sends its body slowly is cut off after the body timeout
 // with a 400, rather than holding its connection for ever.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: 300 * time.Millisecond, Auth: AuthOptions{Open: true}})
-	g.registry.applyRoutes(nil)
-	g.registry.applyFunctions(nil)
-	g.registry.applyAccessKeys(nil)
+	g := syncedGateway(Options{BodyTimeout: 300 * time.Millisecond, Auth: AuthOptions{Open: true}})
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
@@ -98,10 +103,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 // never sending the body: the gateway answers and closes it within
 // moments, as it does for a slow body.
 func TestRefusedCallerCannotHoldItsConnection(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), BodyTimeout: time.Minute})
-	g.registry.applyRoutes(nil)
-	g.registry.applyFunctions(nil)
-	g.registry.applyAccessKeys(nil)
+	g := syncedGateway(Options{BodyTimeout: time.Minute})
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)

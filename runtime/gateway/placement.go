@@ -151,6 +151,24 @@ func allocatedAddrs(alloc *nomadapi.Allocation) []string {
 	return out
 }
 
+// instanceKey reads the instance's key as soon as its host has written
+// it, trying every 20 ms from the moment the instance is registered, so
+// that the read overlaps the host's start instead of following it. The
+// host writes the key before it listens: once it answers, a failed read
+// is a real error.
+func (p *pool) instanceKey(ctx context.Context, inst *instance, alloc *nomadapi.Allocation) (string, error) {
+	for {
+		p.mu.Lock()
+		answered := inst.ready || inst.gone
+		p.mu.Unlock()
+		key, err := readInstanceKey(ctx, p.gw.files, alloc)
+		if err == nil || answered || ctx.Err() != nil {
+			return key, err
+		}
+		watch.Sleep(ctx, 20*time.Millisecond)
+	}
+}
+
 // confirm verifies a new instance, retrying while Nomad cannot answer, and
 // either trusts it or refuses it for good.
 func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.AgentService) {
@@ -160,9 +178,7 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 		alloc, err := verifyPlacement(callCtx, p.gw.allocs, p.name, svc, inst.addr)
 		key := ""
 		if err == nil && p.gw.files != nil {
-			// The key exists once the host answers: wait for that first.
-			p.awaitReady(callCtx, inst)
-			key, err = readInstanceKey(callCtx, p.gw.files, alloc)
+			key, err = p.instanceKey(callCtx, inst, alloc)
 			if err == nil && key == "" {
 				p.gw.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
 					"function", p.name, "alloc_id", alloc.ID)

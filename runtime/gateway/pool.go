@@ -283,19 +283,6 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 	p.dispatchLocked()
 }
 
-// awaitReady waits until the instance answers, or ctx ends.
-func (p *pool) awaitReady(ctx context.Context, inst *instance) {
-	for ctx.Err() == nil {
-		p.mu.Lock()
-		done := inst.ready || inst.gone
-		p.mu.Unlock()
-		if done {
-			return
-		}
-		watch.Sleep(ctx, 10*time.Millisecond)
-	}
-}
-
 // probe polls a new instance's /healthz until it is ready.
 func (p *pool) probe(ctx context.Context, inst *instance) {
 	client := &http.Client{Timeout: 500 * time.Millisecond}

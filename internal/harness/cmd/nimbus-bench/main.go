@@ -319,7 +319,7 @@ func instanceURL(env *testenv.Env, service string) (string, error) {
 
 func waitKnown(gateway, name string) error {
 	for i := 0; i < 200; i++ {
-		if resp, err := http.Get(gateway + "/v1/functions/" + name); err == nil {
+		if resp, err := client.Get(gateway + "/v1/functions/" + name); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -333,7 +333,7 @@ func waitKnown(gateway, name string) error {
 func waitInstances(gateway, name string, n int) error {
 	want := fmt.Sprintf(`"instances":%d,`, n)
 	for i := 0; i < 1200; i++ {
-		resp, err := http.Get(gateway + "/v1/functions/" + name)
+		resp, err := client.Get(gateway + "/v1/functions/" + name)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
