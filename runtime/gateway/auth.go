@@ -97,7 +97,11 @@ func (c *caller) verify(payload []byte) *apiError {
 		return nil
 	}
 	hash := sigv4.PayloadHash(payload)
-	if claimed := c.req.Header.Get("X-Amz-Content-Sha256"); claimed != "" && claimed != hash {
+	claimed := c.req.Header.Get("X-Amz-Content-Sha256")
+	if claimed == "UNSIGNED-PAYLOAD" {
+		return badSignature("the gateway does not accept UNSIGNED-PAYLOAD: sign the body's sha256, as AWS SDKs do for Lambda")
+	}
+	if claimed != "" && claimed != hash {
 		return badSignature("X-Amz-Content-Sha256 is not the sha256 of the body the gateway received: the body was changed or cut on the way")
 	}
 	return sigError(sigv4.Verify(c.req, *c.sig, c.key.Secret, hash, c.now))
@@ -108,7 +112,8 @@ func sigError(err error) *apiError {
 	case err == nil:
 		return nil
 	case errors.Is(err, sigv4.ErrExpired):
-		return badSignature("Signature expired: " + err.Error())
+		// AWS's wording, which callers search for.
+		return badSignature("Signature expired: " + strings.TrimPrefix(err.Error(), sigv4.ErrExpired.Error()+": "))
 	default:
 		return badSignature(err.Error())
 	}

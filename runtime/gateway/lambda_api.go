@@ -33,7 +33,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		release()
-		if bad := cmpOr(c.verify(payload), c.mayInvoke(name)); bad != nil {
+		if bad := firstRefusal(c.verify(payload), c.mayInvoke(name)); bad != nil {
 			refuse(w, lambdaDialect, bad)
 			return
 		}
@@ -104,8 +104,8 @@ func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byt
 	return payload, release, bad
 }
 
-// cmpOr is the first refusal of several checks.
-func cmpOr(refusals ...*apiError) *apiError {
+// firstRefusal is the first refusal of several checks.
+func firstRefusal(refusals ...*apiError) *apiError {
 	for _, r := range refusals {
 		if r != nil {
 			return r
