@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Whatever the path, query and headers, a request the AWS SDK signed
@@ -25,6 +27,12 @@ func FuzzCanonicalisation(f *testing.F) {
 		}
 		header := http.Header{}
 		if headerName != "" {
+			// Go's transport refuses to send what is not a valid header,
+			// as servers would refuse to read it (a leading space folds
+			// the line into the previous header).
+			if !httpguts.ValidHeaderFieldName(headerName) || !httpguts.ValidHeaderFieldValue(headerValue) {
+				return
+			}
 			header.Set(headerName, headerValue)
 		}
 		u := "http://127.0.0.1:8080/2015-03-31/functions/" + url.PathEscape(name) + "/invocations?" + rawQuery

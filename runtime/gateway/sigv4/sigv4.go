@@ -166,9 +166,22 @@ func headerValue(r *http.Request, name string) string {
 		values = r.Header.Values(name)
 	}
 	for i, v := range values {
-		values[i] = strings.Join(strings.Fields(v), " ")
+		values[i] = strings.TrimSpace(collapseSpaces(v))
 	}
 	return strings.Join(values, ",")
+}
+
+// collapseSpaces makes each run of spaces one space, as AWS's signers do;
+// tabs and other whitespace inside a value are kept.
+func collapseSpaces(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == ' ' && i > 0 && v[i-1] == ' ' {
+			continue
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
 }
 
 // escapePath encodes every byte of an already escaped path but the
@@ -197,14 +210,25 @@ func unreserved(c byte) bool {
 // canonicalQuery sorts the parameters by name, then value, each encoded
 // as RFC 3986 wants (%20, never +).
 func canonicalQuery(q url.Values) string {
-	var params []string
+	type param struct{ key, value string }
+	var params []param
 	for k, vs := range q {
 		for _, v := range vs {
-			params = append(params, encode(k)+"="+encode(v))
+			params = append(params, param{encode(k), encode(v)})
 		}
 	}
-	sort.Strings(params)
-	return strings.Join(params, "&")
+	// By name, then value: sorting "name=value" whole would put "k0=" before "k=".
+	sort.Slice(params, func(i, j int) bool {
+		if params[i].key != params[j].key {
+			return params[i].key < params[j].key
+		}
+		return params[i].value < params[j].value
+	})
+	parts := make([]string, len(params))
+	for i, p := range params {
+		parts[i] = p.key + "=" + p.value
+	}
+	return strings.Join(parts, "&")
 }
 
 func encode(s string) string {
