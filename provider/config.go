@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
 type providerModel struct {
@@ -236,6 +239,21 @@ type providerData struct {
 	Consul   *consulapi.Client
 	// Artifacts is nil when no gateway_url is configured.
 	Artifacts *clients.Artifacts
+	// Packages packages function sources, once per unchanged tree.
+	Packages *packaging.Cache
+}
+
+// packageCacheDir is where plans keep the digests of unchanged sources:
+// NIMBUS_PACKAGE_CACHE_DIR, else the user's cache directory; "" (memory
+// only) when there is none.
+func packageCacheDir(getenv clients.Getenv) string {
+	if dir := getenv("NIMBUS_PACKAGE_CACHE_DIR"); dir != "" {
+		return dir
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "nimbus", "package-digests")
+	}
+	return ""
 }
 
 func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics) {
@@ -250,7 +268,7 @@ func (s settings) connect(logger *slog.Logger) (*providerData, diag.Diagnostics)
 	if err != nil {
 		diags.Append(configDiag(err))
 	}
-	data := &providerData{Settings: s, Nomad: nomad, Consul: consul}
+	data := &providerData{Settings: s, Nomad: nomad, Consul: consul, Packages: packaging.NewCache(packageCacheDir(os.Getenv))}
 	if s.Gateway.URL != "" {
 		data.Artifacts = &clients.Artifacts{BaseURL: s.Gateway.URL, Token: s.Gateway.Token, HTTP: clients.NewHTTPClient(clients.DefaultRetryPolicy, nil, logger)}
 	}

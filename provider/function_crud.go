@@ -22,7 +22,6 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -357,7 +356,7 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 	if plan.Source.IsNull() {
 		return nomadjob.Source{URL: plan.SourceURL.ValueString(), SHA256: plan.SourceSHA256.ValueString()}, diags
 	}
-	pkg, err := packaging.FromPath(plan.Source.ValueString())
+	pkg, err := r.packages().Package(plan.Source.ValueString())
 	if err != nil {
 		diags.AddAttributeError(path.Root("source"), "Cannot package source", err.Error())
 		return nomadjob.Source{}, diags

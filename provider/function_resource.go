@@ -272,12 +272,12 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		return
 	}
 	if !plan.Source.IsNull() && !plan.Source.IsUnknown() {
-		pkg, err := packaging.FromPath(plan.Source.ValueString())
+		digest, err := r.packages().Digest(plan.Source.ValueString())
 		if err != nil {
 			resp.Diagnostics.AddAttributeError(path.Root("source"), "Cannot package source", err.Error())
 			return
 		}
-		plan.SourceSHA256 = types.StringValue(pkg.SHA256)
+		plan.SourceSHA256 = types.StringValue(digest)
 	}
 	if plan.Handler.IsUnknown() && !plan.Runtime.IsUnknown() {
 		if h := (model.Function{Runtime: plan.Runtime.ValueString()}).WithDefaults().Handler; h != "" {
@@ -328,6 +328,15 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		}
 	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &plan)...)
+}
+
+// packages is the provider's package cache, or one for this call before
+// the provider is configured.
+func (r *functionResource) packages() *packaging.Cache {
+	if r.data != nil && r.data.Packages != nil {
+		return r.data.Packages
+	}
+	return packaging.NewCache("")
 }
 
 // renewalDue reports whether a signed URL expiring at expires (RFC 3339)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -87,13 +88,34 @@ func (f TLSFiles) tlsConfig(attr, env tlsNames) (*tls.Config, error) {
 // tlsNames are the attribute or environment variable names of TLSFiles' fields.
 type tlsNames struct{ CACert, ClientCert, ClientKey string }
 
+// sharedTransports pool the connections of every client without TLS that
+// one process makes, by dial timeout. A provider configured again and
+// again in one process, as acceptance tests run it, would otherwise keep a
+// pool of idle connections per configuration, and reach the agents'
+// limits on connections per client address (Nomad's is 100).
+var sharedTransports sync.Map // time.Duration → *http.Transport
+
+func transportFor(dialTimeout time.Duration, tlsCfg *tls.Config) *http.Transport {
+	if tlsCfg == nil {
+		if t, ok := sharedTransports.Load(dialTimeout); ok {
+			return t.(*http.Transport)
+		}
+	}
+	transport := cleanhttp.DefaultPooledTransport()
+	transport.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	transport.TLSClientConfig = tlsCfg
+	if tlsCfg != nil {
+		return transport
+	}
+	t, _ := sharedTransports.LoadOrStore(dialTimeout, transport)
+	return t.(*http.Transport)
+}
+
 // NewHTTPClient returns an *http.Client whose transport retries connection
 // errors, 429 and 5xx (never other 4xx) with exponential backoff. Retries are
 // logged at debug level through logger, which may be nil.
 func NewHTTPClient(policy RetryPolicy, tlsCfg *tls.Config, logger *slog.Logger) *http.Client {
-	transport := cleanhttp.DefaultPooledTransport()
-	transport.DialContext = (&net.Dialer{Timeout: policy.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	transport.TLSClientConfig = tlsCfg
+	transport := transportFor(policy.DialTimeout, tlsCfg)
 
 	rc := retryablehttp.NewClient()
 	rc.HTTPClient = &http.Client{Transport: transport}
