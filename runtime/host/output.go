@@ -41,8 +41,18 @@ func (o *outputStream) Read(b []byte) (int, error) {
 
 // drained reports whether every byte written so far has been handled.
 func (o *outputStream) drained() bool {
-	pending, err := unix.IoctlGetInt(int(o.r.Fd()), unix.TIOCINQ)
+	// Through SyscallConn, not Fd: Fd would switch the pipe to blocking
+	// mode for good, and each read of the handler's output would then hold
+	// an OS thread and its P in the kernel. With both Ps held, the Runtime
+	// API's next connection waited for the scheduler's monitor, up to
+	// 10 ms: the slow first warm invocation after a cold start.
+	rc, err := o.r.SyscallConn()
 	if err != nil {
+		return true
+	}
+	var pending int
+	var ioctlErr error
+	if err := rc.Control(func(fd uintptr) { pending, ioctlErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || ioctlErr != nil {
 		return true
 	}
 	return pending == 0 && o.read.Load() == o.handled.Load()

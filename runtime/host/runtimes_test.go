@@ -14,7 +14,7 @@ import (
 // interpreter is the system python3 or node in /usr/bin: the one function
 // instances run through the nimbus-usr volume, whatever comes first on the
 // test's PATH. .ci/run installs them, so a missing one fails, not skips.
-func interpreter(t *testing.T, name string) string {
+func interpreter(t testing.TB, name string) string {
 	t.Helper()
 	p := filepath.Join("/usr/bin", name)
 	if _, err := os.Stat(p); err != nil {
