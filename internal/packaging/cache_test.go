@@ -57,12 +57,16 @@ func TestCacheAnswersForAnUnchangedTreeAndNoticesChanges(t *testing.T) {
 	if d, err := NewCache(disk).Digest(dir); err != nil || d != changed.SHA256 || d == want.SHA256 {
 		t.Errorf("after an edit: %s %v, want %s", d, err, changed.SHA256)
 	}
-	// A new file, a removed file, a changed mode: each a new digest.
-	for name, edit := range map[string]func() error{
-		"new file":     func() error { return os.WriteFile(filepath.Join(dir, "lib/new.txt"), []byte("n"), 0o644) },
-		"removed file": func() error { return os.Remove(filepath.Join(dir, "lib/new.txt")) },
-		"mode":         func() error { return os.Chmod(filepath.Join(dir, "lib/a.txt"), 0o755) },
+	// A new file, then its removal, then a changed mode: each a new digest.
+	for _, step := range []struct {
+		name string
+		edit func() error
+	}{
+		{"new file", func() error { return os.WriteFile(filepath.Join(dir, "lib/new.txt"), []byte("n"), 0o644) }},
+		{"removed file", func() error { return os.Remove(filepath.Join(dir, "lib/new.txt")) }},
+		{"mode", func() error { return os.Chmod(filepath.Join(dir, "lib/a.txt"), 0o755) }},
 	} {
+		name, edit := step.name, step.edit
 		before, _ := NewCache(disk).Digest(dir)
 		if err := edit(); err != nil {
 			t.Fatal(err)
