@@ -70,6 +70,44 @@ func KillProcessesUnder(dir string) int {
 	return killed
 }
 
+// KillAllocationProcesses kills the processes whose cgroup names one of
+// the allocations: tasks that outlived their agent. Nomad 1.10 on cgroups
+// v1 puts them in /nomad/<alloc>.<task>, whatever the client's
+// cgroup_parent, and their root, in a mount namespace of their own, no
+// longer names the state dir.
+func KillAllocationProcesses(allocs []string) int {
+	if len(allocs) == 0 {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	killed := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cgroup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		if err != nil {
+			continue
+		}
+		for _, id := range allocs {
+			if id != "" && strings.Contains(string(cgroup), id) {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+				break
+			}
+		}
+	}
+	if killed > 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return killed
+}
+
 func leftBehind(procDir, prefix string) bool {
 	for _, link := range []string{"root", "cwd"} {
 		if target, err := os.Readlink(filepath.Join(procDir, link)); err == nil && strings.HasPrefix(target+"/", prefix) {
@@ -81,8 +119,21 @@ func leftBehind(procDir, prefix string) bool {
 		return false
 	}
 	args := bytes.Split(cmdline, []byte{0})
-	return len(args) > 1 && filepath.Base(string(args[0])) == "nomad" &&
-		string(args[1]) == "executor" && bytes.Contains(cmdline, []byte(prefix))
+	if len(args) > 1 && filepath.Base(string(args[0])) == "nomad" &&
+		string(args[1]) == "executor" && bytes.Contains(cmdline, []byte(prefix)) {
+		return true
+	}
+	// A Nomad plugin (logmon) that outlived its agent holds the task's log
+	// files open; its command line and working directory name nothing.
+	if len(args) > 1 && filepath.Base(string(args[0])) == "nomad" {
+		fds, _ := os.ReadDir(filepath.Join(procDir, "fd"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join(procDir, "fd", fd.Name())); err == nil && strings.HasPrefix(target, prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // UnmountUnder detaches every mount point below dir, deepest first: the

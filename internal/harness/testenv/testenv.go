@@ -285,8 +285,14 @@ func (e *Env) Stop() {
 		e.consulProc.Stop(10 * time.Second)
 	}
 	if e.nomadDataDir != "" {
-		agents.KillProcessesUnder(e.nomadDataDir)
-		if err := agents.UnmountUnder(e.nomadDataDir); err != nil {
+		// The whole state dir, not only Nomad's data dir: Nomad 1.9 and
+		// later mount task roots beside it (alloc_mounts), where a task
+		// that outlived its agent would otherwise be missed.
+		agents.KillProcessesUnder(e.Dir)
+		if n := agents.KillAllocationProcesses(allocs); n > 0 {
+			slog.Info("testenv: killed task processes that outlived Nomad", "count", n)
+		}
+		if err := agents.UnmountUnder(e.Dir); err != nil {
 			slog.Warn("testenv: unmounting", "err", err)
 		}
 	}
