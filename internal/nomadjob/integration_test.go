@@ -99,7 +99,7 @@ func instanceURL(t *testing.T, env *testenv.Env, service string) string {
 	defer cancel()
 	e := testkit.WaitInstances(ctx, t, env.Consul, service, 1)
 	url := fmt.Sprintf("http://%s:%d", e.Service.Address, e.Service.Port)
-	key, err := testkit.InstanceKey(ctx, env.Nomad, service, nomadjob.TaskName, protocol.InstanceKeyFile)
+	key, err := testkit.InstanceKey(ctx, env.Nomad, service, nomadjob.InstanceKeyPath)
 	if err != nil {
 		t.Fatalf("reading the instance key of %s: %v", service, err)
 	}

@@ -347,6 +347,11 @@ func datacenters(opts Options) []string {
 	return []string{"*"}
 }
 
+// InstanceKeyPath is where a function instance's host keeps its key,
+// relative to the allocation's directory: the task's local directory, as
+// the job's NIMBUS_INSTANCE_KEY_FILE names it from inside the task.
+const InstanceKeyPath = TaskName + "/local/" + protocol.InstanceKeyFile
+
 // ArtifactSource is the URL a function's job fetches its code from; empty
 // for a nil job or another shape.
 func ArtifactSource(job *api.Job) string {

@@ -36,7 +36,7 @@ func readInstanceKey(ctx context.Context, files AllocFiles, alloc *nomadapi.Allo
 	if !expectsInstanceKey(alloc) {
 		return "", nil
 	}
-	rc, err := files.Cat(alloc, nomadjob.TaskName+"/local/"+protocol.InstanceKeyFile, (&nomadapi.QueryOptions{}).WithContext(ctx))
+	rc, err := files.Cat(alloc, nomadjob.InstanceKeyPath, (&nomadapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return "", fmt.Errorf("reading the instance key of allocation %s (the gateway's Nomad policy needs read-fs): %w", alloc.ID, err)
 	}

@@ -48,26 +48,8 @@ func StopAllJobs(ctx context.Context, c *nomadapi.Client) error {
 // left behind: task executors (`nomad executor` with paths under dir) and
 // user tasks, whose chroot root or working directory is under dir.
 func KillProcessesUnder(dir string) int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
 	prefix := strings.TrimRight(dir, "/") + "/"
-	self := os.Getpid()
-	killed := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self || !leftBehind(filepath.Join("/proc", e.Name()), prefix) {
-			continue
-		}
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed++
-		}
-	}
-	if killed > 0 {
-		time.Sleep(200 * time.Millisecond)
-	}
-	return killed
+	return killProcesses(func(procDir string) bool { return leftBehind(procDir, prefix) })
 }
 
 // KillAllocationProcesses kills the processes whose cgroup names one of
@@ -79,27 +61,36 @@ func KillAllocationProcesses(allocs []string) int {
 	if len(allocs) == 0 {
 		return 0
 	}
+	return killProcesses(func(procDir string) bool {
+		cgroup, err := os.ReadFile(filepath.Join(procDir, "cgroup"))
+		if err != nil {
+			return false
+		}
+		for _, id := range allocs {
+			if id != "" && strings.Contains(string(cgroup), id) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// killProcesses kills every process but this one whose /proc directory
+// matches, and gives the kernel a moment to reap them.
+func killProcesses(matches func(procDir string) bool) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0
 	}
+	self := os.Getpid()
 	killed := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid == self || !matches(filepath.Join("/proc", e.Name())) {
 			continue
 		}
-		cgroup, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
-		if err != nil {
-			continue
-		}
-		for _, id := range allocs {
-			if id != "" && strings.Contains(string(cgroup), id) {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed++
-				}
-				break
-			}
+		if syscall.Kill(pid, syscall.SIGKILL) == nil {
+			killed++
 		}
 	}
 	if killed > 0 {

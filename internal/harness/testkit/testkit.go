@@ -83,10 +83,10 @@ func (s ServiceJob) Job() *nomadapi.Job {
 // and benchmarks that call an instance directly. Nomad may report the
 // allocation running a moment after Consul sees the instance pass, so it
 // tries until ctx ends.
-func InstanceKey(ctx context.Context, nomad *nomadapi.Client, jobID, taskName, keyFile string) (string, error) {
+func InstanceKey(ctx context.Context, nomad *nomadapi.Client, jobID, keyPath string) (string, error) {
 	lastErr := fmt.Errorf("no running allocation of %s", jobID)
 	for ctx.Err() == nil {
-		key, err := readInstanceKey(ctx, nomad, jobID, taskName+"/local/"+keyFile)
+		key, err := readInstanceKey(ctx, nomad, jobID, keyPath)
 		if err == nil {
 			return key, nil
 		}

@@ -379,7 +379,7 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 // readInstanceKey reads the key of the function's running instance, as
 // the gateway does, through Nomad.
 func (c *credentials) readInstanceKey(env *testenv.Env, function, instanceURL string) error {
-	key, err := testkit.InstanceKey(context.Background(), env.Nomad, nomadjob.JobID(function), nomadjob.TaskName, protocol.InstanceKeyFile)
+	key, err := testkit.InstanceKey(context.Background(), env.Nomad, nomadjob.JobID(function), nomadjob.InstanceKeyPath)
 	if err != nil {
 		return err
 	}
