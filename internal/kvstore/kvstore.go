@@ -73,8 +73,8 @@ type Route struct {
 	Function string   `json:"function"`
 	Host     string   `json:"host,omitempty"`
 	Path     string   `json:"path"`
-	Match    string   `json:"match"`             // "prefix" or "exact"
-	Methods  []string `json:"methods,omitempty"` // empty: any
+	Match    string   `json:"match"`   // "prefix" or "exact"
+	Methods  []string `json:"methods"` // empty: any; no omitempty, so [] and null each round-trip
 	// Authorization is who may call the route: RouteAuthNone,
 	// RouteAuthIAM or RouteAuthAPIKey. Empty (records from before it
 	// existed) counts as RouteAuthIAM, the default.
@@ -254,7 +254,7 @@ type AccessKey struct {
 	Enabled     bool   `json:"enabled"`
 	// Invoke lists the functions the key may invoke and describe: names,
 	// or patterns where * matches any run of characters ("orders-*", "*").
-	Invoke []string `json:"invoke,omitempty"`
+	Invoke []string `json:"invoke"` // no omitempty, so [] and null each round-trip
 	// UploadArtifacts lets the key upload and read function packages.
 	UploadArtifacts bool `json:"upload_artifacts,omitempty"`
 	// ReadOperations lets the key read /metrics and /v1/usage.
