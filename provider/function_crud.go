@@ -349,8 +349,9 @@ func taskUnchanged(a, b functionModel) bool {
 		a.SourceSHA256.Equal(b.SourceSHA256) && a.SourceURL.Equal(b.SourceURL) && a.Egress.Equal(b.Egress)
 }
 
-// source makes the code available to Nomad: uploads a local source to the
-// gateway (only when the store lacks it), or passes a source_url through.
+// source makes the code available to instances: uploads a local source to
+// the gateway (only when the store lacks it), whose signed URL nimbus-host
+// fetches, or passes a source_url through to Nomad's artifact block.
 func (r *functionResource) source(ctx context.Context, plan *functionModel) (nomadjob.Source, diag.Diagnostics) {
 	var diags diag.Diagnostics
 	if plan.Source.IsNull() {
@@ -382,5 +383,5 @@ func (r *functionResource) source(ctx context.Context, plan *functionModel) (nom
 		diags.AddError("Cannot get a signed URL for the function's code", err.Error())
 		return nomadjob.Source{}, diags
 	}
-	return nomadjob.Source{URL: url, SHA256: pkg.SHA256}, diags
+	return nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}, diags
 }

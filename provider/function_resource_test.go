@@ -336,8 +336,10 @@ func TestAccFunctionTamperedPackageIsReported(t *testing.T) {
 						t.Fatal(err)
 					}
 				},
-				Config:      cfg(192),
-				ExpectError: regexp.MustCompile(`(?s)gateway's\s+copy\s+of\s+sha256:` + sha + `\s+does\s+not\s+match\s+its\s+checksum.*Failed Artifact Download.*left as it was`),
+				Config: cfg(192),
+				// nimbus-host fetches the package, finds it altered and exits
+				// before any of it runs; the canary's events show the exit.
+				ExpectError: regexp.MustCompile(`(?s)nimbus-host\s+refused\s+the\s+package:\s+the\s+gateway's\s+copy\s+of\s+sha256:` + sha + `\s+does\s+not\s+match\s+its\s+checksum.*Terminated.*left as it was`),
 			},
 		},
 	})

@@ -150,21 +150,21 @@ func failed(a *nomadapi.AllocationListStub) bool {
 	return false
 }
 
-// explain turns a failed allocation into an actionable message. Nomad 1.6
-// reports an artifact checksum mismatch only as a failed download, so the
-// provider checks the store's copy itself.
+// explain turns a failed allocation into an actionable message. The host
+// that refuses a package altered in the store says why in its log, which
+// the deployer may not read, and Nomad's events show only its exit; so for
+// a package of the store the provider checks the store's copy itself.
 func (r *functionResource) explain(ctx context.Context, a *nomadapi.AllocationListStub, src nomadjob.Source) error {
 	msg := events(a)
-	for _, ts := range a.TaskStates {
-		for _, ev := range ts.Events {
-			if ev.Type != nomadapi.TaskArtifactDownloadFailed || r.data.Artifacts == nil || !strings.HasPrefix(src.URL, r.data.Artifacts.BaseURL) {
-				continue
+	if r.data.Artifacts != nil && (src.FromStore || strings.HasPrefix(src.URL, r.data.Artifacts.BaseURL)) {
+		actual, err := r.data.Artifacts.Verify(ctx, src.SHA256)
+		if err == nil && actual != src.SHA256 {
+			refuser := "nimbus-host" // it fetches packages of the store
+			if !src.FromStore {
+				refuser = "Nomad" // a source_url, fetched by its artifact block
 			}
-			actual, err := r.data.Artifacts.Verify(ctx, src.SHA256)
-			if err == nil && actual != src.SHA256 {
-				return fmt.Errorf("Nomad refused the package: the gateway's copy of sha256:%s does not match its checksum (its bytes hash to sha256:%s), so it was altered after upload. Remove it from the gateway's artifact store and apply again to upload it anew.\n%s",
-					src.SHA256, actual, msg)
-			}
+			return fmt.Errorf("%s refused the package: the gateway's copy of sha256:%s does not match its checksum (its bytes hash to sha256:%s), so it was altered after upload. Remove it from the gateway's artifact store and apply again to upload it anew.\n%s",
+				refuser, src.SHA256, actual, msg)
 		}
 	}
 	return fmt.Errorf("the instance failed:\n%s", msg)

@@ -39,7 +39,7 @@ var goldenCases = map[string]struct {
 }
 
 func TestRenderGolden(t *testing.T) {
-	src := Source{URL: ArtifactURL("http://gateway:8080/", "ab12"), SHA256: "ab12"}
+	src := Source{URL: ArtifactURL("http://gateway:8080/", "ab12"), SHA256: "ab12", FromStore: true}
 	for name, tc := range goldenCases {
 		t.Run(name, func(t *testing.T) {
 			got, err := json.MarshalIndent(Render(tc.fn, src, tc.opts), "", "  ")
@@ -60,6 +60,40 @@ func TestRenderGolden(t *testing.T) {
 				t.Errorf("rendered job differs from %s; if the change is intended, rerun with -update and review the diff\n%s", path, got)
 			}
 		})
+	}
+}
+
+// A package of the store is the host's to fetch: the job names its URL
+// and digest and has no artifact block, which would run go-getter first.
+func TestRenderHostFetchesPackagesOfTheStore(t *testing.T) {
+	f := model.Function{Name: "hello", Runtime: model.RuntimeProvided}
+	u := "http://g/v1/artifacts/sha256/ff?X-Nimbus-Expires=1&X-Nimbus-Signature=s"
+	job := Render(f, Source{URL: u, SHA256: "ff", FromStore: true}, Options{})
+	task := job.TaskGroups[0].Tasks[0]
+	if len(task.Artifacts) != 0 {
+		t.Errorf("artifact block %+v: the host fetches the package", task.Artifacts[0])
+	}
+	if task.Env[protocol.EnvPackageURL] != u || task.Env[protocol.EnvPackageSHA256] != "ff" {
+		t.Errorf("package env %q %q", task.Env[protocol.EnvPackageURL], task.Env[protocol.EnvPackageSHA256])
+	}
+	if ArtifactSource(job) != u {
+		t.Errorf("ArtifactSource %q, want the host's package URL", ArtifactSource(job))
+	}
+	if job.Meta[MetaSource] != "ff" {
+		t.Errorf("meta %v", job.Meta)
+	}
+
+	// Egress none: the instance reaches nothing, not even the gateway, so
+	// Nomad fetches the code, verified by its checksum; on the host's
+	// network, where egress is not enforced, the host does.
+	sealed := model.Function{Name: "sealed", Runtime: model.RuntimeProvided, Egress: model.EgressNone}
+	task = Render(sealed, Source{URL: u, SHA256: "ff", FromStore: true}, Options{}).TaskGroups[0].Tasks[0]
+	if len(task.Artifacts) != 1 || task.Artifacts[0].GetterOptions["checksum"] != "sha256:ff" || task.Env[protocol.EnvPackageURL] != "" {
+		t.Errorf("egress none: artifacts %v, package URL %q; want Nomad to fetch", task.Artifacts, task.Env[protocol.EnvPackageURL])
+	}
+	task = Render(sealed, Source{URL: u, SHA256: "ff", FromStore: true}, Options{HostNetwork: true}).TaskGroups[0].Tasks[0]
+	if len(task.Artifacts) != 0 || task.Env[protocol.EnvPackageURL] != u {
+		t.Errorf("host network: artifacts %v, package URL %q; want the host to fetch", task.Artifacts, task.Env[protocol.EnvPackageURL])
 	}
 }
 
@@ -85,6 +119,9 @@ func TestRenderShape(t *testing.T) {
 		t.Error("nodejs functions mount the host's /usr for the interpreter")
 	case job.Meta[MetaSource] != "ff" || job.Meta[MetaManaged] != ManagedBy:
 		t.Errorf("meta %v", job.Meta)
+	}
+	if ArtifactSource(job) != "http://g/v1/artifacts/sha256/ff" {
+		t.Errorf("ArtifactSource of a source_url job: %q", ArtifactSource(job))
 	}
 	if Render(model.Function{Name: "x", Runtime: model.RuntimeProvided}, Source{}, Options{}).TaskGroups[0].Volumes["usr"] != nil {
 		t.Error("provided functions do not see the host's /usr")

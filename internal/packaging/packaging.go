@@ -137,7 +137,8 @@ func ZipDir(dir string) (*Package, error) {
 }
 
 // CheckZip refuses archives that are not zips, are too large, or hold
-// entries that would land outside the function's directory.
+// entries that would land outside the function's directory or are not
+// plain files or directories (symbolic links, devices).
 func CheckZip(data []byte) error {
 	if len(data) > MaxZipBytes {
 		return tooLarge(int64(len(data)))
@@ -149,9 +150,18 @@ func CheckZip(data []byte) error {
 	if len(zr.File) == 0 {
 		return errors.New("the zip file is empty")
 	}
+	var unzipped uint64
 	for _, f := range zr.File {
 		if err := checkEntryName(f.Name); err != nil {
 			return err
+		}
+		// The entries' sizes as their headers state them; Extract counts
+		// what it writes.
+		if unzipped += f.UncompressedSize64; unzipped > MaxUnzippedBytes {
+			return fmt.Errorf("the package unpacks to more than %d MB; Lambda's limit for a function's code is 250 MB too: move large assets out of the source", MaxUnzippedBytes>>20)
+		}
+		if mode := f.Mode(); !mode.IsRegular() && !mode.IsDir() {
+			return fmt.Errorf("zip entry %q is not a regular file or a directory (%s); instances unpack only files and directories: put the file itself in the zip", f.Name, mode.Type())
 		}
 	}
 	return nil

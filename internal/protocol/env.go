@@ -22,7 +22,15 @@ const (
 	// takes invocations from anyone who reaches it.
 	EnvInstanceKeyFile = "NIMBUS_INSTANCE_KEY_FILE"
 	EnvTaskRoot        = "NIMBUS_TASK_ROOT"
-	EnvRegion          = "NIMBUS_REGION"
+	// EnvPackageURL is the signed URL of the function's package in the
+	// gateway's artifact store, and EnvPackageSHA256 its digest: the host
+	// fetches the package itself (through the gateway's function listener
+	// where the client names one), verifies it and unpacks it into the
+	// task root before anything of it runs. Unset, the code is already in
+	// the task root (a source_url, which Nomad fetches).
+	EnvPackageURL    = "NIMBUS_PACKAGE_URL"
+	EnvPackageSHA256 = "NIMBUS_PACKAGE_SHA256"
+	EnvRegion        = "NIMBUS_REGION"
 	// EnvGatewayForFunctions is the gateway's function listener as the
 	// client's node meta NodeMetaGatewayURL gives it (unresolved when the
 	// client sets none). nimbus-host passes it to the handler as

@@ -163,13 +163,42 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// SignedDownloads serves packages to signed URLs only, and nothing else
+// of the store: the function listener offers it to instances, whose host
+// fetches its own package with the URL its job names.
+func (s *ArtifactStore) SignedDownloads() http.Handler {
+	mux := http.NewServeMux()
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		digest, ok := digestParam(w, r)
+		if !ok {
+			return
+		}
+		refused := &apiError{http.StatusForbidden, "AccessDeniedException", "this listener serves packages only to signed URLs (the one in the function's job)"}
+		if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
+			refused = s.URLs.check(digest, q)
+		}
+		if refused != nil {
+			refuse(w, nativeDialect, refused)
+			return
+		}
+		s.serveBlob(w, r, digest)
+	}
+	mux.HandleFunc("GET /v1/artifacts/sha256/{digest}", serve)
+	mux.HandleFunc("HEAD /v1/artifacts/sha256/{digest}", serve)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException",
+			r.Method + " " + r.URL.Path + " is not served to functions: this listener serves packages only to GET with a signed URL; upload on the gateway's main listener"})
+	})
+	return mux
+}
+
 func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	digest, ok := digestParam(w, r)
 	if !ok {
 		return
 	}
-	// Nomad clients come with a signed URL; the provider, checking a
-	// package, with its key.
+	// Nomad clients and instances come with a signed URL; the provider,
+	// checking a package, with its key.
 	var refused *apiError
 	if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
 		refused = s.URLs.check(digest, q)
@@ -180,6 +209,11 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, refused)
 		return
 	}
+	s.serveBlob(w, r, digest)
+}
+
+// serveBlob sends a stored package to a caller already checked.
+func (s *ArtifactStore) serveBlob(w http.ResponseWriter, r *http.Request, digest string) {
 	f, err := s.Open(digest)
 	if errors.Is(err, os.ErrNotExist) {
 		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)})

@@ -188,9 +188,11 @@ func (g *Gateway) ReferencedArtifacts() (map[string]bool, bool) { return g.regis
 
 // FunctionHandler serves the function listener, which instances reach
 // from inside their network namespaces: the invoke APIs, for calls from
-// one function to another, and nothing else. Function management,
-// artifacts, usage and metrics stay on the main listener, which the
-// instances' firewall keeps them away from.
+// one function to another. nimbus-gateway adds the artifact store's
+// signed downloads (ArtifactStore.SignedDownloads), with which each
+// instance fetches its own package. Function management, uploads, usage
+// and metrics stay on the main listener, which the instances' firewall
+// keeps them away from.
 func (g *Gateway) FunctionHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)

@@ -134,12 +134,27 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		connects = append(connects, map[string]any{"name": name, "host": host, "port": port})
 	}
 	fnListener := "http://" + env.FunctionGateway
+	// Packages on the function listener: the neighbour's with its signed
+	// URL, as its host fetches it, and the prober's own package with the
+	// neighbour's signature borrowed.
+	goPkg, err := packaging.ZipDir(fx.goSource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := url.Parse(upload(t, env, gw, goPkg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proberDigest := uploadTo(t, env, gw, src)
 	probe["connect"] = connects
 	probe["http"] = []map[string]any{
 		{"name": "gateway health on the bridge address", "url": exposed.URL + "/healthz"},
 		{"name": "gateway artifact on the bridge address", "url": exposed.URL + "/v1/artifacts/sha256/" + digest},
 		{"name": "allowed address", "url": "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))},
 		{"name": "function listener: artifact", "url": fnListener + "/v1/artifacts/sha256/" + digest},
+		{"name": "function listener: a package with its signed URL", "url": fnListener + signed.RequestURI()},
+		{"name": "function listener: a package with another's signature", "url": fnListener + "/v1/artifacts/sha256/" + proberDigest + "?" + signed.RawQuery},
+		{"name": "function listener: an upload", "url": fnListener + "/v1/artifacts/sha256/" + proberDigest, "method": "PUT", "body": map[string]string{"not": "a zip"}},
 		{"name": "function listener: metrics", "url": fnListener + "/metrics"},
 		// A function calls another with its own credentials (here a
 		// bearer token it was given); without, it is refused like anyone.
@@ -169,7 +184,10 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		}
 	}
 	expectStatus(t, report, "allowed address", http.StatusOK, "world")
-	expectStatus(t, report, "function listener: artifact", http.StatusNotFound, "not served to functions")
+	expectStatus(t, report, "function listener: artifact", http.StatusForbidden, "only to signed URLs")
+	expectStatus(t, report, "function listener: a package with its signed URL", http.StatusOK, "")
+	expectStatus(t, report, "function listener: a package with another's signature", http.StatusForbidden, "not valid for this artifact")
+	expectStatus(t, report, "function listener: an upload", http.StatusNotFound, "not served to functions")
 	expectStatus(t, report, "function listener: metrics", http.StatusNotFound, "not served to functions")
 	expectStatus(t, report, "function listener: invoke the neighbour", http.StatusOK, "from the prober")
 	expectStatus(t, report, "function listener: invoke the neighbour without credentials", http.StatusUnauthorized, "UnrecognizedClientException")

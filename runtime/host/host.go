@@ -99,6 +99,7 @@ func (h *Host) supervise() {
 			continue
 		}
 		h.setProc(p)
+		go h.logReady(p)
 		<-p.exited
 		h.metrics.restarts.Inc()
 		if h.closing.Load() {
@@ -111,6 +112,16 @@ func (h *Host) supervise() {
 			h.log.Warn("handler exited before serving", "err", p.exitErr, "retry_in", backoff)
 			h.sleep(backoff)
 		}
+	}
+}
+
+// logReady says when a handler finished its init, and how long that took:
+// the last step of a cold start inside the instance.
+func (h *Host) logReady(p *handlerProc) {
+	select {
+	case <-p.initDone:
+		h.log.Info("handler ready", "init_ms", float64(p.initDuration.Microseconds())/1000)
+	case <-p.exited:
 	}
 }
 

@@ -128,7 +128,11 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 		if err != nil {
 			return fmt.Errorf("function listener: %w", err)
 		}
-		servers = append(servers, &http.Server{Handler: gw.FunctionHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
+		// Instances fetch their own package here, with its signed URL.
+		fmux := http.NewServeMux()
+		fmux.Handle("/v1/artifacts/", store.SignedDownloads())
+		fmux.Handle("/", gw.FunctionHandler())
+		servers = append(servers, &http.Server{Handler: fmux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute})
 		listeners = append(listeners, fln)
 		logger.Info("nimbus-gateway function listener", "addr", fln.Addr().String())
 	}

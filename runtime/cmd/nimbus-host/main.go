@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/codefetch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/host"
 )
 
@@ -53,6 +54,11 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 		}
 		cfg.InstanceKey = key
 	}
+	if u := os.Getenv(protocol.EnvPackageURL); u != "" {
+		if err := fetchCode(cfg, u, os.Getenv(protocol.EnvPackageSHA256), logger); err != nil {
+			return err
+		}
+	}
 	h, err := host.New(cfg, host.Options{Logger: logger})
 	if err != nil {
 		return err
@@ -83,6 +89,21 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	}
 	logger.Info("nimbus-host stopped")
 	return shutdownErr
+}
+
+// fetchCode brings the function's package into the task root, verified,
+// before the handler starts. The gateway's function listener is tried
+// first: it is the one address an instance's network always reaches.
+func fetchCode(cfg host.Config, url, digest string, logger *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := codefetch.Fetch(ctx, codefetch.Request{URL: url, SHA256: digest, FunctionGateway: cfg.GatewayURL, Dir: cfg.TaskRoot})
+	if err != nil {
+		return err
+	}
+	logger.Info("package fetched and verified", "sha256", digest, "from", res.From, "bytes", res.Bytes,
+		"fetch_ms", float64(res.Fetch.Microseconds())/1000, "unpack_ms", float64(res.Unpack.Microseconds())/1000, "failed_attempts", res.FailedAttempts)
+	return nil
 }
 
 // instanceKey makes this instance's key and keeps it where the gateway,

@@ -1,0 +1,198 @@
+// Package codefetch brings a function's code into its instance: nimbus-host
+// downloads the package from the gateway's artifact store, verifies its
+// sha256 against the digest the job names before anything of it runs, and
+// unpacks it in process.
+//
+// Nomad's artifact block did this before, through go-getter in a
+// subprocess of the Nomad client: a fifth of a cold start went there.
+// Fetching in the host also lets the instance reach the store through the
+// gateway's function listener, the one address its network allows.
+package codefetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+)
+
+// ErrTampered means the package's bytes do not hash to the digest the job
+// names: it was altered after upload, and it must not run.
+var ErrTampered = errors.New("the package does not match its digest")
+
+// Request is what to fetch and where to put it.
+type Request struct {
+	// URL is the package's signed URL in the gateway's artifact store.
+	URL string
+	// SHA256 is the digest the package must have (lowercase hex).
+	SHA256 string
+	// FunctionGateway, when set, is the gateway's function listener: the
+	// same path and signature are tried there first, since an instance's
+	// network may reach only that listener.
+	FunctionGateway string
+	// Dir receives the unpacked code.
+	Dir string
+	// Client defaults to a client with a 60 s timeout.
+	Client *http.Client
+	// Attempts bounds the tries over all candidate URLs (default 5): a
+	// gateway being replaced refuses connections for a moment.
+	Attempts int
+}
+
+// Result tells how the fetch went, for the host's log.
+type Result struct {
+	From           string // the URL that served the package, without its signature
+	Bytes          int
+	Fetch, Unpack  time.Duration
+	FailedAttempts int
+}
+
+// Fetch downloads, verifies and unpacks the package.
+func Fetch(ctx context.Context, req Request) (Result, error) {
+	var res Result
+	candidates, err := candidates(req)
+	if err != nil {
+		return res, err
+	}
+	client := req.Client
+	if client == nil {
+		client = &http.Client{Timeout: 60 * time.Second}
+	}
+	attempts := req.Attempts
+	if attempts <= 0 {
+		attempts = 5
+	}
+	start := time.Now()
+	var data []byte
+	var lastErr error
+	live := candidates
+	for i := 0; i < attempts && len(live) > 0; i++ {
+		k := i % len(live)
+		u := live[k]
+		data, lastErr = download(ctx, client, u)
+		if lastErr == nil {
+			res.From = redact(u)
+			break
+		}
+		res.FailedAttempts++
+		var refused *refusal
+		if errors.As(lastErr, &refused) && !refused.retryable() {
+			// This URL will not serve (an expired signature, a listener
+			// that does not serve packages): the others may.
+			live = slices.Delete(live, k, k+1)
+			continue
+		}
+		if k+1 < len(live) {
+			continue // the next candidate at once
+		}
+		select {
+		case <-ctx.Done():
+			return res, errors.Join(lastErr, ctx.Err())
+		case <-time.After(time.Duration(100<<min(i, 4)) * time.Millisecond):
+		}
+	}
+	if lastErr != nil {
+		return res, fmt.Errorf("fetching the function's package sha256:%s (%d attempts): %w", req.SHA256, res.FailedAttempts, lastErr)
+	}
+	res.Fetch, res.Bytes = time.Since(start), len(data)
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != req.SHA256 {
+		return res, fmt.Errorf("%w: %s served bytes that hash to sha256:%s, not sha256:%s as the job names; the store's copy was altered after upload, so nimbus-host refuses to run it: remove it from the gateway's artifact store and apply again to upload it anew",
+			ErrTampered, res.From, got, req.SHA256)
+	}
+	start = time.Now()
+	if err := packaging.Extract(data, req.Dir); err != nil {
+		return res, fmt.Errorf("unpacking the function's package sha256:%s: %w", req.SHA256, err)
+	}
+	res.Unpack = time.Since(start)
+	return res, nil
+}
+
+// candidates are the URLs to try, the function listener's first.
+func candidates(req Request) ([]string, error) {
+	u, err := url.Parse(req.URL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("the package URL %q is not an absolute URL", redact(req.URL))
+	}
+	if len(req.SHA256) != 64 {
+		return nil, fmt.Errorf("the package digest %q is not a sha256 in hex", req.SHA256)
+	}
+	var out []string
+	if req.FunctionGateway != "" {
+		if g, err := url.Parse(req.FunctionGateway); err == nil && g.Scheme != "" && g.Host != "" {
+			out = append(out, strings.TrimRight(req.FunctionGateway, "/")+u.RequestURI())
+		}
+	}
+	return append(out, req.URL), nil
+}
+
+// maxPackageBytes is the largest body read: the store's own limit.
+const maxPackageBytes = packaging.MaxZipBytes
+
+func download(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(r)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, newRefusal(redact(u), resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxPackageBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxPackageBytes {
+		return nil, fmt.Errorf("%s served more than %d MB, the store's limit for a package", redact(u), maxPackageBytes>>20)
+	}
+	return data, nil
+}
+
+// refusal is an answer other than 200 from the store.
+type refusal struct {
+	url, status, message string
+	code                 int
+}
+
+func newRefusal(u string, resp *http.Response) *refusal {
+	var body struct {
+		Message string `json:"message"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if json.Unmarshal(b, &body) != nil || body.Message == "" {
+		body.Message = strings.TrimSpace(string(b))
+	}
+	return &refusal{url: u, status: resp.Status, message: body.Message, code: resp.StatusCode}
+}
+
+func (r *refusal) Error() string {
+	return fmt.Sprintf("%s answered %s: %s", r.url, r.status, r.message)
+}
+
+// retryable: the store is overloaded or failing, rather than refusing
+// this URL.
+func (r *refusal) retryable() bool {
+	return r.code == http.StatusTooManyRequests || r.code >= 500
+}
+
+// redact drops a URL's query, which holds its signature.
+func redact(u string) string {
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		return u[:i]
+	}
+	return u
+}
