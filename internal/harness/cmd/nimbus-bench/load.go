@@ -126,7 +126,7 @@ func slowClient(ctx context.Context, addr, fn string) string {
 		return "connect failed"
 	}
 	defer func() { _ = conn.Close() }()
-	head := fmt.Sprintf("POST /v1/functions/%s/invoke HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", fn, auth.token, bigBodyBytes)
+	head := fmt.Sprintf("POST /v1/functions/%s/invoke HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", fn, auth.tokenFor(addr), bigBodyBytes)
 	if _, err := conn.Write([]byte(head)); err != nil {
 		return "write failed"
 	}
