@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/klauspost/compress/flate"
 )
 
 // MaxUnzippedBytes bounds what a package may unpack to, as Lambda bounds
@@ -30,6 +32,10 @@ func extract(data []byte, dir string, budget int64) error {
 	if err != nil {
 		return fmt.Errorf("not a valid zip file: %w", err)
 	}
+	// klauspost/compress inflates about a fifth faster than the standard
+	// library: a 12 MB Go binary is most of a Go function's cold start
+	// inside its instance.
+	zr.RegisterDecompressor(zip.Deflate, func(r io.Reader) io.ReadCloser { return flate.NewReader(r) })
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"time"
 )
 
 // Version is the version of the protocol (PROTOCOL.md). The host sends it
@@ -27,6 +28,13 @@ const (
 	// start and only the gateway can read (InstanceKeyFile): an instance
 	// runs invocations from the gateway only.
 	HeaderInstanceKey = "X-Nimbus-Instance-Key"
+)
+
+// QueryHealthWait on GET /healthz holds the answer until the handler is
+// ready or the duration it names (at most MaxHealthWait) has passed.
+const (
+	QueryHealthWait = "wait"
+	MaxHealthWait   = 10 * time.Second
 )
 
 // InstanceKeyFile is the file in the task's local directory where the

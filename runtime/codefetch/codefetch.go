@@ -10,6 +10,7 @@
 package codefetch
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -74,12 +75,13 @@ func Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	start := time.Now()
 	var data []byte
+	var got string // the digest of data, hashed as it arrived
 	var lastErr error
 	live := candidates
 	for i := 0; i < attempts && len(live) > 0; i++ {
 		k := i % len(live)
 		u := live[k]
-		data, lastErr = download(ctx, client, u)
+		data, got, lastErr = download(ctx, client, u)
 		if lastErr == nil {
 			res.From = redact(u)
 			break
@@ -105,8 +107,7 @@ func Fetch(ctx context.Context, req Request) (Result, error) {
 		return res, fmt.Errorf("fetching the function's package sha256:%s (%d attempts): %w", req.SHA256, res.FailedAttempts, lastErr)
 	}
 	res.Fetch, res.Bytes = time.Since(start), len(data)
-	sum := sha256.Sum256(data)
-	if got := hex.EncodeToString(sum[:]); got != req.SHA256 {
+	if got != req.SHA256 {
 		return res, fmt.Errorf("%w: %s served bytes that hash to sha256:%s, not sha256:%s as the job names; the store's copy was altered after upload, so nimbus-host refuses to run it: remove it from the gateway's artifact store and apply again to upload it anew",
 			ErrTampered, res.From, got, req.SHA256)
 	}
@@ -139,27 +140,29 @@ func candidates(req Request) ([]string, error) {
 // maxPackageBytes is the largest body read: the store's own limit.
 const maxPackageBytes = packaging.MaxZipBytes
 
-func download(ctx context.Context, client *http.Client, u string) ([]byte, error) {
+// download reads a package and hashes it as it arrives.
+func download(ctx context.Context, client *http.Client, u string) ([]byte, string, error) {
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	resp, err := client.Do(r)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return nil, newRefusal(redact(u), resp)
+		return nil, "", newRefusal(redact(u), resp)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxPackageBytes+1))
-	if err != nil {
-		return nil, err
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(resp.ContentLength, 0), maxPackageBytes)))
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(buf, h), io.LimitReader(resp.Body, maxPackageBytes+1)); err != nil {
+		return nil, "", err
 	}
-	if len(data) > maxPackageBytes {
-		return nil, fmt.Errorf("%s served more than %d MB, the store's limit for a package", redact(u), maxPackageBytes>>20)
+	if buf.Len() > maxPackageBytes {
+		return nil, "", fmt.Errorf("%s served more than %d MB, the store's limit for a package", redact(u), maxPackageBytes>>20)
 	}
-	return data, nil
+	return buf.Bytes(), hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // refusal is an answer other than 200 from the store.

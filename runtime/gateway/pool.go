@@ -16,6 +16,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
@@ -283,9 +284,14 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 	p.dispatchLocked()
 }
 
-// probe polls a new instance's /healthz until it is ready.
+// probe asks a new instance's /healthz until it is ready. The host holds
+// the answer until its handler is ready (protocol.QueryHealthWait), so
+// the pool learns of it at once; until the host listens, its port refuses
+// and the probe tries again shortly.
 func (p *pool) probe(ctx context.Context, inst *instance) {
-	client := &http.Client{Timeout: 500 * time.Millisecond}
+	const wait = 2 * time.Second
+	client := &http.Client{Timeout: wait + 500*time.Millisecond}
+	url := "http://" + inst.addr + "/healthz?" + protocol.QueryHealthWait + "=" + wait.String()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		p.mu.Lock()
@@ -294,7 +300,8 @@ func (p *pool) probe(ctx context.Context, inst *instance) {
 		if done {
 			return
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+inst.addr+"/healthz", nil)
+		asked := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if resp, err := client.Do(req); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -305,7 +312,11 @@ func (p *pool) probe(ctx context.Context, inst *instance) {
 				return
 			}
 		}
-		watch.Sleep(ctx, 15*time.Millisecond)
+		// A refused connection (the host is not listening yet), or a host
+		// that answers at once (an older one, or a failing handler): poll.
+		if time.Since(asked) < wait/2 {
+			watch.Sleep(ctx, 5*time.Millisecond)
+		}
 	}
 }
 

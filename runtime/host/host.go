@@ -174,6 +174,34 @@ func (h *Host) Ready() (bool, string) {
 	}
 }
 
+// WaitReady returns when the handler is ready or ctx ends, whichever is
+// first.
+func (h *Host) WaitReady(ctx context.Context) {
+	for {
+		p, changed, _ := h.current()
+		if p != nil && p.ready() || h.closing.Load() {
+			return
+		}
+		var initDone, exited <-chan struct{}
+		if p != nil {
+			initDone, exited = p.initDone, p.exited
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-initDone:
+		case <-exited:
+			// Its replacement arrives through changed.
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}
+}
+
 // ErrBusy is returned when every invocation slot is taken.
 var ErrBusy = errors.New("the instance is busy with other invocations")
 

@@ -2,6 +2,7 @@ package host_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -161,5 +162,44 @@ func TestHTTPRuntimeConcurrency(t *testing.T) {
 		if r.status != http.StatusOK || !strings.Contains(string(r.body), "slept 1500") {
 			t.Errorf("concurrent invocation %d: %d %s", i, r.status, r.body)
 		}
+	}
+}
+
+// GET /healthz?wait= holds its answer until the handler is ready, so the
+// gateway learns of a new instance at once; a handler that never gets
+// ready is reported when the wait ends.
+func TestHealthWaitHoldsTheAnswerUntilReady(t *testing.T) {
+	root, _ := filepath.Abs("testdata/python")
+	good := launchHost(t, nil, "-function", "waits", "-runtime", "python3", "-handler", "app.handler", "-task-root", root,
+		"-python", interpreter(t, "python3"))
+	resp, err := http.Get(good.url + "/healthz?wait=10s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz?wait=10s = %d for a handler that initialises; want 200 once it is ready", resp.StatusCode)
+	}
+
+	broken := launchHost(t, nil, "-function", "broken", "-runtime", "python3", "-handler", "broken.handler", "-task-root", root,
+		"-python", interpreter(t, "python3"))
+	start := time.Now()
+	resp, err = http.Get(broken.url + "/healthz?wait=400ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || time.Since(start) < 400*time.Millisecond {
+		t.Errorf("/healthz?wait=400ms = %d after %s for a handler that cannot init; want 503 when the wait ends", resp.StatusCode, time.Since(start))
+	}
+
+	resp, err = http.Get(broken.url + "/healthz?wait=soon")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "not a duration") {
+		t.Errorf("/healthz?wait=soon = %d %s; want 400 naming the bad duration", resp.StatusCode, body)
 	}
 }

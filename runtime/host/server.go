@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -23,7 +24,17 @@ func (h *Host) Handler() http.Handler {
 	return mux
 }
 
-func (h *Host) serveHealth(w http.ResponseWriter, _ *http.Request) {
+func (h *Host) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if raw := r.URL.Query().Get(protocol.QueryHealthWait); raw != "" {
+		wait, err := time.ParseDuration(raw)
+		if err != nil || wait < 0 {
+			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s=%q is not a duration such as 2s", protocol.QueryHealthWait, raw))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), min(wait, protocol.MaxHealthWait))
+		h.WaitReady(ctx)
+		cancel()
+	}
 	ready, status := h.Ready()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(protocol.HeaderProtocol, protocol.Version)

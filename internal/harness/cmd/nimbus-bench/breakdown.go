@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -41,18 +42,28 @@ func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
 	}
 	steps := []step{{start, "client", "request sent to the gateway"}, {time.Now(), "client", "response received"}}
 
-	alloc, err := newestAllocation(env, nomadjob.JobID(fn))
-	if err != nil {
-		return nil, err
+	// The client reports task events to the servers in batches, and the
+	// host's log reaches its file through Nomad's log pipeline: wait until
+	// both show the start.
+	var alloc *nomadapi.Allocation
+	var hostLog []logLine
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		if alloc, err = newestAllocation(env, nomadjob.JobID(fn)); err != nil {
+			return nil, err
+		}
+		if hostLog, err = taskLog(env, alloc, nomadjob.TaskName); err != nil {
+			return nil, err
+		}
+		if (startedTask(alloc, nomadjob.TaskName) && logged(hostLog, "handler ready")) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if ts := alloc.TaskStates[nomadjob.TaskName]; ts != nil {
 		for _, ev := range ts.Events {
 			steps = append(steps, step{time.Unix(0, ev.Time), "Nomad", "task event: " + ev.Type})
 		}
-	}
-	hostLog, err := taskLog(env, alloc, nomadjob.TaskName)
-	if err != nil {
-		return nil, err
 	}
 	for _, l := range hostLog {
 		switch l.Msg {
@@ -79,6 +90,54 @@ func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
 	}
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at.Before(steps[j].at) })
 	return steps, nil
+}
+
+// floorBreakdown is the same record of one cold start of the floor: the
+// scale call, Nomad's task events, the first 200.
+func floorBreakdown(env *testenv.Env) ([]step, error) {
+	d, err := scaleUpTrial(context.Background(), env, floorBridge, 1)
+	if err != nil {
+		return nil, err
+	}
+	answered := time.Now()
+	steps := []step{{answered.Add(-d), "client", "scale call sent to Nomad"}, {answered, "client", "first 200 from the instance"}}
+	var alloc *nomadapi.Allocation
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if alloc, err = newestAllocation(env, nomadjob.JobID(floorBridge)); err != nil {
+			return nil, err
+		}
+		if startedTask(alloc, floorTask) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if ts := alloc.TaskStates[floorTask]; ts != nil {
+		for _, ev := range ts.Events {
+			steps = append(steps, step{time.Unix(0, ev.Time), "Nomad", "task event: " + ev.Type})
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at.Before(steps[j].at) })
+	return steps, scaleTo(env, floorBridge, 0)
+}
+
+func startedTask(a *nomadapi.Allocation, task string) bool {
+	if ts := a.TaskStates[task]; ts != nil {
+		for _, ev := range ts.Events {
+			if ev.Type == nomadapi.TaskStarted {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func logged(lines []logLine, msg string) bool {
+	for _, l := range lines {
+		if l.Msg == msg {
+			return true
+		}
+	}
+	return false
 }
 
 func newestAllocation(env *testenv.Env, jobID string) (*nomadapi.Allocation, error) {

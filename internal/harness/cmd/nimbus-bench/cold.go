@@ -17,6 +17,7 @@ import (
 const (
 	floorHost   = "floor-host"
 	floorBridge = "floor-bridge"
+	floorTask   = "floor"
 )
 
 // floorJob runs nimbus-floor from the runtime host volume with the given
@@ -29,7 +30,7 @@ func floorJob(name, mode string) *nomadapi.Job {
 	tg.Networks = []*nomadapi.NetworkResource{{Mode: mode, DynamicPorts: []nomadapi.Port{{Label: nomadjob.PortLabel}}}}
 	tg.Update = &nomadapi.UpdateStrategy{MaxParallel: ptr(0)}
 	tg.Volumes = map[string]*nomadapi.VolumeRequest{"runtime": {Name: "runtime", Type: "host", Source: nomadjob.HostVolumeRuntime, ReadOnly: true}}
-	task := nomadapi.NewTask("floor", "exec").
+	task := nomadapi.NewTask(floorTask, "exec").
 		SetConfig("command", nomadjob.RuntimeMount+"/bin/nimbus-floor").
 		Require(&nomadapi.Resources{CPU: ptr(100), MemoryMB: ptr(32)})
 	task.Env = map[string]string{"PORT": "${NOMAD_PORT_" + nomadjob.PortLabel + "}"}

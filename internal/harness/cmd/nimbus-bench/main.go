@@ -50,6 +50,7 @@ import (
 
 type config struct {
 	trials, requests, burstTrials int
+	scaleFunctions                int
 	bursts                        []int
 	write                         string
 	// nomadFetches has Nomad's artifact block fetch the code, as before
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&c.trials, "cold-trials", 20, "cold starts measured per path")
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
+	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
 	bursts := flag.String("bursts", "1,5,20", "sizes of the parallel cold starts")
 	fetch := flag.String("fetch", "host", "who fetches a function's code: host (nimbus-host, as shipped) or nomad (an artifact block, as before)")
 	flag.StringVar(&c.write, "write", "docs/benchmarks.md", "file whose bench section is replaced ('' to only print)")
@@ -200,6 +202,9 @@ func run(c config) error {
 		return err
 	}
 	r.breakdownOf = functions[0].label
+	if r.floorBreakdown, err = floorBreakdown(env); err != nil {
+		return err
+	}
 	if r.bursts, err = parallelColdStarts(ctx, env, gatewayURL, burst.fn.Name, c.bursts, c.burstTrials); err != nil {
 		return err
 	}
@@ -213,6 +218,12 @@ func run(c config) error {
 	auth.addGateway(process.URL, env.GatewayToken)
 	if r.warm, r.memory, err = warmPaths(ctx, env, gatewayURL, process.URL, functions[0].fn.Name, c.requests); err != nil {
 		return err
+	}
+
+	if c.scaleFunctions > 0 {
+		if r.scale, err = planApplyAtScale(ctx, env, gatewayURL, root, dir, goSrc, c.scaleFunctions); err != nil {
+			return err
+		}
 	}
 
 	fmt.Println("bench: hostile load on the plain-process gateway")

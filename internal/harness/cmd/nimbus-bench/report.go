@@ -13,11 +13,12 @@ type report struct {
 	trials, requests, burstTrials int
 	fetchedBy                     string // who fetched the functions' code
 	cold                          coldResult
-	breakdown                     []step
+	breakdown, floorBreakdown     []step
 	breakdownOf                   string
 	bursts                        []burstResult
 	warm                          []warmSeries
 	memory                        memoryResult
+	scale                         scaleResult
 	load                          loadReport
 }
 
@@ -26,10 +27,12 @@ func (r report) format() string {
 	fmt.Fprintf(&b, "Measured by `make bench` on %s, one run: %d cold starts per path, %d trials per burst size, %d warm requests per path and load. The gateway runs as the Nomad job of `examples/platform`; every instance, the floor's included, runs in its own namespace on the Nimbus network. The functions' code is fetched by %s.\n\n",
 		time.Now().UTC().Format("2006-01-02"), r.trials, r.burstTrials, r.requests, r.fetchedBy)
 	r.formatCold(&b)
+	formatBreakdown(&b, "the floor", r.floorBreakdown)
 	formatBreakdown(&b, r.breakdownOf, r.breakdown)
 	r.formatBursts(&b)
 	r.formatWarm(&b)
 	r.formatMemory(&b)
+	formatScale(&b, r.scale)
 	formatNetwork(&b, r.cold.floorHost, r.cold.floorBridge)
 	b.WriteString(formatLoad(r.load))
 	return b.String()
