@@ -134,6 +134,9 @@ func coldGatewayTrial(env *testenv.Env, gatewayURL, name string) (time.Duration,
 	if err := waitInstances(gatewayURL, name, 0); err != nil {
 		return 0, err
 	}
+	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	if err := invoke(gatewayURL+"/v1/functions/"+name+"/invoke", "true"); err != nil {
 		return 0, err
@@ -207,6 +210,9 @@ func burstTrial(env *testenv.Env, gatewayURL, name string, n int) (time.Duration
 	if err := waitInstances(gatewayURL, name, 0); err != nil {
 		return 0, 0, err
 	}
+	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
+		return 0, 0, err
+	}
 	hold := fmt.Sprintf(`{"action":"sleep","n":%d}`, burstHold.Milliseconds())
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
@@ -234,15 +240,35 @@ func scaleTo(env *testenv.Env, name string, n int) error {
 	return err
 }
 
+// waitGone waits until a function's (or the floor's) instances are
+// deregistered and their allocations have finished stopping: a cold start
+// normally comes long after the last instance went, and one that raced
+// its predecessor's teardown (its namespace, its processes) on the same
+// node would measure that teardown too.
 func waitGone(env *testenv.Env, service string) error {
 	for i := 0; i < 1200; i++ {
 		entries, _, err := env.Consul.Catalog().Service(service, "", nil)
-		if err == nil && len(entries) == 0 {
+		if err == nil && len(entries) == 0 && allocationsStopped(env, service) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("%s did not stop", service)
+}
+
+// allocationsStopped says whether every allocation of the job (named like
+// its service) is terminal on its client.
+func allocationsStopped(env *testenv.Env, jobID string) bool {
+	allocs, _, err := env.Nomad.Jobs().Allocations(jobID, false, nil)
+	if err != nil {
+		return false
+	}
+	for _, a := range allocs {
+		if a.ClientStatus == nomadapi.AllocClientStatusPending || a.ClientStatus == nomadapi.AllocClientStatusRunning {
+			return false
+		}
+	}
+	return true
 }
 
 // instanceURLs are the registered instances of a service, healthy or not.
