@@ -216,7 +216,7 @@ func run(c config) error {
 	}
 	defer process.Stop()
 	auth.addGateway(process.URL, env.GatewayToken)
-	if r.warm, r.memory, err = warmPaths(ctx, env, gatewayURL, process.URL, functions[0].fn.Name, c.requests); err != nil {
+	if r.warm, r.memory, err = warmPaths(ctx, env, filepath.Join(runtimeDir, "bin", "nimbus-floor"), gatewayURL, process.URL, functions[0].fn.Name, c.requests); err != nil {
 		return err
 	}
 

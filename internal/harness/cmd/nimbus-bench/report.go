@@ -65,25 +65,30 @@ func (r report) formatWarm(b *strings.Builder) {
 	var floor warmSeries
 	for _, s := range r.warm {
 		if strings.HasPrefix(s.path, "Floor") {
-			floor = s
+			floor = s // the first row of each load
 		}
 		fmt.Fprintf(b, "| %d | %s | %s | %s | %.0f req/s | %.2f | %.2f |\n", s.clients, s.path, us(pct(s.lat, .5)), us(pct(s.lat, .99)), s.rate,
 			ratio(pct(s.lat, .5), pct(floor.lat, .5)), s.rate/floor.rate)
 	}
 	// What the gateway adds: through it, against the instance called
 	// directly (one client: an instance takes one invocation at a time).
-	var direct, job warmSeries
+	var floor1, proxy, direct, job warmSeries
 	for _, s := range r.warm {
 		switch {
 		case s.clients != 1:
+		case strings.HasPrefix(s.path, "Floor"):
+			floor1 = s
+		case strings.HasPrefix(s.path, "The static server behind"):
+			proxy = s
 		case strings.HasPrefix(s.path, "nimbus-host"):
 			direct = s
 		case strings.HasPrefix(s.path, "Through the gateway job"):
 			job = s
 		}
 	}
-	fmt.Fprintf(b, "\nAdded by the gateway job, one client: **%s** at p50, %s at p99. With %d clients the gateway spreads the load over up to %d instances; nimbus-host is not called directly then, since an instance takes one invocation at a time.",
-		us(pct(job.lat, .5)-pct(direct.lat, .5)), us(pct(job.lat, .99)-pct(direct.lat, .99)), concurrentClients, concurrentClients)
+	fmt.Fprintf(b, "\nOne client: the gateway job adds **%s** at p50 (%s at p99) to nimbus-host called directly; a plain reverse proxy adds %s (%s) to the static server, the floor of one more hop. With %d clients the gateway spreads the load over up to %d instances; nimbus-host is not called directly then, since an instance takes one invocation at a time.",
+		us(pct(job.lat, .5)-pct(direct.lat, .5)), us(pct(job.lat, .99)-pct(direct.lat, .99)),
+		us(pct(proxy.lat, .5)-pct(floor1.lat, .5)), us(pct(proxy.lat, .99)-pct(floor1.lat, .99)), concurrentClients, concurrentClients)
 	b.WriteString("\n\n")
 }
 

@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,7 +45,7 @@ type memoryResult struct {
 // warmPaths measures the warm floor and the three ways to a warm Go
 // function, sequentially and with concurrent clients, and the instance's
 // memory.
-func warmPaths(ctx context.Context, env *testenv.Env, gatewayJob, gatewayProcess, fn string, requests int) ([]warmSeries, memoryResult, error) {
+func warmPaths(ctx context.Context, env *testenv.Env, floorBin, gatewayJob, gatewayProcess, fn string, requests int) ([]warmSeries, memoryResult, error) {
 	var mem memoryResult
 	if err := scaleTo(env, floorBridge, 1); err != nil {
 		return nil, mem, err
@@ -51,6 +54,11 @@ func warmPaths(ctx context.Context, env *testenv.Env, gatewayJob, gatewayProcess
 	if err != nil {
 		return nil, mem, err
 	}
+	proxy, stop, err := startProxy(floorBin, floor)
+	if err != nil {
+		return nil, mem, err
+	}
+	defer stop()
 	// Through the gateway, the function starts its one instance.
 	if err := invoke(gatewayJob+"/v1/functions/"+fn+"/invoke", ""); err != nil {
 		return nil, mem, err
@@ -65,6 +73,7 @@ func warmPaths(ctx context.Context, env *testenv.Env, gatewayJob, gatewayProcess
 	}
 	paths := []struct{ name, url string }{
 		{"Floor: the static server, called directly", floor + "/"},
+		{"The static server behind a plain reverse proxy (the floor of one more hop)", proxy + "/"},
 		{"nimbus-host `/invoke`, called directly", instance + "/invoke"},
 		{"Through the gateway job", gatewayJob + "/v1/functions/" + fn + "/invoke"},
 		{"Through the gateway as a plain process", gatewayProcess + "/v1/functions/" + fn + "/invoke"},
@@ -92,6 +101,32 @@ func warmPaths(ctx context.Context, env *testenv.Env, gatewayJob, gatewayProcess
 		return nil, mem, err
 	}
 	return out, mem, scaleTo(env, floorBridge, 0)
+}
+
+// startProxy runs nimbus-floor as a plain reverse proxy to upstream on a
+// free loopback port, as a process of its own like the gateway.
+func startProxy(bin, upstream string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "LISTEN=127.0.0.1", "PORT="+strconv.Itoa(port), "UPSTREAM="+upstream)
+	if err := cmd.Start(); err != nil {
+		return "", nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	for i := 0; i < 200; i++ {
+		if probe(url+"/") == nil {
+			return url, stop, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	return "", nil, fmt.Errorf("the reverse proxy on %s did not answer", url)
 }
 
 // load sends n requests from the given number of concurrent clients after
