@@ -450,7 +450,10 @@ func TestAccFunctionCodeEditedInPlace(t *testing.T) {
 func TestAccFunctionArtifactURLRenewal(t *testing.T) {
 	requireAcceptance(t)
 	env := testenv.Get(t)
-	short, err := env.StartGatewayAs(fixtures.gatewayBin, "gateway-short-urls", env.Principals.Gateway, "NIMBUS_GATEWAY_ARTIFACT_URL_TTL=240h")
+	// A second gateway of the cluster, with shorter URLs: it shares the
+	// store and the signing key, so the function listener serves what it
+	// signed.
+	short, err := env.StartGatewayOver(fixtures.gatewayBin, "gateway-short-urls", gateway(env), "NIMBUS_GATEWAY_ARTIFACT_URL_TTL=240h")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,18 @@ func (e *Env) StartGatewayAs(bin, name string, creds principals.Credentials, env
 	return g, nil
 }
 
+// StartGatewayOver runs another gateway like StartGatewayAs over the
+// artifact store of shared, as the gateways of one cluster share their
+// store: the package one uploads, the function listener of another
+// serves to instances.
+func (e *Env) StartGatewayOver(bin, name string, shared *Gateway, env ...string) (*Gateway, error) {
+	g := &Gateway{env: e, bin: bin, DataDir: shared.DataDir, LogPath: filepath.Join(e.Dir, name+".log"), creds: shared.creds, anyPort: true, extraEnv: env}
+	if err := g.start(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
 // StartGatewayOn runs another gateway like StartGatewayAs whose main
 // listener (API, artifacts, metrics) is addr, such as the client's bridge
 // address, where instances could try to reach it.
@@ -106,7 +118,8 @@ func (g *Gateway) start() error {
 	g.cmd = exec.Command(g.bin, args...)
 	// The gateway runs as its own principal, with the shipped policies.
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
-		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken, "NIMBUS_GATEWAY_OPERATOR_KEY="+e.GatewayToken)
+		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken, "NIMBUS_GATEWAY_OPERATOR_KEY="+e.GatewayToken,
+		"NIMBUS_GATEWAY_SIGNING_KEY="+e.SigningKey)
 	g.cmd.Env = append(g.cmd.Env, g.extraEnv...)
 	logFile, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

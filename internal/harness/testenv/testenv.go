@@ -93,6 +93,11 @@ type Env struct {
 	// the environment starts: every right. Tests that are not about
 	// authorization call the gateway with it, as the operator would.
 	GatewayToken string
+	// SigningKey signs artifact URLs in every gateway the environment
+	// starts, as the gateways of one cluster share it: an instance fetches
+	// its package from the function listener with a URL another gateway
+	// may have signed.
+	SigningKey string
 	// Leftovers lists what the allocations left on the host after Stop:
 	// namespaces, interfaces, port mappings, leases. A test package fails
 	// when it is not empty.
@@ -138,6 +143,11 @@ func Start(opts Options) (env *Env, err error) {
 		return env, err
 	}
 	env.GatewayToken = accesskey.Token(keyID, secret)
+	signing := make([]byte, 32)
+	if _, err := rand.Read(signing); err != nil {
+		return env, err
+	}
+	env.SigningKey = hex.EncodeToString(signing)
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("%w\n%s", err, env.logTails(40))

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -103,6 +104,9 @@ func fetchCode(cfg host.Config, url, digest string, logger *slog.Logger) error {
 	}
 	logger.Info("package fetched and verified", "sha256", digest, "from", res.From, "bytes", res.Bytes,
 		"fetch_ms", float64(res.Fetch.Microseconds())/1000, "unpack_ms", float64(res.Unpack.Microseconds())/1000, "failed_attempts", res.FailedAttempts)
+	// The package's bytes are garbage now: give the memory back before the
+	// handler starts, since the task's memory limit covers the host too.
+	debug.FreeOSMemory()
 	return nil
 }
 

@@ -51,6 +51,7 @@ import (
 type config struct {
 	trials, requests, burstTrials int
 	scaleFunctions                int
+	processEnv                    []string // for the plain-process gateway
 	bursts                        []int
 	write                         string
 	// nomadFetches has Nomad's artifact block fetch the code, as before
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
 	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
+	processEnv := flag.String("process-gateway-env", "", "comma-separated KEY=VALUE settings for the plain-process gateway, to compare (GOMAXPROCS=1, ...)")
 	bursts := flag.String("bursts", "1,5,20", "sizes of the parallel cold starts")
 	fetch := flag.String("fetch", "host", "who fetches a function's code: host (nimbus-host, as shipped) or nomad (an artifact block, as before)")
 	flag.StringVar(&c.write, "write", "docs/benchmarks.md", "file whose bench section is replaced ('' to only print)")
@@ -75,6 +77,9 @@ func main() {
 	default:
 		fmt.Fprintf(os.Stderr, "nimbus-bench: -fetch: %q is neither host nor nomad\n", *fetch)
 		os.Exit(2)
+	}
+	if *processEnv != "" {
+		c.processEnv = strings.Split(*processEnv, ",")
 	}
 	for _, s := range strings.Split(*bursts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -210,7 +215,7 @@ func run(c config) error {
 	}
 
 	fmt.Println("bench: starting the same gateway as a plain process")
-	process, err := env.StartGatewayAs(gatewayBin, "gateway-process", env.Principals.Gateway)
+	process, err := env.StartGatewayAs(gatewayBin, "gateway-process", env.Principals.Gateway, c.processEnv...)
 	if err != nil {
 		return err
 	}
