@@ -69,7 +69,10 @@ func (k benchKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPai
 	return pairs, &consulapi.QueryMeta{LastIndex: 1}, nil
 }
 
-type benchHealth struct{ host string; port int }
+type benchHealth struct {
+	host string
+	port int
+}
 
 func (h benchHealth) Service(service, _ string, _ bool, q *consulapi.QueryOptions) ([]*consulapi.ServiceEntry, *consulapi.QueryMeta, error) {
 	if q != nil && q.WaitIndex > 0 {
@@ -85,7 +88,10 @@ func (h benchHealth) Service(service, _ string, _ bool, q *consulapi.QueryOption
 	return []*consulapi.ServiceEntry{entry}, &consulapi.QueryMeta{LastIndex: 1}, nil
 }
 
-type benchNomad struct{ host string; port int }
+type benchNomad struct {
+	host string
+	port int
+}
 
 func (n benchNomad) Scale(string, string, *int, string, bool, map[string]interface{}, *nomadapi.WriteOptions) (*nomadapi.JobRegisterResponse, *nomadapi.WriteMeta, error) {
 	return &nomadapi.JobRegisterResponse{}, &nomadapi.WriteMeta{}, nil
@@ -99,7 +105,10 @@ func (n benchNomad) Info(string, *nomadapi.QueryOptions) (*nomadapi.Job, *nomada
 	return nil, nil, io.EOF
 }
 
-type benchAllocs struct{ host string; port int }
+type benchAllocs struct {
+	host string
+	port int
+}
 
 func (a benchAllocs) Info(string, *nomadapi.QueryOptions) (*nomadapi.Allocation, *nomadapi.QueryMeta, error) {
 	return &nomadapi.Allocation{

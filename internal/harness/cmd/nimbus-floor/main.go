@@ -12,7 +12,6 @@ import (
 	"time"
 )
 
-//
 // With UPSTREAM set to a URL it is instead a plain reverse proxy to it: the
 // floor of adding one HTTP hop, which is what any gateway adds.
 func main() {
