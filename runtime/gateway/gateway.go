@@ -17,6 +17,7 @@ import (
 // Gateway serves invocations of the functions in the registry.
 type Gateway struct {
 	log       *slog.Logger
+	access    *slog.Logger // the access lines
 	registry  *Registry
 	health    Health
 	jobs      Jobs
@@ -52,6 +53,10 @@ type Options struct {
 	// sends invocations without keys.
 	AllocFiles AllocFiles
 	Logger     *slog.Logger
+	// AccessLog takes the one line per invocation (meter.go); nil: Logger.
+	// nimbus-gateway batches its writes (internal/logbuf), so the access
+	// line costs the warm path no write to the log pipe.
+	AccessLog *slog.Logger
 	// Consul runs KV triggers (they need session locks); nil disables them.
 	Consul *consulapi.Client
 	// NomadAddress names Nomad in the answers and logs about it.
@@ -88,6 +93,7 @@ func New(opts Options) *Gateway {
 	if g.log == nil {
 		g.log = slog.Default()
 	}
+	g.access = cmp.Or(opts.AccessLog, g.log)
 	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
 	g.auth = newAuthenticator(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()

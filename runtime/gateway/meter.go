@@ -17,7 +17,7 @@ func (g *Gateway) meter(next invoker) invoker {
 		name, out := inv.fn.Name, inv.out
 		g.metrics.observe(name, out)
 		g.usage.add(name, out)
-		g.log.Info("invoke", "function", name, "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
+		g.access.Info("invoke", "function", name, "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
 			"cold", out.cold, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
 			"max_memory_used_mb", out.maxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/logbuf"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -63,7 +64,10 @@ func New(cfg Config, opts Options) (*Host, error) {
 	h := &Host{
 		cfg:     cfg,
 		log:     opts.Logger,
-		stdout:  &syncWriter{w: opts.Stdout},
+		// Handler output and the START/END/REPORT lines leave in one
+		// write per invocation (or per 100 ms of background output): under
+		// Nomad every write to stdout wakes the task's log collector.
+		stdout:  &syncWriter{w: logbuf.New(opts.Stdout, 100*time.Millisecond, 64<<10)},
 		stderr:  &syncWriter{w: opts.Stderr},
 		mem:     newMemoryMeter(),
 		metrics: newMetrics(),
@@ -293,6 +297,7 @@ func (h *Host) Invoke(req Request) (Result, error) {
 
 	h.emit(inv, endLine(req.ID))
 	h.emit(inv, reportLine(res))
+	h.stdout.flush()
 	res.LogTail = inv.logs.String()
 	h.metrics.observe(res)
 	return res, nil
@@ -430,6 +435,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	if h.ownsBootstrapDir {
 		_ = os.RemoveAll(h.bootstrapDir)
 	}
+	h.stdout.close()
 	return err
 }
 

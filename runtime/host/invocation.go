@@ -1,6 +1,7 @@
 package host
 
 import (
+	"io"
 	"sync"
 	"time"
 
@@ -78,11 +79,25 @@ func (t *tailBuffer) String() string {
 // syncWriter serialises whole lines onto one stream.
 type syncWriter struct {
 	mu sync.Mutex
-	w  interface{ Write([]byte) (int, error) }
+	w  io.Writer
 }
 
 func (s *syncWriter) write(line string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, _ = s.w.Write([]byte(line))
+}
+
+// flush writes out what a batching writer holds (logbuf).
+func (s *syncWriter) flush() {
+	if f, ok := s.w.(interface{ Flush() error }); ok {
+		_ = f.Flush()
+	}
+}
+
+// close flushes and stops a batching writer.
+func (s *syncWriter) close() {
+	if c, ok := s.w.(io.Closer); ok {
+		_ = c.Close()
+	}
 }

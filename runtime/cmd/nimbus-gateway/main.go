@@ -21,6 +21,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/logbuf"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 )
@@ -92,7 +93,12 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, Consul: consul, NomadAddress: nomadCfg.Address,
+	// The access lines, one per invocation, leave in batches: under Nomad
+	// each write to stderr wakes the task's log collector.
+	accessOut := logbuf.New(os.Stderr, 100*time.Millisecond, 64<<10)
+	defer func() { _ = accessOut.Close() }()
+	accessLog := slog.New(slog.NewJSONHandler(accessOut, nil))
+	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, AccessLog: accessLog, Consul: consul, NomadAddress: nomadCfg.Address,
 		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth})
 	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())
