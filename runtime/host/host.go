@@ -62,8 +62,8 @@ func New(cfg Config, opts Options) (*Host, error) {
 		opts.Logger = slog.New(slog.NewJSONHandler(opts.Stderr, nil))
 	}
 	h := &Host{
-		cfg:     cfg,
-		log:     opts.Logger,
+		cfg: cfg,
+		log: opts.Logger,
 		// Handler output and the START/END/REPORT lines leave in one
 		// write per invocation (or per 100 ms of background output): under
 		// Nomad every write to stdout wakes the task's log collector.
