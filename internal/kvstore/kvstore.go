@@ -267,6 +267,31 @@ func (k AccessKey) Encode() []byte { return encode(k) }
 // DecodeAccessKey parses an access key.
 func DecodeAccessKey(b []byte) (AccessKey, error) { return decode[AccessKey](b, "access key record") }
 
+// PoolsPrefix holds one record per warm pool (nimbus_warm_pool): the
+// deployer writes it, the gateway reads it to find pool instances.
+const PoolsPrefix = Prefix + "pools/"
+
+// PoolKey is where a pool's record lives.
+func PoolKey(jobID string) string { return PoolsPrefix + jobID }
+
+// PoolRecord is a warm pool as the gateway needs it.
+type PoolRecord struct {
+	JobID     string `json:"job_id"` // also its Consul service
+	Namespace string `json:"namespace,omitempty"`
+	Runtime   string `json:"runtime"`
+	MemoryMB  int    `json:"memory_mb"`
+	Size      int    `json:"size"`
+	// Network is how its instances are networked, as a function's
+	// (nomadjob.Network*).
+	Network string `json:"network"`
+}
+
+// Encode serialises a pool record.
+func (r PoolRecord) Encode() []byte { return encode(r) }
+
+// DecodePool parses a pool record.
+func DecodePool(b []byte) (PoolRecord, error) { return decode[PoolRecord](b, "warm pool record") }
+
 // encode serialises a record. The records are plain structs of strings,
 // numbers and slices, which always marshal.
 func encode(v any) []byte {

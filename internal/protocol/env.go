@@ -30,6 +30,11 @@ const (
 	// the task root (a source_url, which Nomad fetches).
 	EnvPackageURL    = "NIMBUS_PACKAGE_URL"
 	EnvPackageSHA256 = "NIMBUS_PACKAGE_SHA256"
+	// EnvPoolRuntime makes the host a warm pool's instance of that
+	// runtime: it waits, without a function, for the gateway to hand it
+	// one (POST PathSpecialize), and serves that function for the rest of
+	// its life.
+	EnvPoolRuntime = "NIMBUS_POOL_RUNTIME"
 	EnvRegion        = "NIMBUS_REGION"
 	// EnvGatewayForFunctions is the gateway's function listener as the
 	// client's node meta NodeMetaGatewayURL gives it (unresolved when the

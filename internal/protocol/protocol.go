@@ -37,6 +37,20 @@ const (
 	MaxHealthWait   = 10 * time.Second
 )
 
+// PathSpecialize is where the gateway hands a warm pool's instance its
+// function: POST, with the instance key, a Specialization. The host
+// answers 200 once the function's handler is ready, and 409 if it already
+// serves a function: a pool instance serves one function for its life.
+const PathSpecialize = "/specialize"
+
+// Specialization is the function a pool instance is to serve: the
+// environment the function's own job gives nimbus-host (its NIMBUS_*
+// settings, the package's signed URL and digest, and the user's
+// variables). The host keeps its own listener, key and interpreters.
+type Specialization struct {
+	Environment map[string]string `json:"environment"`
+}
+
 // InstanceKeyFile is the file in the task's local directory where the
 // host keeps its instance key; the gateway reads it through Nomad's
 // allocation file system API.

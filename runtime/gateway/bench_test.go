@@ -105,6 +105,10 @@ func (n benchNomad) Info(string, *nomadapi.QueryOptions) (*nomadapi.Job, *nomada
 	return nil, nil, io.EOF
 }
 
+func (a benchAllocs) Stop(*nomadapi.Allocation, *nomadapi.QueryOptions) (*nomadapi.AllocStopResponse, error) {
+	return &nomadapi.AllocStopResponse{}, nil
+}
+
 type benchAllocs struct {
 	host string
 	port int

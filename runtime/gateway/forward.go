@@ -34,6 +34,12 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 	for range forwardAttempts {
 		inst, cold, err := p.acquire(waitCtx)
 		inv.out.cold = inv.out.cold || cold
+		if cold && inst != nil {
+			inv.out.coldPath = coldPathNomad
+			if inst.pooled != nil {
+				inv.out.coldPath = coldPathPool
+			}
+		}
 		if errors.Is(err, ErrThrottled) {
 			inv.refused = &apiError{http.StatusTooManyRequests, "TooManyRequestsException", err.Error()}
 			return

@@ -18,6 +18,7 @@ import (
 type Gateway struct {
 	log       *slog.Logger
 	access    *slog.Logger // the access lines
+	warm      *warmPools
 	registry  *Registry
 	health    Health
 	jobs      Jobs
@@ -94,6 +95,7 @@ func New(opts Options) *Gateway {
 		g.log = slog.Default()
 	}
 	g.access = cmp.Or(opts.AccessLog, g.log)
+	g.warm = newWarmPools(g)
 	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
 	g.auth = newAuthenticator(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()
@@ -116,6 +118,7 @@ func (g *Gateway) Run(ctx context.Context) {
 			g.triggers.sync(ctx, defs)
 		})
 	}
+	go g.registry.watchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.warm.sync(ctx, pairs) })
 	g.registry.Run(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -264,6 +267,9 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	if p.scaleErr != nil {
 		state["scale_error"] = p.scaleErr.Error()
+	}
+	if pooled := p.pooledInstancesLocked(); len(pooled) > 0 {
+		state["warm_pool_instances"] = pooled
 	}
 	p.mu.Unlock()
 	if g.triggers != nil {

@@ -43,12 +43,20 @@ type outcome struct {
 	status       int
 	errorType    string
 	cold         bool
+	coldPath     string // coldPathPool or coldPathNomad, for a cold start
 	durationMs   float64
 	billedMs     float64
 	memoryMB     float64
 	maxMemoryMB  float64
 	instanceCold bool
 }
+
+// Where a cold start's instance came from: a warm pool's instance
+// specialised for the function, or the function's own job.
+const (
+	coldPathPool  = "pool"
+	coldPathNomad = "nomad"
+)
 
 // hostAnswer is an instance's answer to POST /invoke.
 type hostAnswer struct {

@@ -40,6 +40,10 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 // writeNative answers an invocation in the native API's shape.
 func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
 	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.out.cold))
+	if inv.out.coldPath != "" {
+		// Where the cold start's instance came from: pool or nomad.
+		w.Header().Set("X-Nimbus-Cold-Path", inv.out.coldPath)
+	}
 	if inv.refused != nil {
 		refuse(w, nativeDialect, inv.refused)
 		return

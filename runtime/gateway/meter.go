@@ -18,7 +18,7 @@ func (g *Gateway) meter(next invoker) invoker {
 		g.metrics.observe(name, out)
 		g.usage.add(name, out)
 		g.access.Info("invoke", "function", name, "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
-			"cold", out.cold, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
+			"cold", out.cold, "cold_path", out.coldPath, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
 			"max_memory_used_mb", out.maxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"net/http"
 	"strconv"
 
@@ -14,6 +15,7 @@ type metrics struct {
 	errors      *prometheus.CounterVec
 	throttles   *prometheus.CounterVec
 	coldStarts  *prometheus.CounterVec
+	poolIdle    *prometheus.GaugeVec
 	duration    *prometheus.HistogramVec
 	inflight    *prometheus.GaugeVec
 	instances   *prometheus.GaugeVec
@@ -29,7 +31,10 @@ func newMetrics() *metrics {
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_invocations_total", Help: "Invocations by function and HTTP status."}, []string{"function", "status"}),
 		errors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_errors_total", Help: "Invocations that ended in an error, by error type."}, []string{"function", "error_type"}),
 		throttles:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_throttles_total", Help: "Invocations refused with 429."}, fn),
-		coldStarts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_cold_starts_total", Help: "Invocations that waited for an instance to start."}, fn),
+		coldStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_cold_starts_total",
+			Help: "Invocations that waited for an instance to start, by where it came from: a warm pool's instance (pool) or the function's own job (nomad).",
+		}, []string{"function", "path"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "nimbus_invocation_duration_seconds", Help: "Handler duration as the host measured it.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18),
@@ -37,12 +42,15 @@ func newMetrics() *metrics {
 		inflight:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_inflight", Help: "Invocations in flight."}, fn),
 		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nimbus_instances", Help: "Instances registered in Consul."}, fn),
 		gbSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_billed_gb_seconds_total", Help: "Billed duration × memory size, in GB-seconds."}, fn),
+		poolIdle: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nimbus_warm_pool_idle", Help: "Warm pool instances confirmed with Nomad and waiting for a function.",
+		}, []string{"pool"}),
 		refusedInstances: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nimbus_refused_instances_total",
 			Help: "Consul registrations under a function's service name that Nomad did not place; they get no traffic.",
 		}, fn),
 	}
-	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances)
+	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances, m.poolIdle)
 	return m
 }
 
@@ -66,7 +74,7 @@ func (m *metrics) observe(name string, o outcome) {
 		m.throttles.WithLabelValues(name).Inc()
 	}
 	if o.cold {
-		m.coldStarts.WithLabelValues(name).Inc()
+		m.coldStarts.WithLabelValues(name, cmp.Or(o.coldPath, coldPathNomad)).Inc()
 	}
 	if o.durationMs > 0 {
 		m.duration.WithLabelValues(name).Observe(o.durationMs / 1000)

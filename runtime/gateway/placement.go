@@ -22,6 +22,9 @@ import (
 // Allocations is the part of Nomad's allocations API the gateway needs.
 type Allocations interface {
 	Info(allocID string, q *nomadapi.QueryOptions) (*nomadapi.Allocation, *nomadapi.QueryMeta, error)
+	// Stop ends a warm pool instance the gateway released; Nomad places a
+	// fresh one (warmpool.go).
+	Stop(alloc *nomadapi.Allocation, q *nomadapi.QueryOptions) (*nomadapi.AllocStopResponse, error)
 }
 
 // AllocFiles reads a file of an allocation: the instance key its host
@@ -102,7 +105,7 @@ func expectsInstanceKey(alloc *nomadapi.Allocation) bool {
 	return true
 }
 
-func verifyPlacement(ctx context.Context, allocs Allocations, function string, svc *consulapi.AgentService, addr string) (*nomadapi.Allocation, error) {
+func verifyPlacement(ctx context.Context, allocs Allocations, jobID, group string, svc *consulapi.AgentService, addr string) (*nomadapi.Allocation, error) {
 	allocID, ok := allocIDOf(svc.ID)
 	if !ok {
 		return nil, fmt.Errorf("%w: service id %q does not name a Nomad allocation", errNotPlaced, svc.ID)
@@ -115,7 +118,7 @@ func verifyPlacement(ctx context.Context, allocs Allocations, function string, s
 		return nil, fmt.Errorf("reading allocation %s from Nomad: %w", allocID, err)
 	}
 	switch {
-	case alloc.JobID != nomadjob.JobID(function) || alloc.TaskGroup != nomadjob.GroupName:
+	case alloc.JobID != jobID || alloc.TaskGroup != group:
 		return nil, fmt.Errorf("%w: allocation %s belongs to %s/%s", errNotPlaced, allocID, alloc.JobID, alloc.TaskGroup)
 	case alloc.ClientStatus != nomadapi.AllocClientStatusPending && alloc.ClientStatus != nomadapi.AllocClientStatusRunning:
 		return nil, fmt.Errorf("%w: allocation %s is %s", errNotPlaced, allocID, alloc.ClientStatus)
@@ -175,7 +178,7 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		alloc, err := verifyPlacement(callCtx, p.gw.allocs, p.name, svc, inst.addr)
+		alloc, err := verifyPlacement(callCtx, p.gw.allocs, nomadjob.JobID(p.name), nomadjob.GroupName, svc, inst.addr)
 		key := ""
 		if err == nil && p.gw.files != nil {
 			key, err = p.instanceKey(callCtx, inst, alloc)

@@ -19,6 +19,10 @@ func (f fakeAllocs) Info(id string, _ *nomadapi.QueryOptions) (*nomadapi.Allocat
 	return nil, nil, errors.New("Unexpected response code: 404 (alloc not found)")
 }
 
+func (f fakeAllocs) Stop(*nomadapi.Allocation, *nomadapi.QueryOptions) (*nomadapi.AllocStopResponse, error) {
+	return &nomadapi.AllocStopResponse{}, nil
+}
+
 func TestAllocIDOf(t *testing.T) {
 	const alloc = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 	for id, want := range map[string]string{
@@ -60,7 +64,7 @@ func TestVerifyPlacement(t *testing.T) {
 		"Nomad cannot be read":          {fakeAllocs{}, "127.0.0.1:20100", false, true},
 	}
 	for name, c := range cases {
-		_, err := verifyPlacement(context.Background(), c.allocs, "f", svc, c.addr)
+		_, err := verifyPlacement(context.Background(), c.allocs, nomadjob.JobID("f"), nomadjob.GroupName, svc, c.addr)
 		switch {
 		case c.placed && err != nil:
 			t.Errorf("%s: refused: %v", name, err)
@@ -72,7 +76,7 @@ func TestVerifyPlacement(t *testing.T) {
 			t.Errorf("%s: %v should be retried, not final", name, err)
 		}
 	}
-	if _, err := verifyPlacement(context.Background(), fakeAllocs{}, "f", &consulapi.AgentService{ID: "rogue"}, "127.0.0.1:1"); !errors.Is(err, errNotPlaced) {
+	if _, err := verifyPlacement(context.Background(), fakeAllocs{}, nomadjob.JobID("f"), nomadjob.GroupName, &consulapi.AgentService{ID: "rogue"}, "127.0.0.1:1"); !errors.Is(err, errNotPlaced) {
 		t.Errorf("a service id naming no allocation must be refused for good, got %v", err)
 	}
 }

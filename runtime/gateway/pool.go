@@ -62,6 +62,10 @@ type instance struct {
 	// key is the instance's key, which every invocation carries ("" for
 	// instances of jobs from before instance keys).
 	key string
+	// pooled is the warm pool instance this is, specialised for the
+	// function until its own instances serve (warmpool.go); nil for the
+	// function's own instances.
+	pooled *member
 }
 
 // usable reports whether the instance may be sent requests: Nomad placed
@@ -91,7 +95,11 @@ type pool struct {
 	readAt    time.Time // when count was last read from Nomad
 	scaleErr  error
 
+	// specialising: a warm pool instance is being handed the function.
+	specialising bool
+
 	kick   chan struct{}
+	ctx    context.Context
 	cancel context.CancelFunc
 }
 
@@ -99,7 +107,7 @@ func newPool(gw *Gateway, fn *Function) *pool {
 	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
+	p.ctx, p.cancel = ctx, cancel
 	go p.watch(ctx)
 	go p.scaleLoop(ctx)
 	return p
@@ -134,8 +142,13 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 	w := &waiter{ch: make(chan *instance, 1), denied: make(chan error, 1)}
 	p.waiters = append(p.waiters, w)
 	p.lastBusy = time.Now()
+	fromWarm := !p.specialising && p.usableLocked() == 0
+	p.specialising = p.specialising || fromWarm
 	p.mu.Unlock()
 	p.poke()
+	if fromWarm {
+		go p.fromWarmPool()
+	}
 
 	select {
 	case inst := <-w.ch:
@@ -275,7 +288,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		}
 	}
 	for id, inst := range p.instances {
-		if !seen[id] {
+		if !seen[id] && inst.pooled == nil {
 			inst.gone, inst.ready = true, false
 			delete(p.instances, id)
 		}
@@ -328,11 +341,13 @@ func (p *pool) scaleLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			p.releasePooled(true)
 			return
 		case <-p.kick:
 		case <-tick.C:
 		}
 		p.rescale(ctx)
+		p.releasePooled(false)
 	}
 }
 

@@ -52,6 +52,12 @@ type Config struct {
 	// (protocol.HeaderInstanceKey): only the gateway, which reads it from
 	// the allocation through Nomad, may invoke the instance.
 	InstanceKey string
+	// EnforceMemory has the host itself hold the handler to MemoryMB, for
+	// a sandbox whose own limit is larger (a warm pool's instance of a
+	// larger memory class): a handler whose resident memory passes
+	// MemoryMB is killed and the invocation reports Runtime.OutOfMemory,
+	// as the cgroup would at its limit.
+	EnforceMemory bool
 }
 
 // withDefaults fills what is unset.

@@ -104,6 +104,9 @@ func (h *Host) supervise() {
 		}
 		h.setProc(p)
 		go h.logReady(p)
+		if h.cfg.EnforceMemory {
+			go h.enforceMemory(p)
+		}
 		<-p.exited
 		h.metrics.restarts.Inc()
 		if h.closing.Load() {

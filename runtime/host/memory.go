@@ -166,3 +166,33 @@ func statmRSSKB(pid int) uint64 {
 	pages, _ := strconv.ParseUint(fields[1], 10, 64)
 	return pages * pageKB
 }
+
+// memoryCheckInterval is how often the host samples a handler it holds to
+// its memory size itself (Config.EnforceMemory).
+const memoryCheckInterval = 5 * time.Millisecond
+
+// enforceMemory kills p once its resident memory passes the function's
+// memory size, for a sandbox whose cgroup allows more. A sample every few
+// milliseconds lets a fast allocation overshoot by what it touches in
+// that time; the sandbox's own limit still bounds it.
+func (h *Host) enforceMemory(p *handlerProc) {
+	limitKB := uint64(h.cfg.MemoryMB) * 1024
+	tick := time.NewTicker(memoryCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.exited:
+			return
+		case <-tick.C:
+			if p.cmd == nil || p.cmd.Process == nil {
+				continue
+			}
+			if rss := statmRSSKB(p.cmd.Process.Pid); rss > limitKB {
+				h.log.Warn("handler killed: its resident memory passed the function's memory size", "rss_kb", rss, "memory_mb", h.cfg.MemoryMB)
+				p.killedForMemory.Store(true)
+				p.signalTree(syscall.SIGKILL)
+				return
+			}
+		}
+	}
+}

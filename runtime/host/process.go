@@ -35,6 +35,9 @@ type handlerProc struct {
 	// killedByHost marks exits the host caused (timeout, shutdown), so they
 	// are not reported as crashes or out-of-memory kills.
 	killedByHost atomic.Bool
+	// killedForMemory marks a kill by the host's own memory limit
+	// (Config.EnforceMemory).
+	killedForMemory atomic.Bool
 
 	// treeMu orders signals to the process group against the reaping of
 	// its leader (see proctree.go).
@@ -296,7 +299,7 @@ func (h *Host) exitOutcome(p *handlerProc, requestID string) *protocol.ErrorBody
 	} else {
 		status = p.exitErr.Error()
 	}
-	if killed && !p.killedByHost.Load() && h.mem.oomKilledSince(p, h.cfg.MemoryMB) {
+	if killed && (p.killedForMemory.Load() || !p.killedByHost.Load() && h.mem.oomKilledSince(p, h.cfg.MemoryMB)) {
 		return &protocol.ErrorBody{
 			ErrorType:    protocol.ErrOutOfMemory,
 			ErrorMessage: fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s (out of memory: the function used more than its %d MB)", requestID, status, h.cfg.MemoryMB),

@@ -28,6 +28,13 @@ import (
 
 func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if runtime := os.Getenv(protocol.EnvPoolRuntime); runtime != "" {
+		if err := runPool(runtime, logger); err != nil {
+			logger.Error("nimbus-host stopped", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, listen, err := parseConfig(os.Args[1:], os.Getenv)
 	if err == nil {
 		err = cfg.Validate()
@@ -70,7 +77,13 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("nimbus-host listening", "addr", ln.Addr().String(), "function", cfg.FunctionName, "runtime", cfg.Runtime)
+	// In-flight invocations end by their deadlines; give them that long.
+	return serve(srv, ln, cfg.Timeout+5*time.Second, logger, h.Shutdown)
+}
 
+// serve runs srv on ln until SIGTERM or SIGINT, then lets the requests in
+// flight finish within drain and stops the host.
+func serve(srv *http.Server, ln net.Listener, drain time.Duration, logger *slog.Logger, stop func(context.Context) error) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	sig := make(chan os.Signal, 1)
@@ -81,11 +94,10 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	case s := <-sig:
 		logger.Info("shutting down: finishing invocations in flight", "signal", s.String())
 	}
-	// In-flight invocations end by their deadlines; give them that long.
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	shutdownErr := srv.Shutdown(ctx)
-	if err := h.Shutdown(ctx); err != nil {
+	if err := stop(ctx); err != nil {
 		shutdownErr = errors.Join(shutdownErr, err)
 	}
 	logger.Info("nimbus-host stopped")
@@ -127,6 +139,22 @@ func instanceKey(path string) (string, error) {
 	return key, nil
 }
 
+// listenAddr is where the host serves the gateway: NIMBUS_LISTEN, or
+// Nomad's address of the port labelled http.
+func listenAddr(getenv func(string) string) string {
+	if l := getenv(protocol.EnvListen); l != "" {
+		return l
+	}
+	if port := getenv("NOMAD_PORT_http"); port != "" {
+		ip := getenv("NOMAD_IP_http")
+		if ip == "" {
+			ip = "127.0.0.1"
+		}
+		return net.JoinHostPort(ip, port)
+	}
+	return ""
+}
+
 // parseConfig reads flags, falling back to the environment the Nomad job
 // sets (NIMBUS_*) and to Nomad's own task variables.
 func parseConfig(args []string, getenv func(string) string) (host.Config, string, error) {
@@ -142,16 +170,7 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 	var cfg host.Config
 	var timeout, granularity string
 	var memory, concurrency string
-	listen := env(protocol.EnvListen)
-	if listen == "" {
-		if port := getenv("NOMAD_PORT_http"); port != "" {
-			ip := env("NOMAD_IP_http")
-			if ip == "" {
-				ip = "127.0.0.1"
-			}
-			listen = net.JoinHostPort(ip, port)
-		}
-	}
+	listen := listenAddr(getenv)
 	taskRoot := env(protocol.EnvTaskRoot, "LAMBDA_TASK_ROOT")
 	if taskRoot == "" {
 		if dir := getenv("NOMAD_TASK_DIR"); dir != "" {

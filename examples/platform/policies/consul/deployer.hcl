@@ -23,6 +23,11 @@ key_prefix "nimbus/access-keys/" {
   policy = "write"
 }
 
+# Warm pools (nimbus_warm_pool): which pools exist, for the gateway.
+key_prefix "nimbus/pools/" {
+  policy = "write"
+}
+
 # KV trigger definitions (nimbus_kv_trigger). Their locks and dead
 # letters belong to the gateway.
 key_prefix "nimbus/triggers/" {

@@ -19,6 +19,9 @@ key_prefix "nimbus/limits/" {
 key_prefix "nimbus/triggers/" {
   policy = "read"
 }
+key_prefix "nimbus/pools/" {
+  policy = "read"
+}
 
 # Access keys (nimbus_access_key): the gateway verifies callers' SigV4
 # signatures and tokens with their secrets. No other principal reads them.
@@ -46,6 +49,10 @@ session_prefix "" {
 # Find function instances and their health. Consul filters health results
 # by node as well, hence node read.
 service_prefix "nimbus-fn-" {
+  policy = "read"
+}
+# ...and the idle instances of warm pools (nimbus_warm_pool).
+service_prefix "nimbus-pool-" {
   policy = "read"
 }
 node_prefix "" {

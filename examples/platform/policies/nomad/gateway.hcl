@@ -19,6 +19,12 @@ namespace "default" {
     # gateway may invoke an instance. Nomad never serves a task's secrets/
     # directory through this API.
     "read-fs",
+    # Stop a warm pool's instance once its function no longer needs it
+    # (nimbus_warm_pool): Nomad replaces it with a fresh allocation, so an
+    # instance never serves a second function. Nomad grants this per
+    # namespace, so it reaches every allocation of the namespace; a
+    # dedicated namespace for Nimbus keeps it to Nimbus's.
+    "alloc-lifecycle",
   ]
 }
 # Not granted: submit-job (the gateway never registers or changes a job),

@@ -1,0 +1,355 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+)
+
+// warmPools follows the warm pools the deployer declared
+// (nimbus_warm_pool, nimbus/pools/ in Consul KV) and their idle
+// instances. On a cold start a function's pool (pool.go) takes one,
+// hands it the function (POST /specialize, with the instance's key) and
+// serves from it until the function's own instance is ready or it is
+// idle; then the gateway stops the instance's allocation and Nomad starts
+// a fresh one in its place. An instance never serves a second function
+// and its task directory is never reused.
+//
+// Functions with secrets (which need their own job's workload identity),
+// with egress "none" (a pool instance fetches its package over the
+// network) or whose code Nomad fetches (source_url) are never pooled.
+type warmPools struct {
+	gw     *Gateway
+	mu     sync.Mutex
+	pools  map[string]*warmPool // by job id
+	client *http.Client
+}
+
+type warmPool struct {
+	rec     kvstore.PoolRecord
+	cancel  context.CancelFunc
+	members map[string]*member // by Consul service id
+}
+
+// member is one instance of a warm pool.
+type member struct {
+	serviceID, addr, key string
+	pool                 string
+	alloc                *nomadapi.Allocation
+	trusted              bool // Nomad placed it for the pool and its key is read
+	claimed              bool // handed to a function: never again to another
+}
+
+func newWarmPools(gw *Gateway) *warmPools {
+	return &warmPools{gw: gw, pools: map[string]*warmPool{}, client: &http.Client{}}
+}
+
+// sync starts following new pools and stops following removed ones.
+func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
+	recs := map[string]kvstore.PoolRecord{}
+	for _, p := range pairs {
+		rec, err := kvstore.DecodePool(p.Value)
+		if err != nil || rec.JobID == "" {
+			w.gw.log.Warn("ignoring a bad warm pool record", "key", p.Key, "err", err)
+			continue
+		}
+		recs[rec.JobID] = rec
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, rec := range recs {
+		if wp, ok := w.pools[id]; ok {
+			wp.rec = rec
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		wp := &warmPool{rec: rec, cancel: cancel, members: map[string]*member{}}
+		w.pools[id] = wp
+		go w.watch(pctx, wp)
+	}
+	for id, wp := range w.pools {
+		if _, ok := recs[id]; !ok {
+			wp.cancel()
+			delete(w.pools, id)
+			w.gw.metrics.poolIdle.DeleteLabelValues(id)
+		}
+	}
+}
+
+// watch follows a pool's healthy instances in Consul.
+func (w *warmPools) watch(ctx context.Context, wp *warmPool) {
+	service := wp.rec.JobID
+	watch.Loop[[]*consulapi.ServiceEntry]{
+		What: "instances of warm pool " + service,
+		Log:  w.gw.log,
+		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
+			entries, meta, err := w.gw.health.Service(service, "", true, blocking(ctx, index))
+			if err != nil {
+				return nil, 0, err
+			}
+			return entries, meta.LastIndex, nil
+		},
+		Apply: func(entries []*consulapi.ServiceEntry) { w.update(ctx, wp, entries) },
+	}.Run(ctx)
+}
+
+func (w *warmPools) update(ctx context.Context, wp *warmPool, entries []*consulapi.ServiceEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	seen := map[string]bool{}
+	for _, e := range entries {
+		id := e.Service.ID
+		seen[id] = true
+		if _, ok := wp.members[id]; ok {
+			continue
+		}
+		addr := e.Service.Address
+		if addr == "" {
+			addr = e.Node.Address
+		}
+		m := &member{serviceID: id, addr: net.JoinHostPort(addr, strconv.Itoa(e.Service.Port)), pool: wp.rec.JobID}
+		wp.members[id] = m
+		go w.confirm(ctx, wp, m, e.Service)
+	}
+	for id, m := range wp.members {
+		if !seen[id] && !m.claimed {
+			delete(wp.members, id)
+		}
+	}
+	w.reportLocked(wp)
+}
+
+// reportLocked sets the pool's idle gauge.
+func (w *warmPools) reportLocked(wp *warmPool) {
+	idle := 0
+	for _, m := range wp.members {
+		if m.trusted && !m.claimed {
+			idle++
+		}
+	}
+	w.gw.metrics.poolIdle.WithLabelValues(wp.rec.JobID).Set(float64(idle))
+}
+
+// confirm checks a pool instance with Nomad, as a function's instance is
+// checked (placement.go), and reads its key.
+func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *consulapi.AgentService) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+		alloc, err := verifyPlacement(callCtx, w.gw.allocs, wp.rec.JobID, nomadjob.PoolGroupName, svc, m.addr)
+		key := ""
+		if err == nil && w.gw.files != nil {
+			key, err = readInstanceKey(callCtx, w.gw.files, alloc)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			w.mu.Lock()
+			m.alloc, m.key, m.trusted = alloc, key, true
+			w.reportLocked(wp)
+			w.mu.Unlock()
+			return
+		case errors.Is(err, errNotPlaced):
+			w.gw.log.Warn("refusing a registration under a warm pool's service name", "pool", wp.rec.JobID, "service_id", svc.ID, "reason", err.Error())
+			return
+		}
+		backoff = watch.NextBackoff(backoff)
+		watch.Sleep(ctx, backoff)
+	}
+}
+
+// claim takes an idle, confirmed instance of the smallest pool that fits
+// the function, or returns nil.
+func (w *warmPools) claim(f *Function) *member {
+	if f.Egress == model.EgressNone || f.Runtime == model.RuntimeHTTP {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fits := make([]*warmPool, 0, len(w.pools))
+	for _, wp := range w.pools {
+		if wp.rec.Runtime == f.Runtime && wp.rec.MemoryMB >= f.MemoryMB && wp.rec.Namespace == f.Namespace && wp.rec.Network == f.Network {
+			fits = append(fits, wp)
+		}
+	}
+	sort.Slice(fits, func(i, j int) bool { return fits[i].rec.MemoryMB < fits[j].rec.MemoryMB })
+	for _, wp := range fits {
+		for _, m := range wp.members {
+			if m.trusted && !m.claimed {
+				m.claimed = true
+				w.reportLocked(wp)
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// errNotPoolable means the function cannot be served from a pool.
+var errNotPoolable = errors.New("not served from a warm pool")
+
+// specialize hands m the function: the environment the function's own
+// job gives nimbus-host, read from Nomad, so that the instance runs
+// exactly what the function's instances run.
+func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) error {
+	job, _, err := w.gw.jobs.Info(f.JobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("reading the job of %s: %w", f.Name, err)
+	}
+	if len(job.TaskGroups) == 0 || len(job.TaskGroups[0].Tasks) == 0 {
+		return fmt.Errorf("%w: job %s has no task", errNotPoolable, f.JobID)
+	}
+	env := job.TaskGroups[0].Tasks[0].Env
+	switch {
+	case env[protocol.EnvSecrets] != "":
+		return fmt.Errorf("%w: %s has secrets, which only its own job's identity may read", errNotPoolable, f.Name)
+	case env[protocol.EnvPackageURL] == "":
+		return fmt.Errorf("%w: Nomad fetches the code of %s (a source_url, or egress none)", errNotPoolable, f.Name)
+	}
+	body, _ := json.Marshal(protocol.Specialization{Environment: env})
+	ctx, cancel := context.WithTimeout(ctx, f.TimeoutD+30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.addr+protocol.PathSpecialize, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(protocol.HeaderInstanceKey, m.key)
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the pool instance answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+	}
+	return nil
+}
+
+// release ends a claimed instance's life: Nomad stops its allocation and
+// places a fresh one, so its task directory is never reused.
+func (w *warmPools) release(m *member, why string) {
+	w.mu.Lock()
+	if wp, ok := w.pools[m.pool]; ok {
+		delete(wp.members, m.serviceID)
+	}
+	w.mu.Unlock()
+	if m.alloc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneTimeout)
+	defer cancel()
+	if _, err := w.gw.allocs.Stop(m.alloc, (&nomadapi.QueryOptions{Namespace: m.alloc.Namespace}).WithContext(ctx)); err != nil {
+		w.gw.log.Warn("cannot stop a released warm pool instance; it keeps its function until Nomad stops it", "pool", m.pool, "alloc_id", m.alloc.ID, "err", err)
+		return
+	}
+	w.gw.log.Info("warm pool instance released", "pool", m.pool, "alloc_id", m.alloc.ID, "reason", why)
+}
+
+// usableLocked counts the function's instances that may take requests.
+func (p *pool) usableLocked() int {
+	n := 0
+	for _, in := range p.instances {
+		if in.usable() {
+			n++
+		}
+	}
+	return n
+}
+
+// fromWarmPool serves a cold start from a warm pool's instance, if one
+// fits, while the function's own instance starts as usual.
+func (p *pool) fromWarmPool() {
+	defer func() {
+		p.mu.Lock()
+		p.specialising = false
+		p.mu.Unlock()
+	}()
+	f := p.fn.Load()
+	m := p.gw.warm.claim(f)
+	if m == nil {
+		return
+	}
+	start := time.Now()
+	if err := p.gw.warm.specialize(p.ctx, f, m); err != nil {
+		if !errors.Is(err, errNotPoolable) {
+			p.gw.log.Warn("a warm pool instance could not take the function; its own instance serves the cold start", "function", p.name, "pool", m.pool, "err", err)
+		}
+		p.gw.warm.release(m, "not specialised: "+err.Error())
+		return
+	}
+	p.gw.log.Info("cold start served from a warm pool", "function", p.name, "pool", m.pool, "alloc_id", m.alloc.ID,
+		"specialise_ms", float64(time.Since(start).Microseconds())/1000)
+	p.mu.Lock()
+	inst := &instance{id: "pool/" + m.alloc.ID, addr: m.addr, key: m.key, ready: true, trusted: true, sawPassing: true, pooled: m}
+	p.instances[inst.id] = inst
+	p.dispatchLocked()
+	p.mu.Unlock()
+}
+
+// releasePooled hands back the pool instances the function no longer
+// needs: once one of its own instances serves, or after idle_timeout
+// without requests; all of them when the function goes.
+func (p *pool) releasePooled(all bool) {
+	f := p.fn.Load()
+	p.mu.Lock()
+	own := 0
+	for _, in := range p.instances {
+		if in.pooled == nil && in.usable() {
+			own++
+		}
+	}
+	var done []*instance
+	reason := "the function's own instance serves"
+	switch {
+	case all:
+		reason = "the function is gone"
+	case own == 0:
+		reason = fmt.Sprintf("idle for %s (idle_timeout)", f.IdleD)
+	}
+	for id, in := range p.instances {
+		if in.pooled == nil || (!all && in.inflight > 0) {
+			continue
+		}
+		if all || own > 0 || time.Since(p.lastBusy) >= f.IdleD {
+			in.gone, in.ready = true, false
+			delete(p.instances, id)
+			done = append(done, in)
+		}
+	}
+	p.mu.Unlock()
+	for _, in := range done {
+		p.gw.warm.release(in.pooled, reason)
+	}
+}
+
+// pooledInstances describes the pool instances serving the function, for
+// GET /v1/functions/{name}.
+func (p *pool) pooledInstancesLocked() []map[string]string {
+	var out []map[string]string
+	for _, in := range p.instances {
+		if in.pooled != nil && in.pooled.alloc != nil {
+			out = append(out, map[string]string{"pool": in.pooled.pool, "alloc_id": in.pooled.alloc.ID, "address": in.addr})
+		}
+	}
+	return out
+}
