@@ -119,11 +119,13 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	url := upload(t, env, gw, pkg)
 	// Clients without the Nimbus networks run functions on the host's.
 	opts := nomadjob.Options{HostNetwork: env.Network == nil}
-	rec := nomadjob.Record(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, opts, reserved)
+	// As the provider deploys: nimbus-host fetches the package of the store.
+	src := nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
+	rec := nomadjob.Record(f, src, opts, reserved)
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, nomadjob.Source{URL: url, SHA256: pkg.SHA256}, opts), nil); err != nil {
+	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, src, opts), nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

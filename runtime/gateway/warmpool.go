@@ -47,6 +47,10 @@ type warmPool struct {
 	rec     kvstore.PoolRecord
 	cancel  context.CancelFunc
 	members map[string]*member // by Consul service id
+	// spent are the instances handed to a function, by service id, until
+	// they leave Consul: a specialised instance still answers its health
+	// check, and must never look idle again.
+	spent map[string]bool
 }
 
 // member is one instance of a warm pool.
@@ -81,7 +85,7 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 			continue
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		wp := &warmPool{rec: rec, cancel: cancel, members: map[string]*member{}}
+		wp := &warmPool{rec: rec, cancel: cancel, members: map[string]*member{}, spent: map[string]bool{}}
 		w.pools[id] = wp
 		go w.watch(pctx, wp)
 	}
@@ -118,7 +122,7 @@ func (w *warmPools) update(ctx context.Context, wp *warmPool, entries []*consula
 	for _, e := range entries {
 		id := e.Service.ID
 		seen[id] = true
-		if _, ok := wp.members[id]; ok {
+		if _, ok := wp.members[id]; ok || wp.spent[id] {
 			continue
 		}
 		addr := e.Service.Address
@@ -132,6 +136,11 @@ func (w *warmPools) update(ctx context.Context, wp *warmPool, entries []*consula
 	for id, m := range wp.members {
 		if !seen[id] && !m.claimed {
 			delete(wp.members, id)
+		}
+	}
+	for id := range wp.spent {
+		if !seen[id] {
+			delete(wp.spent, id)
 		}
 	}
 	w.reportLocked(wp)
@@ -195,6 +204,7 @@ func (w *warmPools) claim(f *Function) *member {
 		for _, m := range wp.members {
 			if m.trusted && !m.claimed {
 				m.claimed = true
+				wp.spent[m.serviceID] = true
 				w.reportLocked(wp)
 				return m
 			}
@@ -251,6 +261,7 @@ func (w *warmPools) release(m *member, why string) {
 	w.mu.Lock()
 	if wp, ok := w.pools[m.pool]; ok {
 		delete(wp.members, m.serviceID)
+		w.reportLocked(wp)
 	}
 	w.mu.Unlock()
 	if m.alloc == nil {
