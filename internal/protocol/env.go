@@ -35,7 +35,7 @@ const (
 	// one (POST PathSpecialize), and serves that function for the rest of
 	// its life.
 	EnvPoolRuntime = "NIMBUS_POOL_RUNTIME"
-	EnvRegion        = "NIMBUS_REGION"
+	EnvRegion      = "NIMBUS_REGION"
 	// EnvGatewayForFunctions is the gateway's function listener as the
 	// client's node meta NodeMetaGatewayURL gives it (unresolved when the
 	// client sets none). nimbus-host passes it to the handler as
