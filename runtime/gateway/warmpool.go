@@ -216,6 +216,11 @@ func (w *warmPools) claim(f *Function) *member {
 // errNotPoolable means the function cannot be served from a pool.
 var errNotPoolable = errors.New("not served from a warm pool")
 
+// errTaken means the instance already serves a function: another gateway
+// (or this one before a restart) handed it one. It is not this gateway's
+// to stop; it stops itself once idle.
+var errTaken = errors.New("the pool instance already serves a function")
+
 // specialize hands m the function: the environment the function's own
 // job gives nimbus-host, read from Nomad, so that the instance runs
 // exactly what the function's instances run.
@@ -249,10 +254,24 @@ func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) erro
 	}
 	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("the pool instance answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return nil
+	case http.StatusConflict:
+		return fmt.Errorf("%w: %s", errTaken, bytes.TrimSpace(answer))
 	}
-	return nil
+	return fmt.Errorf("the pool instance answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+}
+
+// forget drops an instance another gateway specialised, without stopping
+// it: it stays spent until it leaves Consul.
+func (w *warmPools) forget(m *member) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if wp, ok := w.pools[m.pool]; ok {
+		delete(wp.members, m.serviceID)
+		w.reportLocked(wp)
+	}
 }
 
 // release ends a claimed instance's life: Nomad stops its allocation and
@@ -302,9 +321,15 @@ func (p *pool) fromWarmPool() {
 	}
 	start := time.Now()
 	if err := p.gw.warm.specialize(p.ctx, f, m); err != nil {
-		if !errors.Is(err, errNotPoolable) {
+		switch {
+		case errors.Is(err, errTaken):
+			p.gw.warm.forget(m)
+			p.fromWarmPoolAgain()
+			return
+		case !errors.Is(err, errNotPoolable):
 			p.gw.log.Warn("a warm pool instance could not take the function; its own instance serves the cold start", "function", p.name, "pool", m.pool, "err", err)
 		}
+		// Not handed anything, or half handed: spent either way.
 		p.gw.warm.release(m, "not specialised: "+err.Error())
 		return
 	}
@@ -315,6 +340,17 @@ func (p *pool) fromWarmPool() {
 	p.instances[inst.id] = inst
 	p.dispatchLocked()
 	p.mu.Unlock()
+}
+
+// fromWarmPoolAgain tries the next idle instance after one turned out
+// taken, while requests still wait and none of the function's own serve.
+func (p *pool) fromWarmPoolAgain() {
+	p.mu.Lock()
+	again := len(p.waiters) > 0 && p.usableLocked() == 0
+	p.mu.Unlock()
+	if again {
+		p.fromWarmPool()
+	}
 }
 
 // releasePooled hands back the pool instances the function no longer

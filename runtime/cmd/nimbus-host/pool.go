@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
@@ -52,6 +54,8 @@ func runPool(runtime string, logger *slog.Logger) error {
 		return err
 	}
 	p := &pooled{runtime: runtime, memoryMB: memory, key: key, log: logger}
+	p.lastUse.Store(time.Now().UnixNano())
+	go p.exitWhenIdle(specialisedIdleLimit)
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	logger.Info("nimbus-host listening", "addr", ln.Addr().String(), "pool_runtime", runtime, "pool_memory_mb", memory)
 	return serve(srv, ln, 30*time.Second, logger, p.shutdown)
@@ -64,6 +68,8 @@ type pooled struct {
 	memoryMB int
 	key      string
 	log      *slog.Logger
+
+	lastUse atomic.Int64 // unix nanoseconds of the last invocation
 
 	mu       sync.Mutex
 	function string     // set once a specialisation begins
@@ -79,6 +85,9 @@ func (p *pooled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == protocol.PathSpecialize && r.Method == http.MethodPost:
 		p.specialize(w, r)
 	case served != nil:
+		if r.URL.Path == "/invoke" {
+			p.lastUse.Store(time.Now().UnixNano())
+		}
 		served.ServeHTTP(w, r)
 	case r.URL.Path == "/healthz" && r.Method == http.MethodGet:
 		status := "pooled: waiting for a function"
@@ -118,6 +127,7 @@ func (p *pooled) specialize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.function = name
+	p.lastUse.Store(time.Now().UnixNano())
 	p.mu.Unlock()
 
 	h, err := p.start(r.Context(), spec.Environment)
@@ -198,6 +208,28 @@ func (p *pooled) start(ctx context.Context, env map[string]string) (*host.Host, 
 		return h, fmt.Errorf("the handler of %s did not become ready: %s", cfg.FunctionName, status)
 	}
 	return h, nil
+}
+
+// specialisedIdleLimit is how long a specialised instance lives without
+// an invocation. The gateway that specialised it releases it much sooner;
+// this ends one that a restarted gateway no longer knows. Nomad then
+// places a fresh instance (the pool's restart policy never restarts in
+// place).
+const specialisedIdleLimit = 10 * time.Minute
+
+// exitWhenIdle stops the host once it has served a function and then gone
+// idle for limit.
+func (p *pooled) exitWhenIdle(limit time.Duration) {
+	for range time.Tick(limit / 10) {
+		p.mu.Lock()
+		function := p.function
+		p.mu.Unlock()
+		if function != "" && time.Since(time.Unix(0, p.lastUse.Load())) > limit {
+			p.log.Info("specialised pool instance idle; exiting so that Nomad replaces it", "function", function, "idle_limit", limit.String())
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+			return
+		}
+	}
 }
 
 func (p *pooled) shutdown(ctx context.Context) error {
