@@ -214,6 +214,10 @@ func run(c config) error {
 		return err
 	}
 
+	if r.pools, err = poolColdStarts(ctx, env, gatewayURL, functions, c.trials); err != nil {
+		return err
+	}
+
 	fmt.Println("bench: starting the same gateway as a plain process")
 	process, err := env.StartGatewayAs(gatewayBin, "gateway-process", env.Principals.Gateway, c.processEnv...)
 	if err != nil {

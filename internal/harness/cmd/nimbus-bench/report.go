@@ -19,6 +19,7 @@ type report struct {
 	warm                          []warmSeries
 	memory                        memoryResult
 	scale                         scaleResult
+	pools                         poolResult
 	load                          loadReport
 }
 
@@ -29,6 +30,7 @@ func (r report) format() string {
 	r.formatCold(&b)
 	formatBreakdown(&b, "the floor", r.floorBreakdown)
 	formatBreakdown(&b, r.breakdownOf, r.breakdown)
+	formatPools(&b, r.pools)
 	r.formatBursts(&b)
 	r.formatWarm(&b)
 	r.formatMemory(&b)
