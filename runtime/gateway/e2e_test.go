@@ -81,11 +81,12 @@ func ownEnvironment(t *testing.T, opts testenv.Options) (*testenv.Env, *testenv.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.StopChecked(t) })
-	gw, err := env.StartGateway(fx.gatewayBin)
+	// The environment's gateway, with its function listener, where the
+	// instances fetch their packages; Stop ends it with the agents.
+	gw, err := env.SharedGateway(fx.gatewayBin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(gw.Stop)
 	return env, gw
 }
 
