@@ -161,11 +161,21 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 			if x == w {
 				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 				scaleErr := p.scaleErr
-				p.mu.Unlock()
-				if scaleErr != nil {
-					return nil, true, fmt.Errorf("%w: no instance of %s became free in time; the last scale request failed: %w", ErrThrottled, p.name, scaleErr)
+				known, ready, trusted := len(p.instances), 0, 0
+				for _, in := range p.instances {
+					if in.ready {
+						ready++
+					}
+					if in.trusted {
+						trusted++
+					}
 				}
-				return nil, true, fmt.Errorf("%w: no instance of %s became free in time", ErrThrottled, p.name)
+				p.mu.Unlock()
+				state := fmt.Sprintf("%d instances known, %d answering, %d confirmed with Nomad", known, ready, trusted)
+				if scaleErr != nil {
+					return nil, true, fmt.Errorf("%w: no instance of %s became free in time (%s); the last scale request failed: %w", ErrThrottled, p.name, state, scaleErr)
+				}
+				return nil, true, fmt.Errorf("%w: no instance of %s became free in time (%s)", ErrThrottled, p.name, state)
 			}
 		}
 		p.mu.Unlock()
