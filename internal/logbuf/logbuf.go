@@ -25,9 +25,9 @@ type Writer struct {
 }
 
 // New batches writes to out, flushing every interval and whenever the
-// batch reaches max bytes. Close flushes and stops the background flush.
-func New(out io.Writer, interval time.Duration, max int) *Writer {
-	w := &Writer{out: out, max: max, buf: make([]byte, 0, max), stop: make(chan struct{})}
+// batch reaches size bytes. Close flushes and stops the background flush.
+func New(out io.Writer, interval time.Duration, size int) *Writer {
+	w := &Writer{out: out, max: size, buf: make([]byte, 0, size), stop: make(chan struct{})}
 	w.done.Add(1)
 	go w.flushEvery(interval)
 	return w

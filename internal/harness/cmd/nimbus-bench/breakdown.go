@@ -30,7 +30,7 @@ func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
 	if err := scaleTo(env, fn, 0); err != nil {
 		return nil, err
 	}
-	if err := waitInstances(gatewayURL, fn, 0); err != nil {
+	if err := waitNoInstances(gatewayURL, fn); err != nil {
 		return nil, err
 	}
 	if err := waitGone(env, nomadjob.ServiceName(fn)); err != nil {
@@ -143,7 +143,7 @@ func logged(lines []logLine, msg string) bool {
 func newestAllocation(env *testenv.Env, jobID string) (*nomadapi.Allocation, error) {
 	stubs, _, err := env.Nomad.Jobs().Allocations(jobID, true, nil)
 	if err != nil || len(stubs) == 0 {
-		return nil, fmt.Errorf("no allocation of %s: %v", jobID, err)
+		return nil, fmt.Errorf("no allocation of %s: %w", jobID, err)
 	}
 	sort.Slice(stubs, func(i, j int) bool { return stubs[i].CreateTime > stubs[j].CreateTime })
 	alloc, _, err := env.Nomad.Allocations().Info(stubs[0].ID, nil)

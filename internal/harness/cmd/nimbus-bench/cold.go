@@ -131,7 +131,7 @@ func coldGatewayTrial(env *testenv.Env, gatewayURL, name string) (time.Duration,
 	if err := scaleTo(env, name, 0); err != nil {
 		return 0, err
 	}
-	if err := waitInstances(gatewayURL, name, 0); err != nil {
+	if err := waitNoInstances(gatewayURL, name); err != nil {
 		return 0, err
 	}
 	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
@@ -207,7 +207,7 @@ func burstTrial(env *testenv.Env, gatewayURL, name string, n int) (time.Duration
 	if err := scaleTo(env, name, 0); err != nil {
 		return 0, 0, err
 	}
-	if err := waitInstances(gatewayURL, name, 0); err != nil {
+	if err := waitNoInstances(gatewayURL, name); err != nil {
 		return 0, 0, err
 	}
 	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {

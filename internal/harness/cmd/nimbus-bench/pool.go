@@ -81,7 +81,7 @@ func poolColdTrial(env *testenv.Env, gatewayURL, name string) (time.Duration, er
 	if err := scaleTo(env, name, 0); err != nil {
 		return 0, err
 	}
-	if err := waitInstances(gatewayURL, name, 0); err != nil {
+	if err := waitNoInstances(gatewayURL, name); err != nil {
 		return 0, err
 	}
 	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {

@@ -157,7 +157,7 @@ resource "nimbus_function" "f" {
 	// The provider's records must be gone with the jobs.
 	keys, _, err := env.Consul.KV().Keys("nimbus/functions/scale-", "", (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil || len(keys) > 0 {
-		return r, fmt.Errorf("destroy left function records %v (%v)", keys, err)
+		return r, fmt.Errorf("destroy left function records %v (%w)", keys, err)
 	}
 	return r, nil
 }
@@ -204,7 +204,7 @@ func newTofu(root, dir string) (*tofuRunner, error) {
 	build := exec.Command("go", "build", "-o", filepath.Join(providerDir, "terraform-provider-nimbus"), ".")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the provider: %v: %s", err, out)
+		return nil, fmt.Errorf("building the provider: %w: %s", err, out)
 	}
 	rc := filepath.Join(dir, "tofurc")
 	if err := os.WriteFile(rc, []byte(fmt.Sprintf(`provider_installation {
@@ -239,7 +239,7 @@ func (t *tofuRunner) run(ctx context.Context, args ...string) (time.Duration, er
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)
 	if err != nil {
-		return d, fmt.Errorf("tofu %s: %v\n%s", strings.Join(args, " "), err, tail(string(out), 40))
+		return d, fmt.Errorf("tofu %s: %w\n%s", strings.Join(args, " "), err, tail(string(out), 40))
 	}
 	return d, nil
 }

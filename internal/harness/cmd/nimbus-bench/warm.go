@@ -302,8 +302,9 @@ func waitKnown(gateway, name string) error {
 	return fmt.Errorf("the gateway never learned of %s", name)
 }
 
-func waitInstances(gateway, name string, n int) error {
-	want := fmt.Sprintf(`"instances":%d,`, n)
+// waitNoInstances waits until the gateway knows no instance of the function.
+func waitNoInstances(gateway, name string) error {
+	const want = `"instances":0,`
 	for i := 0; i < 1200; i++ {
 		resp, err := client.Get(gateway + "/v1/functions/" + name)
 		if err == nil {
