@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -114,20 +113,7 @@ func providerConfigAs(env *testenv.Env, creds principals.Credentials) string {
 
 // providerConfigWith is providerConfigAs with another gateway.
 func providerConfigWith(env *testenv.Env, creds principals.Credentials, gatewayURL string) string {
-	return fmt.Sprintf(`
-provider "nimbus" {
-  gateway_url   = %q
-  gateway_token = %q
-  nomad {
-    address = %q
-    token   = %q
-  }
-  consul {
-    address = %q
-    token   = %q
-  }
-}
-`, gatewayURL, env.GatewayToken, env.NomadAddr, creds.NomadToken, env.ConsulAddr, creds.ConsulToken)
+	return env.ProviderConfig(creds, gatewayURL)
 }
 
 // requireAcceptance fails, rather than skips, when the acceptance harness is

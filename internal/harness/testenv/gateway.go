@@ -227,3 +227,22 @@ func (g *Gateway) Stop() {
 		_ = g.cmd.Wait()
 	}
 }
+
+// ProviderConfig is the nimbus provider block for this environment: its
+// agents with creds, and the gateway at gatewayURL with the operator key.
+func (e *Env) ProviderConfig(creds principals.Credentials, gatewayURL string) string {
+	return fmt.Sprintf(`
+provider "nimbus" {
+  gateway_url   = %q
+  gateway_token = %q
+  nomad {
+    address = %q
+    token   = %q
+  }
+  consul {
+    address = %q
+    token   = %q
+  }
+}
+`, gatewayURL, e.GatewayToken, e.NomadAddr, creds.NomadToken, e.ConsulAddr, creds.ConsulToken)
+}

@@ -27,13 +27,7 @@ type step struct {
 // and lines up what each party recorded of it: the gateway's log, Nomad's
 // task events and nimbus-host's log, all on this machine's clock.
 func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
-	if err := scaleTo(env, fn, 0); err != nil {
-		return nil, err
-	}
-	if err := waitNoInstances(gatewayURL, fn); err != nil {
-		return nil, err
-	}
-	if err := waitGone(env, nomadjob.ServiceName(fn)); err != nil {
+	if err := toZero(env, gatewayURL, fn); err != nil {
 		return nil, err
 	}
 	start := time.Now()

@@ -128,13 +128,7 @@ func scaleUpTrial(ctx context.Context, env *testenv.Env, name string, n int) (ti
 // no instance, and times one request through the gateway, which must
 // report a cold start.
 func coldGatewayTrial(env *testenv.Env, gatewayURL, name string) (time.Duration, error) {
-	if err := scaleTo(env, name, 0); err != nil {
-		return 0, err
-	}
-	if err := waitNoInstances(gatewayURL, name); err != nil {
-		return 0, err
-	}
-	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
+	if err := toZero(env, gatewayURL, name); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -204,13 +198,7 @@ const burstHold = 2 * time.Second
 // returns the time until the last one answered, less burstHold, and the
 // number of instances the burst started.
 func burstTrial(env *testenv.Env, gatewayURL, name string, n int) (time.Duration, int, error) {
-	if err := scaleTo(env, name, 0); err != nil {
-		return 0, 0, err
-	}
-	if err := waitNoInstances(gatewayURL, name); err != nil {
-		return 0, 0, err
-	}
-	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
+	if err := toZero(env, gatewayURL, name); err != nil {
 		return 0, 0, err
 	}
 	hold := fmt.Sprintf(`{"action":"sleep","n":%d}`, burstHold.Milliseconds())

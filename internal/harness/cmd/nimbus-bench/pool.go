@@ -78,13 +78,7 @@ func poolColdStarts(ctx context.Context, env *testenv.Env, gatewayURL string, fu
 
 // poolColdTrial is coldGatewayTrial where a warm pool must serve.
 func poolColdTrial(env *testenv.Env, gatewayURL, name string) (time.Duration, error) {
-	if err := scaleTo(env, name, 0); err != nil {
-		return 0, err
-	}
-	if err := waitNoInstances(gatewayURL, name); err != nil {
-		return 0, err
-	}
-	if err := waitGone(env, nomadjob.ServiceName(name)); err != nil {
+	if err := toZero(env, gatewayURL, name); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -103,17 +97,8 @@ func poolColdTrial(env *testenv.Env, gatewayURL, name string) (time.Duration, er
 
 // waitPoolIdle waits until the gateway counts an idle instance of pool.
 func waitPoolIdle(gatewayURL, pool string) error {
-	series := `nimbus_warm_pool_idle{pool="` + pool + `"} 1`
-	for i := 0; i < 1200; i++ {
-		resp, err := client.Get(gatewayURL + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if strings.Contains(string(b), series) {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if gatewaySays(gatewayURL+"/metrics", `nimbus_warm_pool_idle{pool="`+pool+`"} 1`) {
+		return nil
 	}
 	return fmt.Errorf("the gateway never counted an idle instance of %s", pool)
 }

@@ -98,26 +98,13 @@ func planApplyAtScale(ctx context.Context, env *testenv.Env, gatewayURL, root, d
 	if err != nil {
 		return r, err
 	}
-	config := fmt.Sprintf(`
+	config := `
 terraform {
   required_providers {
     nimbus = { source = "nimbus-faas/nimbus" }
   }
 }
-
-provider "nimbus" {
-  gateway_url   = %q
-  gateway_token = %q
-  nomad {
-    address = %q
-    token   = %q
-  }
-  consul {
-    address = %q
-    token   = %q
-  }
-}
-
+` + env.ProviderConfig(env.Principals.Deployer, gatewayURL) + fmt.Sprintf(`
 resource "nimbus_function" "f" {
   count         = %d
   name          = "scale-${count.index}"
@@ -125,7 +112,7 @@ resource "nimbus_function" "f" {
   source        = %q
   max_instances = 1
 }
-`, gatewayURL, env.GatewayToken, env.NomadAddr, env.Principals.Deployer.NomadToken, env.ConsulAddr, env.Principals.Deployer.ConsulToken, n, src)
+`, n, src)
 	para := fmt.Sprintf("-parallelism=%d", scaleParallelism)
 	// The floor of a plan is OpenTofu's own work for as many resources
 	// that need no provider: terraform_data, applied first.

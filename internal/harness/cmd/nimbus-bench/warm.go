@@ -304,19 +304,39 @@ func waitKnown(gateway, name string) error {
 
 // waitNoInstances waits until the gateway knows no instance of the function.
 func waitNoInstances(gateway, name string) error {
-	const want = `"instances":0,`
+	if gatewaySays(gateway+"/v1/functions/"+name, `"instances":0,`) {
+		return nil
+	}
+	return fmt.Errorf("the gateway still sees instances of %s", name)
+}
+
+// gatewaySays polls a gateway URL for up to a minute until its answer
+// contains want.
+func gatewaySays(url, want string) bool {
 	for i := 0; i < 1200; i++ {
-		resp, err := client.Get(gateway + "/v1/functions/" + name)
+		resp, err := client.Get(url)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			_ = resp.Body.Close()
 			if strings.Contains(string(b), want) {
-				return nil
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("the gateway still sees instances of %s", name)
+	return false
+}
+
+// toZero scales the function to 0 and waits until its instances are gone,
+// for the gateway and on the node, so that the next request starts cold.
+func toZero(env *testenv.Env, gatewayURL, name string) error {
+	if err := scaleTo(env, name, 0); err != nil {
+		return err
+	}
+	if err := waitNoInstances(gatewayURL, name); err != nil {
+		return err
+	}
+	return waitGone(env, nomadjob.ServiceName(name))
 }
 
 func invoke(url, wantCold string) error { return invokeWith(url, event, wantCold) }
