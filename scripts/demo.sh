@@ -78,10 +78,13 @@ proven healthy by a canary, and runs as a Nomad job (nimbus-fn-<name>)
 under the sandboxed exec driver, each instance in its own network
 namespace on the Nimbus CNI network (cni/nimbus: no way to the host's
 ports, to other instances or to link-local addresses; see
-nft list table inet nimbus-nimbus0). The gateway started an instance for the
-first request of each (cold) and reused it for the second (warm); after
-each function's idle_timeout it scales them back to zero. See the jobs, their
-scale events and their START/END/REPORT log lines in the Nomad UI.
+nft list table inet nimbus-nimbus0). The first request of each was a cold
+start: hello-go's was answered by the warm pool's instance (job
+nimbus-pool-provided-128), specialised for it on demand, the others' by a
+new instance the gateway asked Nomad for; the second request was warm.
+After each function's idle_timeout the gateway scales it back to zero. See
+the jobs, their scale events and their START/END/REPORT log lines in the
+Nomad UI.
 
   Gateway:    $NIMBUS_GATEWAY_URL  (GET /v1/usage, GET /metrics)
               every caller needs a key: the demo key's token is
@@ -97,7 +100,8 @@ gateway job uses its workload identity and a Consul token from a Nomad
 variable. The policies are in examples/platform/policies. The gateway
 authenticates every caller (SigV4 or a bearer token of a nimbus_access_key);
 the provider uploaded code with the operator key (NIMBUS_GATEWAY_TOKEN in
-.nimbus/deployer.env), and Nomad fetched it through signed, expiring URLs.
+.nimbus/deployer.env), and each instance's nimbus-host fetched it through
+a signed, expiring URL and checked its sha256 before running it.
 
 Stop the stack with: make dev-down
 MSG

@@ -31,6 +31,15 @@ resource "nimbus_function" "hello_go" {
   idle_timeout = "2m"
 }
 
+# One Go instance kept ready: hello-go's cold start is answered by it, specialised
+# on demand, while hello-go's own instance starts. The other functions start
+# through Nomad, for comparison.
+resource "nimbus_warm_pool" "go" {
+  runtime   = "provided"
+  memory_mb = 128
+  size      = 1
+}
+
 resource "nimbus_function" "hello_python" {
   name         = "hello-python"
   runtime      = "python3"

@@ -43,8 +43,14 @@ func main() {
 	kind := "warm"
 	if resp.Header.Get("X-Nimbus-Cold") == "true" {
 		kind = "cold"
+		switch resp.Header.Get("X-Nimbus-Cold-Path") {
+		case "pool":
+			kind = "cold (warm pool)"
+		case "nomad":
+			kind = "cold (Nomad)"
+		}
 	}
-	fmt.Printf("  %-13s %s %4s  %7.1f ms  %s\n", name, kind, resp.Status[:3], float64(latency.Microseconds())/1000, strings.TrimSpace(string(body)))
+	fmt.Printf("  %-13s %-16s %4s  %7.1f ms  %s\n", name, kind, resp.Status[:3], float64(latency.Microseconds())/1000, strings.TrimSpace(string(body)))
 	tail, _ := base64.StdEncoding.DecodeString(resp.Header.Get("X-Nimbus-Log-Result"))
 	for _, line := range strings.Split(string(tail), "\n") {
 		if strings.HasPrefix(line, "REPORT") {
