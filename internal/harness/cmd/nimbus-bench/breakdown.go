@@ -149,6 +149,8 @@ type logLine struct {
 	Time     time.Time `json:"time"`
 	Msg      string    `json:"msg"`
 	Function string    `json:"function"`
+	AllocID  string    `json:"alloc_id"`
+	Special  float64   `json:"specialise_ms"`
 	FetchMs  float64   `json:"fetch_ms"`
 	UnpackMs float64   `json:"unpack_ms"`
 	InitMs   float64   `json:"init_ms"`
@@ -208,3 +210,57 @@ func formatBreakdown(b *strings.Builder, label string, steps []step) {
 }
 
 func ms64(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// poolBreakdown times one cold start served by a warm pool and lines up
+// the gateway's and the pool instance's records of it.
+func poolBreakdown(env *testenv.Env, gatewayURL, fn, pool string) ([]step, error) {
+	if err := waitPoolIdle(gatewayURL, pool); err != nil {
+		return nil, err
+	}
+	d, err := poolColdTrial(env, gatewayURL, fn)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now().Add(-d) // the trial scales to zero before it times
+	steps := []step{{start, "client", "request sent to the gateway"}, {start.Add(d), "client", "response received"}}
+	gw, err := newestAllocation(env, gatewayjob.ID)
+	if err != nil {
+		return nil, err
+	}
+	var served logLine
+	for deadline := time.Now().Add(10 * time.Second); served.AllocID == "" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		lines, err := taskLog(env, gw, "gateway")
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range lines {
+			if l.Msg == "cold start served from a warm pool" && l.Function == fn && !l.Time.Before(start) {
+				served = l
+			}
+		}
+	}
+	if served.AllocID == "" {
+		return nil, fmt.Errorf("the gateway's log names no pool instance for %s", fn)
+	}
+	steps = append(steps,
+		step{served.Time.Add(-time.Duration(served.Special * float64(time.Millisecond))), "gateway", "pool instance claimed; function job read, specialisation sent"},
+		step{served.Time, "gateway", fmt.Sprintf("pool instance specialised (%.1f ms)", served.Special)})
+	alloc, _, err := env.Nomad.Allocations().Info(served.AllocID, nil)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := taskLog(env, alloc, nomadjob.TaskName)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		switch l.Msg {
+		case "package fetched and verified":
+			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
+		case "handler ready":
+			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("handler ready (its init took %.1f ms)", l.InitMs)})
+		}
+	}
+	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at.Before(steps[j].at) })
+	return steps, nil
+}

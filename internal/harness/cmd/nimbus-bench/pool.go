@@ -19,8 +19,10 @@ import (
 // poolResult is the cold starts served by warm pools, with the floor's
 // cold starts interleaved.
 type poolResult struct {
-	floor     []time.Duration
-	functions []coldSeries
+	floor       []time.Duration
+	functions   []coldSeries
+	breakdown   []step
+	breakdownOf string
 }
 
 // poolColdStarts declares a warm pool of one instance per runtime, as
@@ -65,6 +67,12 @@ func poolColdStarts(ctx context.Context, env *testenv.Env, gatewayURL string, fu
 			r.functions[j].trials = append(r.functions[j].trials, d)
 		}
 	}
+	fmt.Println("bench: one cold start from a warm pool, step by step")
+	steps, err := poolBreakdown(env, gatewayURL, functions[0].fn.Name, pools[0])
+	if err != nil {
+		return r, err
+	}
+	r.breakdown, r.breakdownOf = steps, functions[0].label+", from its warm pool"
 	if err := scaleTo(env, floorBridge, 0); err != nil {
 		return r, err
 	}
@@ -121,4 +129,5 @@ func formatPools(b *strings.Builder, r poolResult) {
 		fmt.Fprintf(b, "| %s | %s | %s | **%.2f** | %s |\n", f.label, ms(pct(f.trials, .5)), ms(pct(f.trials, .99)), ratio(pct(f.trials, .5), pct(r.floor, .5)), goal)
 	}
 	b.WriteString("\n")
+	formatBreakdown(b, r.breakdownOf, r.breakdown)
 }
