@@ -38,7 +38,7 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 	if _, _, err := r.data.Nomad.Jobs().Register(job, r.data.nomadWrite(ctx)); err != nil {
 		return fmt.Errorf("Nomad refused the canary job %s: %w", id, err)
 	}
-	return r.poll(ctx, "the canary "+id, func() (bool, error) {
+	return r.data.poll(ctx, "the canary "+id, func() (bool, error) {
 		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, true, r.data.nomadQuery(ctx))
 		if err != nil {
 			return false, err
@@ -48,16 +48,16 @@ func (r *functionResource) runCanary(ctx context.Context, f model.Function, src 
 				return false, finalError{r.explain(ctx, a, src)}
 			}
 		}
-		entries, err := r.passing(ctx, id)
+		entries, err := r.data.passing(ctx, id)
 		return len(entries) > 0, err
-	}, func() string { return r.lastEvents(ctx, id) })
+	}, func() string { return r.data.lastEvents(ctx, id) }, functionWaitHint)
 }
 
 // waitHealthy waits until min_instances instances of the version just
 // registered pass their checks.
 func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, version uint64) error {
 	id := nomadjob.JobID(f.Name)
-	return r.poll(ctx, fmt.Sprintf("%d healthy instances of %s", f.MinInstances, id), func() (bool, error) {
+	return r.data.poll(ctx, fmt.Sprintf("%d healthy instances of %s", f.MinInstances, id), func() (bool, error) {
 		allocs, _, err := r.data.Nomad.Jobs().Allocations(id, false, r.data.nomadQuery(ctx))
 		if err != nil {
 			return false, err
@@ -74,7 +74,7 @@ func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, ve
 				current[a.ID] = true
 			}
 		}
-		entries, err := r.passing(ctx, nomadjob.ServiceName(f.Name))
+		entries, err := r.data.passing(ctx, nomadjob.ServiceName(f.Name))
 		if err != nil {
 			return false, err
 		}
@@ -87,14 +87,14 @@ func (r *functionResource) waitHealthy(ctx context.Context, f model.Function, ve
 			}
 		}
 		return healthy >= f.MinInstances, nil
-	}, func() string { return r.lastEvents(ctx, id) })
+	}, func() string { return r.data.lastEvents(ctx, id) }, functionWaitHint)
 }
 
 // passing lists a service's passing instances. Consul hides what a token
 // may not read instead of refusing it, which would make the wait run to
 // its timeout; a filtered answer fails at once with the missing rule.
-func (r *functionResource) passing(ctx context.Context, service string) ([]*consulapi.ServiceEntry, error) {
-	entries, meta, err := r.data.Consul.Health().Service(service, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
+func (d *providerData) passing(ctx context.Context, service string) ([]*consulapi.ServiceEntry, error) {
+	entries, meta, err := d.Consul.Health().Service(service, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +105,10 @@ func (r *functionResource) passing(ctx context.Context, service string) ([]*cons
 	return entries, nil
 }
 
-func (r *functionResource) poll(ctx context.Context, what string, check func() (bool, error), describe func() string) error {
+// poll runs check every 250 ms until it succeeds, fails for good
+// (finalError) or ctx ends; the timeout's error quotes describe() and ends
+// with hint, what to do about it.
+func (d *providerData) poll(ctx context.Context, what string, check func() (bool, error), describe func() string, hint string) error {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var lastErr error
@@ -128,11 +131,15 @@ func (r *functionResource) poll(ctx context.Context, what string, check func() (
 			if ev := describe(); ev != "" {
 				msg += "\nLatest task events:\n" + ev
 			}
-			return fmt.Errorf("%s\nRaise the resource's timeouts if instances need longer to start", msg)
+			return fmt.Errorf("%s\n%s", msg, hint)
 		case <-tick.C:
 		}
 	}
 }
+
+// functionWaitHint says what to do when a function's instances take
+// longer than the wait.
+const functionWaitHint = "Raise the resource's timeouts if instances need longer to start"
 
 // finalError ends a wait at once (an instance failed); any other error is
 // a blip talking to an agent, polled through until the timeout.
@@ -190,8 +197,8 @@ func events(a *nomadapi.AllocationListStub) string {
 	return strings.Join(lines, "\n")
 }
 
-func (r *functionResource) lastEvents(ctx context.Context, jobID string) string {
-	allocs, _, err := r.data.Nomad.Jobs().Allocations(jobID, true, r.data.nomadQuery(context.WithoutCancel(ctx)))
+func (d *providerData) lastEvents(ctx context.Context, jobID string) string {
+	allocs, _, err := d.Nomad.Jobs().Allocations(jobID, true, d.nomadQuery(context.WithoutCancel(ctx)))
 	if err != nil || len(allocs) == 0 {
 		return ""
 	}

@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -148,32 +146,26 @@ func (r *warmPoolResource) write(ctx context.Context, m *warmPoolModel, creating
 
 // waitHealthy waits until size instances of the pool pass their checks.
 func (r *warmPoolResource) waitHealthy(ctx context.Context, jobID string, size int) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, poolStartTimeout)
 	defer cancel()
-	for {
-		entries, meta, err := r.data.Consul.Health().Service(jobID, "", true, (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err == nil && meta.ResultsFilteredByACLs {
-			return fmt.Errorf("Consul hid the health of service %s from the provider's token: it needs service_prefix \"nimbus-\" { policy = \"read\" } and node_prefix \"\" { policy = \"read\" }; the nimbus-deployer policy grants them (%s)",
-				jobID, clients.DeployerConsul.File)
+	return r.data.poll(ctx, fmt.Sprintf("%d healthy instances of %s", size, jobID), func() (bool, error) {
+		allocs, _, err := r.data.Nomad.Jobs().Allocations(jobID, false, r.data.nomadQuery(ctx))
+		if err != nil {
+			return false, err
 		}
-		if err == nil && len(entries) >= size {
-			return nil
-		}
-		allocs, _, aerr := r.data.Nomad.Jobs().Allocations(jobID, false, r.data.nomadQuery(ctx))
-		if aerr == nil {
-			for _, a := range allocs {
-				if failed(a) {
-					return fmt.Errorf("an instance of %s failed:\n%s", jobID, events(a))
-				}
+		for _, a := range allocs {
+			if failed(a) {
+				return false, finalError{fmt.Errorf("an instance of %s failed:\n%s", jobID, events(a))}
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(fmt.Errorf("timed out waiting for %d healthy instances of %s", size, jobID), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
+		entries, err := r.data.passing(ctx, jobID)
+		return len(entries) >= size, err
+	}, func() string { return r.data.lastEvents(ctx, jobID) },
+		fmt.Sprintf("A pool's instances get %s to start; their task events are in the Nomad UI (job %s).", poolStartTimeout, jobID))
 }
+
+// poolStartTimeout bounds the wait for a pool's instances at apply.
+const poolStartTimeout = 5 * time.Minute
 
 func (r *warmPoolResource) remove(ctx context.Context, jobID string, diags *diag.Diagnostics) {
 	if _, err := r.data.Consul.KV().Delete(kvstore.PoolKey(jobID), (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {

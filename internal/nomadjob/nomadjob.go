@@ -183,14 +183,7 @@ func RenderCanary(f model.Function, src Source, opts Options) *api.Job {
 }
 
 func group(f model.Function, src Source, service string, count int, opts Options) *api.TaskGroup {
-	volumes := map[string]*api.VolumeRequest{
-		"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
-	}
-	mounts := []*api.VolumeMount{{Volume: ptr("runtime"), Destination: ptr(RuntimeMount), ReadOnly: ptr(true)}}
-	if needsInterpreter(f.Runtime) {
-		volumes["usr"] = &api.VolumeRequest{Name: "usr", Type: "host", Source: HostVolumeUsr, ReadOnly: true}
-		mounts = append(mounts, &api.VolumeMount{Volume: ptr("usr"), Destination: ptr("/usr"), ReadOnly: ptr(true)})
-	}
+	volumes, mounts := hostVolumes(f.Runtime)
 	task := &api.Task{
 		Name:   TaskName,
 		Driver: "exec",
@@ -275,21 +268,52 @@ func networkMode(f model.Function, opts Options) string {
 	return cninet.Mode(f.Egress)
 }
 
-func env(f model.Function, opts Options) map[string]string {
-	e := make(map[string]string, len(f.Environment)+10)
-	for k, v := range f.Environment {
-		e[k] = v
+// hostVolumes are the host volumes nimbus-host needs for a runtime: its
+// own binary, and the host's /usr for python3 and nodejs interpreters.
+func hostVolumes(runtime string) (map[string]*api.VolumeRequest, []*api.VolumeMount) {
+	volumes := map[string]*api.VolumeRequest{
+		"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
+	}
+	mounts := []*api.VolumeMount{{Volume: ptr("runtime"), Destination: ptr(RuntimeMount), ReadOnly: ptr(true)}}
+	if needsInterpreter(runtime) {
+		volumes["usr"] = &api.VolumeRequest{Name: "usr", Type: "host", Source: HostVolumeUsr, ReadOnly: true}
+		mounts = append(mounts, &api.VolumeMount{Volume: ptr("usr"), Destination: ptr("/usr"), ReadOnly: ptr(true)})
+	}
+	return volumes, mounts
+}
+
+// hostEnv is what every nimbus-host task gets, a function's or a warm
+// pool's: where it listens, where it reaches the gateway, its key file and
+// its runtime's interpreter.
+func hostEnv(runtime string, opts Options) map[string]string {
+	e := map[string]string{
+		// Where the function reaches the gateway, as the client's operator
+		// set it; nimbus-host hands it to the handler.
+		protocol.EnvGatewayForFunctions: "${meta." + protocol.NodeMetaGatewayURL + "}",
+		// The host's key, which only the gateway reads (through Nomad).
+		protocol.EnvInstanceKeyFile: "${NOMAD_TASK_DIR}/" + protocol.InstanceKeyFile,
 	}
 	if !opts.HostNetwork {
 		// The gateway's connections arrive on the namespace's interface,
 		// through the mapped port.
 		e[protocol.EnvListen] = "0.0.0.0:${NOMAD_PORT_" + PortLabel + "}"
 	}
-	// Where the function reaches the gateway, as the client's operator
-	// set it; nimbus-host hands it to the handler.
-	e[protocol.EnvGatewayForFunctions] = "${meta." + protocol.NodeMetaGatewayURL + "}"
-	// The host's key, which only the gateway reads (through Nomad).
-	e[protocol.EnvInstanceKeyFile] = "${NOMAD_TASK_DIR}/" + protocol.InstanceKeyFile
+	switch runtime {
+	case model.RuntimePython:
+		e[protocol.EnvPython] = "/usr/bin/python3"
+	case model.RuntimeNode:
+		e[protocol.EnvNode] = "/usr/bin/node"
+	}
+	return e
+}
+
+func env(f model.Function, opts Options) map[string]string {
+	e := hostEnv(f.Runtime, opts)
+	for k, v := range f.Environment {
+		if _, ours := e[k]; !ours {
+			e[k] = v
+		}
+	}
 	e[protocol.EnvFunctionName] = f.Name
 	e[protocol.EnvRuntime] = f.Runtime
 	e[protocol.EnvHandler] = f.Handler
@@ -300,12 +324,6 @@ func env(f model.Function, opts Options) map[string]string {
 	if len(f.Secrets) > 0 {
 		refs, _ := json.Marshal(f.Secrets)
 		e[protocol.EnvSecrets] = string(refs)
-	}
-	switch f.Runtime {
-	case model.RuntimePython:
-		e[protocol.EnvPython] = "/usr/bin/python3"
-	case model.RuntimeNode:
-		e[protocol.EnvNode] = "/usr/bin/node"
 	}
 	return e
 }

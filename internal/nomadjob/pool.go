@@ -33,29 +33,10 @@ const (
 func RenderPool(p model.Pool, opts Options) *api.Job {
 	f := model.Function{Name: "pool", Runtime: p.Runtime, MemoryMB: p.MemoryMB, Egress: model.EgressPublic}.WithDefaults()
 	id := p.JobID()
-	volumes := map[string]*api.VolumeRequest{
-		"runtime": {Name: "runtime", Type: "host", Source: HostVolumeRuntime, ReadOnly: true},
-	}
-	mounts := []*api.VolumeMount{{Volume: ptr("runtime"), Destination: ptr(RuntimeMount), ReadOnly: ptr(true)}}
-	if needsInterpreter(p.Runtime) {
-		volumes["usr"] = &api.VolumeRequest{Name: "usr", Type: "host", Source: HostVolumeUsr, ReadOnly: true}
-		mounts = append(mounts, &api.VolumeMount{Volume: ptr("usr"), Destination: ptr("/usr"), ReadOnly: ptr(true)})
-	}
-	env := map[string]string{
-		protocol.EnvPoolRuntime:         p.Runtime,
-		protocol.EnvMemoryMB:            strconv.Itoa(p.MemoryMB),
-		protocol.EnvGatewayForFunctions: "${meta." + protocol.NodeMetaGatewayURL + "}",
-		protocol.EnvInstanceKeyFile:     "${NOMAD_TASK_DIR}/" + protocol.InstanceKeyFile,
-	}
-	if !opts.HostNetwork {
-		env[protocol.EnvListen] = "0.0.0.0:${NOMAD_PORT_" + PortLabel + "}"
-	}
-	switch p.Runtime {
-	case model.RuntimePython:
-		env[protocol.EnvPython] = "/usr/bin/python3"
-	case model.RuntimeNode:
-		env[protocol.EnvNode] = "/usr/bin/node"
-	}
+	volumes, mounts := hostVolumes(p.Runtime)
+	env := hostEnv(p.Runtime, opts)
+	env[protocol.EnvPoolRuntime] = p.Runtime
+	env[protocol.EnvMemoryMB] = strconv.Itoa(p.MemoryMB)
 	task := &api.Task{
 		Name:         TaskName,
 		Driver:       "exec",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -172,37 +173,54 @@ func (p *pool) instanceKey(ctx context.Context, inst *instance, alloc *nomadapi.
 	}
 }
 
-// confirm verifies a new instance, retrying while Nomad cannot answer, and
-// either trusts it or refuses it for good.
+// confirm verifies a new instance and either trusts it or refuses it for
+// good.
 func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.AgentService) {
+	readKey := func(ctx context.Context, alloc *nomadapi.Allocation) (string, error) {
+		return p.instanceKey(ctx, inst, alloc)
+	}
+	alloc, key, err := p.gw.confirmPlacement(ctx, slog.String("function", p.name), nomadjob.JobID(p.name), nomadjob.GroupName, svc, inst.addr, readKey)
+	switch {
+	case err == nil:
+		if p.gw.files != nil && key == "" {
+			p.gw.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
+				"function", p.name, "alloc_id", alloc.ID)
+		}
+		p.mu.Lock()
+		inst.trusted, inst.key = true, key
+		p.dispatchLocked()
+		p.mu.Unlock()
+	case errors.Is(err, errNotPlaced):
+		p.gw.log.Warn("refusing a registration under a function's service name", "function", p.name,
+			"service_id", svc.ID, "address", inst.addr, "reason", err.Error())
+		p.gw.metrics.refusedInstances.WithLabelValues(p.name).Inc()
+	}
+}
+
+// confirmPlacement checks a registration with Nomad (verifyPlacement) and
+// reads the instance's key with readKey, retrying with backoff while Nomad
+// fails or does not answer. It returns an error wrapping errNotPlaced for
+// a registration Nomad did not place for jobID's group, or ctx's error.
+// whose names the instance's function or pool in the log.
+func (g *Gateway) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, group string, svc *consulapi.AgentService, addr string,
+	readKey func(context.Context, *nomadapi.Allocation) (string, error)) (*nomadapi.Allocation, string, error) {
 	backoff := time.Duration(0)
-	for ctx.Err() == nil {
+	for {
 		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		alloc, err := verifyPlacement(callCtx, p.gw.allocs, nomadjob.JobID(p.name), nomadjob.GroupName, svc, inst.addr)
+		alloc, err := verifyPlacement(callCtx, g.allocs, jobID, group, svc, addr)
 		key := ""
-		if err == nil && p.gw.files != nil {
-			key, err = p.instanceKey(callCtx, inst, alloc)
-			if err == nil && key == "" {
-				p.gw.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
-					"function", p.name, "alloc_id", alloc.ID)
-			}
+		if err == nil && g.files != nil {
+			key, err = readKey(callCtx, alloc)
 		}
 		cancel()
 		switch {
-		case err == nil:
-			p.mu.Lock()
-			inst.trusted, inst.key = true, key
-			p.dispatchLocked()
-			p.mu.Unlock()
-			return
-		case errors.Is(err, errNotPlaced):
-			p.gw.log.Warn("refusing a registration under a function's service name", "function", p.name,
-				"service_id", svc.ID, "address", inst.addr, "reason", err.Error())
-			p.gw.metrics.refusedInstances.WithLabelValues(p.name).Inc()
-			return
+		case err == nil || errors.Is(err, errNotPlaced):
+			return alloc, key, err
+		case ctx.Err() != nil:
+			return nil, "", ctx.Err()
 		}
 		backoff = watch.NextBackoff(backoff)
-		p.gw.log.Warn("cannot confirm an instance with Nomad yet", "function", p.name, "service_id", svc.ID, "err", err, "retry_in", backoff)
+		g.log.Warn("cannot confirm an instance with Nomad yet", whose, "service_id", svc.ID, "err", err, "retry_in", backoff)
 		watch.Sleep(ctx, backoff)
 	}
 }

@@ -252,19 +252,35 @@ func (p *pool) poke() {
 // watch follows the function's service in Consul. A new instance is probed
 // directly, so a cold start never waits for Consul's check interval.
 func (p *pool) watch(ctx context.Context) {
-	service := nomadjob.ServiceName(p.name)
+	p.gw.watchService(ctx, "instances of "+p.name, nomadjob.ServiceName(p.name), false,
+		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
+}
+
+// watchService follows a service's registrations in Consul (only the
+// passing ones with passingOnly) with blocking queries until ctx ends.
+func (g *Gateway) watchService(ctx context.Context, what, service string, passingOnly bool, apply func([]*consulapi.ServiceEntry)) {
 	watch.Loop[[]*consulapi.ServiceEntry]{
-		What: "instances of " + p.name,
-		Log:  p.gw.log,
+		What: what,
+		Log:  g.log,
 		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
-			entries, meta, err := p.gw.health.Service(service, "", false, blocking(ctx, index))
+			entries, meta, err := g.health.Service(service, "", passingOnly, blocking(ctx, index))
 			if err != nil {
 				return nil, 0, err
 			}
 			return entries, meta.LastIndex, nil
 		},
-		Apply: func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) },
+		Apply: apply,
 	}.Run(ctx)
+}
+
+// serviceAddr is where a registration is reached: its service address,
+// or its node's when it names none.
+func serviceAddr(e *consulapi.ServiceEntry) string {
+	addr := e.Service.Address
+	if addr == "" {
+		addr = e.Node.Address
+	}
+	return net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))
 }
 
 func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
@@ -277,11 +293,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		status := e.Checks.AggregatedStatus()
 		inst, ok := p.instances[id]
 		if !ok {
-			addr := e.Service.Address
-			if addr == "" {
-				addr = e.Node.Address
-			}
-			inst = &instance{id: id, addr: net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))}
+			inst = &instance{id: id, addr: serviceAddr(e)}
 			p.instances[id] = inst
 			go p.confirm(ctx, inst, e.Service)
 			if status != consulapi.HealthPassing {

@@ -7,10 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,7 +20,6 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // warmPools follows the warm pools the deployer declared
@@ -100,19 +98,8 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 
 // watch follows a pool's healthy instances in Consul.
 func (w *warmPools) watch(ctx context.Context, wp *warmPool) {
-	service := wp.rec.JobID
-	watch.Loop[[]*consulapi.ServiceEntry]{
-		What: "instances of warm pool " + service,
-		Log:  w.gw.log,
-		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
-			entries, meta, err := w.gw.health.Service(service, "", true, blocking(ctx, index))
-			if err != nil {
-				return nil, 0, err
-			}
-			return entries, meta.LastIndex, nil
-		},
-		Apply: func(entries []*consulapi.ServiceEntry) { w.update(ctx, wp, entries) },
-	}.Run(ctx)
+	w.gw.watchService(ctx, "instances of warm pool "+wp.rec.JobID, wp.rec.JobID, true,
+		func(entries []*consulapi.ServiceEntry) { w.update(ctx, wp, entries) })
 }
 
 func (w *warmPools) update(ctx context.Context, wp *warmPool, entries []*consulapi.ServiceEntry) {
@@ -125,11 +112,7 @@ func (w *warmPools) update(ctx context.Context, wp *warmPool, entries []*consula
 		if _, ok := wp.members[id]; ok || wp.spent[id] {
 			continue
 		}
-		addr := e.Service.Address
-		if addr == "" {
-			addr = e.Node.Address
-		}
-		m := &member{serviceID: id, addr: net.JoinHostPort(addr, strconv.Itoa(e.Service.Port)), pool: wp.rec.JobID}
+		m := &member{serviceID: id, addr: serviceAddr(e), pool: wp.rec.JobID}
 		wp.members[id] = m
 		go w.confirm(ctx, wp, m, e.Service)
 	}
@@ -160,28 +143,18 @@ func (w *warmPools) reportLocked(wp *warmPool) {
 // confirm checks a pool instance with Nomad, as a function's instance is
 // checked (placement.go), and reads its key.
 func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *consulapi.AgentService) {
-	backoff := time.Duration(0)
-	for ctx.Err() == nil {
-		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		alloc, err := verifyPlacement(callCtx, w.gw.allocs, wp.rec.JobID, nomadjob.PoolGroupName, svc, m.addr)
-		key := ""
-		if err == nil && w.gw.files != nil {
-			key, err = readInstanceKey(callCtx, w.gw.files, alloc)
-		}
-		cancel()
-		switch {
-		case err == nil:
-			w.mu.Lock()
-			m.alloc, m.key, m.trusted = alloc, key, true
-			w.reportLocked(wp)
-			w.mu.Unlock()
-			return
-		case errors.Is(err, errNotPlaced):
-			w.gw.log.Warn("refusing a registration under a warm pool's service name", "pool", wp.rec.JobID, "service_id", svc.ID, "reason", err.Error())
-			return
-		}
-		backoff = watch.NextBackoff(backoff)
-		watch.Sleep(ctx, backoff)
+	readKey := func(ctx context.Context, alloc *nomadapi.Allocation) (string, error) {
+		return readInstanceKey(ctx, w.gw.files, alloc)
+	}
+	alloc, key, err := w.gw.confirmPlacement(ctx, slog.String("pool", wp.rec.JobID), wp.rec.JobID, nomadjob.PoolGroupName, svc, m.addr, readKey)
+	switch {
+	case err == nil:
+		w.mu.Lock()
+		m.alloc, m.key, m.trusted = alloc, key, true
+		w.reportLocked(wp)
+		w.mu.Unlock()
+	case errors.Is(err, errNotPlaced):
+		w.gw.log.Warn("refusing a registration under a warm pool's service name", "pool", wp.rec.JobID, "service_id", svc.ID, "reason", err.Error())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"regexp"
@@ -118,13 +117,7 @@ func waitIdle(t *testing.T, gw *testenv.Gateway, pool string, n float64) {
 // metric reads one series from the gateway's /metrics (-1 when absent).
 func metric(t *testing.T, gw *testenv.Gateway, series string) float64 {
 	t.Helper()
-	resp, err := gw.Do(http.MethodGet, "/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(metricsText(t, gw), "\n") {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return v

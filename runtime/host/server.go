@@ -28,7 +28,7 @@ func (h *Host) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if raw := r.URL.Query().Get(protocol.QueryHealthWait); raw != "" {
 		wait, err := time.ParseDuration(raw)
 		if err != nil || wait < 0 {
-			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s=%q is not a duration such as 2s", protocol.QueryHealthWait, raw))
+			WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s=%q is not a duration such as 2s", protocol.QueryHealthWait, raw))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), min(wait, protocol.MaxHealthWait))
@@ -49,22 +49,22 @@ func (h *Host) serveHealth(w http.ResponseWriter, r *http.Request) {
 func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	if key := h.cfg.InstanceKey; key != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get(protocol.HeaderInstanceKey)), []byte(key)) != 1 {
 		w.Header().Set("Connection", "close")
-		writeError(w, http.StatusUnauthorized, protocol.ErrTypeUnauthorized,
+		WriteError(w, http.StatusUnauthorized, protocol.ErrTypeUnauthorized,
 			"this instance runs invocations from the Nimbus gateway only: call the gateway's invoke API")
 		return
 	}
 	if r.ContentLength > protocol.MaxPayloadBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
+		WriteError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
 			fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes))
 		return
 	}
 	payload, tooLarge, err := readLimited(r.Body)
 	switch {
 	case err != nil:
-		writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, "reading the request: "+err.Error())
+		WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, "reading the request: "+err.Error())
 		return
 	case tooLarge:
-		writeError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
+		WriteError(w, http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge,
 			fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
 		return
 	}
@@ -78,12 +78,12 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	if raw := r.Header.Get(protocol.HeaderDeadlineMs); raw != "" {
 		msec, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s %q is not Unix milliseconds", protocol.HeaderDeadlineMs, raw))
+			WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s %q is not Unix milliseconds", protocol.HeaderDeadlineMs, raw))
 			return
 		}
 		req.Deadline = time.UnixMilli(msec)
 		if time.Until(req.Deadline) <= 0 {
-			writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s is already past", protocol.HeaderDeadlineMs))
+			WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, fmt.Sprintf("%s is already past", protocol.HeaderDeadlineMs))
 			return
 		}
 	}
@@ -94,7 +94,7 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
-		writeError(w, http.StatusBadRequest, protocol.ErrInvalidRequest,
+		WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest,
 			fmt.Sprintf("%s must be RequestResponse, Event or DryRun", protocol.HeaderInvocationType))
 		return
 	}
@@ -103,14 +103,14 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrBusy):
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, protocol.ErrTypeBusy,
+		WriteError(w, http.StatusTooManyRequests, protocol.ErrTypeBusy,
 			"the instance is already serving as many invocations as it can; retry on another instance or later")
 		return
 	case errors.Is(err, ErrClosing):
-		writeError(w, http.StatusServiceUnavailable, protocol.ErrShuttingDown, "the instance is shutting down; retry on another instance")
+		WriteError(w, http.StatusServiceUnavailable, protocol.ErrShuttingDown, "the instance is shutting down; retry on another instance")
 		return
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "Host.Error", err.Error())
+		WriteError(w, http.StatusInternalServerError, "Host.Error", err.Error())
 		return
 	}
 

@@ -94,22 +94,20 @@ func (p *pooled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if function != "" {
 			status = "specialising for " + function
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ready": function == "", "status": status, "pool_runtime": p.runtime, "pool_memory_mb": p.memoryMB})
+		writeOK(w, map[string]any{"ready": function == "", "status": status, "pool_runtime": p.runtime, "pool_memory_mb": p.memoryMB})
 	default:
-		writeJSON(w, http.StatusNotFound, protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest,
-			ErrorMessage: r.Method + " " + r.URL.Path + " is not served by a pool instance before the gateway hands it a function"})
+		host.WriteError(w, http.StatusNotFound, protocol.ErrInvalidRequest, r.Method+" "+r.URL.Path+" is not served by a pool instance before the gateway hands it a function")
 	}
 }
 
 func (p *pooled) specialize(w http.ResponseWriter, r *http.Request) {
 	if subtle.ConstantTimeCompare([]byte(r.Header.Get(protocol.HeaderInstanceKey)), []byte(p.key)) != 1 {
-		writeJSON(w, http.StatusUnauthorized, protocol.ErrorBody{ErrorType: protocol.ErrTypeUnauthorized,
-			ErrorMessage: "only the Nimbus gateway hands a pool instance its function"})
+		host.WriteError(w, http.StatusUnauthorized, protocol.ErrTypeUnauthorized, "only the Nimbus gateway hands a pool instance its function")
 		return
 	}
 	var spec protocol.Specialization
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&spec); err != nil {
-		writeJSON(w, http.StatusBadRequest, protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest, ErrorMessage: "the specialisation is not JSON: " + err.Error()})
+		host.WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, "the specialisation is not JSON: "+err.Error())
 		return
 	}
 	name := spec.Environment[protocol.EnvFunctionName]
@@ -117,13 +115,12 @@ func (p *pooled) specialize(w http.ResponseWriter, r *http.Request) {
 	if p.function != "" {
 		taken := p.function
 		p.mu.Unlock()
-		writeJSON(w, http.StatusConflict, protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest,
-			ErrorMessage: fmt.Sprintf("this pool instance serves function %s: an instance serves one function for its whole life", taken)})
+		host.WriteError(w, http.StatusConflict, protocol.ErrInvalidRequest, fmt.Sprintf("this pool instance serves function %s: an instance serves one function for its whole life", taken))
 		return
 	}
 	if err := p.check(spec.Environment); err != nil {
 		p.mu.Unlock()
-		writeJSON(w, http.StatusBadRequest, protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest, ErrorMessage: err.Error()})
+		host.WriteError(w, http.StatusBadRequest, protocol.ErrInvalidRequest, err.Error())
 		return
 	}
 	p.function = name
@@ -134,14 +131,14 @@ func (p *pooled) specialize(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The instance is spent either way: the gateway releases it.
 		p.log.Error("specialisation failed", "function", name, "err", err)
-		writeJSON(w, http.StatusBadGateway, protocol.ErrorBody{ErrorType: protocol.ErrInvalidRequest, ErrorMessage: err.Error()})
+		host.WriteError(w, http.StatusBadGateway, protocol.ErrInvalidRequest, err.Error())
 		return
 	}
 	p.mu.Lock()
 	p.h, p.served = h, h.Handler()
 	p.mu.Unlock()
 	p.log.Info("specialised", "function", name)
-	writeJSON(w, http.StatusOK, map[string]any{"function": name, "ready": true})
+	writeOK(w, map[string]any{"function": name, "ready": true})
 }
 
 // check refuses a specialisation this instance cannot honestly serve.
@@ -242,9 +239,9 @@ func (p *pooled) shutdown(ctx context.Context) error {
 	return h.Shutdown(ctx)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeOK answers 200 with v as JSON; refusals go through host.WriteError.
+func writeOK(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set(protocol.HeaderProtocol, protocol.Version)
-	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
