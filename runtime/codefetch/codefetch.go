@@ -11,6 +11,7 @@ package codefetch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,10 +21,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-retryablehttp"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
@@ -43,10 +44,11 @@ type Request struct {
 	FunctionGateway string
 	// Dir receives the unpacked code.
 	Dir string
-	// Client defaults to a client with a 60 s timeout.
+	// Client defaults to a client that retries each URL (go-retryablehttp):
+	// a gateway being replaced refuses connections for a moment.
 	Client *http.Client
-	// Attempts bounds the tries over all candidate URLs (default 5): a
-	// gateway being replaced refuses connections for a moment.
+	// Attempts bounds the tries of each URL by the default client
+	// (default 5).
 	Attempts int
 }
 
@@ -55,7 +57,7 @@ type Result struct {
 	From           string // the URL that served the package, without its signature
 	Bytes          int
 	Fetch, Unpack  time.Duration
-	FailedAttempts int
+	FailedAttempts int // URLs that did not serve it
 }
 
 // Fetch downloads, verifies and unpacks the package.
@@ -67,44 +69,23 @@ func Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	client := req.Client
 	if client == nil {
-		client = &http.Client{Timeout: 60 * time.Second}
-	}
-	attempts := req.Attempts
-	if attempts <= 0 {
-		attempts = 5
+		client = retryingClient(cmp.Or(req.Attempts, 5))
 	}
 	start := time.Now()
 	var data []byte
 	var got string // the digest of data, hashed as it arrived
 	var lastErr error
-	live := candidates
-	for i := 0; i < attempts && len(live) > 0; i++ {
-		k := i % len(live)
-		u := live[k]
-		data, got, lastErr = download(ctx, client, u)
-		if lastErr == nil {
+	for _, u := range candidates {
+		if data, got, lastErr = download(ctx, client, u); lastErr == nil {
 			res.From = redact(u)
 			break
 		}
+		// This URL did not serve (an expired signature, a listener that
+		// does not serve packages, a store that kept failing): the next may.
 		res.FailedAttempts++
-		var refused *refusal
-		if errors.As(lastErr, &refused) && !refused.retryable() {
-			// This URL will not serve (an expired signature, a listener
-			// that does not serve packages): the others may.
-			live = slices.Delete(live, k, k+1)
-			continue
-		}
-		if k+1 < len(live) {
-			continue // the next candidate at once
-		}
-		select {
-		case <-ctx.Done():
-			return res, errors.Join(lastErr, ctx.Err())
-		case <-time.After(time.Duration(100<<min(i, 4)) * time.Millisecond):
-		}
 	}
 	if lastErr != nil {
-		return res, fmt.Errorf("fetching the function's package sha256:%s (%d attempts): %w", req.SHA256, res.FailedAttempts, lastErr)
+		return res, fmt.Errorf("fetching the function's package sha256:%s (%d URLs tried): %w", req.SHA256, res.FailedAttempts, lastErr)
 	}
 	res.Fetch, res.Bytes = time.Since(start), len(data)
 	if got != req.SHA256 {
@@ -137,6 +118,19 @@ func candidates(req Request) ([]string, error) {
 	return append(out, req.URL), nil
 }
 
+// retryingClient retries connection errors, 429 and 5xx of one URL, with
+// a growing pause, and hands back the last answer so that the store's own
+// message reaches the log.
+func retryingClient(attempts int) *http.Client {
+	rc := retryablehttp.NewClient()
+	rc.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	rc.RetryMax = attempts - 1
+	rc.RetryWaitMin, rc.RetryWaitMax = 100*time.Millisecond, 1600*time.Millisecond
+	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	rc.Logger = nil
+	return rc.StandardClient()
+}
+
 // maxPackageBytes is the largest body read: the store's own limit.
 const maxPackageBytes = packaging.MaxZipBytes
 
@@ -148,7 +142,11 @@ func download(ctx context.Context, client *http.Client, u string) ([]byte, strin
 	}
 	resp, err := client.Do(r)
 	if err != nil {
-		return nil, "", err
+		// Go's errors quote the whole URL, signature included.
+		for ue := (*url.Error)(nil); errors.As(err, &ue); {
+			err = ue.Err
+		}
+		return nil, "", fmt.Errorf("GET %s: %w", redact(u), err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
@@ -168,7 +166,6 @@ func download(ctx context.Context, client *http.Client, u string) ([]byte, strin
 // refusal is an answer other than 200 from the store.
 type refusal struct {
 	url, status, message string
-	code                 int
 }
 
 func newRefusal(u string, resp *http.Response) *refusal {
@@ -179,17 +176,11 @@ func newRefusal(u string, resp *http.Response) *refusal {
 	if json.Unmarshal(b, &body) != nil || body.Message == "" {
 		body.Message = strings.TrimSpace(string(b))
 	}
-	return &refusal{url: u, status: resp.Status, message: body.Message, code: resp.StatusCode}
+	return &refusal{url: u, status: resp.Status, message: body.Message}
 }
 
 func (r *refusal) Error() string {
 	return fmt.Sprintf("%s answered %s: %s", r.url, r.status, r.message)
-}
-
-// retryable: the store is overloaded or failing, rather than refusing
-// this URL.
-func (r *refusal) retryable() bool {
-	return r.code == http.StatusTooManyRequests || r.code >= 500
 }
 
 // redact drops a URL's query, which holds its signature.

@@ -139,6 +139,17 @@ func TestFetchRetriesAFailingStoreAndReportsARefusal(t *testing.T) {
 	}
 }
 
+// A store that cannot be reached is named, and its signature is not.
+func TestFetchErrorsKeepTheSignatureOut(t *testing.T) {
+	_, digest := testZip(t, map[string]string{"bootstrap": "x"})
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	_, err := Fetch(context.Background(), Request{URL: closed.URL + "/p?X-Nimbus-Signature=secret", SHA256: digest, Dir: t.TempDir(), Attempts: 1})
+	if err == nil || !strings.Contains(err.Error(), closed.URL+"/p") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("want the URL without its signature in %v", err)
+	}
+}
+
 func TestFetchRejectsBadRequests(t *testing.T) {
 	for _, req := range []Request{
 		{URL: "not a url", SHA256: strings.Repeat("a", 64)},
