@@ -57,6 +57,11 @@ type FunctionRecord struct {
 	Network string `json:"network,omitempty"`
 	// Egress is the function's egress choice (model.Egress*).
 	Egress string `json:"egress,omitempty"`
+	// EnvSHA256 digests the environment the function's job gives
+	// nimbus-host (nomadjob.EnvDigest). A gateway that read the job's
+	// environment once for a warm pool instance reuses it while the digest
+	// still matches, instead of reading the job on every cold start.
+	EnvSHA256 string `json:"env_sha256,omitempty"`
 }
 
 // Encode serialises a record.

@@ -37,6 +37,8 @@
 package nomadjob
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -188,7 +190,7 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		Name:   TaskName,
 		Driver: "exec",
 		Config: map[string]interface{}{"command": HostCommand},
-		Env:    env(f, opts),
+		Env:    taskEnv(f, src, opts),
 		Resources: &api.Resources{
 			CPU:      ptr(f.EffectiveCPUMHz()),
 			MemoryMB: ptr(f.MemoryMB),
@@ -213,10 +215,6 @@ func group(f model.Function, src Source, service string, count int, opts Options
 				Timeout:  time.Second,
 			}},
 		}},
-	}
-	if hostFetches(f, src, opts) {
-		task.Env[protocol.EnvPackageURL] = src.URL
-		task.Env[protocol.EnvPackageSHA256] = src.SHA256
 	}
 	return &api.TaskGroup{
 		Name:  ptr(GroupName),
@@ -307,7 +305,8 @@ func hostEnv(runtime string, opts Options) map[string]string {
 	return e
 }
 
-func env(f model.Function, opts Options) map[string]string {
+// taskEnv is the environment of a function's nimbus-host task.
+func taskEnv(f model.Function, src Source, opts Options) map[string]string {
 	e := hostEnv(f.Runtime, opts)
 	for k, v := range f.Environment {
 		if _, ours := e[k]; !ours {
@@ -325,7 +324,27 @@ func env(f model.Function, opts Options) map[string]string {
 		refs, _ := json.Marshal(f.Secrets)
 		e[protocol.EnvSecrets] = string(refs)
 	}
+	if hostFetches(f, src, opts) {
+		e[protocol.EnvPackageURL] = src.URL
+		e[protocol.EnvPackageSHA256] = src.SHA256
+	}
 	return e
+}
+
+// EnvDigest is a digest of a task's environment, the same for the same
+// variables in any order.
+func EnvDigest(env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, k := range keys {
+		// NUL ends each name and value: no variable holds one.
+		fmt.Fprintf(h, "%s\x00%s\x00", k, env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // secretsTemplates renders the function's secrets from Nomad Variables
@@ -438,6 +457,7 @@ func Record(f model.Function, src Source, opts Options, reserved int) kvstore.Fu
 		Timeout: f.Timeout.String(), Concurrency: f.Concurrency, MinInstances: f.MinInstances, MaxInstances: f.MaxInstances,
 		IdleTimeout: f.IdleTimeout.String(), BillingGranularity: f.BillingGranularity.String(), SourceSHA256: src.SHA256,
 		Description: f.Description, ReservedConcurrency: reserved, Network: NetworkOf(opts), Egress: f.Egress,
+		EnvSHA256: EnvDigest(taskEnv(f, src, opts)),
 	}
 }
 

@@ -126,7 +126,7 @@ func fingerprint(source string) (fp string, stable bool, err error) {
 		return "", false, err
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "nimbus-package-fingerprint-v1\x00%s\x00", abs)
+	fmt.Fprintf(h, "nimbus-package-fingerprint-v2\x00%s\x00", abs)
 	now := time.Now()
 	stable = true
 	add := func(rel string, info fs.FileInfo) {

@@ -153,3 +153,44 @@ func TestFromPath(t *testing.T) {
 		t.Errorf("symlink: %v", err)
 	}
 }
+
+// A source that fits stored is stored, so an instance unpacks it at disk
+// speed; one that fits only compressed is deflated and still accepted, and
+// both unpack to the source's bytes.
+func TestZipDirStoresWhatFitsAndDeflatesTheRest(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		method uint16
+	}{
+		{"small source", 3 << 20, zip.Store},
+		{"source over the limit that compresses", MaxZipBytes + (4 << 20), zip.Deflate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			content := bytes.Repeat([]byte("nimbus "), tc.size/7)
+			if err := os.WriteFile(filepath.Join(dir, "bootstrap"), content, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			pkg, err := ZipDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			zr, err := zip.NewReader(bytes.NewReader(pkg.Zip), int64(len(pkg.Zip)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := zr.File[0].Method; got != tc.method {
+				t.Errorf("entry method %d, want %d", got, tc.method)
+			}
+			out := filepath.Join(t.TempDir(), "fn")
+			if err := Extract(pkg.Zip, out); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(out, "bootstrap"))
+			if err != nil || !bytes.Equal(got, content) {
+				t.Fatalf("unpacked %d bytes (err %v), want the source's %d", len(got), err, len(content))
+			}
+		})
+	}
+}

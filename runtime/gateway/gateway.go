@@ -153,6 +153,9 @@ func (g *Gateway) syncPools(fns map[string]*Function) {
 		if !ok || p.fn.Load().Network != f.Network {
 			g.warnIfHostNetworked(f)
 		}
+		if !ok || p.fn.Load().EnvSHA256 != f.EnvSHA256 {
+			go g.warm.prepare(f)
+		}
 		if ok {
 			p.fn.Store(f)
 			continue
@@ -162,6 +165,7 @@ func (g *Gateway) syncPools(fns map[string]*Function) {
 	for name, p := range g.pools {
 		if _, ok := fns[name]; !ok {
 			p.cancel()
+			g.warm.dropEnv(name)
 			delete(g.pools, name)
 			g.metrics.forget(name)
 			g.usage.forget(name)

@@ -39,6 +39,19 @@ type warmPools struct {
 	mu     sync.Mutex
 	pools  map[string]*warmPool // by job id
 	client *http.Client
+
+	// envs are functions' job environments as last read from Nomad, by
+	// function name, reused while the function's record names the same
+	// digest (kvstore.FunctionRecord.EnvSHA256): a read of the job is
+	// otherwise on every pooled cold start's path.
+	envMu sync.Mutex
+	envs  map[string]jobEnv
+}
+
+// jobEnv is a function job's task environment and its digest.
+type jobEnv struct {
+	digest string
+	env    map[string]string
 }
 
 type warmPool struct {
@@ -61,7 +74,7 @@ type member struct {
 }
 
 func newWarmPools(gw *Gateway) *warmPools {
-	return &warmPools{gw: gw, pools: map[string]*warmPool{}, client: &http.Client{}}
+	return &warmPools{gw: gw, pools: map[string]*warmPool{}, client: &http.Client{}, envs: map[string]jobEnv{}}
 }
 
 // sync starts following new pools and stops following removed ones.
@@ -86,6 +99,8 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 		wp := &warmPool{rec: rec, cancel: cancel, members: map[string]*member{}, spent: map[string]bool{}}
 		w.pools[id] = wp
 		go w.watch(pctx, wp)
+		// Functions it may serve read their job ahead (once w.mu is free).
+		go w.gw.prepareWarmStarts()
 	}
 	for id, wp := range w.pools {
 		if _, ok := recs[id]; !ok {
@@ -161,17 +176,9 @@ func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *c
 // claim takes an idle, confirmed instance of the smallest pool that fits
 // the function, or returns nil.
 func (w *warmPools) claim(f *Function) *member {
-	if f.Egress == model.EgressNone || f.Runtime == model.RuntimeHTTP {
-		return nil
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	fits := make([]*warmPool, 0, len(w.pools))
-	for _, wp := range w.pools {
-		if wp.rec.Runtime == f.Runtime && wp.rec.MemoryMB >= f.MemoryMB && wp.rec.Namespace == f.Namespace && wp.rec.Network == f.Network {
-			fits = append(fits, wp)
-		}
-	}
+	fits := w.fitLocked(f)
 	sort.Slice(fits, func(i, j int) bool { return fits[i].rec.MemoryMB < fits[j].rec.MemoryMB })
 	for _, wp := range fits {
 		for _, m := range wp.members {
@@ -186,6 +193,27 @@ func (w *warmPools) claim(f *Function) *member {
 	return nil
 }
 
+// fits reports whether some warm pool could serve the function.
+func (w *warmPools) fits(f *Function) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.fitLocked(f)) > 0
+}
+
+// fitLocked lists the pools whose instances could serve the function.
+func (w *warmPools) fitLocked(f *Function) []*warmPool {
+	if f.Egress == model.EgressNone || f.Runtime == model.RuntimeHTTP {
+		return nil
+	}
+	var fits []*warmPool
+	for _, wp := range w.pools {
+		if wp.rec.Runtime == f.Runtime && wp.rec.MemoryMB >= f.MemoryMB && wp.rec.Namespace == f.Namespace && wp.rec.Network == f.Network {
+			fits = append(fits, wp)
+		}
+	}
+	return fits
+}
+
 // errNotPoolable means the function cannot be served from a pool.
 var errNotPoolable = errors.New("not served from a warm pool")
 
@@ -197,43 +225,105 @@ var errTaken = errors.New("the pool instance already serves a function")
 // specialize hands m the function: the environment the function's own
 // job gives nimbus-host, read from Nomad, so that the instance runs
 // exactly what the function's instances run.
-func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) error {
-	job, _, err := w.gw.jobs.Info(f.JobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) (jobRead time.Duration, err error) {
+	start := time.Now()
+	env, err := w.jobEnv(ctx, f)
+	jobRead = time.Since(start)
 	if err != nil {
-		return fmt.Errorf("reading the job of %s: %w", f.Name, err)
+		return jobRead, err
 	}
-	if len(job.TaskGroups) == 0 || len(job.TaskGroups[0].Tasks) == 0 {
-		return fmt.Errorf("%w: job %s has no task", errNotPoolable, f.JobID)
-	}
-	env := job.TaskGroups[0].Tasks[0].Env
 	switch {
 	case env[protocol.EnvSecrets] != "":
-		return fmt.Errorf("%w: %s has secrets, which only its own job's identity may read", errNotPoolable, f.Name)
+		return jobRead, fmt.Errorf("%w: %s has secrets, which only its own job's identity may read", errNotPoolable, f.Name)
 	case env[protocol.EnvPackageURL] == "":
-		return fmt.Errorf("%w: Nomad fetches the code of %s (a source_url, or egress none)", errNotPoolable, f.Name)
+		return jobRead, fmt.Errorf("%w: Nomad fetches the code of %s (a source_url, or egress none)", errNotPoolable, f.Name)
 	}
 	body, _ := json.Marshal(protocol.Specialization{Environment: env})
 	ctx, cancel := context.WithTimeout(ctx, f.TimeoutD+30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+m.addr+protocol.PathSpecialize, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return jobRead, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(protocol.HeaderInstanceKey, m.key)
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return err
+		return jobRead, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return nil
+		return jobRead, nil
 	case http.StatusConflict:
-		return fmt.Errorf("%w: %s", errTaken, bytes.TrimSpace(answer))
+		return jobRead, fmt.Errorf("%w: %s", errTaken, bytes.TrimSpace(answer))
 	}
-	return fmt.Errorf("the pool instance answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+	return jobRead, fmt.Errorf("the pool instance answered %s: %s", resp.Status, bytes.TrimSpace(answer))
+}
+
+// jobEnv is the environment the function's job gives nimbus-host: the
+// one last read while the function's record names its digest, else read
+// from Nomad now. Records from before the digest existed read it every
+// time.
+func (w *warmPools) jobEnv(ctx context.Context, f *Function) (map[string]string, error) {
+	w.envMu.Lock()
+	cached, ok := w.envs[f.Name]
+	w.envMu.Unlock()
+	if ok && f.EnvSHA256 != "" && cached.digest == f.EnvSHA256 {
+		return cached.env, nil
+	}
+	job, _, err := w.gw.jobs.Info(f.JobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("reading the job of %s: %w", f.Name, err)
+	}
+	if len(job.TaskGroups) == 0 || len(job.TaskGroups[0].Tasks) == 0 {
+		return nil, fmt.Errorf("%w: job %s has no task", errNotPoolable, f.JobID)
+	}
+	env := job.TaskGroups[0].Tasks[0].Env
+	w.envMu.Lock()
+	w.envs[f.Name] = jobEnv{digest: nomadjob.EnvDigest(env), env: env}
+	w.envMu.Unlock()
+	return env, nil
+}
+
+// prepare reads a function's job environment ahead of its first pooled
+// cold start, when a warm pool would serve it.
+func (w *warmPools) prepare(f *Function) {
+	if !w.fits(f) || f.EnvSHA256 == "" {
+		return
+	}
+	w.envMu.Lock()
+	cached, ok := w.envs[f.Name]
+	w.envMu.Unlock()
+	if ok && cached.digest == f.EnvSHA256 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneTimeout)
+	defer cancel()
+	if _, err := w.jobEnv(ctx, f); err != nil && !errors.Is(err, errNotPoolable) {
+		w.gw.log.Debug("cannot read a function's job ahead of a pooled cold start; its first one reads it", "function", f.Name, "err", err)
+	}
+}
+
+// prepareWarmStarts prepares every function's pooled cold start.
+func (g *Gateway) prepareWarmStarts() {
+	g.mu.Lock()
+	fns := make([]*Function, 0, len(g.pools))
+	for _, p := range g.pools {
+		fns = append(fns, p.fn.Load())
+	}
+	g.mu.Unlock()
+	for _, f := range fns {
+		g.warm.prepare(f)
+	}
+}
+
+// dropEnv forgets a removed function's environment.
+func (w *warmPools) dropEnv(name string) {
+	w.envMu.Lock()
+	delete(w.envs, name)
+	w.envMu.Unlock()
 }
 
 // forget drops an instance another gateway specialised, without stopping
@@ -293,7 +383,8 @@ func (p *pool) fromWarmPool() {
 		return
 	}
 	start := time.Now()
-	if err := p.gw.warm.specialize(p.ctx, f, m); err != nil {
+	jobRead, err := p.gw.warm.specialize(p.ctx, f, m)
+	if err != nil {
 		switch {
 		case errors.Is(err, errTaken):
 			p.gw.warm.forget(m)
@@ -307,7 +398,7 @@ func (p *pool) fromWarmPool() {
 		return
 	}
 	p.gw.log.Info("cold start served from a warm pool", "function", p.name, "pool", m.pool, "alloc_id", m.alloc.ID,
-		"specialise_ms", float64(time.Since(start).Microseconds())/1000)
+		"specialise_ms", float64(time.Since(start).Microseconds())/1000, "job_read_ms", float64(jobRead.Microseconds())/1000)
 	p.mu.Lock()
 	inst := &instance{id: "pool/" + m.alloc.ID, addr: m.addr, key: m.key, ready: true, trusted: true, sawPassing: true, pooled: m}
 	p.instances[inst.id] = inst

@@ -84,9 +84,25 @@ func TestWarmPoolServesColdStarts(t *testing.T) {
 		t.Errorf("a warm invocation on the function's own instance: %d cold=%s %s", a.status, a.header.Get("X-Nimbus-Cold"), a.raw)
 	}
 
+	// A changed environment reaches the next pooled cold start: the gateway
+	// reuses a job's environment only while the function's record names
+	// its digest. The new job starts at 0 instances.
+	deploy(t, model.Function{Name: "pooled", Runtime: model.RuntimeProvided, MemoryMB: 128, MaxInstances: 1, Timeout: 10 * time.Second,
+		Environment: map[string]string{"USER_SETTING": "changed"}})
+	redeployed, cancelRedeploy := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancelRedeploy()
+	waitInstances(redeployed, t, gw, "pooled", 0)
+	waitIdle(t, gw, rec.JobID, 1)
+	a = invoke(t, gw, "pooled", `{"action":"env"}`)
+	if a.header.Get("X-Nimbus-Cold-Path") != "pool" || a.body["USER_SETTING"] != "changed" {
+		t.Fatalf("a pooled cold start after the environment changed: path %q, USER_SETTING %v (%d %s), want the pool and \"changed\"",
+			a.header.Get("X-Nimbus-Cold-Path"), a.body["USER_SETTING"], a.status, a.raw)
+	}
+
 	// Another function's cold start gets a fresh instance, never the one
 	// that served "pooled"; a function of 128 MB on the 256 MB pool is held
 	// to its 128 MB.
+	waitIdle(t, gw, rec.JobID, 1)
 	deploy(t, model.Function{Name: "hungry", Runtime: model.RuntimeProvided, MemoryMB: 128, MaxInstances: 1, Timeout: 10 * time.Second})
 	a = invoke(t, gw, "hungry", `{"action":"alloc","n":200}`)
 	if a.header.Get("X-Nimbus-Cold-Path") != "pool" {
@@ -155,6 +171,26 @@ func servedBy(t *testing.T, gw *testenv.Gateway, function string) string {
 		t.Fatalf("the gateway's log names no pool allocation for %s", function)
 	}
 	return alloc
+}
+
+// waitInstances waits until the gateway knows n instances of the function.
+func waitInstances(ctx context.Context, t *testing.T, gw *testenv.Gateway, function string, n int) {
+	t.Helper()
+	var state struct {
+		Instances int `json:"instances"`
+	}
+	for ctx.Err() == nil {
+		resp, err := gw.Do(http.MethodGet, "/v1/functions/"+function, nil)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&state)
+			_ = resp.Body.Close()
+			if err == nil && state.Instances == n {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the gateway never counted %d instances of %s (last %d)", n, function, state.Instances)
 }
 
 func waitAlloc(ctx context.Context, t *testing.T, env *testenv.Env, id string, done func(*nomadapi.Allocation) bool) {

@@ -126,6 +126,7 @@ func (p *pooled) specialize(w http.ResponseWriter, r *http.Request) {
 	p.function = name
 	p.lastUse.Store(time.Now().UnixNano())
 	p.mu.Unlock()
+	p.log.Info("specialising", "function", name)
 
 	h, err := p.start(r.Context(), spec.Environment)
 	if err != nil {

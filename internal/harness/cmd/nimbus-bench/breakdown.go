@@ -61,6 +61,8 @@ func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
 	}
 	for _, l := range hostLog {
 		switch l.Msg {
+		case "specialising":
+			steps = append(steps, step{l.Time, "nimbus-host", "specialisation received"})
 		case "package fetched and verified":
 			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
 		case "nimbus-host listening":
@@ -151,6 +153,7 @@ type logLine struct {
 	Function string    `json:"function"`
 	AllocID  string    `json:"alloc_id"`
 	Special  float64   `json:"specialise_ms"`
+	JobRead  float64   `json:"job_read_ms"`
 	FetchMs  float64   `json:"fetch_ms"`
 	UnpackMs float64   `json:"unpack_ms"`
 	InitMs   float64   `json:"init_ms"`
@@ -242,8 +245,10 @@ func poolBreakdown(env *testenv.Env, gatewayURL, fn, pool string) ([]step, error
 	if served.AllocID == "" {
 		return nil, fmt.Errorf("the gateway's log names no pool instance for %s", fn)
 	}
+	claimed := served.Time.Add(-time.Duration(served.Special * float64(time.Millisecond)))
 	steps = append(steps,
-		step{served.Time.Add(-time.Duration(served.Special * float64(time.Millisecond))), "gateway", "pool instance claimed; function job read, specialisation sent"},
+		step{claimed, "gateway", "pool instance claimed"},
+		step{claimed.Add(time.Duration(served.JobRead * float64(time.Millisecond))), "gateway", "function's job environment read; specialisation sent"},
 		step{served.Time, "gateway", fmt.Sprintf("pool instance specialised (%.1f ms)", served.Special)})
 	alloc, _, err := env.Nomad.Allocations().Info(served.AllocID, nil)
 	if err != nil {
@@ -255,6 +260,8 @@ func poolBreakdown(env *testenv.Env, gatewayURL, fn, pool string) ([]step, error
 	}
 	for _, l := range lines {
 		switch l.Msg {
+		case "specialising":
+			steps = append(steps, step{l.Time, "nimbus-host", "specialisation received"})
 		case "package fetched and verified":
 			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
 		case "handler ready":
