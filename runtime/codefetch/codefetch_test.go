@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"sync/atomic"
 	"testing"
 )
@@ -158,5 +159,24 @@ func TestFetchRejectsBadRequests(t *testing.T) {
 		if _, err := Fetch(context.Background(), req); err == nil {
 			t.Errorf("%+v: want an error", req)
 		}
+	}
+}
+
+// A body cut short of its announced length is refused, and nothing of it
+// is unpacked.
+func TestShortBodyIsRefused(t *testing.T) {
+	data, digest := testZip(t, map[string]string{"bootstrap": strings.Repeat("x", 64<<10)})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		_, _ = w.Write(data[:len(data)/2])
+	}))
+	defer srv.Close()
+	dir := filepath.Join(t.TempDir(), "function")
+	_, err := Fetch(context.Background(), Request{URL: srv.URL + "/v1/artifacts/sha256/" + digest + "?X-Nimbus-Signature=sig", SHA256: digest, Dir: dir, Attempts: 1})
+	if err == nil || !strings.Contains(err.Error(), "bytes it announced") {
+		t.Fatalf("got %v, want a refusal of the short body", err)
+	}
+	if _, statErr := os.Stat(dir); !errors.Is(statErr, os.ErrNotExist) {
+		t.Errorf("something was unpacked from a short body: %v", statErr)
 	}
 }
