@@ -40,6 +40,14 @@ func TestPythonBootstrap(t *testing.T) {
 		t.Fatalf("python handler answered %d %s", r.status, r.body)
 	}
 
+	// The bootstrap's own Runtime API client carries large and non-ASCII
+	// payloads whole, both ways.
+	big := strings.Repeat("ü€-", 350_000) // 2.1 MB of UTF-8 in, 4.6 MB out as json.dumps escapes it
+	r = h.invoke(t, `{"action":"echo","value":"`+big+`"}`, "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
+	if got := r.json(t); r.status != http.StatusOK || got["echo"] != big {
+		t.Fatalf("a 2 MB non-ASCII event through the python bootstrap: %d, %d bytes back", r.status, len(r.body))
+	}
+
 	r = h.invoke(t, `{"action":"error","value":7}`)
 	wantFunctionError(t, r, "ValueError", "bad value: 7")
 	var eb struct {
