@@ -173,7 +173,7 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"source": schema.StringAttribute{
 				Optional:            true,
-				MarkdownDescription: "Path to the function's code: a directory (zipped reproducibly) or a `.zip` file. At most 50 MB zipped. Conflicts with `source_url`.",
+				MarkdownDescription: "Path to the function's code: a directory (zipped reproducibly, its files stored uncompressed when they fit 50 MB that way so that instances start without inflating them, else deflated) or a `.zip` file. At most 50 MB zipped. Conflicts with `source_url`.",
 			},
 			"source_url": schema.StringAttribute{
 				Optional:            true,

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,7 @@ func ptr[T any](v T) *T { return &v }
 type coldResult struct {
 	floorHost, floorBridge []time.Duration
 	functions              []coldSeries // in the order of the functions
+	interpreters           []coldSeries // their own start (interpreterStarts)
 }
 
 type coldSeries struct {
@@ -282,4 +285,25 @@ func healthyInstanceURL(env *testenv.Env, service string) (string, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return "", fmt.Errorf("no healthy instance of %s", service)
+}
+
+// interpreterStarts times the interpreters' own start, the part of a
+// Python or Node.js cold start that no instance can skip: process start
+// to exit of an empty program, as the instances run them (from /usr).
+func interpreterStarts(trials int) ([]coldSeries, error) {
+	out := []coldSeries{
+		{label: "`python3 -c pass`"},
+		{label: "`node -e 0`"},
+	}
+	cmds := [][]string{{"/usr/bin/python3", "-c", "pass"}, {"/usr/bin/node", "-e", "0"}}
+	for range trials {
+		for i, argv := range cmds {
+			start := time.Now()
+			if err := exec.Command(argv[0], argv[1:]...).Run(); err != nil {
+				return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+			}
+			out[i].trials = append(out[i].trials, time.Since(start))
+		}
+	}
+	return out, nil
 }

@@ -202,6 +202,9 @@ func run(c config) error {
 	if r.cold, err = coldStarts(ctx, env, gatewayURL, functions, c.trials); err != nil {
 		return err
 	}
+	if r.cold.interpreters, err = interpreterStarts(c.trials); err != nil {
+		return err
+	}
 	fmt.Println("bench: one cold start, step by step")
 	if r.breakdown, err = coldBreakdown(env, gatewayURL, functions[0].fn.Name); err != nil {
 		return err

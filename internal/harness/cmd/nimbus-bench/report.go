@@ -50,6 +50,15 @@ func (r report) formatCold(b *strings.Builder) {
 			ms(pct(f.trials, .5)), ms(pct(f.trials, .99)), ratio(pct(f.trials, .5), pct(floor, .5)), ratio(pct(f.trials, .99), pct(floor, .99)))
 	}
 	b.WriteString("\n")
+	if len(r.cold.interpreters) == 0 {
+		return
+	}
+	b.WriteString("An interpreter's own start, which a Python or Node.js cold start cannot skip and the floor (a static Go binary) does not pay (process start → exit of an empty program, on the same machine, in the same run):\n\n")
+	b.WriteString("| Program | p50 | p99 | Share of the floor (p50) |\n| --- | --- | --- | --- |\n")
+	for _, in := range r.cold.interpreters {
+		fmt.Fprintf(b, "| %s | %s | %s | %.2f |\n", in.label, ms(pct(in.trials, .5)), ms(pct(in.trials, .99)), ratio(pct(in.trials, .5), pct(floor, .5)))
+	}
+	b.WriteString("\n")
 }
 
 func (r report) formatBursts(b *strings.Builder) {
