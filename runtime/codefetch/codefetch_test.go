@@ -11,8 +11,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -166,7 +166,7 @@ func TestFetchRejectsBadRequests(t *testing.T) {
 // is unpacked.
 func TestShortBodyIsRefused(t *testing.T) {
 	data, digest := testZip(t, map[string]string{"bootstrap": strings.Repeat("x", 64<<10)})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 		_, _ = w.Write(data[:len(data)/2])
 	}))
