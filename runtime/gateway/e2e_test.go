@@ -257,11 +257,14 @@ func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
 	deploy(t, model.Function{Name: "burst", Runtime: model.RuntimeProvided, Concurrency: 1, MaxInstances: 5, Timeout: 20 * time.Second})
 	const n = 50
 	answers := invokeAll(t, gw, "burst", `{"action":"sleep","n":200}`, n)
-	ok, throttled := 0, 0
+	ok, throttled, cold := 0, 0, 0
 	for i, a := range answers {
 		switch a.status {
 		case http.StatusOK:
 			ok++
+			if a.header.Get("X-Nimbus-Cold") == "true" {
+				cold++
+			}
 		case http.StatusTooManyRequests:
 			throttled++
 			if !strings.Contains(a.raw, "TooManyRequestsException") {
@@ -274,6 +277,14 @@ func TestBurstIsServedOrCleanlyThrottled(t *testing.T) {
 	t.Logf("50 concurrent requests, concurrency 1, max 5 instances: %d served, %d throttled", ok, throttled)
 	if ok == 0 {
 		t.Error("no request was served")
+	}
+	// A cold start is an instance's start: the requests that queued for a
+	// busy instance are not cold, and the metric agrees with the headers.
+	if cold < 1 || cold > 5 {
+		t.Errorf("%d answers say X-Nimbus-Cold: true; at most 5 instances started, each one cold start", cold)
+	}
+	if v := metric(t, gw, `nimbus_cold_starts_total{function="burst",path="nomad"}`); v != float64(cold) {
+		t.Errorf("nimbus_cold_starts_total = %v, but %d answers were cold starts", v, cold)
 	}
 	// Concurrent cold requests share scale calls rather than make one each.
 	st, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID("burst"), nil)

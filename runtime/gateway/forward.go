@@ -31,15 +31,10 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 	f, p := inv.fn, inv.pool
 	waitCtx, cancel := context.WithTimeout(ctx, maxQueueWait)
 	defer cancel()
+	waited := false
 	for range forwardAttempts {
 		inst, cold, err := p.acquire(waitCtx)
-		inv.out.cold = inv.out.cold || cold
-		if cold && inst != nil {
-			inv.out.coldPath = coldPathNomad
-			if inst.pooled != nil {
-				inv.out.coldPath = coldPathPool
-			}
-		}
+		waited = waited || cold
 		if errors.Is(err, ErrThrottled) {
 			inv.refused = &apiError{http.StatusTooManyRequests, "TooManyRequestsException", err.Error()}
 			return
@@ -88,6 +83,15 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		inv.out.memoryMB = headerFloat(answer.header, protocol.HeaderMemorySizeMB)
 		inv.out.maxMemoryMB = headerFloat(answer.header, protocol.HeaderMaxMemoryUsedMB)
 		inv.out.instanceCold = answer.header.Get(protocol.HeaderColdStart) == "true"
+		// A cold start is a wait for an instance whose handler started for
+		// this request: a request that queued for a busy instance, or was
+		// refused before any instance answered, is not one.
+		if waited && inv.out.instanceCold {
+			inv.out.cold, inv.out.coldPath = true, coldPathNomad
+			if inst.pooled != nil {
+				inv.out.coldPath = coldPathPool
+			}
+		}
 		inv.out.errorType = answer.header.Get(protocol.HeaderErrorType)
 		return
 	}

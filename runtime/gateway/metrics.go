@@ -33,7 +33,7 @@ func newMetrics() *metrics {
 		throttles:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nimbus_throttles_total", Help: "Invocations refused with 429."}, fn),
 		coldStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nimbus_cold_starts_total",
-			Help: "Invocations that waited for an instance to start, by where it came from: a warm pool's instance (pool) or the function's own job (nomad).",
+			Help: "Invocations whose instance started its handler for them (not those that queued for a busy instance), by where the instance came from: a warm pool's (pool) or the function's own job (nomad).",
 		}, []string{"function", "path"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "nimbus_invocation_duration_seconds", Help: "Handler duration as the host measured it.",
