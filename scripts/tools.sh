@@ -5,9 +5,10 @@
 # wrapper module, Go version and flags); a binary whose stamp matches is
 # reused, so a second run takes well under a second.
 #
-# Usage: scripts/tools.sh [nomad] [consul] [tofu] [cni]   (default: all)
+# Usage: scripts/tools.sh [nomad] [consul] [tofu] [cni] [nats-server]   (default: all)
 #
-# NIMBUS_NOMAD_BIN, NIMBUS_CONSUL_BIN and NIMBUS_TOFU_BIN name existing
+# NIMBUS_NOMAD_BIN, NIMBUS_CONSUL_BIN, NIMBUS_TOFU_BIN and
+# NIMBUS_NATS_SERVER_BIN name existing
 # binaries to use instead; those components are then not built.
 #
 # Where the time goes on a new machine: downloading the three module graphs
@@ -32,6 +33,7 @@ tools=(
   "consul|github.com/hashicorp/consul|||NIMBUS_CONSUL_BIN"
   "tofu|github.com/opentofu/opentofu/cmd/tofu|-X=github.com/opentofu/opentofu/version.dev=no||NIMBUS_TOFU_BIN"
   "cni|$cni/main/bridge $cni/ipam/host-local $cni/main/loopback|||NIMBUS_CNI_PATH"
+  "nats-server|github.com/nats-io/nats-server/v2|||NIMBUS_NATS_SERVER_BIN"
 )
 
 # out_of prints where a tool's build goes: a binary, or a directory of them.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -29,7 +30,8 @@ type Gateway struct {
 	client    *http.Client
 	admission *admission
 	triggers  *triggers
-	async     chan struct{} // slots for asynchronous invocations
+	async     chan struct{} // slots for asynchronous invocations held in memory
+	events    *eventq.Queue // where asynchronous invocations are stored, when set
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
 	bodies       *bodyBudget
@@ -69,6 +71,9 @@ type Options struct {
 	BodyTimeout time.Duration
 	// Auth decides who may call the gateway.
 	Auth AuthOptions
+	// Events stores asynchronous invocations durably (NATS JetStream);
+	// nil holds them in memory, where a restart loses them.
+	Events *eventq.Queue
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -90,6 +95,7 @@ func New(opts Options) *Gateway {
 		bodyTimeout:  cmp.Or(opts.BodyTimeout, DefaultBodyTimeout),
 		admission:    newAdmission(),
 		async:        make(chan struct{}, 1024),
+		events:       opts.Events,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -280,6 +286,9 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		if problems := g.triggers.problems(name); len(problems) > 0 {
 			state["kv_trigger_problems"] = problems
 		}
+	}
+	if g.events != nil {
+		state["async"] = g.queueState(r.Context(), name)
 	}
 	writeJSON(w, http.StatusOK, state)
 }

@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -118,13 +116,11 @@ func functionNotFound(name string) *apiError {
 	return &apiError{http.StatusNotFound, "ResourceNotFoundException", "Function not found: " + name}
 }
 
-// asyncRetries is how often an asynchronous invocation is retried after a
-// failure, as on Lambda.
-const asyncRetries = 2
-
-// serveLambdaEvent accepts an asynchronous invocation: 202 at once, then
-// the gateway invokes the function in the background, retrying twice with
-// backoff. At most maxAsync run at a time; beyond, the caller gets 429.
+// serveLambdaEvent accepts an asynchronous invocation: 202 once it is
+// stored in NATS JetStream (events.go). A gateway without NATS holds it in
+// memory instead, runs it in the background, retrying twice with backoff,
+// and loses it if it stops; at most 1024 wait at a time, beyond which the
+// caller gets 429.
 func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name string) {
 	if bad := c.mayInvoke(name); bad != nil {
 		refuse(w, lambdaDialect, bad)
@@ -144,28 +140,23 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *ca
 		refuse(w, lambdaDialect, bad)
 		return
 	}
-	select {
-	case g.async <- struct{}{}:
-	default:
+	if bad := eventTooLarge(payload); bad != nil {
 		release()
-		refuse(w, lambdaDialect, &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later"})
+		refuse(w, lambdaDialect, bad)
 		return
 	}
-	// The queued event keeps its share of the body budget until it is done.
-	go func() {
-		defer func() { <-g.async; release() }()
-		for attempt := 0; attempt <= asyncRetries; attempt++ {
-			if attempt > 0 {
-				time.Sleep(time.Duration(attempt) * time.Second)
-			}
-			// Authorized when accepted; a key disabled since does not
-			// lose the event.
-			inv := g.run(context.Background(), internalCaller("event of "+c.name()), name, payload, false)
-			if inv.refused == nil && !inv.answer.functionFailed() {
-				return
-			}
+	if g.events != nil {
+		defer release()
+		if bad := g.enqueue(r.Context(), c, name, payload); bad != nil {
+			refuse(w, lambdaDialect, bad)
+			return
 		}
-		g.log.Warn("asynchronous invocation failed after its retries", "function", name)
-	}()
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	if bad := g.holdInMemory(c, name, payload, release); bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }

@@ -22,6 +22,11 @@ type metrics struct {
 	gbSeconds   *prometheus.CounterVec
 	// refusedInstances counts registrations that Nomad did not place.
 	refusedInstances *prometheus.CounterVec
+	// Asynchronous invocations (events.go).
+	queued      *prometheus.GaugeVec
+	retries     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	eventAge    prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -49,8 +54,22 @@ func newMetrics() *metrics {
 			Name: "nimbus_refused_instances_total",
 			Help: "Consul registrations under a function's service name that Nomad did not place; they get no traffic.",
 		}, fn),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nimbus_async_queued", Help: "Asynchronous invocations stored and not yet done (waiting or running), as the function's JetStream consumer last reported.",
+		}, fn),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_async_retries_total", Help: "Asynchronous invocations scheduled to run again after a failed or throttled run.",
+		}, fn),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_async_dead_letters_total", Help: "Asynchronous invocations stored as dead letters (nimbus.dead.<function>), by Lambda's condition: RetriesExhausted or EventAgeExceeded.",
+		}, []string{"function", "condition"}),
+		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "nimbus_async_event_age_seconds", Help: "How long asynchronous invocations waited in the queue before each delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
+		}),
 	}
-	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances, m.poolIdle)
+	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances, m.poolIdle,
+		m.queued, m.retries, m.deadLetters, m.eventAge)
 	return m
 }
 
@@ -60,7 +79,7 @@ func (m *metrics) forget(name string) {
 	byFunction := prometheus.Labels{"function": name}
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances} {
+	}{m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances, m.queued, m.retries, m.deadLetters} {
 		v.DeletePartialMatch(byFunction)
 	}
 }

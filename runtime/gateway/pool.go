@@ -110,6 +110,9 @@ func newPool(gw *Gateway, fn *Function) *pool {
 	p.ctx, p.cancel = ctx, cancel
 	go p.watch(ctx)
 	go p.scaleLoop(ctx)
+	if gw.events != nil {
+		go gw.consumeEvents(p)
+	}
 	return p
 }
 

@@ -29,9 +29,9 @@ const (
 	listenPorts = 20 // per slot: the agents' listeners, then gateways'
 
 	// AgentPorts is how many listener ports a slot gives its agents:
-	// Consul's HTTP, Serf LAN, Serf WAN and server ports and Nomad's HTTP,
-	// RPC and Serf ports.
-	AgentPorts = 7
+	// Consul's HTTP, Serf LAN, Serf WAN and server ports, Nomad's HTTP,
+	// RPC and Serf ports, and nats-server's client port.
+	AgentPorts = 8
 
 	// DevPortSlot is the slot of the local stack (make dev), which listens
 	// on the agents' usual ports and uses only the slot's dynamic range.

@@ -120,6 +120,10 @@ func (g *Gateway) start() error {
 	g.cmd.Env = append(os.Environ(), "NOMAD_ADDR="+e.NomadAddr, "CONSUL_HTTP_ADDR="+e.ConsulAddr,
 		"NOMAD_TOKEN="+g.creds.NomadToken, "CONSUL_HTTP_TOKEN="+g.creds.ConsulToken, "NIMBUS_GATEWAY_OPERATOR_KEY="+e.GatewayToken,
 		"NIMBUS_GATEWAY_SIGNING_KEY="+e.SigningKey)
+	if e.NATS != nil {
+		g.cmd.Env = append(g.cmd.Env, "NIMBUS_GATEWAY_NATS_URL="+e.NATS.URL,
+			"NIMBUS_GATEWAY_NATS_USER="+e.NATS.Gateway.User, "NIMBUS_GATEWAY_NATS_PASSWORD="+e.NATS.Gateway.Password)
+	}
 	g.cmd.Env = append(g.cmd.Env, g.extraEnv...)
 	logFile, err := os.OpenFile(g.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

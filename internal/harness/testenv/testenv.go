@@ -98,6 +98,10 @@ type Env struct {
 	// its package from the function listener with a URL another gateway
 	// may have signed.
 	SigningKey string
+	// NATS is the nats-server with JetStream that keeps asynchronous
+	// invocations; the gateways the environment starts use its gateway
+	// user.
+	NATS *agents.NATS
 	// Leftovers lists what the allocations left on the host after Stop:
 	// namespaces, interfaces, port mappings, leases. A test package fails
 	// when it is not empty.
@@ -121,7 +125,7 @@ func Start(opts Options) (env *Env, err error) {
 		return nil, errors.New("the Nomad exec driver needs root: run the tests as root")
 	}
 	// Fail before creating anything when a binary is missing.
-	for _, bin := range []agents.Binary{agents.Consul, agents.Nomad} {
+	for _, bin := range []agents.Binary{agents.Consul, agents.Nomad, agents.NATSServer} {
 		if _, err := bin.Path(); err != nil {
 			return nil, err
 		}
@@ -221,6 +225,13 @@ func Start(opts Options) (env *Env, err error) {
 	if err != nil {
 		return env, err
 	}
+	natsDir := filepath.Join(dir, "nats")
+	if err := os.MkdirAll(natsDir, 0o700); err != nil {
+		return env, err
+	}
+	if env.NATS, err = agents.StartNATS(ctx, agents.NATSConfig{Port: port(7), DataDir: filepath.Join(natsDir, "jetstream"), ConfigDir: natsDir}); err != nil {
+		return env, err
+	}
 	if env.ACL {
 		if env.Principals, err = principals.Create(ctx, env.Nomad, env.Consul, principals.Options{TriggerPrefixes: opts.TriggerPrefixes}); err != nil {
 			return env, err
@@ -287,6 +298,9 @@ func (e *Env) Stop() {
 		}
 	}
 	e.gateway.Stop()
+	if e.NATS != nil && e.NATS.Proc != nil {
+		e.NATS.Proc.Stop(10 * time.Second)
+	}
 	allocs := e.allocationIDs()
 	if e.nomadProc != nil {
 		e.nomadProc.Stop(10 * time.Second)

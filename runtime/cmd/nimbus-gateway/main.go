@@ -93,13 +93,20 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	if err != nil {
 		return err
 	}
+	events, nc, err := openEvents(context.Background(), logger)
+	if err != nil {
+		return err
+	}
+	if nc != nil {
+		defer nc.Close()
+	}
 	// The access lines, one per invocation, leave in batches: under Nomad
 	// each write to stderr wakes the task's log collector.
 	accessOut := logbuf.New(os.Stderr, 100*time.Millisecond, 64<<10)
 	defer func() { _ = accessOut.Close() }()
 	accessLog := slog.New(slog.NewJSONHandler(accessOut, nil))
 	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, AccessLog: accessLog, Consul: consul, NomadAddress: nomadCfg.Address,
-		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth})
+		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth, Events: events})
 	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()

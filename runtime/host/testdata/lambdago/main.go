@@ -41,6 +41,8 @@ func handle(ctx context.Context, ev event) (map[string]any, error) {
 	case "print":
 		fmt.Println("hello from the handler:", ev.Value)
 		fmt.Fprintln(os.Stderr, "a line on stderr")
+		// A slow consumer, for the queue's tests: n ms after the line.
+		time.Sleep(time.Duration(ev.N) * time.Millisecond)
 		return map[string]any{"printed": true}, nil
 	case "alloc":
 		// Touch n MB so that the memory is resident.

@@ -1,0 +1,124 @@
+package agents
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// NATSServer is the pinned nats-server that `make tools` builds.
+var NATSServer = Binary{Name: "nats-server", EnvVar: "NIMBUS_NATS_SERVER_BIN"}
+
+// NATSConfig is one nats-server with JetStream, on loopback.
+type NATSConfig struct {
+	Port    int
+	DataDir string // JetStream's file storage
+	// ConfigDir receives the server's configuration.
+	ConfigDir string
+	Detach    bool
+}
+
+// NATS is a running nats-server and its principals' credentials.
+type NATS struct {
+	URL     string
+	Proc    *Process
+	Gateway NATSUser // the gateway's least-privilege user
+	Admin   NATSUser // every right, for the operator and the tests
+}
+
+// NATSUser is a user's credentials.
+type NATSUser struct{ User, Password string }
+
+// Options are the nats.go options that log in as the user.
+func (u NATSUser) Options() []nats.Option { return []nats.Option{nats.UserInfo(u.User, u.Password)} }
+
+// StartNATS writes the configuration (the gateway's permissions come from
+// examples/platform/nats, as operators include them), starts the server
+// and waits until the admin can use JetStream.
+func StartNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
+	bin, err := NATSServer.Path()
+	if err != nil {
+		return nil, err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	perms, err := os.ReadFile(filepath.Join(root, "examples", "platform", "nats", "gateway-permissions.conf"))
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.ConfigDir, "gateway-permissions.conf"), perms, 0o600); err != nil {
+		return nil, err
+	}
+	n := &NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", cfg.Port), Gateway: NATSUser{"nimbus-gateway", secret()}, Admin: NATSUser{"admin", secret()}}
+	conf := fmt.Sprintf(`# Written by the Nimbus test harness.
+listen: "127.0.0.1:%d"
+server_name: nimbus-nats
+jetstream {
+  store_dir: %q
+  max_file_store: 2G
+  max_memory_store: 64M
+}
+include ./gateway-permissions.conf
+authorization {
+  users = [
+    { user: %q, password: %q, permissions: $NIMBUS_GATEWAY_PERMISSIONS }
+    { user: %q, password: %q }
+  ]
+}
+`, cfg.Port, cfg.DataDir, n.Gateway.User, n.Gateway.Password, n.Admin.User, n.Admin.Password)
+	path := filepath.Join(cfg.ConfigDir, "nats-server.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	if n.Proc, err = Start("nats-server", bin, []string{"-c", path}, filepath.Join(cfg.ConfigDir, "nats-server.log"), StartOptions{Detach: cfg.Detach}); err != nil {
+		return nil, err
+	}
+	return n, n.wait(ctx)
+}
+
+func secret() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Restart stops the server gracefully and starts it again on the same
+// configuration and storage, as an operator's restart would.
+func (n *NATS) Restart(ctx context.Context) error {
+	n.Proc.Stop(10 * time.Second)
+	cfgPath := filepath.Join(filepath.Dir(n.Proc.LogPath), "nats-server.conf")
+	bin, err := NATSServer.Path()
+	if err != nil {
+		return err
+	}
+	if n.Proc, err = Start("nats-server", bin, []string{"-c", cfgPath}, n.Proc.LogPath, StartOptions{}); err != nil {
+		return err
+	}
+	return n.wait(ctx)
+}
+
+// wait returns once the admin can connect.
+func (n *NATS) wait(ctx context.Context) error {
+	for {
+		nc, err := nats.Connect(n.URL, append(n.Admin.Options(), nats.Timeout(time.Second))...)
+		if err == nil {
+			nc.Close()
+			return nil
+		}
+		select {
+		case <-n.Proc.Exited():
+			return fmt.Errorf("nats-server exited: %w; see %s", n.Proc.ExitError(), n.Proc.LogPath)
+		case <-ctx.Done():
+			return fmt.Errorf("nats-server did not accept connections at %s: %w", n.URL, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
+)
+
+// Asynchronous (Event) invocations, as Lambda runs them: the caller's 202
+// comes once JetStream has stored the event (runtime/eventq), and the
+// gateways that share the function's consumer run it, retrying a failed
+// run asyncRetries times. An event whose retries are spent, or that waited
+// longer than maxEventAge, becomes a dead letter: Lambda's destination
+// record, in the NIMBUS_DEAD stream under nimbus.dead.<function>. No event
+// is dropped silently.
+
+// asyncRetries is how often an asynchronous invocation is retried after
+// the function failed, as on Lambda.
+const asyncRetries = 2
+
+// maxEventAge is how long an event may wait to run, as Lambda's default.
+const maxEventAge = eventq.MaxEventAge
+
+// retryDelay is the pause before the n-th retry.
+func retryDelay(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// eventTooLarge refuses an asynchronous invocation over Lambda's limit.
+func eventTooLarge(payload []byte) *apiError {
+	if len(payload) <= eventq.MaxEventBytes {
+		return nil
+	}
+	return &apiError{http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException",
+		fmt.Sprintf("the payload is %d bytes; an asynchronous invocation's payload is at most 1 MB (1048576 bytes), as on Lambda: invoke synchronously for up to 6 MB", len(payload))}
+}
+
+// enqueue stores an Event invocation, or refuses it: never a 202 for an
+// event that may be lost.
+func (g *Gateway) enqueue(ctx context.Context, c *caller, name string, payload []byte) *apiError {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := g.events.Enqueue(ctx, eventq.Event{Function: name, RequestID: protocol.NewRequestID(), Caller: c.name(), Payload: payload})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, eventq.ErrFull):
+		return &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "the asynchronous invocation queue is full; retry later: " + err.Error()}
+	default:
+		g.log.Error("cannot store an asynchronous invocation", "function", name, "err", err)
+		return &apiError{http.StatusServiceUnavailable, "ServiceException", "the asynchronous invocation was not stored (NATS JetStream did not acknowledge it); retry: " + err.Error()}
+	}
+}
+
+// holdInMemory runs an Event invocation in the background, retrying it
+// asyncRetries times, when the gateway has no NATS: it is lost if the
+// gateway stops. At most 1024 wait at a time; the event keeps its share of
+// the body budget until it is done (release).
+func (g *Gateway) holdInMemory(c *caller, name string, payload []byte, release func()) *apiError {
+	select {
+	case g.async <- struct{}{}:
+	default:
+		release()
+		return &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later"}
+	}
+	// The queued event keeps its share of the body budget until it is done.
+	go func() {
+		defer func() { <-g.async; release() }()
+		for attempt := 0; attempt <= asyncRetries; attempt++ {
+			if attempt > 0 {
+				time.Sleep(time.Duration(attempt) * time.Second)
+			}
+			// Authorized when accepted; a key disabled since does not
+			// lose the event.
+			inv := g.run(context.Background(), internalCaller("event of "+c.name()), name, payload, false)
+			if inv.refused == nil && !inv.answer.functionFailed() {
+				return
+			}
+		}
+		g.log.Warn("asynchronous invocation failed after its retries", "function", name)
+	}()
+	return nil
+}
+
+// consumeEvents runs the function's stored events until the function goes.
+func (g *Gateway) consumeEvents(p *pool) {
+	f := p.fn.Load()
+	limit := max(f.MaxInstances, 1) * max(f.Concurrency, 1)
+	go g.reportQueue(p)
+	for p.ctx.Err() == nil {
+		err := g.events.Consume(p.ctx, p.name, limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+			return g.runEvent(ctx, d)
+		})
+		if err != nil && p.ctx.Err() == nil {
+			g.log.Warn("cannot consume asynchronous invocations; retrying", "function", p.name, "err", err)
+			select {
+			case <-p.ctx.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
+// reportQueue keeps nimbus_async_queued current.
+func (g *Gateway) reportQueue(p *pool) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		d, err := g.events.Depth(ctx, p.name)
+		cancel()
+		if err == nil {
+			g.metrics.queued.WithLabelValues(p.name).Set(float64(d.Queued))
+		}
+	}
+}
+
+// queueState describes the function's queue for GET /v1/functions/{name}.
+func (g *Gateway) queueState(ctx context.Context, name string) map[string]any {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	d, err := g.events.Depth(ctx, name)
+	if err != nil {
+		return map[string]any{"error": err.Error()}
+	}
+	return map[string]any{"queued": d.Queued, "running": d.Running, "oldest_age_seconds": d.Oldest.Seconds()}
+}
+
+// runEvent runs one delivery and says what becomes of it.
+func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+	age := time.Since(d.Stored)
+	g.metrics.eventAge.Observe(age.Seconds())
+	if age > maxEventAge {
+		g.metrics.deadLetters.WithLabelValues(d.Function, conditionExpired).Inc()
+		return eventq.Outcome{DeadLetter: destinationRecord(d, conditionExpired, nil)}
+	}
+	// Authorized when stored; a key disabled since does not lose the event.
+	inv := g.run(ctx, internalCaller("event of "+d.Caller), d.Function, d.Payload, false)
+	switch {
+	case inv.refused == nil && !inv.answer.functionFailed():
+		return eventq.Outcome{}
+	case inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable):
+		// Throttled or Nomad unavailable: not the event's fault, retried
+		// until it is too old, as Lambda retries throttles.
+		g.metrics.retries.WithLabelValues(d.Function).Inc()
+		return eventq.Outcome{Retry: true, Delay: retryDelay(min(d.Attempt, 30))}
+	case d.Attempt <= asyncRetries:
+		g.metrics.retries.WithLabelValues(d.Function).Inc()
+		return eventq.Outcome{Retry: true, Delay: retryDelay(d.Attempt)}
+	}
+	g.log.Warn("asynchronous invocation failed after its retries; stored as a dead letter", "function", d.Function,
+		"request_id", d.RequestID, "attempts", d.Attempt, "dead_letters", eventq.DeadPrefix+d.Function)
+	g.metrics.deadLetters.WithLabelValues(d.Function, conditionRetriesExhausted).Inc()
+	return eventq.Outcome{DeadLetter: destinationRecord(d, conditionRetriesExhausted, inv)}
+}
+
+// Lambda's conditions of a destination record.
+const (
+	conditionRetriesExhausted = "RetriesExhausted"
+	conditionExpired          = "EventAgeExceeded"
+)
+
+// destinationRecord is Lambda's record of an asynchronous invocation that
+// went to a destination; inv is its last run (nil when it never ran).
+func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []byte {
+	rec := map[string]any{
+		"version":   "1.0",
+		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"requestContext": map[string]any{
+			"requestId":              d.RequestID,
+			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + d.Function + ":$LATEST",
+			"condition":              condition,
+			"approximateInvokeCount": d.Attempt,
+		},
+		"requestPayload": json.RawMessage(orNull(d.Payload)),
+	}
+	if inv != nil {
+		resp := map[string]any{"executedVersion": "$LATEST"}
+		switch {
+		case inv.refused != nil:
+			resp["statusCode"] = inv.refused.status
+			resp["functionError"] = inv.refused.errType
+			rec["responsePayload"] = map[string]string{"errorType": inv.refused.errType, "errorMessage": inv.refused.msg}
+		case inv.answer != nil:
+			resp["statusCode"] = http.StatusOK
+			if fe := inv.answer.header.Get(protocol.HeaderFunctionError); fe != "" {
+				resp["functionError"] = fe
+			}
+			rec["responsePayload"] = json.RawMessage(orNull(inv.answer.body))
+		}
+		rec["responseContext"] = resp
+	}
+	b, _ := json.Marshal(rec)
+	return b
+}
+
+// orNull keeps a payload that is JSON, and says null for one that is not.
+func orNull(b []byte) []byte {
+	if len(b) == 0 || !json.Valid(b) {
+		return []byte("null")
+	}
+	return b
+}

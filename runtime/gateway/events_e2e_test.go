@@ -1,0 +1,279 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+)
+
+// sendEvents sends n Event invocations {"action":"print","value":"<prefix>-<i>","n":sleepMs}
+// through gw, 8 at a time, and fails unless each gets 202.
+func sendEvents(t *testing.T, gw *testenv.Gateway, function, prefix string, n, sleepMs int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	var failures []string
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				body := fmt.Sprintf(`{"action":"print","value":"%s-%d","n":%d}`, prefix, i, sleepMs)
+				status, answer := sendEvent(t, gw, function, body)
+				if status != http.StatusAccepted {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("event %d: %d %s", i, status, answer))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d events were not accepted, first: %s", len(failures), n, failures[0])
+	}
+}
+
+func sendEvent(t *testing.T, gw *testenv.Gateway, function, body string) (int, string) {
+	t.Helper()
+	req, err := gw.Request(http.MethodPost, "/2015-03-31/functions/"+function+"/invocations", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Amz-Invocation-Type", "Event")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// printedValues counts, per value, the lines "hello from the handler:
+// <prefix>-<i>" that the function's instances printed, read from Nomad.
+func printedValues(t *testing.T, env *testenv.Env, function, prefix string) map[string]int {
+	t.Helper()
+	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(function), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`hello from the handler: (` + regexp.QuoteMeta(prefix) + `-\d+)`)
+	seen := map[string]int{}
+	for _, stub := range allocs {
+		alloc, _, err := env.Nomad.Allocations().Info(stub.ID, nil)
+		if err != nil {
+			continue
+		}
+		files, _, err := env.Nomad.AllocFS().List(alloc, "alloc/logs", nil)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if !strings.HasPrefix(f.Name, nomadjob.TaskName+".stdout.") {
+				continue
+			}
+			r, err := env.Nomad.AllocFS().Cat(alloc, "alloc/logs/"+f.Name, nil)
+			if err != nil {
+				continue
+			}
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				if m := line.FindStringSubmatch(sc.Text()); m != nil {
+					seen[m[1]]++
+				}
+			}
+			_ = r.Close()
+		}
+	}
+	return seen
+}
+
+// waitAllRan waits until every one of n events ran at least once, and
+// reports duplicates.
+func waitAllRan(t *testing.T, env *testenv.Env, function, prefix string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var seen map[string]int
+	for {
+		seen = printedValues(t, env, function, prefix)
+		if len(seen) == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	dups := 0
+	for _, c := range seen {
+		dups += c - 1
+	}
+	t.Logf("%d events: %d ran, %d runs were duplicates (at least once delivery)", n, len(seen), dups)
+	if len(seen) != n {
+		t.Fatalf("%d of %d events never ran", n-len(seen), n)
+	}
+}
+
+// TestEventsSurviveAGatewayKillAndANATSRestart sends 1,000 Event
+// invocations to a slow function through a gateway, kills that gateway
+// with SIGKILL while they run and restarts it, then restarts the NATS
+// server mid-stream: every event runs at least once.
+func TestEventsSurviveAGatewayKillAndANATSRestart(t *testing.T) {
+	env, _ := gateway(t)
+	deploy(t, model.Function{Name: "durable", Runtime: model.RuntimeProvided, MaxInstances: 3, Timeout: 10 * time.Second})
+	own, err := env.StartGateway(fx.gatewayBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(own.Stop)
+
+	const n = 1000
+	sendEvents(t, own, "durable", "kill", n, 20)
+	time.Sleep(500 * time.Millisecond)
+	if err := own.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitAllRan(t, env, "durable", "kill", n, 3*time.Minute)
+
+	sendEvents(t, own, "durable", "restart", n, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := env.NATS.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitAllRan(t, env, "durable", "restart", n, 3*time.Minute)
+
+	// The queue empties (events whose acknowledgement the restart lost
+	// run again after the ack wait), and says so.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		queued, raw := asyncQueued(t, own, "durable")
+		if queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/functions/durable still reports a queue 90s after every event ran: %s", raw)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// asyncQueued reads the function's queue depth from GET /v1/functions/{name}
+// (-1 when absent).
+func asyncQueued(t *testing.T, gw *testenv.Gateway, function string) (int, string) {
+	t.Helper()
+	resp, err := gw.Do(http.MethodGet, "/v1/functions/"+function, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	var state struct {
+		Async struct {
+			Queued *int `json:"queued"`
+		} `json:"async"`
+	}
+	if json.Unmarshal(b.Bytes(), &state) != nil || state.Async.Queued == nil {
+		return -1, b.String()
+	}
+	return *state.Async.Queued, b.String()
+}
+
+// TestFailingEventsBecomeDeadLetters: an event whose function always fails
+// runs three times (two retries), then reaches the dead letters as
+// Lambda's destination record; a payload over 1 MB is refused with 413.
+func TestFailingEventsBecomeDeadLetters(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "failing", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 10 * time.Second})
+
+	big := `{"action":"echo","value":"` + strings.Repeat("x", 1<<20) + `"}`
+	if status, answer := sendEvent(t, gw, "failing", big); status != http.StatusRequestEntityTooLarge || !strings.Contains(answer, "1 MB") {
+		t.Errorf("a 1 MB event: %d %s, want 413 naming the limit", status, answer)
+	}
+
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	dead := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe("nimbus.dead.failing", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	if status, answer := sendEvent(t, gw, "failing", `{"action":"error","value":"always"}`); status != http.StatusAccepted {
+		t.Fatalf("event: %d %s", status, answer)
+	}
+	var rec struct {
+		Version        string `json:"version"`
+		RequestContext struct {
+			RequestID   string `json:"requestId"`
+			FunctionArn string `json:"functionArn"`
+			Condition   string `json:"condition"`
+			Count       int    `json:"approximateInvokeCount"`
+		} `json:"requestContext"`
+		RequestPayload  map[string]any `json:"requestPayload"`
+		ResponseContext struct {
+			StatusCode    int    `json:"statusCode"`
+			FunctionError string `json:"functionError"`
+		} `json:"responseContext"`
+		ResponsePayload map[string]any `json:"responsePayload"`
+	}
+	select {
+	case m := <-dead:
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			t.Fatalf("dead letter %s: %v", m.Data, err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no dead letter within 60s for an event whose function always fails")
+	}
+	if rec.Version != "1.0" || rec.RequestContext.Condition != "RetriesExhausted" || rec.RequestContext.Count != 3 ||
+		!strings.HasSuffix(rec.RequestContext.FunctionArn, ":function:failing:$LATEST") || rec.RequestContext.RequestID == "" ||
+		rec.RequestPayload["value"] != "always" || rec.ResponseContext.FunctionError != "Unhandled" ||
+		!strings.Contains(fmt.Sprint(rec.ResponsePayload["errorMessage"]), "something went wrong: always") {
+		t.Errorf("dead letter record: %+v", rec)
+	}
+
+	// It is stored, not only published: the dead-letter stream keeps it.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, "NIMBUS_DEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := stream.GetLastMsgForSubject(ctx, "nimbus.dead.failing"); err != nil || !bytes.Contains(m.Data, []byte("RetriesExhausted")) {
+		t.Errorf("the dead letter is not in NIMBUS_DEAD: %v", err)
+	}
+	if v := metric(t, gw, `nimbus_async_dead_letters_total{condition="RetriesExhausted",function="failing"}`); v != 1 {
+		t.Errorf("nimbus_async_dead_letters_total = %v, want 1", v)
+	}
+	if v := metric(t, gw, `nimbus_async_retries_total{function="failing"}`); v != 2 {
+		t.Errorf("nimbus_async_retries_total = %v, want 2", v)
+	}
+}
