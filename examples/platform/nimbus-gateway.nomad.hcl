@@ -86,14 +86,24 @@ job "nimbus-gateway" {
       #     right, which the provider can upload with before any
       #     nimbus_access_key exists (make one: nimbus-gateway keygen);
       #   - signing_key: signs the artifact URLs in function jobs; every
-      #     gateway must share it (openssl rand -hex 32).
+      #     gateway must share it (openssl rand -hex 32);
+      #   - nats_url, nats_user, nats_password: the NATS servers with
+      #     JetStream where asynchronous invocations are stored, and the
+      #     gateway's user (nats/gateway-permissions.conf). Without them
+      #     the gateway holds Event invocations in memory and a restart
+      #     loses them.
       #   nomad var put nomad/jobs/nimbus-gateway consul_token=<secret id> \
-      #     operator_key=<token> signing_key=<64 hex characters>
+      #     operator_key=<token> signing_key=<64 hex characters> \
+      #     nats_url=nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 \
+      #     nats_user=nimbus-gateway nats_password=<secret>
       template {
         data        = <<-EOT
           {{ with nomadVar "nomad/jobs/nimbus-gateway" }}CONSUL_HTTP_TOKEN={{ .consul_token }}
           NIMBUS_GATEWAY_OPERATOR_KEY={{ .operator_key }}
-          NIMBUS_GATEWAY_SIGNING_KEY={{ .signing_key }}{{ end }}
+          NIMBUS_GATEWAY_SIGNING_KEY={{ .signing_key }}
+          {{ if .nats_url }}NIMBUS_GATEWAY_NATS_URL={{ .nats_url }}
+          NIMBUS_GATEWAY_NATS_USER={{ .nats_user }}
+          NIMBUS_GATEWAY_NATS_PASSWORD={{ .nats_password }}{{ end }}{{ end }}
         EOT
         destination = "secrets/gateway.env"
         env         = true

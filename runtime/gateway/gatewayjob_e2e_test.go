@@ -30,6 +30,7 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 		ConsulToken: env.Principals.Gateway.ConsulToken, Port: env.GatewayPort(),
 		OperatorKey: env.GatewayToken, SigningKey: strings.Repeat("s", 64),
 		NomadAddr: env.NomadAddr, ConsulAddr: env.ConsulAddr,
+		NATSURL: env.NATS.URL, NATSUser: env.NATS.Gateway.User, NATSPassword: env.NATS.Gateway.Password,
 		// The shared gateway serves the environment's function listener.
 		FunctionListen: net.JoinHostPort(env.Network.Public.Gateway().String(), strconv.Itoa(exposedPort(t, env))),
 	})
@@ -43,12 +44,12 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(job)
-	for _, secret := range []string{env.Principals.Gateway.ConsulToken, env.Principals.Gateway.NomadToken, env.GatewayToken, strings.Repeat("s", 64)} {
+	for _, secret := range []string{env.Principals.Gateway.ConsulToken, env.Principals.Gateway.NomadToken, env.GatewayToken, strings.Repeat("s", 64), env.NATS.Gateway.Password} {
 		if strings.Contains(string(spec), secret) {
 			t.Error("the gateway job's spec holds a token or key")
 		}
 	}
-	for _, name := range []string{"NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "NIMBUS_GATEWAY_OPERATOR_KEY", "NIMBUS_GATEWAY_SIGNING_KEY"} {
+	for _, name := range []string{"NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "NIMBUS_GATEWAY_OPERATOR_KEY", "NIMBUS_GATEWAY_SIGNING_KEY", "NIMBUS_GATEWAY_NATS_PASSWORD"} {
 		if _, ok := job.TaskGroups[0].Tasks[0].Env[name]; ok {
 			t.Errorf("the gateway job sets %s in its spec", name)
 		}
@@ -60,5 +61,13 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 	a := invoke(t, jobGateway, "via-job", `{"action":"echo","value":"identity"}`)
 	if a.status != http.StatusOK || a.body["echo"] != "identity" {
 		t.Fatalf("the gateway job did not serve a function from zero: %d %s", a.status, a.raw)
+	}
+	// It stores Event invocations in JetStream, with the NATS user from
+	// its variable: the function's queue shows in its state.
+	if status, answer := sendEvent(t, jobGateway, "via-job", `{"action":"echo","value":"queued"}`); status != http.StatusAccepted {
+		t.Fatalf("an Event invocation through the gateway job: %d %s", status, answer)
+	}
+	if queued, raw := asyncQueued(t, jobGateway, "via-job"); queued < 0 {
+		t.Errorf("the gateway job reports no event queue for via-job (no NATS?): %s", raw)
 	}
 }

@@ -21,7 +21,11 @@ type NATSConfig struct {
 	DataDir string // JetStream's file storage
 	// ConfigDir receives the server's configuration.
 	ConfigDir string
-	Detach    bool
+	// LogPath is the server's log (default: nats-server.log in ConfigDir).
+	LogPath string
+	Detach  bool
+	// Gateway and Admin are the users' credentials; empty ones are made.
+	Gateway, Admin NATSUser
 }
 
 // NATS is a running nats-server and its principals' credentials.
@@ -30,6 +34,7 @@ type NATS struct {
 	Proc    *Process
 	Gateway NATSUser // the gateway's least-privilege user
 	Admin   NATSUser // every right, for the operator and the tests
+	config  string
 }
 
 // NATSUser is a user's credentials.
@@ -57,7 +62,17 @@ func StartNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	if err := os.WriteFile(filepath.Join(cfg.ConfigDir, "gateway-permissions.conf"), perms, 0o600); err != nil {
 		return nil, err
 	}
-	n := &NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", cfg.Port), Gateway: NATSUser{"nimbus-gateway", secret()}, Admin: NATSUser{"admin", secret()}}
+	n := &NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", cfg.Port), Gateway: cfg.Gateway, Admin: cfg.Admin}
+	if n.Gateway.User == "" {
+		n.Gateway = NATSUser{"nimbus-gateway", secret()}
+	}
+	if n.Admin.User == "" {
+		n.Admin = NATSUser{"admin", secret()}
+	}
+	logPath := cfg.LogPath
+	if logPath == "" {
+		logPath = filepath.Join(cfg.ConfigDir, "nats-server.log")
+	}
 	conf := fmt.Sprintf(`# Written by the Nimbus test harness.
 listen: "127.0.0.1:%d"
 server_name: nimbus-nats
@@ -78,10 +93,11 @@ authorization {
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	if n.Proc, err = Start("nats-server", bin, []string{"-c", path}, filepath.Join(cfg.ConfigDir, "nats-server.log"), StartOptions{Detach: cfg.Detach}); err != nil {
+	n.config = path
+	if n.Proc, err = Start("nats-server", bin, []string{"-c", path}, logPath, StartOptions{Detach: cfg.Detach}); err != nil {
 		return nil, err
 	}
-	return n, n.wait(ctx)
+	return n, n.Wait(ctx)
 }
 
 func secret() string {
@@ -94,19 +110,18 @@ func secret() string {
 // configuration and storage, as an operator's restart would.
 func (n *NATS) Restart(ctx context.Context) error {
 	n.Proc.Stop(10 * time.Second)
-	cfgPath := filepath.Join(filepath.Dir(n.Proc.LogPath), "nats-server.conf")
 	bin, err := NATSServer.Path()
 	if err != nil {
 		return err
 	}
-	if n.Proc, err = Start("nats-server", bin, []string{"-c", cfgPath}, n.Proc.LogPath, StartOptions{}); err != nil {
+	if n.Proc, err = Start("nats-server", bin, []string{"-c", n.config}, n.Proc.LogPath, StartOptions{}); err != nil {
 		return err
 	}
-	return n.wait(ctx)
+	return n.Wait(ctx)
 }
 
-// wait returns once the admin can connect.
-func (n *NATS) wait(ctx context.Context) error {
+// Wait returns once the admin can connect.
+func (n *NATS) Wait(ctx context.Context) error {
 	for {
 		nc, err := nats.Connect(n.URL, append(n.Admin.Options(), nats.Timeout(time.Second))...)
 		if err == nil {
@@ -114,11 +129,19 @@ func (n *NATS) wait(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-n.Proc.Exited():
+		case <-n.exited():
 			return fmt.Errorf("nats-server exited: %w; see %s", n.Proc.ExitError(), n.Proc.LogPath)
 		case <-ctx.Done():
 			return fmt.Errorf("nats-server did not accept connections at %s: %w", n.URL, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// exited is the server's exit, when this process started it.
+func (n *NATS) exited() <-chan struct{} {
+	if n.Proc == nil {
+		return nil
+	}
+	return n.Proc.Exited()
 }

@@ -146,7 +146,11 @@ func (s Stack) Up(ctx context.Context) error {
 	if err := s.writeEnv("operator.env", "the operator's management tokens (UI login, cluster set-up)", operator, keys.OperatorKey); err != nil {
 		return err
 	}
-	if err := s.runGateway(ctx, pair.Nomad, creds.Gateway.ConsulToken, keys); err != nil {
+	nats, err := s.startNATS(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.runGateway(ctx, pair.Nomad, creds.Gateway.ConsulToken, keys, nats); err != nil {
 		return err
 	}
 
@@ -210,14 +214,16 @@ func (s Stack) writeEnv(name, what string, c principals.Credentials, gatewayToke
 // the whole platform shows in the Nomad UI, with its tokens the Nomad way
 // (internal/harness/gatewayjob). The binary's digest is job meta: a
 // rebuilt gateway is a new job version, which Nomad rolls out.
-func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string, keys gatewayKeys) error {
+func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulToken string, keys gatewayKeys, nats *agents.NATS) error {
 	bin, err := os.ReadFile(filepath.Join(s.Dir, "runtime", "bin", "nimbus-gateway"))
 	if err != nil {
 		return err
 	}
 	sum := sha256.Sum256(bin)
 	fmt.Fprintf(s.Out, "dev: registering the gateway job, waiting until it serves on :%d\n", GatewayHTTP)
-	_, err = gatewayjob.Run(ctx, nomad, gatewayjob.Options{ConsulToken: consulToken, OperatorKey: keys.OperatorKey, SigningKey: keys.SigningKey, Meta: map[string]string{"nimbus.gateway_build": hex.EncodeToString(sum[:6])}})
+	_, err = gatewayjob.Run(ctx, nomad, gatewayjob.Options{ConsulToken: consulToken, OperatorKey: keys.OperatorKey, SigningKey: keys.SigningKey,
+		NATSURL: nats.URL, NATSUser: nats.Gateway.User, NATSPassword: nats.Gateway.Password,
+		Meta: map[string]string{"nimbus.gateway_build": hex.EncodeToString(sum[:6])}})
 	return err
 }
 
@@ -225,6 +231,46 @@ func (s Stack) runGateway(ctx context.Context, nomad *nomadapi.Client, consulTok
 type gatewayKeys struct {
 	OperatorKey string `json:"operator_key"`
 	SigningKey  string `json:"signing_key"`
+}
+
+// NATSPort is the local stack's nats-server, on its usual port.
+const NATSPort = 4222
+
+// startNATS runs the stack's nats-server with JetStream, detached, unless
+// it already runs; its users' credentials are made once and kept with the
+// stack's state.
+func (s Stack) startNATS(ctx context.Context) (*agents.NATS, error) {
+	path := filepath.Join(s.Dir, "data", "nats-users.json")
+	var users struct{ Gateway, Admin agents.NATSUser }
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &users) != nil || users.Gateway.User == "" {
+		users.Gateway = agents.NATSUser{User: "nimbus-gateway", Password: randomHex(16)}
+		users.Admin = agents.NATSUser{User: "admin", Password: randomHex(16)}
+		b, _ := json.Marshal(users)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if pid := s.runningPid("nats-server"); pid > 0 {
+		fmt.Fprintf(s.Out, "dev: nats-server already running (pid %d)\n", pid)
+		n := &agents.NATS{URL: fmt.Sprintf("nats://127.0.0.1:%d", NATSPort), Gateway: users.Gateway, Admin: users.Admin}
+		return n, n.Wait(ctx)
+	}
+	n, err := agents.StartNATS(ctx, agents.NATSConfig{Port: NATSPort, DataDir: s.dataDir("nats"), ConfigDir: filepath.Join(s.Dir, "config"),
+		LogPath: s.logFile("nats-server"), Detach: true, Gateway: users.Gateway, Admin: users.Admin})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(s.pidFile("nats-server"), []byte(strconv.Itoa(n.Proc.Pid())), 0o644); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(s.Out, "dev: started nats-server (pid %d) with JetStream (log: %s)\n", n.Proc.Pid(), s.logFile("nats-server"))
+	return n, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // gatewayKeys makes the gateway's keys once and keeps them with the
@@ -265,7 +311,7 @@ func (s Stack) Down(ctx context.Context) error {
 			cancel()
 		}
 	}
-	for _, name := range []string{"nimbus-gateway", "nomad", "consul"} {
+	for _, name := range []string{"nimbus-gateway", "nomad", "consul", "nats-server"} {
 		if pid := s.runningPid(name); pid > 0 {
 			agents.StopPid(pid, 15*time.Second)
 			fmt.Fprintf(s.Out, "dev: stopped %s (pid %d)\n", name, pid)

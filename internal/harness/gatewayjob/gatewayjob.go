@@ -38,6 +38,10 @@ type Options struct {
 	// OperatorKey (a bearer token) and SigningKey go into the job's
 	// variable beside the Consul token (operator_key, signing_key).
 	OperatorKey, SigningKey string
+	// NATSURL and the gateway's NATS user go there too (nats_url,
+	// nats_user, nats_password): asynchronous invocations are stored in
+	// JetStream. Empty: the gateway holds them in memory.
+	NATSURL, NATSUser, NATSPassword string
 }
 
 // Run registers the gateway job and waits until it serves; it returns the
@@ -50,6 +54,9 @@ func Run(ctx context.Context, nomad *nomadapi.Client, opts Options) (string, err
 		v := &nomadapi.Variable{Path: "nomad/jobs/" + ID, Items: nomadapi.VariableItems{
 			"consul_token": opts.ConsulToken, "operator_key": opts.OperatorKey, "signing_key": opts.SigningKey,
 		}}
+		if opts.NATSURL != "" {
+			v.Items["nats_url"], v.Items["nats_user"], v.Items["nats_password"] = opts.NATSURL, opts.NATSUser, opts.NATSPassword
+		}
 		if _, _, err := nomad.Variables().Update(v, (&nomadapi.WriteOptions{}).WithContext(ctx)); err != nil {
 			return "", fmt.Errorf("storing the gateway's Consul token in Nomad variable %s: %w", v.Path, err)
 		}

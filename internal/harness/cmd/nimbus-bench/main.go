@@ -153,6 +153,7 @@ func run(c config) error {
 		ConsulToken: env.Principals.Gateway.ConsulToken, Port: gatewayPort(env),
 		OperatorKey: env.GatewayToken, SigningKey: signingKey,
 		NomadAddr: env.NomadAddr, ConsulAddr: env.ConsulAddr,
+		NATSURL: env.NATS.URL, NATSUser: env.NATS.Gateway.User, NATSPassword: env.NATS.Gateway.Password,
 		FunctionListen: env.FunctionGateway,
 	})
 	cancel()
