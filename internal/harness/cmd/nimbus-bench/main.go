@@ -51,6 +51,7 @@ import (
 type config struct {
 	trials, requests, burstTrials int
 	scaleFunctions                int
+	asyncEvents                   int
 	processEnv                    []string // for the plain-process gateway
 	bursts                        []int
 	write                         string
@@ -64,6 +65,7 @@ func main() {
 	flag.IntVar(&c.trials, "cold-trials", 20, "cold starts measured per path")
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
+	flag.IntVar(&c.asyncEvents, "async-events", 2000, "Event invocations measured against raw JetStream (0 to skip)")
 	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
 	processEnv := flag.String("process-gateway-env", "", "comma-separated KEY=VALUE settings for the plain-process gateway, to compare (GOMAXPROCS=1, ...)")
 	bursts := flag.String("bursts", "1,5,20", "sizes of the parallel cold starts")
@@ -220,6 +222,13 @@ func run(c config) error {
 
 	if r.pools, err = poolColdStarts(ctx, env, gatewayURL, functions, c.trials); err != nil {
 		return err
+	}
+	// Before the plain-process gateway starts: the job's gateway alone
+	// consumes the events.
+	if c.asyncEvents > 0 {
+		if r.async, err = asyncThroughput(ctx, env, gatewayURL, functions[0].fn.Name, c.asyncEvents); err != nil {
+			return err
+		}
 	}
 
 	fmt.Println("bench: starting the same gateway as a plain process")

@@ -21,6 +21,7 @@ type report struct {
 	scale                         scaleResult
 	pools                         poolResult
 	load                          loadReport
+	async                         asyncResult
 }
 
 func (r report) format() string {
@@ -32,6 +33,7 @@ func (r report) format() string {
 	formatBreakdown(&b, r.breakdownOf, r.breakdown)
 	formatPools(&b, r.pools)
 	r.formatBursts(&b)
+	formatAsync(&b, r.async)
 	r.formatWarm(&b)
 	r.formatMemory(&b)
 	formatScale(&b, r.scale)
