@@ -43,3 +43,11 @@ func setStrings(ctx context.Context, s types.Set) ([]string, diag.Diagnostics) {
 	diags := s.ElementsAs(ctx, &out, false)
 	return out, diags
 }
+
+// optionalString is null for "", as an unset optional attribute.
+func optionalString(s string) types.String {
+	if s == "" {
+		return types.StringNull()
+	}
+	return types.StringValue(s)
+}

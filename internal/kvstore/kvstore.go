@@ -312,3 +312,44 @@ func decode[T any](b []byte, what string) (T, error) {
 	}
 	return v, nil
 }
+
+// AsyncConfig is how a function's asynchronous invocations are handled
+// (nimbus_function_event_invoke_config), as Lambda's event invoke config.
+type AsyncConfig struct {
+	Function           string       `json:"function"`
+	MaxRetries         int          `json:"max_retries"`
+	MaxEventAgeSeconds int          `json:"max_event_age_seconds"`
+	OnSuccess          *Destination `json:"on_success,omitempty"`
+	OnFailure          *Destination `json:"on_failure,omitempty"`
+}
+
+// Destination receives Lambda's destination record of an asynchronous
+// invocation: another function (as an Event invocation) or a NATS subject
+// (published to JetStream, under DestinationSubjectPrefix).
+type Destination struct {
+	Function    string `json:"function,omitempty"`
+	NATSSubject string `json:"nats_subject,omitempty"`
+}
+
+// Lambda's defaults and bounds for asynchronous invocations.
+const (
+	DefaultAsyncRetries      = 2
+	MaxAsyncRetries          = 2
+	DefaultMaxEventAgeSecs   = 6 * 60 * 60
+	MinMaxEventAgeSecs       = 60
+	DestinationSubjectPrefix = "nimbus.destinations."
+)
+
+// AsyncPrefix holds one key per function.
+const AsyncPrefix = Prefix + "async/"
+
+// AsyncKey is where a function's asynchronous invocation config lives.
+func AsyncKey(function string) string { return AsyncPrefix + function }
+
+// Encode serialises the config.
+func (a AsyncConfig) Encode() []byte { return encode(a) }
+
+// DecodeAsync parses the config.
+func DecodeAsync(b []byte) (AsyncConfig, error) {
+	return decode[AsyncConfig](b, "asynchronous invocation config")
+}

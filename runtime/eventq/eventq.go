@@ -146,6 +146,16 @@ func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
 	return err
 }
 
+// Publish stores data under a subject of another stream, as a destination
+// record: it succeeds only once a stream captured it.
+func (q *Queue) Publish(ctx context.Context, subject string, data []byte) error {
+	_, err := q.js.Publish(ctx, subject, data)
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("no JetStream stream captures the subject %s: create one that does (for example with subjects [\"%s>\"]) to receive destination records", subject, "nimbus.destinations.")
+	}
+	return err
+}
+
 // Delivery is one event handed to a gateway to run.
 type Delivery struct {
 	Event

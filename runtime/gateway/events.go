@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 )
@@ -15,17 +16,15 @@ import (
 // Asynchronous (Event) invocations, as Lambda runs them: the caller's 202
 // comes once JetStream has stored the event (runtime/eventq), and the
 // gateways that share the function's consumer run it, retrying a failed
-// run asyncRetries times. An event whose retries are spent, or that waited
-// longer than maxEventAge, becomes a dead letter: Lambda's destination
-// record, in the NIMBUS_DEAD stream under nimbus.dead.<function>. No event
-// is dropped silently.
+// run as the function's config says (nimbus_function_event_invoke_config;
+// Lambda's defaults: twice, for up to 6 hours). An event whose retries are
+// spent, or that waited too long, goes as Lambda's destination record to
+// its on_failure destination, else to the dead letters: the NIMBUS_DEAD
+// stream, under nimbus.dead.<function>. No event is dropped silently.
 
-// asyncRetries is how often an asynchronous invocation is retried after
-// the function failed, as on Lambda.
-const asyncRetries = 2
-
-// maxEventAge is how long an event may wait to run, as Lambda's default.
-const maxEventAge = eventq.MaxEventAge
+// asyncRetries is how often an asynchronous invocation held in memory is
+// retried after the function failed, as on Lambda.
+const asyncRetries = kvstore.DefaultAsyncRetries
 
 // retryDelay is the pause before the n-th retry.
 func retryDelay(n int) time.Duration { return time.Duration(n) * time.Second }
@@ -135,36 +134,76 @@ func (g *Gateway) queueState(ctx context.Context, name string) map[string]any {
 	return map[string]any{"queued": d.Queued, "running": d.Running, "oldest_age_seconds": d.Oldest.Seconds()}
 }
 
-// runEvent runs one delivery and says what becomes of it.
+// runEvent runs one delivery and says what becomes of it, by the
+// function's config (nimbus_function_event_invoke_config, or Lambda's
+// defaults).
 func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+	cfg := g.registry.Async(d.Function)
 	age := time.Since(d.Stored)
 	g.metrics.eventAge.Observe(age.Seconds())
-	if age > maxEventAge {
-		g.metrics.deadLetters.WithLabelValues(d.Function, conditionExpired).Inc()
-		return eventq.Outcome{DeadLetter: destinationRecord(d, conditionExpired, nil)}
+	if age > time.Duration(cfg.MaxEventAgeSeconds)*time.Second {
+		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
 	// Authorized when stored; a key disabled since does not lose the event.
 	inv := g.run(ctx, internalCaller("event of "+d.Caller), d.Function, d.Payload, false)
 	switch {
 	case inv.refused == nil && !inv.answer.functionFailed():
+		if cfg.OnSuccess != nil {
+			if err := g.deliver(ctx, *cfg.OnSuccess, destinationRecord(d, conditionSuccess, inv)); err != nil {
+				g.log.Warn("cannot deliver an asynchronous invocation's success record to its on_success destination", "function", d.Function, "request_id", d.RequestID, "err", err)
+			}
+		}
 		return eventq.Outcome{}
 	case inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable):
 		// Throttled or Nomad unavailable: not the event's fault, retried
 		// until it is too old, as Lambda retries throttles.
 		g.metrics.retries.WithLabelValues(d.Function).Inc()
 		return eventq.Outcome{Retry: true, Delay: retryDelay(min(d.Attempt, 30))}
-	case d.Attempt <= asyncRetries:
+	case d.Attempt <= cfg.MaxRetries:
 		g.metrics.retries.WithLabelValues(d.Function).Inc()
 		return eventq.Outcome{Retry: true, Delay: retryDelay(d.Attempt)}
 	}
-	g.log.Warn("asynchronous invocation failed after its retries; stored as a dead letter", "function", d.Function,
-		"request_id", d.RequestID, "attempts", d.Attempt, "dead_letters", eventq.DeadPrefix+d.Function)
-	g.metrics.deadLetters.WithLabelValues(d.Function, conditionRetriesExhausted).Inc()
-	return eventq.Outcome{DeadLetter: destinationRecord(d, conditionRetriesExhausted, inv)}
+	return g.failed(ctx, d, cfg, conditionRetriesExhausted, inv)
+}
+
+// failed hands a spent or expired event's record to its on_failure
+// destination, or to the dead letters when it has none or it cannot be
+// delivered: never dropped.
+func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.AsyncConfig, condition string, inv *invocation) eventq.Outcome {
+	rec := destinationRecord(d, condition, inv)
+	if cfg.OnFailure != nil {
+		err := g.deliver(ctx, *cfg.OnFailure, rec)
+		if err == nil {
+			return eventq.Outcome{}
+		}
+		g.log.Warn("cannot deliver a failed asynchronous invocation to its on_failure destination; stored as a dead letter", "function", d.Function, "request_id", d.RequestID, "err", err)
+	}
+	g.log.Warn("asynchronous invocation stored as a dead letter", "function", d.Function, "request_id", d.RequestID,
+		"condition", condition, "attempts", d.Attempt, "dead_letters", eventq.DeadPrefix+d.Function)
+	g.metrics.deadLetters.WithLabelValues(d.Function, condition).Inc()
+	return eventq.Outcome{DeadLetter: rec}
+}
+
+// deliver sends a destination record: an Event invocation of a function,
+// or a message on a NATS subject that a stream captures.
+func (g *Gateway) deliver(ctx context.Context, to kvstore.Destination, rec []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if to.Function != "" {
+		if _, ok := g.registry.Get(to.Function); !ok {
+			return fmt.Errorf("the destination function %s does not exist", to.Function)
+		}
+		if len(rec) > eventq.MaxEventBytes {
+			return fmt.Errorf("the record is %d bytes, over the 1 MB of an asynchronous invocation", len(rec))
+		}
+		return g.events.Enqueue(ctx, eventq.Event{Function: to.Function, RequestID: protocol.NewRequestID(), Caller: "a destination", Payload: rec})
+	}
+	return g.events.Publish(ctx, to.NATSSubject, rec)
 }
 
 // Lambda's conditions of a destination record.
 const (
+	conditionSuccess          = "Success"
 	conditionRetriesExhausted = "RetriesExhausted"
 	conditionExpired          = "EventAgeExceeded"
 )

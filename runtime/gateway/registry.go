@@ -39,6 +39,7 @@ type Registry struct {
 	routes  []kvstore.Route
 	limits  map[string]kvstore.Limits
 	keys    map[string]*kvstore.AccessKey
+	async   map[string]kvstore.AsyncConfig // by function
 	synced  bool // functions read at least once
 	routed  bool // routes read at least once
 	keyed   bool // access keys read at least once
@@ -121,6 +122,12 @@ func (r *Registry) Run(ctx context.Context) {
 		r.watchPrefix(ctx, kvstore.AccessKeysPrefix, r.applyAccessKeys)
 	}()
 	defer func() { <-keysDone }()
+	asyncDone := make(chan struct{})
+	go func() {
+		defer close(asyncDone)
+		r.watchPrefix(ctx, kvstore.AsyncPrefix, r.applyAsync)
+	}()
+	defer func() { <-asyncDone }()
 	r.watchPrefix(ctx, kvstore.FunctionsPrefix, r.applyFunctions)
 	<-done
 }
@@ -255,6 +262,33 @@ func (r *Registry) applyAccessKeys(pairs consulapi.KVPairs) {
 	r.mu.Lock()
 	r.keys, r.keyed = keys, true
 	r.mu.Unlock()
+}
+
+// applyAsync replaces the functions' asynchronous invocation configs.
+func (r *Registry) applyAsync(pairs consulapi.KVPairs) {
+	configs := map[string]kvstore.AsyncConfig{}
+	for _, p := range pairs {
+		a, err := kvstore.DecodeAsync(p.Value)
+		if err != nil || p.Key != kvstore.AsyncKey(a.Function) {
+			r.log.Warn("ignoring a bad asynchronous invocation config", "key", p.Key, "err", err)
+			continue
+		}
+		configs[a.Function] = a
+	}
+	r.mu.Lock()
+	r.async = configs
+	r.mu.Unlock()
+}
+
+// Async returns how the function's asynchronous invocations are handled:
+// its config, or Lambda's defaults.
+func (r *Registry) Async(function string) kvstore.AsyncConfig {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if a, ok := r.async[function]; ok {
+		return a
+	}
+	return kvstore.AsyncConfig{Function: function, MaxRetries: kvstore.DefaultAsyncRetries, MaxEventAgeSeconds: kvstore.DefaultMaxEventAgeSecs}
 }
 
 // Limits returns a namespace's quotas, Lambda's default where none are set.

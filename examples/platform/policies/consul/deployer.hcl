@@ -28,6 +28,10 @@ key_prefix "nimbus/pools/" {
   policy = "write"
 }
 
+key_prefix "nimbus/async/" {
+  policy = "write"
+}
+
 # KV trigger definitions (nimbus_kv_trigger). Their locks and dead
 # letters belong to the gateway.
 key_prefix "nimbus/triggers/" {

@@ -23,6 +23,10 @@ key_prefix "nimbus/pools/" {
   policy = "read"
 }
 
+key_prefix "nimbus/async/" {
+  policy = "read"
+}
+
 # Access keys (nimbus_access_key): the gateway verifies callers' SigV4
 # signatures and tokens with their secrets. No other principal reads them.
 key_prefix "nimbus/access-keys/" {
