@@ -40,9 +40,9 @@ type Registry struct {
 	limits  map[string]kvstore.Limits
 	keys    map[string]*kvstore.AccessKey
 	async   map[string]kvstore.AsyncConfig // by function
-	synced  bool // functions read at least once
-	routed  bool // routes read at least once
-	keyed   bool // access keys read at least once
+	synced  bool                           // functions read at least once
+	routed  bool                           // routes read at least once
+	keyed   bool                           // access keys read at least once
 	lastErr error
 	changed func(map[string]*Function)
 }
