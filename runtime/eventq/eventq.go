@@ -276,7 +276,9 @@ func (q *Queue) run(ctx context.Context, d Delivery, handle func(context.Context
 			}
 		}
 	}()
-	out := handle(ctx, d)
+	// A consumption that stops (the function's bound changed) lets the
+	// events it runs finish.
+	out := handle(context.WithoutCancel(ctx), d)
 	close(done)
 	switch {
 	case out.Retry:

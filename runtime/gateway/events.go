@@ -85,15 +85,33 @@ func (g *Gateway) holdInMemory(c *caller, name string, payload []byte, release f
 	return nil
 }
 
-// consumeEvents runs the function's stored events until the function goes.
+// consumeEvents runs the function's stored events until the function
+// goes, at most max_instances × concurrency at once; a change of either
+// restarts the consumption with the new bound (events in flight finish).
 func (g *Gateway) consumeEvents(p *pool) {
-	f := p.fn.Load()
-	limit := max(f.MaxInstances, 1) * max(f.Concurrency, 1)
 	go g.reportQueue(p)
 	for p.ctx.Err() == nil {
-		err := g.events.Consume(p.ctx, p.name, limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+		limit := eventLimit(p.fn.Load())
+		ctx, cancel := context.WithCancel(p.ctx)
+		go func() {
+			tick := time.NewTicker(5 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					if eventLimit(p.fn.Load()) != limit {
+						cancel()
+						return
+					}
+				}
+			}
+		}()
+		err := g.events.Consume(ctx, p.name, limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
 			return g.runEvent(ctx, d)
 		})
+		cancel()
 		if err != nil && p.ctx.Err() == nil {
 			g.log.Warn("cannot consume asynchronous invocations; retrying", "function", p.name, "err", err)
 			select {
@@ -103,6 +121,9 @@ func (g *Gateway) consumeEvents(p *pool) {
 		}
 	}
 }
+
+// eventLimit bounds a function's events in flight across every gateway.
+func eventLimit(f *Function) int { return max(f.MaxInstances, 1) * max(f.Concurrency, 1) }
 
 // reportQueue keeps nimbus_async_queued current.
 func (g *Gateway) reportQueue(p *pool) {
