@@ -2,10 +2,12 @@ package host_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,20 @@ func TestPythonBootstrap(t *testing.T) {
 	r = h.invoke(t, `{"action":"echo","value":"`+big+`"}`, "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
 	if got := r.json(t); r.status != http.StatusOK || got["echo"] != big {
 		t.Fatalf("a 2 MB non-ASCII event through the python bootstrap: %d, %d bytes back", r.status, len(r.body))
+	}
+
+	// A response over 6 MB is the invocation's error, and the runtime
+	// carries on: the next invocation needs no new init.
+	r = h.invoke(t, fmt.Sprintf(`{"action":"big","n":%d}`, 7<<20), "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
+	wantFunctionError(t, r, "Function.ResponseSizeTooLarge", "6291456 bytes")
+	if r := h.invoke(t, `{"action":"echo","value":"after"}`, "X-Nimbus-Request-Id", "py-after-big"); r.status != http.StatusOK || r.json(t)["echo"] != "after" {
+		t.Fatalf("an invocation after a refused response: %d %s", r.status, r.body)
+	}
+	if !eventually(h.stdout, `REPORT RequestId: py-after-big\t`) {
+		t.Fatalf("no REPORT line for the invocation after the refused response:\n%s", h.stdout)
+	}
+	if report := regexp.MustCompile(`REPORT RequestId: py-after-big\t[^\n]*`).FindString(h.stdout.String()); strings.Contains(report, "Init Duration") {
+		t.Errorf("the Python runtime started again after a refused response; REPORT: %q", report)
 	}
 
 	r = h.invoke(t, `{"action":"error","value":7}`)

@@ -50,6 +50,16 @@ def post(path, body):
     call("POST", path, json.dumps(body).encode() if not isinstance(body, bytes) else body)
 
 
+def report(path, body):
+    """Report an invocation's outcome. A refusal does not end the runtime:
+    the host has settled the invocation itself (a response over 6 MB is a
+    Function.ResponseSizeTooLarge error), and the next one may come."""
+    try:
+        post(path, body)
+    except (RuntimeAPIError, ConnectionError) as exc:
+        print(f"nimbus bootstrap: the Runtime API did not take {path}: {exc}", file=sys.stderr)
+
+
 def error_body(exc):
     return {
         "errorMessage": str(exc),
@@ -110,15 +120,15 @@ def main():
         try:
             result = handler(event, ctx)
         except Exception as exc:
-            post(f"/invocation/{request_id}/error", error_body(exc))
+            report(f"/invocation/{request_id}/error", error_body(exc))
             continue
         try:
             payload = json.dumps(result).encode()
         except (TypeError, ValueError) as exc:
-            post(f"/invocation/{request_id}/error",
-                 {"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"})
+            report(f"/invocation/{request_id}/error",
+                   {"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"})
             continue
-        post(f"/invocation/{request_id}/response", payload)
+        report(f"/invocation/{request_id}/response", payload)
 
 
 if __name__ == "__main__":

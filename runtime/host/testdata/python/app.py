@@ -17,6 +17,8 @@ def handler(event, context):
     if action == "exit":
         sys.stdout.flush()
         os._exit(event["n"])
+    if action == "big":
+        return {"data": "x" * event["n"]}
     if action == "print":
         print("hello from python")
         return {"printed": True}
