@@ -277,3 +277,46 @@ func TestFailingEventsBecomeDeadLetters(t *testing.T) {
 		t.Errorf("nimbus_async_retries_total = %v, want 2", v)
 	}
 }
+
+// TestEventsAreRefusedWhenTheyCannotBeStored: with the NATS server down, an
+// Event invocation gets 503 with a body that says why, never a 202; once
+// NATS is back, events are accepted again and run.
+func TestEventsAreRefusedWhenTheyCannotBeStored(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "unstored", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 10 * time.Second})
+	env.NATS.Proc.Stop(10 * time.Second)
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = env.NATS.Restart(ctx)
+		}
+	})
+	status, answer := sendEvent(t, gw, "unstored", `{"action":"print","value":"lost?-0"}`)
+	if status != http.StatusServiceUnavailable || !strings.Contains(answer, "ServiceException") || !strings.Contains(answer, "not stored") {
+		t.Fatalf("an Event invocation with NATS down: %d %s; want 503 saying it was not stored", status, answer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := env.NATS.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	// The gateway reconnects on its own.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, answer = sendEvent(t, gw, "unstored", `{"action":"print","value":"stored-0"}`)
+		if status == http.StatusAccepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Event invocations are still refused 30s after NATS came back: %d %s", status, answer)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	waitAllRan(t, env, "unstored", "stored", 1, time.Minute)
+	if seen := printedValues(t, env, "unstored", "lost?"); len(seen) != 0 {
+		t.Errorf("an event refused with 503 ran anyway: %v", seen)
+	}
+}

@@ -28,6 +28,9 @@ func openEvents(ctx context.Context, logger *slog.Logger) (*eventq.Queue, *nats.
 		return nil, nil, nil
 	}
 	opts := []nats.Option{nats.Name("nimbus-gateway"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		// No buffering while disconnected: an event the caller was refused
+		// (503) must not be stored later, when the connection comes back.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			logger.Warn("disconnected from NATS; Event invocations get 503 until it is back", "err", err)
 		}),
