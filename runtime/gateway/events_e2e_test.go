@@ -13,10 +13,12 @@ import (
 	"testing"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
@@ -318,5 +320,60 @@ func TestEventsAreRefusedWhenTheyCannotBeStored(t *testing.T) {
 	waitAllRan(t, env, "unstored", "stored", 1, time.Minute)
 	if seen := printedValues(t, env, "unstored", "lost?"); len(seen) != 0 {
 		t.Errorf("an event refused with 503 ran anyway: %v", seen)
+	}
+}
+
+// TestExpiredEventsAreNotRun: an event that waits longer than its
+// function's maximum event age (60 s here, behind a long invocation on the
+// function's one instance) is not run; its record reaches the dead letters
+// with condition EventAgeExceeded.
+func TestExpiredEventsAreNotRun(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "expiring", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 90 * time.Second})
+	cfg := kvstore.AsyncConfig{Function: "expiring", MaxRetries: 0, MaxEventAgeSeconds: 60}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.AsyncKey("expiring"), Value: cfg.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = env.Consul.KV().Delete(kvstore.AsyncKey("expiring"), nil) })
+
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	dead := make(chan *nats.Msg, 4)
+	sub, err := nc.ChanSubscribe("nimbus.dead.expiring", dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	// The one slot runs a 65 s invocation; the next event waits behind it.
+	if status, answer := sendEvent(t, gw, "expiring", `{"action":"print","value":"blocker-0","n":65000}`); status != http.StatusAccepted {
+		t.Fatalf("event: %d %s", status, answer)
+	}
+	waitAllRan(t, env, "expiring", "blocker", 1, time.Minute)
+	if status, answer := sendEvent(t, gw, "expiring", `{"action":"print","value":"expired-0"}`); status != http.StatusAccepted {
+		t.Fatalf("event: %d %s", status, answer)
+	}
+	var rec struct {
+		RequestContext struct {
+			Condition string `json:"condition"`
+		} `json:"requestContext"`
+		RequestPayload map[string]any `json:"requestPayload"`
+	}
+	select {
+	case m := <-dead:
+		if err := json.Unmarshal(m.Data, &rec); err != nil {
+			t.Fatalf("dead letter %s: %v", m.Data, err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no dead letter for an event that waited past its maximum age")
+	}
+	if rec.RequestContext.Condition != "EventAgeExceeded" || rec.RequestPayload["value"] != "expired-0" {
+		t.Errorf("dead letter: %+v, want condition EventAgeExceeded for the waiting event", rec)
+	}
+	if seen := printedValues(t, env, "expiring", "expired"); len(seen) != 0 {
+		t.Errorf("an event past its maximum age ran: %v", seen)
 	}
 }
