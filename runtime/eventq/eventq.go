@@ -228,7 +228,7 @@ func (q *Queue) Consume(ctx context.Context, function string, limit int, handle 
 		for msg := range batch.Messages() {
 			d, err := delivery(function, msg)
 			if err != nil {
-				q.log.Error("an event without its metadata; dropping it to the dead letters", "function", function, "err", err)
+				q.log.Error("an event without JetStream metadata cannot be run; terminating it", "function", function, "err", err)
 				_ = msg.Term()
 				continue
 			}
