@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -112,6 +113,16 @@ func printedValues(t *testing.T, env *testenv.Env, function, prefix string) map[
 	return seen
 }
 
+// accessLines counts a gateway's access lines for the function.
+func accessLines(t *testing.T, logPath, function string) int {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), `"msg":"invoke","function":"`+function+`"`)
+}
+
 // waitAllRan waits until every one of n events ran at least once, and
 // reports duplicates.
 func waitAllRan(t *testing.T, env *testenv.Env, function, prefix string, n int, within time.Duration) {
@@ -142,7 +153,7 @@ func waitAllRan(t *testing.T, env *testenv.Env, function, prefix string, n int, 
 func TestEventsSurviveAGatewayKillAndANATSRestart(t *testing.T) {
 	env, _ := gateway(t)
 	deploy(t, model.Function{Name: "durable", Runtime: model.RuntimeProvided, MaxInstances: 3, Timeout: 10 * time.Second})
-	own, err := env.StartGateway(fx.gatewayBin)
+	own, err := env.StartGatewayAs(fx.gatewayBin, "events-gateway", env.Principals.Gateway)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +162,9 @@ func TestEventsSurviveAGatewayKillAndANATSRestart(t *testing.T) {
 	const n = 1000
 	sendEvents(t, own, "durable", "kill", n, 20)
 	time.Sleep(500 * time.Millisecond)
+	// Both gateways share the function's consumer; the one killed had run
+	// these before its kill (its access lines).
+	t.Logf("the gateway killed had run %d events of durable", accessLines(t, own.LogPath, "durable"))
 	if err := own.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -355,6 +369,40 @@ func TestExpiredEventsAreNotRun(t *testing.T) {
 	waitAllRan(t, env, "expiring", "blocker", 1, time.Minute)
 	if status, answer := sendEvent(t, gw, "expiring", `{"action":"print","value":"expired-0"}`); status != http.StatusAccepted {
 		t.Fatalf("event: %d %s", status, answer)
+	}
+	// The queue says so: one running, one waiting, the oldest seconds old.
+	var state struct {
+		Async struct {
+			Queued  int     `json:"queued"`
+			Running int     `json:"running"`
+			Oldest  float64 `json:"oldest_age_seconds"`
+		} `json:"async"`
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		resp, err := gw.Do(http.MethodGet, "/v1/functions/expiring", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&state)
+		_ = resp.Body.Close()
+		if err == nil && state.Async.Queued == 2 && state.Async.Running == 1 && state.Async.Oldest >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /v1/functions/expiring: async %+v (%v); want 2 queued, 1 running, the oldest at least 2s old", state.Async, err)
+		}
+	}
+	// The gauge follows within its 5 s refresh.
+	for deadline := time.Now().Add(12 * time.Second); metric(t, gw, `nimbus_async_queued{function="expiring"}`) < 1; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var lines []string
+			for _, l := range strings.Split(metricsText(t, gw), "\n") {
+				if strings.HasPrefix(l, "nimbus_async") {
+					lines = append(lines, l)
+				}
+			}
+			t.Fatalf("nimbus_async_queued{function=\"expiring\"} stays below 1 while events wait:\n%s", strings.Join(lines, "\n"))
+		}
 	}
 	var rec struct {
 		RequestContext struct {
