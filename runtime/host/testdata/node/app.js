@@ -11,6 +11,9 @@ exports.asyncHandler = async (event, context) => {
   if (event.action === 'exit') {
     process.exit(event.n);
   }
+  if (event.action === 'big') {
+    return { data: 'x'.repeat(event.n) };
+  }
   console.log('hello from node');
   return { echo: event.value, requestId: context.awsRequestId, functionName: context.functionName,
     remainingOk: context.getRemainingTimeInMillis() > 0 };
