@@ -113,6 +113,22 @@ func printedValues(t *testing.T, env *testenv.Env, function, prefix string) map[
 	return seen
 }
 
+// deadLetters subscribes, as the operator, to the function's dead letters
+// as they are stored.
+func deadLetters(t *testing.T, env *testenv.Env, function string) (*nats.Conn, <-chan *nats.Msg) {
+	t.Helper()
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	dead := make(chan *nats.Msg, 4)
+	if _, err := nc.ChanSubscribe("nimbus.dead."+function, dead); err != nil {
+		t.Fatal(err)
+	}
+	return nc, dead
+}
+
 // accessLines counts a gateway's access lines for the function.
 func accessLines(t *testing.T, logPath, function string) int {
 	t.Helper()
@@ -227,17 +243,7 @@ func TestFailingEventsBecomeDeadLetters(t *testing.T) {
 		t.Errorf("a 1 MB event: %d %s, want 413 naming the limit", status, answer)
 	}
 
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	dead := make(chan *nats.Msg, 4)
-	sub, err := nc.ChanSubscribe("nimbus.dead.failing", dead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	nc, dead := deadLetters(t, env, "failing")
 
 	if status, answer := sendEvent(t, gw, "failing", `{"action":"error","value":"always"}`); status != http.StatusAccepted {
 		t.Fatalf("event: %d %s", status, answer)
@@ -350,17 +356,7 @@ func TestExpiredEventsAreNotRun(t *testing.T) {
 	}
 	t.Cleanup(func() { _, _ = env.Consul.KV().Delete(kvstore.AsyncKey("expiring"), nil) })
 
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	dead := make(chan *nats.Msg, 4)
-	sub, err := nc.ChanSubscribe("nimbus.dead.expiring", dead)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	_, dead := deadLetters(t, env, "expiring")
 
 	// The one slot runs a 65 s invocation; the next event waits behind it.
 	if status, answer := sendEvent(t, gw, "expiring", `{"action":"print","value":"blocker-0","n":65000}`); status != http.StatusAccepted {
