@@ -129,6 +129,20 @@ func deadLetters(t *testing.T, env *testenv.Env, function string) (*nats.Conn, <
 	return nc, dead
 }
 
+// awaitDeadLetter decodes the next dead letter into rec, or fails the test
+// after within.
+func awaitDeadLetter(t *testing.T, dead <-chan *nats.Msg, within time.Duration, of string, rec any) {
+	t.Helper()
+	select {
+	case m := <-dead:
+		if err := json.Unmarshal(m.Data, rec); err != nil {
+			t.Fatalf("dead letter %s: %v", m.Data, err)
+		}
+	case <-time.After(within):
+		t.Fatalf("no dead letter within %s for %s", within, of)
+	}
+}
+
 // accessLines counts a gateway's access lines for the function.
 func accessLines(t *testing.T, logPath, function string) int {
 	t.Helper()
@@ -263,14 +277,7 @@ func TestFailingEventsBecomeDeadLetters(t *testing.T) {
 		} `json:"responseContext"`
 		ResponsePayload map[string]any `json:"responsePayload"`
 	}
-	select {
-	case m := <-dead:
-		if err := json.Unmarshal(m.Data, &rec); err != nil {
-			t.Fatalf("dead letter %s: %v", m.Data, err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("no dead letter within 60s for an event whose function always fails")
-	}
+	awaitDeadLetter(t, dead, 60*time.Second, "an event whose function always fails", &rec)
 	if rec.Version != "1.0" || rec.RequestContext.Condition != "RetriesExhausted" || rec.RequestContext.Count != 3 ||
 		!strings.HasSuffix(rec.RequestContext.FunctionArn, ":function:failing:$LATEST") || rec.RequestContext.RequestID == "" ||
 		rec.RequestPayload["value"] != "always" || rec.ResponseContext.FunctionError != "Unhandled" ||
@@ -406,14 +413,7 @@ func TestExpiredEventsAreNotRun(t *testing.T) {
 		} `json:"requestContext"`
 		RequestPayload map[string]any `json:"requestPayload"`
 	}
-	select {
-	case m := <-dead:
-		if err := json.Unmarshal(m.Data, &rec); err != nil {
-			t.Fatalf("dead letter %s: %v", m.Data, err)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("no dead letter for an event that waited past its maximum age")
-	}
+	awaitDeadLetter(t, dead, 2*time.Minute, "an event that waited past its maximum age", &rec)
 	if rec.RequestContext.Condition != "EventAgeExceeded" || rec.RequestPayload["value"] != "expired-0" {
 		t.Errorf("dead letter: %+v, want condition EventAgeExceeded for the waiting event", rec)
 	}

@@ -293,12 +293,6 @@ func (w *warmPools) prepare(f *Function) {
 	if !w.fits(f) || f.EnvSHA256 == "" {
 		return
 	}
-	w.envMu.Lock()
-	cached, ok := w.envs[f.Name]
-	w.envMu.Unlock()
-	if ok && cached.digest == f.EnvSHA256 {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneTimeout)
 	defer cancel()
 	if _, err := w.jobEnv(ctx, f); err != nil && !errors.Is(err, errNotPoolable) {

@@ -52,17 +52,7 @@ func TestPythonBootstrap(t *testing.T) {
 
 	// A response over 6 MB is the invocation's error, and the runtime
 	// carries on: the next invocation needs no new init.
-	r = h.invoke(t, fmt.Sprintf(`{"action":"big","n":%d}`, 7<<20), "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
-	wantFunctionError(t, r, "Function.ResponseSizeTooLarge", "6291456 bytes")
-	if r := h.invoke(t, `{"action":"echo","value":"after"}`, "X-Nimbus-Request-Id", "py-after-big"); r.status != http.StatusOK || r.json(t)["echo"] != "after" {
-		t.Fatalf("an invocation after a refused response: %d %s", r.status, r.body)
-	}
-	if !eventually(h.stdout, `REPORT RequestId: py-after-big\t`) {
-		t.Fatalf("no REPORT line for the invocation after the refused response:\n%s", h.stdout)
-	}
-	if report := regexp.MustCompile(`REPORT RequestId: py-after-big\t[^\n]*`).FindString(h.stdout.String()); strings.Contains(report, "Init Duration") {
-		t.Errorf("the Python runtime started again after a refused response; REPORT: %q", report)
-	}
+	wantCarriesOnAfterATooLargeResponse(t, h, `{"action":"echo","value":"after"}`, "py-after-big")
 
 	r = h.invoke(t, `{"action":"error","value":7}`)
 	wantFunctionError(t, r, "ValueError", "bad value: 7")
@@ -120,19 +110,7 @@ func TestNodeBootstrapAsync(t *testing.T) {
 		t.Errorf("console.log is tagged with the request id:\n%s", h.stdout)
 	}
 	wantFunctionError(t, h.invoke(t, `{"action":"error","value":"x"}`), "TypeError", "bad value: x")
-	// A response over 6 MB is the invocation's error, and the runtime
-	// carries on without a new init.
-	r = h.invoke(t, fmt.Sprintf(`{"action":"big","n":%d}`, 7<<20), "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
-	wantFunctionError(t, r, "Function.ResponseSizeTooLarge", "6291456 bytes")
-	if r := h.invoke(t, `{"value":"after"}`, "X-Nimbus-Request-Id", "node-after-big"); r.status != http.StatusOK || r.json(t)["echo"] != "after" {
-		t.Fatalf("an invocation after a refused response: %d %s", r.status, r.body)
-	}
-	if !eventually(h.stdout, `REPORT RequestId: node-after-big\t`) {
-		t.Fatalf("no REPORT line for the invocation after the refused response:\n%s", h.stdout)
-	}
-	if report := regexp.MustCompile(`REPORT RequestId: node-after-big\t[^\n]*`).FindString(h.stdout.String()); strings.Contains(report, "Init Duration") {
-		t.Errorf("the Node.js runtime started again after a refused response; REPORT: %q", report)
-	}
+	wantCarriesOnAfterATooLargeResponse(t, h, `{"value":"after"}`, "node-after-big")
 	wantFunctionError(t, h.invoke(t, `{"action":"exit","n":5}`), "Runtime.ExitError", "exit status 5")
 	wantFunctionError(t, h.invoke(t, `{"action":"sleep","n":3000}`, "X-Nimbus-Deadline-Ms", deadlineIn(400*time.Millisecond)), "Sandbox.Timedout", "Task timed out")
 	if ok := h.invoke(t, `{"value":"again"}`, "X-Nimbus-Deadline-Ms", deadlineIn(10*time.Second)); ok.json(t)["echo"] != "again" {
@@ -238,5 +216,24 @@ func TestHealthWaitHoldsTheAnswerUntilReady(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "not a duration") {
 		t.Errorf("/healthz?wait=soon = %d %s; want 400 naming the bad duration", resp.StatusCode, body)
+	}
+}
+
+// wantCarriesOnAfterATooLargeResponse: a response over 6 MB (the handler's
+// "big" action) is the invocation's Function.ResponseSizeTooLarge error,
+// and the runtime carries on: the next invocation (echo, answering
+// "after") runs without a new init.
+func wantCarriesOnAfterATooLargeResponse(t *testing.T, h *runningHost, echo, requestID string) {
+	t.Helper()
+	r := h.invoke(t, fmt.Sprintf(`{"action":"big","n":%d}`, 7<<20), "X-Nimbus-Deadline-Ms", deadlineIn(20*time.Second))
+	wantFunctionError(t, r, "Function.ResponseSizeTooLarge", "6291456 bytes")
+	if r := h.invoke(t, echo, "X-Nimbus-Request-Id", requestID); r.status != http.StatusOK || r.json(t)["echo"] != "after" {
+		t.Fatalf("an invocation after a refused response: %d %s", r.status, r.body)
+	}
+	if !eventually(h.stdout, `REPORT RequestId: `+requestID+`\t`) {
+		t.Fatalf("no REPORT line for the invocation after the refused response:\n%s", h.stdout)
+	}
+	if report := regexp.MustCompile(`REPORT RequestId: ` + requestID + `\t[^\n]*`).FindString(h.stdout.String()); strings.Contains(report, "Init Duration") {
+		t.Errorf("the runtime started again after a refused response; REPORT: %q", report)
 	}
 }

@@ -59,18 +59,7 @@ func coldBreakdown(env *testenv.Env, gatewayURL, fn string) ([]step, error) {
 			steps = append(steps, step{time.Unix(0, ev.Time), "Nomad", "task event: " + ev.Type})
 		}
 	}
-	for _, l := range hostLog {
-		switch l.Msg {
-		case "specialising":
-			steps = append(steps, step{l.Time, "nimbus-host", "specialisation received"})
-		case "package fetched and verified":
-			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
-		case "nimbus-host listening":
-			steps = append(steps, step{l.Time, "nimbus-host", "listening; handler starting"})
-		case "handler ready":
-			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("handler ready (its init took %.1f ms)", l.InitMs)})
-		}
-	}
+	steps = append(steps, hostSteps(hostLog, start)...)
 	gw, err := newestAllocation(env, gatewayjob.ID)
 	if err != nil {
 		return nil, err
@@ -144,6 +133,27 @@ func newestAllocation(env *testenv.Env, jobID string) (*nomadapi.Allocation, err
 	sort.Slice(stubs, func(i, j int) bool { return stubs[i].CreateTime > stubs[j].CreateTime })
 	alloc, _, err := env.Nomad.Allocations().Info(stubs[0].ID, nil)
 	return alloc, err
+}
+
+// hostSteps are nimbus-host's records of a cold start, those from since on.
+func hostSteps(lines []logLine, since time.Time) []step {
+	var steps []step
+	for _, l := range lines {
+		if l.Time.Before(since) {
+			continue
+		}
+		switch l.Msg {
+		case "specialising":
+			steps = append(steps, step{l.Time, "nimbus-host", "specialisation received"})
+		case "package fetched and verified":
+			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
+		case "nimbus-host listening":
+			steps = append(steps, step{l.Time, "nimbus-host", "listening; handler starting"})
+		case "handler ready":
+			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("handler ready (its init took %.1f ms)", l.InitMs)})
+		}
+	}
+	return steps
 }
 
 // logLine is what the breakdown reads of a JSON log line (log/slog).
@@ -258,16 +268,8 @@ func poolBreakdown(env *testenv.Env, gatewayURL, fn, pool string) ([]step, error
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range lines {
-		switch l.Msg {
-		case "specialising":
-			steps = append(steps, step{l.Time, "nimbus-host", "specialisation received"})
-		case "package fetched and verified":
-			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("package fetched (%.1f ms) and unpacked (%.1f ms)", l.FetchMs, l.UnpackMs)})
-		case "handler ready":
-			steps = append(steps, step{l.Time, "nimbus-host", fmt.Sprintf("handler ready (its init took %.1f ms)", l.InitMs)})
-		}
-	}
+	// The pool instance started (and logged that it listens) long before.
+	steps = append(steps, hostSteps(lines, claimed)...)
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at.Before(steps[j].at) })
 	return steps, nil
 }
