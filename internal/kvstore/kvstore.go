@@ -353,3 +353,84 @@ func (a AsyncConfig) Encode() []byte { return encode(a) }
 func DecodeAsync(b []byte) (AsyncConfig, error) {
 	return decode[AsyncConfig](b, "asynchronous invocation config")
 }
+
+// EventSource is a broker-backed event source (nimbus_event_source), as
+// Lambda's event source mapping: the gateways consume a NATS JetStream
+// stream or a RabbitMQ queue and invoke the function with batches.
+type EventSource struct {
+	Name     string `json:"name"`
+	Function string `json:"function"`
+	Enabled  bool   `json:"enabled"`
+	// BatchSize bounds the records of one invocation; a batch is sent once
+	// it is full or MaxBatchingWindowSeconds after its first record.
+	BatchSize                int `json:"batch_size"`
+	MaxBatchingWindowSeconds int `json:"maximum_batching_window_in_seconds"`
+	// MaxConcurrency bounds the source's invocations in flight.
+	MaxConcurrency int `json:"maximum_concurrency"`
+	// MaxRetries is how often a record the function failed is retried
+	// before it goes to OnFailure, or to the dead letters.
+	MaxRetries int          `json:"maximum_retry_attempts"`
+	OnFailure  *Destination `json:"on_failure,omitempty"`
+
+	NATS     *NATSSource     `json:"nats,omitempty"`
+	RabbitMQ *RabbitMQSource `json:"rabbitmq,omitempty"`
+}
+
+// NATSSource is a JetStream stream on the gateways' NATS, read through a
+// durable consumer that every gateway shares.
+type NATSSource struct {
+	Stream        string `json:"stream"`
+	FilterSubject string `json:"filter_subject,omitempty"`
+	// StartingPosition is TRIM_HORIZON (the stream's first message),
+	// LATEST (messages stored from now on) or AT_TIMESTAMP.
+	StartingPosition          string `json:"starting_position"`
+	StartingPositionTimestamp string `json:"starting_position_timestamp,omitempty"`
+}
+
+// RabbitMQSource is a queue, consumed by competing consumers (one per
+// gateway). The credentials are in the Nomad Variable
+// EventSourceVariable(Name), never here.
+type RabbitMQSource struct {
+	// URL is amqp:// or amqps://, with host, port and virtual host, and
+	// no user info.
+	URL   string `json:"url"`
+	Queue string `json:"queue"`
+}
+
+// Bounds and defaults of event sources, as Lambda's where it has them.
+const (
+	DefaultSourceBatchSize      = 10
+	MaxSourceBatchSize          = 10000
+	MaxSourceBatchingWindowSecs = 300
+	MinSourceConcurrency        = 2
+	MaxSourceConcurrency        = 1000
+	DefaultSourceConcurrency    = 2
+	DefaultSourceRetries        = 2
+	MaxSourceRetries            = 100
+)
+
+// Starting positions of a NATS source.
+const (
+	StartTrimHorizon = "TRIM_HORIZON"
+	StartLatest      = "LATEST"
+	StartAtTimestamp = "AT_TIMESTAMP"
+)
+
+// EventSourcesPrefix holds one key per event source.
+const EventSourcesPrefix = Prefix + "event-sources/"
+
+// EventSourceKey is where an event source's record lives.
+func EventSourceKey(name string) string { return EventSourcesPrefix + name }
+
+// EventSourceVariable is the Nomad Variable that holds a RabbitMQ source's
+// credentials (items username and password); the gateway's Nomad policy
+// may read exactly these paths.
+func EventSourceVariable(name string) string { return "nimbus/event-sources/" + name }
+
+// Encode serialises the record.
+func (s EventSource) Encode() []byte { return encode(s) }
+
+// DecodeEventSource parses the record.
+func DecodeEventSource(b []byte) (EventSource, error) {
+	return decode[EventSource](b, "event source record")
+}

@@ -156,6 +156,21 @@ func (q *Queue) Publish(ctx context.Context, subject string, data []byte) error 
 	return err
 }
 
+// StoreDeadLetter stores a record in the dead-letter stream under
+// nimbus.dead.<key>, once per id (a retried store is not kept twice).
+func (q *Queue) StoreDeadLetter(ctx context.Context, key, id string, record []byte) error {
+	dead := nats.NewMsg(DeadPrefix + key)
+	dead.Data = record
+	dead.Header.Set(HeaderRequestID, id)
+	_, err := q.js.PublishMsg(ctx, dead, jetstream.WithMsgID("dead-"+key+"-"+id), jetstream.WithExpectStream(DeadStream))
+	return err
+}
+
+// SourceDeadLetters is the key under which an event source's failed
+// records are stored: subject nimbus.dead.sources.<source>, apart from
+// any function's.
+func SourceDeadLetters(source string) string { return "sources." + source }
+
 // Delivery is one event handed to a gateway to run.
 type Delivery struct {
 	Event
@@ -287,11 +302,8 @@ func (q *Queue) run(ctx context.Context, d Delivery, handle func(context.Context
 		}
 		return
 	case out.DeadLetter != nil:
-		dead := nats.NewMsg(DeadPrefix + d.Function)
-		dead.Data = out.DeadLetter
-		dead.Header.Set(HeaderRequestID, d.RequestID)
 		pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_, err := q.js.PublishMsg(pubCtx, dead, jetstream.WithMsgID("dead-"+d.RequestID), jetstream.WithExpectStream(DeadStream))
+		err := q.StoreDeadLetter(pubCtx, d.Function, d.RequestID, out.DeadLetter)
 		cancel()
 		if err != nil {
 			// Never drop it: leave it to be delivered again.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
+	"github.com/nats-io/nats.go"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -32,6 +33,7 @@ type Gateway struct {
 	triggers  *triggers
 	async     chan struct{} // slots for asynchronous invocations held in memory
 	events    *eventq.Queue // where asynchronous invocations are stored, when set
+	sources   *sources      // event sources consumed (sources.go)
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
 	bodies       *bodyBudget
@@ -74,6 +76,11 @@ type Options struct {
 	// Events stores asynchronous invocations durably (NATS JetStream);
 	// nil holds them in memory, where a restart loses them.
 	Events *eventq.Queue
+	// NATS is the connection event sources of type nats consume through
+	// (the one Events uses); nil: no NATS sources.
+	NATS *nats.Conn
+	// Variables reads RabbitMQ sources' credentials.
+	Variables Variables
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -108,6 +115,7 @@ func New(opts Options) *Gateway {
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
 	}
+	g.sources = newSources(g, opts.NATS, opts.Variables)
 	return g
 }
 
@@ -124,6 +132,15 @@ func (g *Gateway) Run(ctx context.Context) {
 			g.triggers.sync(ctx, defs)
 		})
 	}
+	go g.registry.watchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) {
+		defs := map[string]kvstore.EventSource{}
+		for _, p := range pairs {
+			if s, err := kvstore.DecodeEventSource(p.Value); err == nil && p.Key == kvstore.EventSourceKey(s.Name) {
+				defs[s.Name] = s
+			}
+		}
+		g.sources.sync(ctx, defs)
+	})
 	go g.registry.watchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.warm.sync(ctx, pairs) })
 	g.registry.Run(ctx)
 	g.mu.Lock()
@@ -193,6 +210,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
 	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
+	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
+	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
+	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.serveDeleteSource)
 	mux.Handle("GET /v1/usage", g.operations(http.HandlerFunc(g.usage.serve)))
 	mux.Handle("GET /metrics", g.operations(g.metrics.handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)

@@ -68,7 +68,7 @@ func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for name, w := range ts.running {
-		if def, ok := defs[name]; !ok || !sameTrigger(def, w.def) {
+		if def, ok := defs[name]; !ok || !sameRecord(def, w.def) {
 			w.cancel()
 			<-w.done
 			delete(ts.running, name)
@@ -88,7 +88,8 @@ func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger)
 	}
 }
 
-func sameTrigger(a, b kvstore.KVTrigger) bool {
+// sameRecord reports whether two records say the same.
+func sameRecord[T any](a, b T) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)

@@ -27,6 +27,8 @@ type metrics struct {
 	retries     *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	eventAge    prometheus.Histogram
+	// Event sources (sources.go).
+	sourceRecords *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -67,9 +69,12 @@ func newMetrics() *metrics {
 			Name: "nimbus_async_event_age_seconds", Help: "How long asynchronous invocations waited in the queue before each delivery.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12),
 		}),
+		sourceRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nimbus_event_source_records_total", Help: "Records of event sources settled by this gateway, by outcome: succeeded, retried or failed (their retries spent: on_failure or the dead letters).",
+		}, []string{"source", "outcome"}),
 	}
 	m.reg.MustRegister(m.invocations, m.errors, m.throttles, m.coldStarts, m.duration, m.inflight, m.instances, m.gbSeconds, m.refusedInstances, m.poolIdle,
-		m.queued, m.retries, m.deadLetters, m.eventAge)
+		m.queued, m.retries, m.deadLetters, m.eventAge, m.sourceRecords)
 	return m
 }
 

@@ -106,7 +106,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	defer func() { _ = accessOut.Close() }()
 	accessLog := slog.New(slog.NewJSONHandler(accessOut, nil))
 	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, AccessLog: accessLog, Consul: consul, NomadAddress: nomadCfg.Address,
-		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth, Events: events})
+		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth, Events: events, NATS: nc, Variables: nomad.Variables()})
 	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()

@@ -1,0 +1,342 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/nats-io/nats.go"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+)
+
+// Event sources (nimbus_event_source): every gateway consumes every
+// enabled source (runtime/eventsource does the batching and settling) and
+// invokes its function with the batches. The provider prepares a source
+// through this gateway before it writes the record (PUT
+// /v1/event-sources/{name}), so the broker's refusal reaches the apply
+// and nothing is half-created; it removes the NATS consumer the same way
+// once the record is gone.
+
+// Variables reads Nomad Variables: a RabbitMQ source's credentials.
+type Variables interface {
+	Read(path string, q *nomadapi.QueryOptions) (*nomadapi.Variable, *nomadapi.QueryMeta, error)
+}
+
+// sources runs one worker per enabled event source.
+type sources struct {
+	g    *Gateway
+	nats *nats.Conn
+	vars Variables
+
+	mu      sync.Mutex
+	running map[string]*sourceWorker
+	defs    map[string]kvstore.EventSource
+}
+
+type sourceWorker struct {
+	def    kvstore.EventSource
+	cancel context.CancelFunc
+	done   chan struct{}
+	// problem says why the source is not consuming, or is empty.
+	problem atomic.Pointer[string]
+}
+
+func newSources(g *Gateway, nc *nats.Conn, vars Variables) *sources {
+	return &sources{g: g, nats: nc, vars: vars, running: map[string]*sourceWorker{}, defs: map[string]kvstore.EventSource{}}
+}
+
+// sync starts, restarts and stops workers to match the source records.
+func (s *sources) sync(ctx context.Context, defs map[string]kvstore.EventSource) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.defs = defs
+	for name, w := range s.running {
+		if def, ok := defs[name]; !ok || !def.Enabled || !sameRecord(def, w.def) {
+			w.cancel()
+			<-w.done
+			delete(s.running, name)
+		}
+	}
+	for name, def := range defs {
+		if _, ok := s.running[name]; ok || !def.Enabled {
+			continue
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		w := &sourceWorker{def: def, cancel: cancel, done: make(chan struct{})}
+		s.running[name] = w
+		go func() {
+			defer close(w.done)
+			s.work(wctx, w)
+		}()
+	}
+}
+
+// work consumes the source until ctx ends, connecting again after a
+// failure.
+func (s *sources) work(ctx context.Context, w *sourceWorker) {
+	def := w.def
+	log := s.g.log.With("event_source", def.Name, "function", def.Function)
+	h := s.handler(def, log)
+	for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+		started := time.Now()
+		w.problem.Store(nil)
+		var err error
+		switch {
+		case def.NATS != nil && s.nats == nil:
+			err = errors.New("this gateway has no NATS (set NIMBUS_GATEWAY_NATS_URL), so it cannot consume a JetStream stream")
+		case def.NATS != nil:
+			log.Info("consuming the JetStream stream", "stream", def.NATS.Stream, "consumer", eventsource.NATSConsumer(def.Name))
+			err = eventsource.ConsumeNATS(ctx, s.nats, def, h, log)
+		case def.RabbitMQ != nil:
+			var creds eventsource.Credentials
+			if creds, err = s.credentials(def.Name); err == nil {
+				log.Info("consuming the RabbitMQ queue", "queue", def.RabbitMQ.Queue)
+				err = eventsource.ConsumeRabbitMQ(ctx, def, creds, h, log)
+			}
+		default:
+			err = errors.New("the record names no broker")
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("the consumption stopped")
+		}
+		problem := err.Error()
+		w.problem.Store(&problem)
+		log.Warn("event source is not consuming; trying again", "err", err, "in", backoff)
+		if time.Since(started) > time.Minute {
+			backoff = time.Second
+		}
+		watch.Sleep(ctx, backoff)
+	}
+}
+
+// credentials reads a RabbitMQ source's Nomad Variable.
+func (s *sources) credentials(source string) (eventsource.Credentials, error) {
+	path := kvstore.EventSourceVariable(source)
+	if s.vars == nil {
+		return eventsource.Credentials{}, errors.New("this gateway cannot read Nomad Variables")
+	}
+	v, _, err := s.vars.Read(path, nil)
+	if err != nil {
+		if errors.Is(err, nomadapi.ErrVariablePathNotFound) {
+			return eventsource.Credentials{}, fmt.Errorf("the Nomad Variable %s does not exist: create it with items username and password (nomad var put %s username=… password=…)", path, path)
+		}
+		return eventsource.Credentials{}, fmt.Errorf("reading the Nomad Variable %s (the gateway's Nomad policy must allow reading nimbus/event-sources/*): %w", path, err)
+	}
+	c := eventsource.Credentials{Username: v.Items["username"], Password: v.Items["password"]}
+	if c.Username == "" {
+		return c, fmt.Errorf("the Nomad Variable %s has no item username: set items username and password", path)
+	}
+	return c, nil
+}
+
+// handler invokes the source's function with batches and stores records
+// whose retries are spent.
+func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource.Handler {
+	return eventsource.Handler{
+		Invoke: func(ctx context.Context, event []byte) eventsource.Result {
+			return batchResult(s.g.run(ctx, internalCaller("event source "+def.Name), def.Function, event, false))
+		},
+		Failed: func(ctx context.Context, r eventsource.FailedRecord) error {
+			return s.failed(ctx, def, r, log)
+		},
+		Settled: func(outcome string, n int) {
+			s.g.metrics.sourceRecords.WithLabelValues(def.Name, outcome).Add(float64(n))
+		},
+	}
+}
+
+// batchResult reads what became of a batch: throttled, failed as a whole,
+// or failed in part (Lambda's ReportBatchItemFailures answer).
+func batchResult(inv *invocation) eventsource.Result {
+	switch {
+	case inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable):
+		return eventsource.Result{Throttled: true}
+	case inv.refused != nil:
+		body, _ := json.Marshal(map[string]string{"errorType": inv.refused.errType, "errorMessage": inv.refused.msg})
+		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.status, FunctionError: inv.refused.errType, Response: body}}
+	case inv.answer.functionFailed():
+		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
+			FunctionError: inv.answer.header.Get(protocol.HeaderFunctionError), Response: orNull(inv.answer.body)}}
+	}
+	var partial struct {
+		BatchItemFailures []struct {
+			ItemIdentifier *string `json:"itemIdentifier"`
+		} `json:"batchItemFailures"`
+	}
+	if json.Unmarshal(inv.answer.body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
+		return eventsource.Result{}
+	}
+	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.answer.body)}}
+	for _, f := range partial.BatchItemFailures {
+		if f.ItemIdentifier == nil || *f.ItemIdentifier == "" {
+			// As on Lambda: a failure without an identifier fails the batch.
+			res.FailedAll = true
+			continue
+		}
+		res.Failed = append(res.Failed, *f.ItemIdentifier)
+	}
+	return res
+}
+
+// failed sends a spent record to the source's on_failure destination, or
+// to the dead letters (nimbus.dead.sources.<source>).
+func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
+	rec, _ := json.Marshal(map[string]any{
+		"version":   "1.0",
+		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"requestContext": map[string]any{
+			"requestId":              r.ID,
+			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + def.Function + ":$LATEST",
+			"condition":              "RetryAttemptsExhausted",
+			"approximateInvokeCount": r.Attempts,
+		},
+		"responseContext": map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": "$LATEST", "functionError": r.Failure.FunctionError},
+		"responsePayload": r.Failure.Response,
+		"eventSource":     map[string]any{"name": def.Name, "type": sourceType(def)},
+		"record":          r.Record,
+	})
+	if def.OnFailure != nil {
+		err := s.g.deliver(ctx, *def.OnFailure, rec)
+		if err == nil {
+			return nil
+		}
+		log.Warn("cannot deliver a failed record to its on_failure destination; storing it as a dead letter", "record", r.ID, "err", err)
+	}
+	if s.g.events == nil {
+		return errors.New("no dead-letter stream: this gateway has no NATS (NIMBUS_GATEWAY_NATS_URL)")
+	}
+	log.Warn("event source record stored as a dead letter", "record", r.ID, "attempts", r.Attempts, "dead_letters", eventq.DeadPrefix+eventq.SourceDeadLetters(def.Name))
+	return s.g.events.StoreDeadLetter(ctx, eventq.SourceDeadLetters(def.Name), r.ID, rec)
+}
+
+func sourceType(def kvstore.EventSource) string {
+	if def.RabbitMQ != nil {
+		return "rabbitmq"
+	}
+	return "nats"
+}
+
+// state describes a source as this gateway runs it.
+func (s *sources) state(name string) (map[string]any, bool) {
+	s.mu.Lock()
+	def, ok := s.defs[name]
+	w := s.running[name]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	st := map[string]any{"name": def.Name, "function": def.Function, "type": sourceType(def), "enabled": def.Enabled, "state": "disabled"}
+	if w != nil {
+		st["state"] = "consuming"
+		if p := w.problem.Load(); p != nil {
+			st["state"], st["problem"] = "failing", *p
+		}
+	}
+	return st, true
+}
+
+// serveSource describes a source (GET /v1/event-sources/{name}).
+func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
+	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+	if refused == nil {
+		refused = c.mayReadOperations()
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	st, ok := g.sources.state(r.PathValue("name"))
+	if !ok {
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "no event source " + r.PathValue("name") + " is known to this gateway"})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// servePrepareSource checks a source against its broker before the
+// provider records it (PUT /v1/event-sources/{name}): for NATS it creates
+// or updates the durable consumer; for RabbitMQ it logs in with the
+// Variable's credentials and finds the queue. The deployer's key (one
+// with upload_artifacts) may call it.
+func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
+	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+	if refused == nil {
+		refused = c.mayUpload()
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidRequestContentException", "cannot read the body: " + err.Error()})
+		return
+	}
+	def, err := kvstore.DecodeEventSource(body)
+	if err != nil || def.Name != r.PathValue("name") || (def.NATS == nil) == (def.RabbitMQ == nil) {
+		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidRequestContentException", "the body must be the event source's record, with its name and exactly one of nats and rabbitmq"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	defer cancel()
+	switch {
+	case def.NATS != nil && g.sources.nats == nil:
+		err = errors.New("the gateway has no NATS (set NIMBUS_GATEWAY_NATS_URL), so it cannot consume a JetStream stream")
+	case def.NATS != nil:
+		err = eventsource.PrepareNATS(ctx, g.sources.nats, def)
+	default:
+		var creds eventsource.Credentials
+		if creds, err = g.sources.credentials(def.Name); err == nil {
+			err = eventsource.PrepareRabbitMQ(ctx, def, creds)
+		}
+	}
+	if err != nil {
+		refuse(w, nativeDialect, &apiError{http.StatusUnprocessableEntity, "EventSourceRefused", err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"name": def.Name, "status": "prepared"})
+}
+
+// serveDeleteSource removes a NATS source's durable consumer once the
+// provider has deleted its record (DELETE
+// /v1/event-sources/{name}?stream=S).
+func (g *Gateway) serveDeleteSource(w http.ResponseWriter, r *http.Request) {
+	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+	if refused == nil {
+		refused = c.mayUpload()
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	stream := r.URL.Query().Get("stream")
+	if stream != "" {
+		if g.sources.nats == nil {
+			refuse(w, nativeDialect, &apiError{http.StatusServiceUnavailable, "ServiceException", "the gateway has no NATS, so it cannot remove the consumer"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+		defer cancel()
+		if err := eventsource.DeleteNATS(ctx, g.sources.nats, stream, r.PathValue("name")); err != nil {
+			refuse(w, nativeDialect, &apiError{http.StatusBadGateway, "EventSourceRefused", "JetStream refused to delete the consumer: " + err.Error()})
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
