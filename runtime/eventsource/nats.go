@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -71,10 +72,56 @@ func PrepareNATS(ctx context.Context, nc *nats.Conn, src kvstore.EventSource) er
 	if err != nil {
 		return err
 	}
+	stream, err := js.Stream(ctx, src.NATS.Stream)
+	if err != nil {
+		return natsRefusal("reading stream "+src.NATS.Stream, src.NATS.Stream, err)
+	}
+	if f := src.NATS.FilterSubject; f != "" && !coveredByAny(f, stream.CachedInfo().Config.Subjects) {
+		return fmt.Errorf("the filter subject %s matches none of stream %s's subjects %v: the source would never receive a message; filter on subjects the stream stores",
+			f, src.NATS.Stream, stream.CachedInfo().Config.Subjects)
+	}
 	if _, err := js.CreateOrUpdateConsumer(ctx, src.NATS.Stream, cfg); err != nil {
-		return fmt.Errorf("JetStream refused the consumer %s on stream %s: %w", cfg.Durable, src.NATS.Stream, err)
+		return natsRefusal("creating or updating the consumer "+cfg.Durable, src.NATS.Stream, err)
 	}
 	return nil
+}
+
+// natsRefusal explains an error of JetStream's API: a request that got
+// no answer is, most often, one the gateway's user may not send.
+func natsRefusal(doing, stream string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%s: JetStream did not answer (%w); most often the gateway's NATS user lacks the rights on the stream: grant the subjects of stream %s that examples/platform/nats/gateway-permissions.conf lists for event sources", doing, err, stream)
+	}
+	return fmt.Errorf("%s: JetStream refused: %w", doing, err)
+}
+
+// coveredByAny reports whether every subject that filter matches is one
+// of the stream's subjects.
+func coveredByAny(filter string, subjects []string) bool {
+	for _, s := range subjects {
+		if covers(strings.Split(s, "."), strings.Split(filter, ".")) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers reports whether the subject pattern p matches every subject
+// that the pattern f matches.
+func covers(p, f []string) bool {
+	for i, pt := range p {
+		switch {
+		case pt == ">":
+			return i < len(f)
+		case i >= len(f) || f[i] == ">":
+			return false
+		case pt == "*":
+			continue
+		case pt != f[i]:
+			return false
+		}
+	}
+	return len(p) == len(f)
 }
 
 // DeleteNATS removes the source's durable consumer; one already gone is

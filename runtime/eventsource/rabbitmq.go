@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,7 @@ func redactedURL(raw string) string {
 	if err != nil {
 		return raw
 	}
-	return fmt.Sprintf("%s://%s:%d/%s", u.Scheme, u.Host, u.Port, u.Vhost)
+	return fmt.Sprintf("%s://%s:%d/%s", u.Scheme, u.Host, u.Port, url.PathEscape(u.Vhost))
 }
 
 // PrepareRabbitMQ checks that the gateway can log in and that the queue

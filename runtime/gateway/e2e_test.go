@@ -30,6 +30,9 @@ var fx struct {
 	gatewayBin  string
 	goSource    string
 	httpSource  string
+	// Batch handlers for the event sources' tests.
+	sqsSource      string
+	rabbitMQSource string
 }
 
 func TestMain(m *testing.M) {
@@ -43,6 +46,8 @@ func TestMain(m *testing.M) {
 	fx.gatewayBin = filepath.Join(runtimeDir, "bin", "nimbus-gateway")
 	fx.goSource = filepath.Join(dir, "go")
 	fx.httpSource = filepath.Join(dir, "http")
+	fx.sqsSource = filepath.Join(dir, "sqs")
+	fx.rabbitMQSource = filepath.Join(dir, "rabbitmq")
 	gatewayData := filepath.Join(dir, "gateway-job-data")
 	if err := os.MkdirAll(gatewayData, 0o755); err != nil {
 		panic(err)
@@ -52,9 +57,11 @@ func TestMain(m *testing.M) {
 	}
 	if err := testenv.BuildStatic(map[string]string{
 		filepath.Join(runtimeDir, "bin", "nimbus-host"): "./runtime/cmd/nimbus-host",
-		fx.gatewayBin:                             "./runtime/cmd/nimbus-gateway",
-		filepath.Join(fx.goSource, "bootstrap"):   "./runtime/host/testdata/lambdago",
-		filepath.Join(fx.httpSource, "bootstrap"): "./runtime/host/testdata/httpserver",
+		fx.gatewayBin:                                 "./runtime/cmd/nimbus-gateway",
+		filepath.Join(fx.goSource, "bootstrap"):       "./runtime/host/testdata/lambdago",
+		filepath.Join(fx.httpSource, "bootstrap"):     "./runtime/host/testdata/httpserver",
+		filepath.Join(fx.sqsSource, "bootstrap"):      "./runtime/host/testdata/sqsconsumer",
+		filepath.Join(fx.rabbitMQSource, "bootstrap"): "./runtime/host/testdata/rabbitmqconsumer",
 	}); err != nil {
 		panic(err)
 	}
@@ -67,6 +74,8 @@ func TestMain(m *testing.M) {
 		TriggerPrefixes: []string{"every/", "resume/", "dlq/", "big/"},
 		// network_e2e_test's denied address.
 		DenyEgress: worldDenyList,
+		// sources_e2e_test's queues.
+		RabbitMQ: true,
 	})
 }
 

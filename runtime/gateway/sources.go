@@ -293,7 +293,7 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidRequestContentException", "the body must be the event source's record, with its name and exactly one of nats and rabbitmq"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	switch {
 	case def.NATS != nil && g.sources.nats == nil:

@@ -13,6 +13,9 @@ import (
 type Binary struct {
 	Name   string // nomad, consul, tofu
 	EnvVar string // NIMBUS_NOMAD_BIN, ...
+	// Default is where a system package installs it, for the components
+	// that come from Debian rather than `make tools`.
+	Default string
 }
 
 // The pinned components that `make tools` builds into .tools/bin.
@@ -30,6 +33,12 @@ func (b Binary) Path() (string, error) {
 			return "", fmt.Errorf("%s=%s: %w; unset it to use the pinned build from `make tools`", b.EnvVar, p, err)
 		}
 		return p, nil
+	}
+	if b.Default != "" {
+		if err := isExecutable(b.Default); err != nil {
+			return "", fmt.Errorf("%s not found at %s: install Debian's rabbitmq-server package (apt-get install rabbitmq-server; `.ci/run` does), or set %s", b.Name, b.Default, b.EnvVar)
+		}
+		return b.Default, nil
 	}
 	root, err := RepoRoot()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,9 @@ type NATSConfig struct {
 	Detach  bool
 	// Gateway and Admin are the users' credentials; empty ones are made.
 	Gateway, Admin NATSUser
+	// SourceStreams are the streams event sources may read: the gateway
+	// gets the consumer rights on them that the permissions file lists.
+	SourceStreams []string
 }
 
 // NATS is a running nats-server and its principals' credentials.
@@ -59,6 +63,7 @@ func StartNATS(ctx context.Context, cfg NATSConfig) (*NATS, error) {
 	if err != nil {
 		return nil, err
 	}
+	perms = grantSourceStreams(perms, cfg.SourceStreams)
 	if err := os.WriteFile(filepath.Join(cfg.ConfigDir, "gateway-permissions.conf"), perms, 0o600); err != nil {
 		return nil, err
 	}
@@ -98,6 +103,23 @@ authorization {
 		return nil, err
 	}
 	return n, n.Wait(ctx)
+}
+
+// sourceStreamsMarker is the line of the permissions file where an
+// operator lists the grants of each stream event sources read.
+const sourceStreamsMarker = "# nimbus-event-source-streams"
+
+// grantSourceStreams adds the documented grants for each stream at the
+// marker, as an operator would.
+func grantSourceStreams(perms []byte, streams []string) []byte {
+	var grants strings.Builder
+	for _, s := range streams {
+		for _, subject := range []string{"$JS.API.STREAM.INFO.%s", "$JS.API.CONSUMER.CREATE.%s.>", "$JS.API.CONSUMER.DURABLE.CREATE.%s.>", "$JS.API.CONSUMER.INFO.%s.>",
+			"$JS.API.CONSUMER.DELETE.%s.>", "$JS.API.CONSUMER.MSG.NEXT.%s.>", "$JS.ACK.%s.>"} {
+			fmt.Fprintf(&grants, "      %q,\n", fmt.Sprintf(subject, s))
+		}
+	}
+	return []byte(strings.Replace(string(perms), "      "+sourceStreamsMarker+"\n", grants.String(), 1))
 }
 
 func secret() string {

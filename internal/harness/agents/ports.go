@@ -30,8 +30,9 @@ const (
 
 	// AgentPorts is how many listener ports a slot gives its agents:
 	// Consul's HTTP, Serf LAN, Serf WAN and server ports, Nomad's HTTP,
-	// RPC and Serf ports, and nats-server's client port.
-	AgentPorts = 8
+	// RPC and Serf ports, nats-server's client port, and RabbitMQ's AMQP,
+	// epmd and distribution ports.
+	AgentPorts = 11
 
 	// DevPortSlot is the slot of the local stack (make dev), which listens
 	// on the agents' usual ports and uses only the slot's dynamic range.

@@ -24,6 +24,8 @@ type StartOptions struct {
 	// parent (make dev). Otherwise the agent dies with its parent, so a
 	// crashed test run leaves no agents behind.
 	Detach bool
+	// Env is added to the agent's environment.
+	Env []string
 }
 
 // Start runs bin with args, appending stdout and stderr to logPath.
@@ -36,6 +38,9 @@ func Start(name, bin string, args []string, logPath string, opts StartOptions) (
 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if len(opts.Env) > 0 {
+		cmd.Env = append(os.Environ(), opts.Env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if opts.Detach {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -58,6 +58,10 @@ type Options struct {
 	// TriggerPrefixes are the KV prefixes the package's KV triggers watch:
 	// the gateway may read those and no other data.
 	TriggerPrefixes []string
+	// RabbitMQ starts a RabbitMQ node (Debian's rabbitmq-server) for the
+	// package's event sources; the gateway's user may consume the queues
+	// named src-….
+	RabbitMQ bool
 	// HostNetwork starts a client without CNI, as on clusters that run
 	// functions with host networking.
 	HostNetwork bool
@@ -102,6 +106,8 @@ type Env struct {
 	// invocations; the gateways the environment starts use its gateway
 	// user.
 	NATS *agents.NATS
+	// RabbitMQ is the node Options.RabbitMQ asks for.
+	RabbitMQ *agents.RabbitMQ
 	// Leftovers lists what the allocations left on the host after Stop:
 	// namespaces, interfaces, port mappings, leases. A test package fails
 	// when it is not empty.
@@ -118,6 +124,14 @@ type Env struct {
 	gatewayErr  error
 }
 
+// SourceStream is the JetStream stream that the environment's gateways may
+// read as an event source (tests create it, with subjects orders.>).
+const SourceStream = "ORDERS"
+
+// UncreatedStream is granted like SourceStream but never created: a
+// source on it shows JetStream's own refusal.
+const UncreatedStream = "NEVER_CREATED"
+
 // Start launches Consul, then Nomad, and waits until Consul has a leader and
 // Nomad has a ready node with a healthy exec driver.
 func Start(opts Options) (env *Env, err error) {
@@ -125,7 +139,11 @@ func Start(opts Options) (env *Env, err error) {
 		return nil, errors.New("the Nomad exec driver needs root: run the tests as root")
 	}
 	// Fail before creating anything when a binary is missing.
-	for _, bin := range []agents.Binary{agents.Consul, agents.Nomad, agents.NATSServer} {
+	bins := []agents.Binary{agents.Consul, agents.Nomad, agents.NATSServer}
+	if opts.RabbitMQ {
+		bins = append(bins, agents.RabbitMQServer, agents.Epmd)
+	}
+	for _, bin := range bins {
 		if _, err := bin.Path(); err != nil {
 			return nil, err
 		}
@@ -218,7 +236,21 @@ func Start(opts Options) (env *Env, err error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), opts.StartTimeout)
 	defer cancel()
+	// RabbitMQ takes seconds to boot: it starts beside Consul and Nomad.
+	rabbit := make(chan error, 1)
+	if opts.RabbitMQ {
+		go func() {
+			var err error
+			env.RabbitMQ, err = agents.StartRabbitMQ(ctx, agents.RabbitMQConfig{Port: port(8), Dir: filepath.Join(dir, "rabbitmq"), GatewayRead: "^src-.*$"})
+			rabbit <- err
+		}()
+	} else {
+		rabbit <- nil
+	}
 	pair, err := agents.StartPair(ctx, cfg)
+	if rabbitErr := <-rabbit; err == nil && rabbitErr != nil {
+		err = rabbitErr
+	}
 	env.ConsulAddr, env.NomadAddr = pair.ConsulAddr, pair.NomadAddr
 	env.Consul, env.Nomad = pair.Consul, pair.Nomad
 	env.consulProc, env.nomadProc = pair.ConsulProc, pair.NomadProc
@@ -229,7 +261,7 @@ func Start(opts Options) (env *Env, err error) {
 	if err := os.MkdirAll(natsDir, 0o700); err != nil {
 		return env, err
 	}
-	if env.NATS, err = agents.StartNATS(ctx, agents.NATSConfig{Port: port(7), DataDir: filepath.Join(natsDir, "jetstream"), ConfigDir: natsDir}); err != nil {
+	if env.NATS, err = agents.StartNATS(ctx, agents.NATSConfig{Port: port(7), DataDir: filepath.Join(natsDir, "jetstream"), ConfigDir: natsDir, SourceStreams: []string{SourceStream, UncreatedStream}}); err != nil {
 		return env, err
 	}
 	if env.ACL {
@@ -300,6 +332,9 @@ func (e *Env) Stop() {
 	e.gateway.Stop()
 	if e.NATS != nil && e.NATS.Proc != nil {
 		e.NATS.Proc.Stop(10 * time.Second)
+	}
+	if e.RabbitMQ != nil {
+		e.RabbitMQ.Stop()
 	}
 	allocs := e.allocationIDs()
 	if e.nomadProc != nil {

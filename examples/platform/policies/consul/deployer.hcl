@@ -32,6 +32,12 @@ key_prefix "nimbus/async/" {
   policy = "write"
 }
 
+# Event sources (nimbus_event_source); their credentials are in Nomad
+# Variables, never here.
+key_prefix "nimbus/event-sources/" {
+  policy = "write"
+}
+
 # KV trigger definitions (nimbus_kv_trigger). Their locks and dead
 # letters belong to the gateway.
 key_prefix "nimbus/triggers/" {

@@ -27,6 +27,11 @@ key_prefix "nimbus/async/" {
   policy = "read"
 }
 
+# The event sources it consumes.
+key_prefix "nimbus/event-sources/" {
+  policy = "read"
+}
+
 # Access keys (nimbus_access_key): the gateway verifies callers' SigV4
 # signatures and tokens with their secrets. No other principal reads them.
 key_prefix "nimbus/access-keys/" {

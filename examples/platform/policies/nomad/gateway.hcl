@@ -26,6 +26,14 @@ namespace "default" {
     # dedicated namespace for Nimbus keeps it to Nimbus's.
     "alloc-lifecycle",
   ]
+  # Read the credentials of RabbitMQ event sources (nimbus_event_source),
+  # one Variable per source, and no other Variable.
+  variables {
+    path "nimbus/event-sources/*" {
+      capabilities = ["read"]
+    }
+  }
 }
 # Not granted: submit-job (the gateway never registers or changes a job),
-# variables (it never reads a function's secrets), node and agent rights.
+# other variables (it never reads a function's secrets), node and agent
+# rights.

@@ -1,0 +1,532 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+)
+
+// functionLines returns the lines the function's instances printed on
+// stdout, read from Nomad.
+func functionLines(t *testing.T, env *testenv.Env, function string) []string {
+	t.Helper()
+	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(function), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, stub := range allocs {
+		alloc, _, err := env.Nomad.Allocations().Info(stub.ID, nil)
+		if err != nil {
+			continue
+		}
+		files, _, err := env.Nomad.AllocFS().List(alloc, "alloc/logs", nil)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if !strings.HasPrefix(f.Name, nomadjob.TaskName+".stdout.") {
+				continue
+			}
+			r, err := env.Nomad.AllocFS().Cat(alloc, "alloc/logs/"+f.Name, nil)
+			if err != nil {
+				continue
+			}
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				lines = append(lines, sc.Text())
+			}
+			_ = r.Close()
+		}
+	}
+	return lines
+}
+
+var (
+	recordLine = regexp.MustCompile(`record (\S+) (attempt|redelivered) `)
+	batchLine  = regexp.MustCompile(`batch (\d+) (\d+) (\d+)$`)
+)
+
+// consumed is what a batch handler (testdata/sqsconsumer,
+// testdata/rabbitmqconsumer) printed: the runs of each record, and the
+// batches' spans.
+type consumed struct {
+	runs    map[string]int
+	batches [][2]int64
+}
+
+func readConsumed(t *testing.T, env *testenv.Env, function string) consumed {
+	t.Helper()
+	c := consumed{runs: map[string]int{}}
+	for _, l := range functionLines(t, env, function) {
+		if m := recordLine.FindStringSubmatch(l); m != nil {
+			c.runs[m[1]]++
+		}
+		if m := batchLine.FindStringSubmatch(l); m != nil {
+			start, _ := strconv.ParseInt(m[1], 10, 64)
+			end, _ := strconv.ParseInt(m[2], 10, 64)
+			c.batches = append(c.batches, [2]int64{start, end})
+		}
+	}
+	return c
+}
+
+// overlap is the most batches that ran at once, among those that started
+// in [from, to).
+func (c consumed) overlap(from, to time.Time) int {
+	type edge struct {
+		at    int64
+		delta int
+	}
+	var edges []edge
+	for _, b := range c.batches {
+		if b[0] >= from.UnixNano() && b[0] < to.UnixNano() {
+			edges = append(edges, edge{b[0], 1}, edge{b[1], -1})
+		}
+	}
+	// An end before a start at the same instant.
+	sort.Slice(edges, func(i, j int) bool {
+		return edges[i].at < edges[j].at || (edges[i].at == edges[j].at && edges[i].delta < edges[j].delta)
+	})
+	most, now := 0, 0
+	for _, e := range edges {
+		now += e.delta
+		most = max(most, now)
+	}
+	return most
+}
+
+// waitConsumed waits until every id ran at least once, and returns what
+// the function printed.
+func waitConsumed(t *testing.T, env *testenv.Env, function string, ids []string, within time.Duration) consumed {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c := readConsumed(t, env, function)
+		var missing []string
+		for _, id := range ids {
+			if c.runs[id] == 0 {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d records never reached the function (lost), such as %v", len(missing), len(ids), missing[:min(5, len(missing))])
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// record is the body a test publishes.
+func record(id, fail string) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"fail":%q,"sleep_ms":30}`, id, fail)
+}
+
+// prepareSource does what nimbus_event_source does: the gateway checks the
+// source against its broker (PUT /v1/event-sources/{name}), then the
+// record goes to KV. It returns the gateway's answer when it refuses.
+func prepareSource(t *testing.T, env *testenv.Env, gw *testenv.Gateway, src kvstore.EventSource) (int, string) {
+	t.Helper()
+	resp, err := gw.Do(http.MethodPut, "/v1/event-sources/"+src.Name, bytes.NewReader(src.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, b.String()
+	}
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.EventSourceKey(src.Name), Value: src.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = env.Consul.KV().Delete(kvstore.EventSourceKey(src.Name), nil)
+		stream := ""
+		if src.NATS != nil {
+			stream = "?stream=" + src.NATS.Stream
+		}
+		if resp, err := gw.Do(http.MethodDelete, "/v1/event-sources/"+src.Name+stream, nil); err == nil {
+			_ = resp.Body.Close()
+		}
+	})
+	return resp.StatusCode, ""
+}
+
+// sourceDeadLetters subscribes, as the operator, to a source's dead letters.
+func sourceDeadLetters(t *testing.T, env *testenv.Env, source string) <-chan *nats.Msg {
+	t.Helper()
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	dead := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe("nimbus.dead.sources."+source, dead); err != nil {
+		t.Fatal(err)
+	}
+	return dead
+}
+
+// sourceFailure is the part of a failed record's dead letter the tests read.
+type sourceFailure struct {
+	RequestContext struct {
+		Condition              string `json:"condition"`
+		ApproximateInvokeCount int    `json:"approximateInvokeCount"`
+	} `json:"requestContext"`
+	EventSource struct {
+		Name string `json:"name"`
+	} `json:"eventSource"`
+	Record json.RawMessage `json:"record"`
+}
+
+// settledBy reads how many records of the source a gateway settled, by
+// outcome, from its /metrics.
+func settledBy(t *testing.T, gw *testenv.Gateway, source, outcome string) int {
+	t.Helper()
+	resp, err := gw.Do(http.MethodGet, "/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	m := regexp.MustCompile(`nimbus_event_source_records_total\{outcome="` + outcome + `",source="` + regexp.QuoteMeta(source) + `"\} (\d+)`).FindStringSubmatch(b.String())
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// checkPhase asserts what a batch handler printed for one undisturbed run:
+// each plain record once, each record failing once twice (only it was
+// retried, not its batch), the poison record 1 + retries times.
+func checkPhase(t *testing.T, c consumed, plain, flaky []string, poison string, retries int) {
+	t.Helper()
+	for _, id := range plain {
+		if c.runs[id] != 1 {
+			t.Errorf("record %s ran %d times, want once: a partial batch failure must retry only the failed records", id, c.runs[id])
+		}
+	}
+	for _, id := range flaky {
+		if c.runs[id] != 2 {
+			t.Errorf("record %s, failed once, ran %d times, want 2", id, c.runs[id])
+		}
+	}
+	if c.runs[poison] != 1+retries {
+		t.Errorf("the poison record ran %d times, want %d (1 + maximum_retry_attempts)", c.runs[poison], 1+retries)
+	}
+}
+
+// phaseRecords names n records of a phase: every 50th fails once, and one
+// poison record fails always.
+func phaseRecords(phase string, n int) (all, plain, flaky []string, poison string) {
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", phase, i)
+		all = append(all, id)
+		if i%50 == 25 {
+			flaky = append(flaky, id)
+		} else {
+			plain = append(plain, id)
+		}
+	}
+	poison = phase + "-poison"
+	return all, plain, flaky, poison
+}
+
+func failureOf(id string, flaky []string, poison string) string {
+	switch {
+	case id == poison:
+		return "always"
+	case contains(flaky, id):
+		return "once"
+	}
+	return ""
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNATSEventSource consumes a JetStream stream with an events.SQSEvent
+// handler: 1,000 records in batches with partial failures and a poison
+// record, within maximum_concurrency; then 4,000 more while the NATS
+// server restarts and a second gateway joins. No record is lost.
+func TestNATSEventSource(t *testing.T) {
+	env, gw := gateway(t)
+	deployFrom(t, model.Function{Name: "nats-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.sqsSource, 0)
+
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: testenv.SourceStream, Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	src := kvstore.EventSource{Name: "nats-orders", Function: "nats-consumer", Enabled: true, BatchSize: 10, MaxConcurrency: 3, MaxRetries: 1,
+		NATS: &kvstore.NATSSource{Stream: testenv.SourceStream, FilterSubject: "orders.nats.>", StartingPosition: kvstore.StartTrimHorizon}}
+
+	// Refusals at apply carry the broker's own message.
+	missing := src
+	missing.Name, missing.NATS = "nats-missing", &kvstore.NATSSource{Stream: testenv.UncreatedStream, StartingPosition: kvstore.StartTrimHorizon}
+	if status, body := prepareSource(t, env, gw, missing); status != http.StatusUnprocessableEntity || !strings.Contains(body, "stream not found") {
+		t.Errorf("a source on a missing stream: %d %s, want 422 with JetStream's \"stream not found\"", status, body)
+	}
+	ungranted := src
+	ungranted.Name, ungranted.NATS = "nats-ungranted", &kvstore.NATSSource{Stream: "NOT_GRANTED", StartingPosition: kvstore.StartTrimHorizon}
+	if status, body := prepareSource(t, env, gw, ungranted); status != http.StatusUnprocessableEntity || !strings.Contains(body, "gateway-permissions.conf") {
+		t.Errorf("a source on a stream the gateway may not read: %d %s, want 422 pointing at the permissions", status, body)
+	}
+	outside := src
+	outside.Name, outside.NATS = "nats-outside", &kvstore.NATSSource{Stream: testenv.SourceStream, FilterSubject: "invoices.>", StartingPosition: kvstore.StartTrimHorizon}
+	if status, body := prepareSource(t, env, gw, outside); status != http.StatusUnprocessableEntity || !strings.Contains(body, "filter") {
+		t.Errorf("a filter outside the stream's subjects: %d %s, want 422 naming the filter", status, body)
+	}
+	if _, err := js.Consumer(ctx, testenv.SourceStream, "nimbus-source-nats-outside"); err == nil {
+		t.Error("a refused source left a consumer behind")
+	}
+
+	if status, body := prepareSource(t, env, gw, src); status != http.StatusOK {
+		t.Fatalf("preparing the source: %d %s", status, body)
+	}
+	dead := sourceDeadLetters(t, env, src.Name)
+	publish := func(ids []string, flaky []string, poison string) {
+		for _, id := range ids {
+			for {
+				_, err := js.Publish(ctx, "orders.nats."+id, record(id, failureOf(id, flaky, poison)))
+				if err == nil {
+					break
+				}
+				// The server is restarting: publish again.
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}
+
+	// Phase 1: undisturbed.
+	start := time.Now()
+	all, plain, flaky, poison := phaseRecords("p1", 1000)
+	publish(append(all, poison), flaky, poison)
+	c := waitConsumed(t, env, "nats-consumer", append(all, poison), 3*time.Minute)
+	var failure sourceFailure
+	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
+	var rec struct {
+		MessageID string `json:"messageId"`
+		Body      string `json:"body"`
+		Subject   string `json:"subject"`
+	}
+	_ = json.Unmarshal(failure.Record, &rec)
+	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 2 ||
+		failure.EventSource.Name != src.Name || !strings.Contains(rec.Body, poison) || rec.Subject != "orders.nats."+poison {
+		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
+	}
+	time.Sleep(3 * time.Second) // retries still in flight would show
+	c = readConsumed(t, env, "nats-consumer")
+	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
+	most := c.overlap(start, time.Now())
+	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
+	if most > src.MaxConcurrency {
+		t.Errorf("%d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	}
+	if most < 2 {
+		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
+	}
+
+	// Phase 2: a second gateway joins, and the server restarts mid-stream.
+	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-nats-gateway", env.Principals.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Stop)
+	all2, _, _, _ := phaseRecords("p2", 4000)
+	publish(all2[:2000], nil, "")
+	if err := env.NATS.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(all2[2000:], nil, "")
+	c = waitConsumed(t, env, "nats-consumer", all2, 5*time.Minute)
+	dups := 0
+	for _, id := range all2 {
+		dups += c.runs[id] - 1
+	}
+	shared := settledBy(t, second, src.Name, "succeeded")
+	t.Logf("phase 2: 4,000 records, 0 lost, %d duplicate runs (at-least-once); the second gateway settled %d", dups, shared)
+	if shared == 0 {
+		t.Error("the second gateway settled no record: it does not share the source's consumer")
+	}
+}
+
+// TestRabbitMQEventSource consumes a RabbitMQ queue with an unmodified
+// events.RabbitMQEvent handler, as TestNATSEventSource does a stream, the
+// credentials coming from a Nomad Variable.
+func TestRabbitMQEventSource(t *testing.T) {
+	env, gw := gateway(t)
+	deployFrom(t, model.Function{Name: "rabbitmq-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.rabbitMQSource, 0)
+	const queue = "src-orders"
+	admin := func() (*amqp.Connection, *amqp.Channel) {
+		conn, err := amqp.Dial(env.RabbitMQ.AdminURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		return conn, ch
+	}
+	conn, ch := admin()
+	defer func() { _ = conn.Close() }()
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	src := kvstore.EventSource{Name: "rmq-orders", Function: "rabbitmq-consumer", Enabled: true, BatchSize: 10, MaxConcurrency: 3, MaxRetries: 1,
+		RabbitMQ: &kvstore.RabbitMQSource{URL: env.RabbitMQ.URL, Queue: queue}}
+
+	// Without its Variable the gateway cannot log in, and says what to do.
+	if status, body := prepareSource(t, env, gw, src); status != http.StatusUnprocessableEntity || !strings.Contains(body, "nomad var put nimbus/event-sources/rmq-orders") {
+		t.Errorf("a source without credentials: %d %s, want 422 saying how to create the Variable", status, body)
+	}
+	putCredentials := func(name, user, password string) {
+		v := &nomadapi.Variable{Path: kvstore.EventSourceVariable(name), Items: nomadapi.VariableItems{"username": user, "password": password}}
+		if _, _, err := env.Nomad.Variables().Update(v, nil); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _, _ = env.Nomad.Variables().Delete(kvstore.EventSourceVariable(name), nil) })
+	}
+	putCredentials("rmq-wrong", env.RabbitMQ.Gateway.User, "not-the-password")
+	wrong := src
+	wrong.Name = "rmq-wrong"
+	if status, body := prepareSource(t, env, gw, wrong); status != http.StatusUnprocessableEntity || !strings.Contains(body, "username or password not allowed") {
+		t.Errorf("a source with a wrong password: %d %s, want 422 with RabbitMQ's refusal", status, body)
+	}
+	putCredentials(src.Name, env.RabbitMQ.Gateway.User, env.RabbitMQ.Gateway.Password)
+	noQueue := src
+	noQueue.RabbitMQ = &kvstore.RabbitMQSource{URL: env.RabbitMQ.URL, Queue: "src-missing"}
+	if status, body := prepareSource(t, env, gw, noQueue); status != http.StatusUnprocessableEntity || !strings.Contains(body, "NOT_FOUND") {
+		t.Errorf("a source on a missing queue: %d %s, want 422 with RabbitMQ's NOT_FOUND", status, body)
+	}
+	if status, body := prepareSource(t, env, gw, src); status != http.StatusOK {
+		t.Fatalf("preparing the source: %d %s", status, body)
+	}
+	dead := sourceDeadLetters(t, env, src.Name)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	publish := func(ids []string, flaky []string, poison string) {
+		for _, id := range ids {
+			for {
+				conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
+					DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: id, Body: record(id, failureOf(id, flaky, poison)),
+				})
+				if err == nil {
+					if ok, werr := conf.WaitContext(ctx); werr == nil && ok {
+						break
+					}
+				}
+				// The broker is restarting: connect again, publish again.
+				time.Sleep(500 * time.Millisecond)
+				_ = conn.Close()
+				for {
+					if c, err := amqp.Dial(env.RabbitMQ.AdminURL()); err == nil {
+						_ = c.Close()
+						break
+					}
+					time.Sleep(500 * time.Millisecond)
+				}
+				conn, ch = admin()
+			}
+		}
+	}
+
+	start := time.Now()
+	all, plain, flaky, poison := phaseRecords("p1", 1000)
+	publish(append(all, poison), flaky, poison)
+	c := waitConsumed(t, env, "rabbitmq-consumer", append(all, poison), 3*time.Minute)
+	var failure sourceFailure
+	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
+	var rec struct {
+		BasicProperties struct {
+			MessageID string `json:"messageId"`
+		} `json:"basicProperties"`
+	}
+	_ = json.Unmarshal(failure.Record, &rec)
+	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 2 || rec.BasicProperties.MessageID != poison {
+		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
+	}
+	time.Sleep(3 * time.Second)
+	c = readConsumed(t, env, "rabbitmq-consumer")
+	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
+	most := c.overlap(start, time.Now())
+	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
+	if most > src.MaxConcurrency {
+		t.Errorf("%d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	}
+	if most < 2 {
+		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
+	}
+	for _, l := range functionLines(t, env, "rabbitmq-consumer") {
+		if strings.Contains(l, "record p1-0 ") && !strings.Contains(l, "queue src-orders::/ source aws:rmq") {
+			t.Errorf("the events.RabbitMQEvent handler saw %q, want the queue src-orders::/ and source aws:rmq", l)
+		}
+	}
+
+	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-rabbitmq-gateway", env.Principals.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Stop)
+	all2, _, _, _ := phaseRecords("p2", 4000)
+	publish(all2[:2000], nil, "")
+	if err := env.RabbitMQ.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(all2[2000:], nil, "")
+	c = waitConsumed(t, env, "rabbitmq-consumer", all2, 5*time.Minute)
+	dups := 0
+	for _, id := range all2 {
+		dups += c.runs[id] - 1
+	}
+	shared := settledBy(t, second, src.Name, "succeeded")
+	t.Logf("phase 2: 4,000 records, 0 lost, %d duplicate runs (at-least-once); the second gateway settled %d", dups, shared)
+	if shared == 0 {
+		t.Error("the second gateway settled no record: it does not compete for the queue")
+	}
+}
