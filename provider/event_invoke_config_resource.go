@@ -66,11 +66,12 @@ func (r *eventInvokeConfigResource) Metadata(_ context.Context, req resource.Met
 	resp.TypeName = req.ProviderTypeName + "_function_event_invoke_config"
 }
 
-func destinationAttribute(when string) schema.SingleNestedAttribute {
+// destinationAttribute is an on_success or on_failure block; what says
+// where its record comes from and what the record holds.
+func destinationAttribute(what string) schema.SingleNestedAttribute {
 	return schema.SingleNestedAttribute{
 		Optional: true,
-		MarkdownDescription: "Where the record of an asynchronous invocation that " + when + " goes, as Lambda's destination record " +
-			"(`version`, `timestamp`, `requestContext` with `condition` and `approximateInvokeCount`, `requestPayload`, `responseContext`, `responsePayload`). " +
+		MarkdownDescription: "Where " + what + ". " +
 			"Exactly one of `function` and `nats_subject`.",
 		Attributes: map[string]schema.Attribute{
 			"function": schema.StringAttribute{
@@ -121,8 +122,8 @@ func (r *eventInvokeConfigResource) Schema(_ context.Context, _ resource.SchemaR
 				MarkdownDescription: "How long an event may wait to run, 60 to 21600 seconds (6 hours). Default 21600. An older event is not run; its record goes to `on_failure` with condition `EventAgeExceeded`.",
 				Validators:          []validator.Int64{int64validator.Between(kvstore.MinMaxEventAgeSecs, kvstore.DefaultMaxEventAgeSecs)},
 			},
-			"on_success": destinationAttribute("succeeded"),
-			"on_failure": destinationAttribute("failed its retries or waited too long"),
+			"on_success": destinationAttribute("the record of an asynchronous invocation that succeeded goes, as Lambda's destination record (`version`, `timestamp`, `requestContext` with `condition` and `approximateInvokeCount`, `requestPayload`, `responseContext`, `responsePayload`)"),
+			"on_failure": destinationAttribute("the record of an asynchronous invocation that failed its retries or waited too long goes, as Lambda's destination record (`version`, `timestamp`, `requestContext` with `condition` and `approximateInvokeCount`, `requestPayload`, `responseContext`, `responsePayload`)"),
 		},
 	}
 }

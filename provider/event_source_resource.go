@@ -143,7 +143,7 @@ func (r *eventSourceResource) Schema(_ context.Context, _ resource.SchemaRequest
 					"A batch the gateway throttled is retried without counting.", kvstore.MaxSourceRetries, kvstore.DefaultSourceRetries),
 				Validators: []validator.Int64{int64validator.Between(0, kvstore.MaxSourceRetries)},
 			},
-			"on_failure": destinationAttribute("is a record of this source whose retries are spent (the record is under `record`)"),
+			"on_failure": destinationAttribute("a record whose retries are spent goes, as Lambda's failure record (`version`, `timestamp`, `requestContext` with `condition` `RetryAttemptsExhausted` and `approximateInvokeCount`, `responseContext`, `responsePayload`, `eventSource`, and the record itself under `record`); without it, to the dead letters"),
 			"nats": schema.SingleNestedAttribute{
 				Optional:            true,
 				MarkdownDescription: "A JetStream stream on the gateways' NATS. Records have the shape of SQS records (`events.SQSEvent` handlers work: `body` is the data as text) plus `subject`, `headers`, `sequence` and `data` (base64); a record's `itemIdentifier` is its `messageId`.",
@@ -199,7 +199,7 @@ func (r *eventSourceResource) Schema(_ context.Context, _ resource.SchemaRequest
 
 // streamChanged replaces the source when its stream changes: the durable
 // consumer belongs to the stream.
-func streamChanged(ctx context.Context, req planmodifier.ObjectRequest, resp *objectplanmodifier.RequiresReplaceIfFuncResponse) {
+func streamChanged(_ context.Context, req planmodifier.ObjectRequest, resp *objectplanmodifier.RequiresReplaceIfFuncResponse) {
 	if req.StateValue.IsNull() || req.PlanValue.IsNull() || req.PlanValue.IsUnknown() {
 		return
 	}
@@ -386,4 +386,3 @@ func (r *eventSourceResource) Delete(ctx context.Context, req resource.DeleteReq
 func (r *eventSourceResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
 }
-

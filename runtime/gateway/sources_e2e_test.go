@@ -342,7 +342,7 @@ func TestNATSEventSource(t *testing.T) {
 	start := time.Now()
 	all, plain, flaky, poison := phaseRecords("p1", 1000)
 	publish(append(all, poison), flaky, poison)
-	c := waitConsumed(t, env, "nats-consumer", append(all, poison), 3*time.Minute)
+	waitConsumed(t, env, "nats-consumer", append(all, poison), 3*time.Minute)
 	var failure sourceFailure
 	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
 	var rec struct {
@@ -356,7 +356,7 @@ func TestNATSEventSource(t *testing.T) {
 		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
 	}
 	time.Sleep(3 * time.Second) // retries still in flight would show
-	c = readConsumed(t, env, "nats-consumer")
+	c := readConsumed(t, env, "nats-consumer")
 	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
 	most := c.overlap(start, time.Now())
 	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
@@ -479,7 +479,7 @@ func TestRabbitMQEventSource(t *testing.T) {
 	start := time.Now()
 	all, plain, flaky, poison := phaseRecords("p1", 1000)
 	publish(append(all, poison), flaky, poison)
-	c := waitConsumed(t, env, "rabbitmq-consumer", append(all, poison), 3*time.Minute)
+	waitConsumed(t, env, "rabbitmq-consumer", append(all, poison), 3*time.Minute)
 	var failure sourceFailure
 	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
 	var rec struct {
@@ -491,8 +491,8 @@ func TestRabbitMQEventSource(t *testing.T) {
 	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 2 || rec.BasicProperties.MessageID != poison {
 		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
 	}
-	time.Sleep(3 * time.Second)
-	c = readConsumed(t, env, "rabbitmq-consumer")
+	time.Sleep(3 * time.Second) // retries still in flight would show
+	c := readConsumed(t, env, "rabbitmq-consumer")
 	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
 	most := c.overlap(start, time.Now())
 	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
