@@ -142,9 +142,15 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
 		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
 	})
-	// The gateway learns of the function from KV within moments.
+	awaitFunction(t, gw, f.Name)
+}
+
+// awaitFunction waits until the gateway knows the function: a gateway
+// learns of a function from KV within moments.
+func awaitFunction(t *testing.T, gw *testenv.Gateway, name string) {
+	t.Helper()
 	for i := 0; i < 100; i++ {
-		resp, err := gw.Do(http.MethodGet, "/v1/functions/"+f.Name, nil)
+		resp, err := gw.Do(http.MethodGet, "/v1/functions/"+name, nil)
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -153,7 +159,7 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("the gateway never learned of %s", f.Name)
+	t.Fatalf("the gateway at %s never learned of %s", gw.URL, name)
 }
 
 // upload stores a package as the provider does, with the operator's key,

@@ -58,6 +58,7 @@ func TestGatewayJobTakesItsTokensTheNomadWay(t *testing.T) {
 	deploy(t, model.Function{Name: "via-job", Runtime: model.RuntimeProvided, MinInstances: 0, MaxInstances: 1, Timeout: 10 * time.Second})
 	// The job's gateway takes the operator key from its variable.
 	jobGateway := env.GatewayAt(url)
+	awaitFunction(t, jobGateway, "via-job")
 	a := invoke(t, jobGateway, "via-job", `{"action":"echo","value":"identity"}`)
 	if a.status != http.StatusOK || a.body["echo"] != "identity" {
 		t.Fatalf("the gateway job did not serve a function from zero: %d %s", a.status, a.raw)
