@@ -132,9 +132,9 @@ func (r *eventSourceResource) Schema(_ context.Context, _ resource.SchemaRequest
 			},
 			"maximum_concurrency": schema.Int64Attribute{
 				Optional: true, Computed: true, Default: int64default.StaticInt64(kvstore.DefaultSourceConcurrency),
-				MarkdownDescription: fmt.Sprintf("The most invocations of this source that each gateway runs at once, %d to %d (Lambda's bounds). Default %d. "+
-					"Each gateway also holds at most this many full batches unacknowledged (the RabbitMQ prefetch, the JetStream consumer's maximum pending), "+
-					"and the function's own `max_instances` × `concurrency` bounds them all.", kvstore.MinSourceConcurrency, kvstore.MaxSourceConcurrency, kvstore.DefaultSourceConcurrency),
+				MarkdownDescription: fmt.Sprintf("The most invocations of this source at once, across every gateway, %d to %d (Lambda's bounds). Default %d. "+
+					"The gateways share the bound through NATS (a key-value bucket, `NIMBUS_SOURCE_SLOTS`); a gateway without NATS bounds only its own. "+
+					"The function's own `max_instances` × `concurrency` bounds it too.", kvstore.MinSourceConcurrency, kvstore.MaxSourceConcurrency, kvstore.DefaultSourceConcurrency),
 				Validators: []validator.Int64{int64validator.Between(kvstore.MinSourceConcurrency, kvstore.MaxSourceConcurrency)},
 			},
 			"maximum_retry_attempts": schema.Int64Attribute{

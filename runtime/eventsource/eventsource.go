@@ -107,23 +107,24 @@ const (
 // in progress, well within their brokers' leases.
 const keepAliveEvery = 10 * time.Second
 
-// run consumes the source until ctx ends or the broker fails: at most
-// MaxConcurrency batches run at once in this gateway. Batches in flight
-// finish before it returns.
-func run(ctx context.Context, src kvstore.EventSource, b broker, h Handler, log *slog.Logger) error {
-	slots := make(chan struct{}, max(src.MaxConcurrency, 1))
+// run consumes the source until ctx ends or the broker fails: each batch
+// holds one of the source's MaxConcurrency slots, taken before its
+// messages are. Batches in flight finish before it returns.
+func run(ctx context.Context, src kvstore.EventSource, b broker, h Handler, slots slots, log *slog.Logger) error {
 	var running sync.WaitGroup
 	defer running.Wait()
 	window := time.Duration(src.MaxBatchingWindowSeconds) * time.Second
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
+		release, err := slots.acquire(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
 		}
 		msgs, err := b.next(ctx, max(src.BatchSize, 1), window)
 		if err != nil || len(msgs) == 0 {
-			<-slots
+			release()
 			if err != nil {
 				return err
 			}
@@ -131,7 +132,7 @@ func run(ctx context.Context, src kvstore.EventSource, b broker, h Handler, log 
 		}
 		running.Add(1)
 		go func() {
-			defer func() { <-slots; running.Done() }()
+			defer func() { release(); running.Done() }()
 			runBatch(ctx, src, b, msgs, h, log)
 		}()
 	}

@@ -41,7 +41,8 @@ func natsConsumerConfig(src kvstore.EventSource) (jetstream.ConsumerConfig, erro
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       natsAckWait,
 		// Every gateway together holds at most this many unacknowledged
-		// messages: maximum_concurrency full batches.
+		// messages: maximum_concurrency full batches (slots.go bounds the
+		// batches themselves).
 		MaxAckPending: max(src.MaxConcurrency, 1) * max(src.BatchSize, 1),
 		MaxDeliver:    -1,
 	}
@@ -142,7 +143,7 @@ func DeleteNATS(ctx context.Context, nc *nats.Conn, stream, source string) error
 // fails. The consumer must have been prepared (PrepareNATS, at apply):
 // a gateway never creates one, so a source being destroyed cannot be
 // brought back by a gateway that has not yet seen it go.
-func ConsumeNATS(ctx context.Context, nc *nats.Conn, src kvstore.EventSource, h Handler, log *slog.Logger) error {
+func ConsumeNATS(ctx context.Context, nc *nats.Conn, src kvstore.EventSource, h Handler, shared *Slots, log *slog.Logger) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -153,7 +154,7 @@ func ConsumeNATS(ctx context.Context, nc *nats.Conn, src kvstore.EventSource, h 
 	}
 	b := &natsBroker{cons: cons, stream: src.NATS.Stream,
 		arn: "arn:nimbus:nats:::stream/" + src.NATS.Stream + "/consumer/" + NATSConsumer(src.Name)}
-	return run(ctx, src, b, h, log)
+	return run(ctx, src, b, h, shared.of(src.Name, src.MaxConcurrency), log)
 }
 
 type natsBroker struct {

@@ -18,7 +18,8 @@ import (
 )
 
 // A RabbitMQ source is a queue that every gateway consumes as a competing
-// consumer, each with a prefetch of maximum_concurrency full batches.
+// consumer, each with a prefetch of maximum_concurrency full batches; the
+// batches themselves take the source's slots (slots.go).
 // Classic queues keep no delivery count, so a failed record is published
 // again with its attempts in a header (HeaderAttempts), with a publisher
 // confirm, before the original is acknowledged.
@@ -71,7 +72,7 @@ func PrepareRabbitMQ(_ context.Context, src kvstore.EventSource, creds Credentia
 
 // ConsumeRabbitMQ runs the source's batches until ctx ends or the
 // connection fails; unacknowledged messages then go back to the queue.
-func ConsumeRabbitMQ(ctx context.Context, src kvstore.EventSource, creds Credentials, h Handler, log *slog.Logger) error {
+func ConsumeRabbitMQ(ctx context.Context, src kvstore.EventSource, creds Credentials, h Handler, shared *Slots, log *slog.Logger) error {
 	conn, err := dialRabbitMQ(src, creds)
 	if err != nil {
 		return err
@@ -102,7 +103,7 @@ func ConsumeRabbitMQ(ctx context.Context, src kvstore.EventSource, creds Credent
 	}
 	b := &rabbitBroker{deliveries: deliveries, pub: pub, conn: conn, queue: src.RabbitMQ.Queue, vhost: vhost,
 		arn: "arn:nimbus:rabbitmq:::" + redactedURL(src.RabbitMQ.URL) + "/" + src.RabbitMQ.Queue}
-	return run(ctx, src, b, h, log)
+	return run(ctx, src, b, h, shared.of(src.Name, src.MaxConcurrency), log)
 }
 
 type rabbitBroker struct {

@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -81,6 +82,9 @@ type Options struct {
 	NATS *nats.Conn
 	// Variables reads RabbitMQ sources' credentials.
 	Variables Variables
+	// SourceSlots bound each event source's batches across every gateway
+	// (in NATS); nil bounds them in this gateway only.
+	SourceSlots *eventsource.Slots
 }
 
 // New returns a gateway; Run starts following Consul.
@@ -115,7 +119,7 @@ func New(opts Options) *Gateway {
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
 	}
-	g.sources = newSources(g, opts.NATS, opts.Variables)
+	g.sources = newSources(g, opts.NATS, opts.Variables, opts.SourceSlots)
 	return g
 }
 

@@ -40,6 +40,9 @@ type sources struct {
 	g    *Gateway
 	nats *nats.Conn
 	vars Variables
+	// slots bound each source's batches across every gateway; nil (no
+	// NATS) bounds them in each gateway only.
+	slots *eventsource.Slots
 
 	mu      sync.Mutex
 	running map[string]*sourceWorker
@@ -54,8 +57,8 @@ type sourceWorker struct {
 	problem atomic.Pointer[string]
 }
 
-func newSources(g *Gateway, nc *nats.Conn, vars Variables) *sources {
-	return &sources{g: g, nats: nc, vars: vars, running: map[string]*sourceWorker{}, defs: map[string]kvstore.EventSource{}}
+func newSources(g *Gateway, nc *nats.Conn, vars Variables, slots *eventsource.Slots) *sources {
+	return &sources{g: g, nats: nc, vars: vars, slots: slots, running: map[string]*sourceWorker{}, defs: map[string]kvstore.EventSource{}}
 }
 
 // sync starts, restarts and stops workers to match the source records.
@@ -99,12 +102,12 @@ func (s *sources) work(ctx context.Context, w *sourceWorker) {
 			err = errors.New("this gateway has no NATS (set NIMBUS_GATEWAY_NATS_URL), so it cannot consume a JetStream stream")
 		case def.NATS != nil:
 			log.Info("consuming the JetStream stream", "stream", def.NATS.Stream, "consumer", eventsource.NATSConsumer(def.Name))
-			err = eventsource.ConsumeNATS(ctx, s.nats, def, h, log)
+			err = eventsource.ConsumeNATS(ctx, s.nats, def, h, s.slots, log)
 		case def.RabbitMQ != nil:
 			var creds eventsource.Credentials
 			if creds, err = s.credentials(def.Name); err == nil {
 				log.Info("consuming the RabbitMQ queue", "queue", def.RabbitMQ.Queue)
-				err = eventsource.ConsumeRabbitMQ(ctx, def, creds, h, log)
+				err = eventsource.ConsumeRabbitMQ(ctx, def, creds, h, s.slots, log)
 			}
 		default:
 			err = errors.New("the record names no broker")

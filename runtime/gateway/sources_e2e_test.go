@@ -279,7 +279,8 @@ func contains(list []string, s string) bool {
 // TestNATSEventSource consumes a JetStream stream with an events.SQSEvent
 // handler: 1,000 records in batches with partial failures and a poison
 // record, within maximum_concurrency; then 4,000 more while the NATS
-// server restarts and a second gateway joins. No record is lost.
+// server restarts and a second gateway joins, both gateways together still
+// within maximum_concurrency. No record is lost.
 func TestNATSEventSource(t *testing.T) {
 	env, gw := gateway(t)
 	deployFrom(t, model.Function{Name: "nats-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.sqsSource, 0)
@@ -367,12 +368,25 @@ func TestNATSEventSource(t *testing.T) {
 		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
 	}
 
+	// The gateway says it consumes the source.
+	resp, err := gw.Do(http.MethodGet, "/v1/event-sources/"+src.Name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct{ State, Type, Function string }
+	_ = json.NewDecoder(resp.Body).Decode(&state)
+	_ = resp.Body.Close()
+	if state.State != "consuming" || state.Type != "nats" || state.Function != "nats-consumer" {
+		t.Errorf("GET /v1/event-sources/%s: %+v, want consuming nats for nats-consumer", src.Name, state)
+	}
+
 	// Phase 2: a second gateway joins, and the server restarts mid-stream.
 	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-nats-gateway", env.Principals.Gateway)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Stop)
+	phase2 := time.Now()
 	all2, _, _, _ := phaseRecords("p2", 4000)
 	publish(all2[:2000], nil, "")
 	if err := env.NATS.Restart(ctx); err != nil {
@@ -380,6 +394,12 @@ func TestNATSEventSource(t *testing.T) {
 	}
 	publish(all2[2000:], nil, "")
 	c = waitConsumed(t, env, "nats-consumer", all2, 5*time.Minute)
+	// Both gateways together stay within maximum_concurrency.
+	if most := c.overlap(phase2, time.Now()); most > src.MaxConcurrency {
+		t.Errorf("with two gateways %d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	} else {
+		t.Logf("phase 2: at most %d batches at once across both gateways (maximum_concurrency %d)", most, src.MaxConcurrency)
+	}
 	dups := 0
 	for _, id := range all2 {
 		dups += c.runs[id] - 1
@@ -513,6 +533,7 @@ func TestRabbitMQEventSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(second.Stop)
+	phase2 := time.Now()
 	all2, _, _, _ := phaseRecords("p2", 4000)
 	publish(all2[:2000], nil, "")
 	if err := env.RabbitMQ.Restart(ctx); err != nil {
@@ -520,6 +541,12 @@ func TestRabbitMQEventSource(t *testing.T) {
 	}
 	publish(all2[2000:], nil, "")
 	c = waitConsumed(t, env, "rabbitmq-consumer", all2, 5*time.Minute)
+	// Both gateways together stay within maximum_concurrency.
+	if most := c.overlap(phase2, time.Now()); most > src.MaxConcurrency {
+		t.Errorf("with two gateways %d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	} else {
+		t.Logf("phase 2: at most %d batches at once across both gateways (maximum_concurrency %d)", most, src.MaxConcurrency)
+	}
 	dups := 0
 	for _, id := range all2 {
 		dups += c.runs[id] - 1

@@ -1,6 +1,6 @@
 # Orders published on NATS subjects orders.eu.> (stored by the stream
 # ORDERS) invoke the function in batches of up to 25, gathered for at most
-# 2 seconds, with at most 4 batches at once per gateway. A record the
+# 2 seconds, with at most 4 batches at once across all gateways. A record the
 # function fails is retried 3 times, then goes to the dead-letter function.
 resource "nimbus_event_source" "orders" {
   name     = "orders"

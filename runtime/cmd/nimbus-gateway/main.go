@@ -93,7 +93,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	if err != nil {
 		return err
 	}
-	events, nc, err := openEvents(context.Background(), logger)
+	events, slots, nc, err := openEvents(context.Background(), logger)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	defer func() { _ = accessOut.Close() }()
 	accessLog := slog.New(slog.NewJSONHandler(accessOut, nil))
 	gw := gateway.New(gateway.Options{KV: consul.KV(), Health: consul.Health(), Jobs: nomad.Jobs(), Allocations: nomad.Allocations(), AllocFiles: nomad.AllocFS(), Logger: logger, AccessLog: accessLog, Consul: consul, NomadAddress: nomadCfg.Address,
-		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth, Events: events, NATS: nc, Variables: nomad.Variables()})
+		BodyBudget: limits.BodyBudget, BodyTimeout: limits.BodyTimeout, Auth: limits.Auth, Events: events, NATS: nc, Variables: nomad.Variables(), SourceSlots: slots})
 	store.Auth = gw.Authorizer()
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
