@@ -183,25 +183,36 @@ func (r *eventInvokeConfigResource) write(ctx context.Context, m *eventInvokeCon
 	}
 	// The function and a destination function must exist: an event's
 	// record sent to a function that does not is a dead letter.
-	for _, name := range []string{rec.Function, destinationFunction(rec.OnSuccess), destinationFunction(rec.OnFailure)} {
-		if name == "" {
-			continue
-		}
-		pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(name), (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return saveFailed("asynchronous invocation config", fmt.Errorf("reading function %s from Consul KV: %w", name, err))
-		}
-		if pair == nil {
-			diags.AddError("Function "+name+" does not exist",
-				"nimbus_function_event_invoke_config names function "+name+", which Nimbus does not know. Create it with nimbus_function, and reference its name (nimbus_function.<x>.name) so that Terraform creates it first.")
-			return diags
-		}
+	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_function_event_invoke_config",
+		rec.Function, destinationFunction(rec.OnSuccess), destinationFunction(rec.OnFailure)); diags.HasError() {
+		return diags
 	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.AsyncKey(rec.Function), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
 		return saveFailed("asynchronous invocation config", fmt.Errorf("writing it to Consul KV: %w", err))
 	}
 	m.ID = m.Function
 	return nil
+}
+
+// requireFunctions checks that the functions a resource names exist
+// (empty names are skipped), saying how to fix it when one does not.
+func requireFunctions(ctx context.Context, consul *consulapi.Client, resourceType string, names ...string) diag.Diagnostics {
+	var diags diag.Diagnostics
+	for _, name := range names {
+		if name == "" {
+			continue
+		}
+		pair, _, err := consul.KV().Get(kvstore.FunctionKey(name), (&consulapi.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return saveFailed(resourceType, fmt.Errorf("reading function %s from Consul KV: %w", name, err))
+		}
+		if pair == nil {
+			diags.AddError("Function "+name+" does not exist",
+				resourceType+" names function "+name+", which Nimbus does not know. Create it with nimbus_function, and reference its name (nimbus_function.<x>.name) so that Terraform creates it first.")
+			return diags
+		}
+	}
+	return diags
 }
 
 func destinationFunction(d *kvstore.Destination) string {

@@ -130,6 +130,20 @@ func TestAccFunctionEventInvokeConfigNeedsItsFunction(t *testing.T) {
 // capturing the destination subjects it names.
 func destinationStream(t *testing.T, env *testenv.Env, subjects string) jetstream.Stream {
 	t.Helper()
+	js := adminJetStream(t, env)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "ACC_DESTINATIONS", Subjects: []string{subjects}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), "ACC_DESTINATIONS") })
+	return s
+}
+
+// adminJetStream is JetStream as the NATS operator sees it.
+func adminJetStream(t *testing.T, env *testenv.Env) jetstream.JetStream {
+	t.Helper()
 	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
 	if err != nil {
 		t.Fatal(err)
@@ -139,14 +153,7 @@ func destinationStream(t *testing.T, env *testenv.Env, subjects string) jetstrea
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "ACC_DESTINATIONS", Subjects: []string{subjects}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = js.DeleteStream(context.Background(), "ACC_DESTINATIONS") })
-	return s
+	return js
 }
 
 // sendEvent sends one Event invocation through the gateway.

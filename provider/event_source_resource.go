@@ -322,19 +322,8 @@ func (r *eventSourceResource) write(ctx context.Context, m *eventSourceModel) di
 			"The gateway checks an event source against its broker before it is recorded. Set gateway_url (or NIMBUS_GATEWAY_URL) and gateway_token in the provider block.")
 		return diags
 	}
-	for _, name := range []string{rec.Function, destinationFunction(rec.OnFailure)} {
-		if name == "" {
-			continue
-		}
-		pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(name), (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return saveFailed("event source", fmt.Errorf("reading function %s from Consul KV: %w", name, err))
-		}
-		if pair == nil {
-			diags.AddError("Function "+name+" does not exist",
-				"nimbus_event_source names function "+name+", which Nimbus does not know. Create it with nimbus_function, and reference its name (nimbus_function.<x>.name) so that Terraform creates it first.")
-			return diags
-		}
+	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_event_source", rec.Function, destinationFunction(rec.OnFailure)); diags.HasError() {
+		return diags
 	}
 	if err := r.data.Artifacts.PrepareEventSource(ctx, rec.Name, rec.Encode()); err != nil {
 		diags.AddError("The broker refused event source "+rec.Name, err.Error())

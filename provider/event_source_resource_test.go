@@ -10,7 +10,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
@@ -21,15 +20,7 @@ import (
 // environment lets the gateways read as an event source.
 func ordersStream(t *testing.T, env *testenv.Env) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := adminJetStream(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: testenv.SourceStream, Subjects: []string{"orders.>"}}); err != nil {

@@ -13,6 +13,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -106,4 +107,24 @@ func Sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	case <-ctx.Done():
 	}
+}
+
+// Every calls fn every period, in a goroutine of its own, until the
+// returned stop is called: the renewal of a lease while its holder works.
+func Every(period time.Duration, fn func()) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // The streams, their subjects and the consumers' names. Operators grant the
@@ -278,23 +280,11 @@ func delivery(function string, msg jetstream.Msg) (Delivery, error) {
 
 // run handles one delivery, keeping it with this gateway while it runs.
 func (q *Queue) run(ctx context.Context, d Delivery, handle func(context.Context, Delivery) Outcome) {
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(ackWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				_ = d.msg.InProgress()
-			}
-		}
-	}()
+	stop := watch.Every(ackWait/3, func() { _ = d.msg.InProgress() })
 	// A consumption that stops (the function's bound changed) lets the
 	// events it runs finish.
 	out := handle(context.WithoutCancel(ctx), d)
-	close(done)
+	stop()
 	switch {
 	case out.Retry:
 		if err := d.msg.NakWithDelay(out.Delay); err != nil {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // message is one broker message of a batch.
@@ -140,22 +141,11 @@ func run(ctx context.Context, src kvstore.EventSource, b broker, h Handler, slot
 
 // runBatch invokes the function with one batch and settles each record.
 func runBatch(ctx context.Context, src kvstore.EventSource, b broker, msgs []message, h Handler, log *slog.Logger) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		tick := time.NewTicker(keepAliveEvery)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				for _, m := range msgs {
-					m.keepAlive()
-				}
-			}
+	defer watch.Every(keepAliveEvery, func() {
+		for _, m := range msgs {
+			m.keepAlive()
 		}
-	}()
+	})()
 	records := make([]any, len(msgs))
 	for i, m := range msgs {
 		records[i] = m.record()

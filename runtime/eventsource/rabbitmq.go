@@ -30,8 +30,9 @@ const HeaderAttempts = "x-nimbus-attempts"
 // Credentials log in to a broker.
 type Credentials struct{ Username, Password string }
 
-// dialRabbitMQ connects with the credentials (the URL carries none).
-func dialRabbitMQ(src kvstore.EventSource, creds Credentials) (*amqp.Connection, error) {
+// dialRabbitMQ connects with the credentials (the URL carries none) and
+// opens a channel; closing the connection closes both.
+func dialRabbitMQ(src kvstore.EventSource, creds Credentials) (*amqp.Connection, *amqp.Channel, error) {
 	conn, err := amqp.DialConfig(src.RabbitMQ.URL, amqp.Config{
 		SASL:       []amqp.Authentication{&amqp.PlainAuth{Username: creds.Username, Password: creds.Password}},
 		Heartbeat:  10 * time.Second,
@@ -39,9 +40,14 @@ func dialRabbitMQ(src kvstore.EventSource, creds Credentials) (*amqp.Connection,
 		Properties: amqp.Table{"connection_name": "nimbus-gateway event source " + src.Name},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connecting to RabbitMQ at %s as %s: %w", redactedURL(src.RabbitMQ.URL), creds.Username, err)
+		return nil, nil, fmt.Errorf("connecting to RabbitMQ at %s as %s: %w", redactedURL(src.RabbitMQ.URL), creds.Username, err)
 	}
-	return conn, nil
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return conn, ch, nil
 }
 
 func redactedURL(raw string) string {
@@ -55,15 +61,11 @@ func redactedURL(raw string) string {
 // PrepareRabbitMQ checks that the gateway can log in and that the queue
 // exists, with the broker's own refusal as the error.
 func PrepareRabbitMQ(_ context.Context, src kvstore.EventSource, creds Credentials) error {
-	conn, err := dialRabbitMQ(src, creds)
+	conn, ch, err := dialRabbitMQ(src, creds)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = conn.Close() }()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
 	if _, err := ch.QueueDeclarePassive(src.RabbitMQ.Queue, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("RabbitMQ refused queue %q: %w", src.RabbitMQ.Queue, err)
 	}
@@ -73,15 +75,11 @@ func PrepareRabbitMQ(_ context.Context, src kvstore.EventSource, creds Credentia
 // ConsumeRabbitMQ runs the source's batches until ctx ends or the
 // connection fails; unacknowledged messages then go back to the queue.
 func ConsumeRabbitMQ(ctx context.Context, src kvstore.EventSource, creds Credentials, h Handler, shared *Slots, log *slog.Logger) error {
-	conn, err := dialRabbitMQ(src, creds)
+	conn, ch, err := dialRabbitMQ(src, creds)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = conn.Close() }()
-	ch, err := conn.Channel()
-	if err != nil {
-		return err
-	}
 	if err := ch.Qos(max(src.MaxConcurrency, 1)*max(src.BatchSize, 1), 0, false); err != nil {
 		return err
 	}

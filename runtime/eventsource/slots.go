@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // A source's maximum_concurrency bounds its batches in flight across every
@@ -144,32 +146,22 @@ func (s *sharedSlots) acquire(ctx context.Context) (func(), error) {
 // hold renews the slot until released, then deletes it.
 func (s *sharedSlots) hold(kv jetstream.KeyValue, key string, rev uint64) func() {
 	var mu sync.Mutex
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(slotRefresh)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				mu.Lock()
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				next, err := kv.Update(ctx, key, []byte(s.holder), rev)
-				cancel()
-				if err == nil {
-					rev = next
-				} else {
-					s.log.Warn("cannot renew an event source's concurrency slot; another gateway may take it", "slot", key, "err", err)
-				}
-				mu.Unlock()
-			}
+	stop := watch.Every(slotRefresh, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		next, err := kv.Update(ctx, key, []byte(s.holder), rev)
+		if err != nil {
+			s.log.Warn("cannot renew an event source's concurrency slot; another gateway may take it", "slot", key, "err", err)
+			return
 		}
-	}()
+		rev = next
+	})
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			close(done)
+			stop()
 			mu.Lock()
 			defer mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

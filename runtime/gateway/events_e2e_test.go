@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,7 +20,6 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 // sendEvents sends n Event invocations {"action":"print","value":"<prefix>-<i>","n":sleepMs}
@@ -78,36 +76,11 @@ func sendEvent(t *testing.T, gw *testenv.Gateway, function, body string) (int, s
 // <prefix>-<i>" that the function's instances printed, read from Nomad.
 func printedValues(t *testing.T, env *testenv.Env, function, prefix string) map[string]int {
 	t.Helper()
-	allocs, _, err := env.Nomad.Jobs().Allocations(nomadjob.JobID(function), true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	line := regexp.MustCompile(`hello from the handler: (` + regexp.QuoteMeta(prefix) + `-\d+)`)
 	seen := map[string]int{}
-	for _, stub := range allocs {
-		alloc, _, err := env.Nomad.Allocations().Info(stub.ID, nil)
-		if err != nil {
-			continue
-		}
-		files, _, err := env.Nomad.AllocFS().List(alloc, "alloc/logs", nil)
-		if err != nil {
-			continue
-		}
-		for _, f := range files {
-			if !strings.HasPrefix(f.Name, nomadjob.TaskName+".stdout.") {
-				continue
-			}
-			r, err := env.Nomad.AllocFS().Cat(alloc, "alloc/logs/"+f.Name, nil)
-			if err != nil {
-				continue
-			}
-			sc := bufio.NewScanner(r)
-			for sc.Scan() {
-				if m := line.FindStringSubmatch(sc.Text()); m != nil {
-					seen[m[1]]++
-				}
-			}
-			_ = r.Close()
+	for _, l := range functionLines(t, env, function) {
+		if m := line.FindStringSubmatch(l); m != nil {
+			seen[m[1]]++
 		}
 	}
 	return seen

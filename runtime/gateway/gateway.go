@@ -253,16 +253,24 @@ func (g *Gateway) FunctionHandler() http.Handler {
 // read_operations.
 func (g *Gateway) operations(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-		if refused == nil {
-			refused = c.mayReadOperations()
+		if g.allowed(w, r, (*caller).mayReadOperations) {
+			next.ServeHTTP(w, r)
 		}
-		if refused != nil {
-			refuse(w, nativeDialect, refused)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// allowed authenticates a request to the native API and checks that the
+// caller has the right; otherwise it writes the refusal.
+func (g *Gateway) allowed(w http.ResponseWriter, r *http.Request, right func(*caller) *apiError) bool {
+	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
+	if refused == nil {
+		refused = right(c)
+	}
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return false
+	}
+	return true
 }
 
 // Authorizer checks the credentials of requests outside the gateway's own

@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,52 +45,18 @@ type kvBatch struct {
 type triggers struct {
 	g       *Gateway
 	consul  *consulapi.Client
-	mu      sync.Mutex
-	running map[string]*triggerWorker
+	workers *workers[kvstore.KVTrigger]
 }
 
-type triggerWorker struct {
-	def    kvstore.KVTrigger
-	cancel context.CancelFunc
-	done   chan struct{}
-	// problem says why the trigger cannot deliver, or is empty.
-	problem atomic.Pointer[string]
-}
+type triggerWorker = worker[kvstore.KVTrigger]
 
 func newTriggers(g *Gateway, c *consulapi.Client) *triggers {
-	return &triggers{g: g, consul: c, running: map[string]*triggerWorker{}}
+	return &triggers{g: g, consul: c, workers: newWorkers[kvstore.KVTrigger]()}
 }
 
 // sync starts, restarts and stops workers to match the trigger records.
 func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	for name, w := range ts.running {
-		if def, ok := defs[name]; !ok || !sameRecord(def, w.def) {
-			w.cancel()
-			<-w.done
-			delete(ts.running, name)
-		}
-	}
-	for name, def := range defs {
-		if _, ok := ts.running[name]; ok {
-			continue
-		}
-		wctx, cancel := context.WithCancel(ctx)
-		w := &triggerWorker{def: def, cancel: cancel, done: make(chan struct{})}
-		ts.running[name] = w
-		go func() {
-			defer close(w.done)
-			ts.work(wctx, w)
-		}()
-	}
-}
-
-// sameRecord reports whether two records say the same.
-func sameRecord[T any](a, b T) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+	ts.workers.sync(ctx, defs, func(kvstore.KVTrigger) bool { return true }, ts.work)
 }
 
 // work holds the trigger's lock and delivers changes until ctx ends or the
@@ -173,15 +137,7 @@ func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *
 // problems lists, for the triggers that invoke function, the ones that
 // cannot deliver and why.
 func (ts *triggers) problems(function string) map[string]string {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	out := map[string]string{}
-	for name, w := range ts.running {
-		if p := w.problem.Load(); p != nil && w.def.Function == function {
-			out[name] = *p
-		}
-	}
-	return out
+	return ts.workers.problems(func(t kvstore.KVTrigger) bool { return t.Function == function })
 }
 
 // deliverLoop follows the prefix with blocking queries, turns each new

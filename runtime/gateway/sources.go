@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -42,49 +40,19 @@ type sources struct {
 	vars Variables
 	// slots bound each source's batches across every gateway; nil (no
 	// NATS) bounds them in each gateway only.
-	slots *eventsource.Slots
-
-	mu      sync.Mutex
-	running map[string]*sourceWorker
-	defs    map[string]kvstore.EventSource
+	slots   *eventsource.Slots
+	workers *workers[kvstore.EventSource]
 }
 
-type sourceWorker struct {
-	def    kvstore.EventSource
-	cancel context.CancelFunc
-	done   chan struct{}
-	// problem says why the source is not consuming, or is empty.
-	problem atomic.Pointer[string]
-}
+type sourceWorker = worker[kvstore.EventSource]
 
 func newSources(g *Gateway, nc *nats.Conn, vars Variables, slots *eventsource.Slots) *sources {
-	return &sources{g: g, nats: nc, vars: vars, slots: slots, running: map[string]*sourceWorker{}, defs: map[string]kvstore.EventSource{}}
+	return &sources{g: g, nats: nc, vars: vars, slots: slots, workers: newWorkers[kvstore.EventSource]()}
 }
 
 // sync starts, restarts and stops workers to match the source records.
 func (s *sources) sync(ctx context.Context, defs map[string]kvstore.EventSource) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.defs = defs
-	for name, w := range s.running {
-		if def, ok := defs[name]; !ok || !def.Enabled || !sameRecord(def, w.def) {
-			w.cancel()
-			<-w.done
-			delete(s.running, name)
-		}
-	}
-	for name, def := range defs {
-		if _, ok := s.running[name]; ok || !def.Enabled {
-			continue
-		}
-		wctx, cancel := context.WithCancel(ctx)
-		w := &sourceWorker{def: def, cancel: cancel, done: make(chan struct{})}
-		s.running[name] = w
-		go func() {
-			defer close(w.done)
-			s.work(wctx, w)
-		}()
-	}
+	s.workers.sync(ctx, defs, func(def kvstore.EventSource) bool { return def.Enabled }, s.work)
 }
 
 // work consumes the source until ctx ends, connecting again after a
@@ -237,10 +205,7 @@ func sourceType(def kvstore.EventSource) string {
 
 // state describes a source as this gateway runs it.
 func (s *sources) state(name string) (map[string]any, bool) {
-	s.mu.Lock()
-	def, ok := s.defs[name]
-	w := s.running[name]
-	s.mu.Unlock()
+	def, w, ok := s.workers.get(name)
 	if !ok {
 		return nil, false
 	}
@@ -256,12 +221,7 @@ func (s *sources) state(name string) (map[string]any, bool) {
 
 // serveSource describes a source (GET /v1/event-sources/{name}).
 func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
-	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-	if refused == nil {
-		refused = c.mayReadOperations()
-	}
-	if refused != nil {
-		refuse(w, nativeDialect, refused)
+	if !g.allowed(w, r, (*caller).mayReadOperations) {
 		return
 	}
 	st, ok := g.sources.state(r.PathValue("name"))
@@ -278,12 +238,7 @@ func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
 // Variable's credentials and finds the queue. The deployer's key (one
 // with upload_artifacts) may call it.
 func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
-	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-	if refused == nil {
-		refused = c.mayUpload()
-	}
-	if refused != nil {
-		refuse(w, nativeDialect, refused)
+	if !g.allowed(w, r, (*caller).mayUpload) {
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
@@ -320,12 +275,7 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 // provider has deleted its record (DELETE
 // /v1/event-sources/{name}?stream=S).
 func (g *Gateway) serveDeleteSource(w http.ResponseWriter, r *http.Request) {
-	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-	if refused == nil {
-		refused = c.mayUpload()
-	}
-	if refused != nil {
-		refuse(w, nativeDialect, refused)
+	if !g.allowed(w, r, (*caller).mayUpload) {
 		return
 	}
 	stream := r.URL.Query().Get("stream")

@@ -24,6 +24,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 )
 
 // functionLines returns the lines the function's instances printed on
@@ -178,15 +179,7 @@ func prepareSource(t *testing.T, env *testenv.Env, gw *testenv.Gateway, src kvst
 // sourceDeadLetters subscribes, as the operator, to a source's dead letters.
 func sourceDeadLetters(t *testing.T, env *testenv.Env, source string) <-chan *nats.Msg {
 	t.Helper()
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	dead := make(chan *nats.Msg, 16)
-	if _, err := nc.ChanSubscribe("nimbus.dead.sources."+source, dead); err != nil {
-		t.Fatal(err)
-	}
+	_, dead := deadLetters(t, env, eventq.SourceDeadLetters(source))
 	return dead
 }
 
@@ -276,11 +269,97 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// brokerUnderTest is what a source test drives on its broker.
+type brokerUnderTest struct {
+	// publish stores the records, the poison one failing always and the
+	// flaky ones once, riding out a restart.
+	publish func(ids, flaky []string, poison string)
+	// restart restarts the broker, as an operator would.
+	restart func(context.Context) error
+	// poisonID reads the record's identifier from a dead letter.
+	poisonID func(record json.RawMessage) string
+}
+
+// runSourceScenario is what each broker's test proves. Phase 1, with one
+// gateway: 1,000 records (every 50th failing once) and a poison record;
+// every record runs, a partial batch failure retries only the failed
+// records, the poison record reaches the dead letters after its retries
+// while the rest flow, and no more than maximum_concurrency batches run at
+// once. Phase 2: a second gateway joins and the broker restarts while
+// 4,000 more records flow; none is lost, duplicates are counted, the
+// second gateway takes a share, and both together stay within
+// maximum_concurrency.
+func runSourceScenario(t *testing.T, env *testenv.Env, gw *testenv.Gateway, src kvstore.EventSource, b brokerUnderTest) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dead := sourceDeadLetters(t, env, src.Name)
+
+	start := time.Now()
+	all, plain, flaky, poison := phaseRecords("p1", 1000)
+	b.publish(append(all, poison), flaky, poison)
+	waitConsumed(t, env, src.Function, append(all, poison), 3*time.Minute)
+	var failure sourceFailure
+	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
+	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 1+src.MaxRetries ||
+		failure.EventSource.Name != src.Name || b.poisonID(failure.Record) != poison {
+		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
+	}
+	time.Sleep(3 * time.Second) // retries still in flight would show
+	c := readConsumed(t, env, src.Function)
+	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
+	most := c.overlap(start, time.Now())
+	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
+	if most > src.MaxConcurrency {
+		t.Errorf("%d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	}
+	if most < 2 {
+		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
+	}
+
+	resp, err := gw.Do(http.MethodGet, "/v1/event-sources/"+src.Name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state struct{ State, Function string }
+	_ = json.NewDecoder(resp.Body).Decode(&state)
+	_ = resp.Body.Close()
+	if state.State != "consuming" || state.Function != src.Function {
+		t.Errorf("GET /v1/event-sources/%s: %+v, want it consuming for %s", src.Name, state, src.Function)
+	}
+
+	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-gateway-"+src.Name, env.Principals.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Stop)
+	phase2 := time.Now()
+	all2, _, _, _ := phaseRecords("p2", 4000)
+	b.publish(all2[:2000], nil, "")
+	if err := b.restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(all2[2000:], nil, "")
+	c = waitConsumed(t, env, src.Function, all2, 5*time.Minute)
+	if most := c.overlap(phase2, time.Now()); most > src.MaxConcurrency {
+		t.Errorf("with two gateways %d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
+	} else {
+		t.Logf("phase 2: at most %d batches at once across both gateways (maximum_concurrency %d)", most, src.MaxConcurrency)
+	}
+	dups := 0
+	for _, id := range all2 {
+		dups += c.runs[id] - 1
+	}
+	shared := settledBy(t, second, src.Name, "succeeded")
+	t.Logf("phase 2: 4,000 records, 0 lost, %d duplicate runs (at-least-once); the second gateway settled %d", dups, shared)
+	if shared == 0 {
+		t.Error("the second gateway settled no record: it does not share the source")
+	}
+}
+
 // TestNATSEventSource consumes a JetStream stream with an events.SQSEvent
-// handler: 1,000 records in batches with partial failures and a poison
-// record, within maximum_concurrency; then 4,000 more while the NATS
-// server restarts and a second gateway joins, both gateways together still
-// within maximum_concurrency. No record is lost.
+// handler (runSourceScenario), after the refusals of sources that
+// JetStream or the gateway's permissions refuse.
 func TestNATSEventSource(t *testing.T) {
 	env, gw := gateway(t)
 	deployFrom(t, model.Function{Name: "nats-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.sqsSource, 0)
@@ -302,21 +381,20 @@ func TestNATSEventSource(t *testing.T) {
 	src := kvstore.EventSource{Name: "nats-orders", Function: "nats-consumer", Enabled: true, BatchSize: 10, MaxConcurrency: 3, MaxRetries: 1,
 		NATS: &kvstore.NATSSource{Stream: testenv.SourceStream, FilterSubject: "orders.nats.>", StartingPosition: kvstore.StartTrimHorizon}}
 
-	// Refusals at apply carry the broker's own message.
-	missing := src
-	missing.Name, missing.NATS = "nats-missing", &kvstore.NATSSource{Stream: testenv.UncreatedStream, StartingPosition: kvstore.StartTrimHorizon}
-	if status, body := prepareSource(t, env, gw, missing); status != http.StatusUnprocessableEntity || !strings.Contains(body, "stream not found") {
-		t.Errorf("a source on a missing stream: %d %s, want 422 with JetStream's \"stream not found\"", status, body)
-	}
-	ungranted := src
-	ungranted.Name, ungranted.NATS = "nats-ungranted", &kvstore.NATSSource{Stream: "NOT_GRANTED", StartingPosition: kvstore.StartTrimHorizon}
-	if status, body := prepareSource(t, env, gw, ungranted); status != http.StatusUnprocessableEntity || !strings.Contains(body, "gateway-permissions.conf") {
-		t.Errorf("a source on a stream the gateway may not read: %d %s, want 422 pointing at the permissions", status, body)
-	}
-	outside := src
-	outside.Name, outside.NATS = "nats-outside", &kvstore.NATSSource{Stream: testenv.SourceStream, FilterSubject: "invoices.>", StartingPosition: kvstore.StartTrimHorizon}
-	if status, body := prepareSource(t, env, gw, outside); status != http.StatusUnprocessableEntity || !strings.Contains(body, "filter") {
-		t.Errorf("a filter outside the stream's subjects: %d %s, want 422 naming the filter", status, body)
+	// Refusals at apply carry the broker's own message, or say what to
+	// grant; a refused source leaves no consumer.
+	for _, c := range []struct {
+		name, stream, filter, want string
+	}{
+		{"nats-missing", testenv.UncreatedStream, "", "stream not found"},
+		{"nats-ungranted", "NOT_GRANTED", "", "gateway-permissions.conf"},
+		{"nats-outside", testenv.SourceStream, "invoices.>", "matches none of stream ORDERS's subjects"},
+	} {
+		bad := src
+		bad.Name, bad.NATS = c.name, &kvstore.NATSSource{Stream: c.stream, FilterSubject: c.filter, StartingPosition: kvstore.StartTrimHorizon}
+		if status, body := prepareSource(t, env, gw, bad); status != http.StatusUnprocessableEntity || !strings.Contains(body, c.want) {
+			t.Errorf("source %s: %d %s, want 422 saying %q", c.name, status, body, c.want)
+		}
 	}
 	if _, err := js.Consumer(ctx, testenv.SourceStream, "nimbus-source-nats-outside"); err == nil {
 		t.Error("a refused source left a consumer behind")
@@ -325,95 +403,35 @@ func TestNATSEventSource(t *testing.T) {
 	if status, body := prepareSource(t, env, gw, src); status != http.StatusOK {
 		t.Fatalf("preparing the source: %d %s", status, body)
 	}
-	dead := sourceDeadLetters(t, env, src.Name)
-	publish := func(ids []string, flaky []string, poison string) {
-		for _, id := range ids {
-			for {
-				_, err := js.Publish(ctx, "orders.nats."+id, record(id, failureOf(id, flaky, poison)))
-				if err == nil {
-					break
+	runSourceScenario(t, env, gw, src, brokerUnderTest{
+		publish: func(ids, flaky []string, poison string) {
+			for _, id := range ids {
+				for {
+					if _, err := js.Publish(ctx, "orders.nats."+id, record(id, failureOf(id, flaky, poison))); err == nil {
+						break
+					}
+					// The server is restarting: publish again.
+					time.Sleep(200 * time.Millisecond)
 				}
-				// The server is restarting: publish again.
-				time.Sleep(200 * time.Millisecond)
 			}
-		}
-	}
-
-	// Phase 1: undisturbed.
-	start := time.Now()
-	all, plain, flaky, poison := phaseRecords("p1", 1000)
-	publish(append(all, poison), flaky, poison)
-	waitConsumed(t, env, "nats-consumer", append(all, poison), 3*time.Minute)
-	var failure sourceFailure
-	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
-	var rec struct {
-		MessageID string `json:"messageId"`
-		Body      string `json:"body"`
-		Subject   string `json:"subject"`
-	}
-	_ = json.Unmarshal(failure.Record, &rec)
-	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 2 ||
-		failure.EventSource.Name != src.Name || !strings.Contains(rec.Body, poison) || rec.Subject != "orders.nats."+poison {
-		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
-	}
-	time.Sleep(3 * time.Second) // retries still in flight would show
-	c := readConsumed(t, env, "nats-consumer")
-	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
-	most := c.overlap(start, time.Now())
-	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
-	if most > src.MaxConcurrency {
-		t.Errorf("%d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
-	}
-	if most < 2 {
-		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
-	}
-
-	// The gateway says it consumes the source.
-	resp, err := gw.Do(http.MethodGet, "/v1/event-sources/"+src.Name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var state struct{ State, Type, Function string }
-	_ = json.NewDecoder(resp.Body).Decode(&state)
-	_ = resp.Body.Close()
-	if state.State != "consuming" || state.Type != "nats" || state.Function != "nats-consumer" {
-		t.Errorf("GET /v1/event-sources/%s: %+v, want consuming nats for nats-consumer", src.Name, state)
-	}
-
-	// Phase 2: a second gateway joins, and the server restarts mid-stream.
-	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-nats-gateway", env.Principals.Gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(second.Stop)
-	phase2 := time.Now()
-	all2, _, _, _ := phaseRecords("p2", 4000)
-	publish(all2[:2000], nil, "")
-	if err := env.NATS.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	publish(all2[2000:], nil, "")
-	c = waitConsumed(t, env, "nats-consumer", all2, 5*time.Minute)
-	// Both gateways together stay within maximum_concurrency.
-	if most := c.overlap(phase2, time.Now()); most > src.MaxConcurrency {
-		t.Errorf("with two gateways %d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
-	} else {
-		t.Logf("phase 2: at most %d batches at once across both gateways (maximum_concurrency %d)", most, src.MaxConcurrency)
-	}
-	dups := 0
-	for _, id := range all2 {
-		dups += c.runs[id] - 1
-	}
-	shared := settledBy(t, second, src.Name, "succeeded")
-	t.Logf("phase 2: 4,000 records, 0 lost, %d duplicate runs (at-least-once); the second gateway settled %d", dups, shared)
-	if shared == 0 {
-		t.Error("the second gateway settled no record: it does not share the source's consumer")
-	}
+		},
+		restart: env.NATS.Restart,
+		poisonID: func(raw json.RawMessage) string {
+			var rec struct{ Body, Subject string }
+			_ = json.Unmarshal(raw, &rec)
+			var b struct{ ID string }
+			_ = json.Unmarshal([]byte(rec.Body), &b)
+			if rec.Subject != "orders.nats."+b.ID {
+				return "the record's subject " + rec.Subject + " is not its message's"
+			}
+			return b.ID
+		},
+	})
 }
 
 // TestRabbitMQEventSource consumes a RabbitMQ queue with an unmodified
-// events.RabbitMQEvent handler, as TestNATSEventSource does a stream, the
-// credentials coming from a Nomad Variable.
+// events.RabbitMQEvent handler (runSourceScenario), its credentials coming
+// from a Nomad Variable, after the refusals of sources RabbitMQ refuses.
 func TestRabbitMQEventSource(t *testing.T) {
 	env, gw := gateway(t)
 	deployFrom(t, model.Function{Name: "rabbitmq-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.rabbitMQSource, 0)
@@ -466,94 +484,50 @@ func TestRabbitMQEventSource(t *testing.T) {
 	if status, body := prepareSource(t, env, gw, src); status != http.StatusOK {
 		t.Fatalf("preparing the source: %d %s", status, body)
 	}
-	dead := sourceDeadLetters(t, env, src.Name)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	publish := func(ids []string, flaky []string, poison string) {
-		for _, id := range ids {
-			for {
-				conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
-					DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: id, Body: record(id, failureOf(id, flaky, poison)),
-				})
-				if err == nil {
-					if ok, werr := conf.WaitContext(ctx); werr == nil && ok {
-						break
-					}
-				}
-				// The broker is restarting: connect again, publish again.
-				time.Sleep(500 * time.Millisecond)
-				_ = conn.Close()
+	runSourceScenario(t, env, gw, src, brokerUnderTest{
+		publish: func(ids, flaky []string, poison string) {
+			for _, id := range ids {
 				for {
-					if c, err := amqp.Dial(env.RabbitMQ.AdminURL()); err == nil {
-						_ = c.Close()
-						break
+					conf, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, amqp.Publishing{
+						DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: id, Body: record(id, failureOf(id, flaky, poison)),
+					})
+					if err == nil {
+						if ok, werr := conf.WaitContext(ctx); werr == nil && ok {
+							break
+						}
 					}
-					time.Sleep(500 * time.Millisecond)
+					// The broker is restarting: connect again, publish again.
+					_ = conn.Close()
+					for {
+						if c, err := amqp.Dial(env.RabbitMQ.AdminURL()); err == nil {
+							_ = c.Close()
+							break
+						}
+						time.Sleep(500 * time.Millisecond)
+					}
+					conn, ch = admin()
 				}
-				conn, ch = admin()
 			}
-		}
-	}
-
-	start := time.Now()
-	all, plain, flaky, poison := phaseRecords("p1", 1000)
-	publish(append(all, poison), flaky, poison)
-	waitConsumed(t, env, "rabbitmq-consumer", append(all, poison), 3*time.Minute)
-	var failure sourceFailure
-	awaitDeadLetter(t, dead, time.Minute, "the poison record", &failure)
-	var rec struct {
-		BasicProperties struct {
-			MessageID string `json:"messageId"`
-		} `json:"basicProperties"`
-	}
-	_ = json.Unmarshal(failure.Record, &rec)
-	if failure.RequestContext.Condition != "RetryAttemptsExhausted" || failure.RequestContext.ApproximateInvokeCount != 2 || rec.BasicProperties.MessageID != poison {
-		t.Errorf("the poison record's dead letter: %+v with record %s", failure, failure.Record)
-	}
-	time.Sleep(3 * time.Second) // retries still in flight would show
-	c := readConsumed(t, env, "rabbitmq-consumer")
-	checkPhase(t, c, plain, flaky, poison, src.MaxRetries)
-	most := c.overlap(start, time.Now())
-	t.Logf("phase 1: %d batches, at most %d at once (maximum_concurrency %d)", len(c.batches), most, src.MaxConcurrency)
-	if most > src.MaxConcurrency {
-		t.Errorf("%d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
-	}
-	if most < 2 {
-		t.Errorf("at most %d batch ran at once under a backlog of 1,000 records: the source does not use its concurrency", most)
-	}
+		},
+		restart: env.RabbitMQ.Restart,
+		poisonID: func(raw json.RawMessage) string {
+			var rec struct {
+				BasicProperties struct {
+					MessageID string `json:"messageId"`
+				} `json:"basicProperties"`
+			}
+			_ = json.Unmarshal(raw, &rec)
+			return rec.BasicProperties.MessageID
+		},
+	})
+	// The handler saw Lambda's event: its source, and the queue by
+	// "<queue>::<virtual host>".
 	for _, l := range functionLines(t, env, "rabbitmq-consumer") {
 		if strings.Contains(l, "record p1-0 ") && !strings.Contains(l, "queue src-orders::/ source aws:rmq") {
 			t.Errorf("the events.RabbitMQEvent handler saw %q, want the queue src-orders::/ and source aws:rmq", l)
 		}
-	}
-
-	second, err := env.StartGatewayAs(fx.gatewayBin, "sources-rabbitmq-gateway", env.Principals.Gateway)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(second.Stop)
-	phase2 := time.Now()
-	all2, _, _, _ := phaseRecords("p2", 4000)
-	publish(all2[:2000], nil, "")
-	if err := env.RabbitMQ.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	publish(all2[2000:], nil, "")
-	c = waitConsumed(t, env, "rabbitmq-consumer", all2, 5*time.Minute)
-	// Both gateways together stay within maximum_concurrency.
-	if most := c.overlap(phase2, time.Now()); most > src.MaxConcurrency {
-		t.Errorf("with two gateways %d batches ran at once; maximum_concurrency is %d", most, src.MaxConcurrency)
-	} else {
-		t.Logf("phase 2: at most %d batches at once across both gateways (maximum_concurrency %d)", most, src.MaxConcurrency)
-	}
-	dups := 0
-	for _, id := range all2 {
-		dups += c.runs[id] - 1
-	}
-	shared := settledBy(t, second, src.Name, "succeeded")
-	t.Logf("phase 2: 4,000 records, 0 lost, %d duplicate runs (at-least-once); the second gateway settled %d", dups, shared)
-	if shared == 0 {
-		t.Error("the second gateway settled no record: it does not compete for the queue")
 	}
 }
