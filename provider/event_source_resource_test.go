@@ -47,12 +47,10 @@ func consumerPending(js jetstream.JetStream, want int) resource.TestCheckFunc {
 }
 
 // messageRuns publishes a message on the source's subjects and waits until
-// a gateway settled it. The function (testdata/lambdago) fails on a batch,
-// which it does not know: the record is retried twice, then settled as
-// failed (a dead letter).
+// a gateway settled it: the function (testdata/lambdago) consumed it.
 func messageRuns(env *testenv.Env, js jetstream.JetStream) resource.TestCheckFunc {
 	return func(*terraform.State) error {
-		const settled = `nimbus_event_source_records_total{outcome="failed",source="acc-orders"}`
+		const settled = `nimbus_event_source_records_total{outcome="succeeded",source="acc-orders"}`
 		before, err := gatewayMetric(env, settled)
 		if err != nil {
 			return err

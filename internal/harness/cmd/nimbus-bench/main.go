@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&c.trials, "cold-trials", 20, "cold starts measured per path")
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
-	flag.IntVar(&c.asyncEvents, "async-events", 2000, "Event invocations measured against raw JetStream (0 to skip)")
+	flag.IntVar(&c.asyncEvents, "async-events", 2000, "Event invocations, and event source messages, measured against raw JetStream (0 to skip)")
 	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
 	processEnv := flag.String("process-gateway-env", "", "comma-separated KEY=VALUE settings for the plain-process gateway, to compare (GOMAXPROCS=1, ...)")
 	bursts := flag.String("bursts", "1,5,20", "sizes of the parallel cold starts")
@@ -227,6 +227,9 @@ func run(c config) error {
 	// consumes the events.
 	if c.asyncEvents > 0 {
 		if r.async, err = asyncThroughput(ctx, env, gatewayURL, functions[0].fn.Name, c.asyncEvents); err != nil {
+			return err
+		}
+		if r.source, err = sourceThroughput(ctx, env, gatewayURL, functions[0].fn.Name, c.asyncEvents); err != nil {
 			return err
 		}
 	}

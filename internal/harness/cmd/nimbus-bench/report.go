@@ -22,6 +22,7 @@ type report struct {
 	pools                         poolResult
 	load                          loadReport
 	async                         asyncResult
+	source                        sourceResult
 }
 
 func (r report) format() string {
@@ -34,6 +35,7 @@ func (r report) format() string {
 	formatPools(&b, r.pools)
 	r.formatBursts(&b)
 	formatAsync(&b, r.async)
+	formatSource(&b, r.source, r.async)
 	r.formatWarm(&b)
 	r.formatMemory(&b)
 	formatScale(&b, r.scale)

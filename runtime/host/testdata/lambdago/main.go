@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,12 +19,17 @@ type event struct {
 	Action string `json:"action"`
 	Value  string `json:"value"`
 	N      int    `json:"n"`
+	// Records is a batch of an event source, which it consumes whole.
+	Records []json.RawMessage `json:"Records"`
 }
 
 var started = time.Now()
 
 func handle(ctx context.Context, ev event) (map[string]any, error) {
 	lc, _ := lambdacontext.FromContext(ctx)
+	if len(ev.Records) > 0 {
+		return map[string]any{"batchItemFailures": []any{}, "records": len(ev.Records)}, nil
+	}
 	switch ev.Action {
 	case "echo":
 		return map[string]any{"echo": ev.Value, "request_id": lc.AwsRequestID, "arn": lc.InvokedFunctionArn}, nil
