@@ -255,18 +255,37 @@ func (p *pool) poke() {
 // watch follows the function's service in Consul. A new instance is probed
 // directly, so a cold start never waits for Consul's check interval.
 func (p *pool) watch(ctx context.Context) {
-	p.gw.watchService(ctx, "instances of "+p.name, nomadjob.ServiceName(p.name), false,
+	p.gw.watchService(ctx, "instances of "+p.name, nomadjob.ServiceName(p.name), false, p.watchWait,
 		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
 }
 
+// watchWait bounds the watch's blocking query. A query on a service that
+// has no instance yet may miss the first registration (seen with Consul
+// 1.13: a passing instance unseen for 30 s; hashicorp/consul#4810 and
+// kin), so while the function has none the watch asks again every 10 s
+// rather than every minute.
+func (p *pool) watchWait() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.instances) == 0 {
+		return 10 * time.Second
+	}
+	return time.Minute
+}
+
 // watchService follows a service's registrations in Consul (only the
-// passing ones with passingOnly) with blocking queries until ctx ends.
-func (g *Gateway) watchService(ctx context.Context, what, service string, passingOnly bool, apply func([]*consulapi.ServiceEntry)) {
+// passing ones with passingOnly) with blocking queries of at most wait()
+// (a minute when nil) until ctx ends.
+func (g *Gateway) watchService(ctx context.Context, what, service string, passingOnly bool, wait func() time.Duration, apply func([]*consulapi.ServiceEntry)) {
 	watch.Loop[[]*consulapi.ServiceEntry]{
 		What: what,
 		Log:  g.log,
 		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
-			entries, meta, err := g.health.Service(service, "", passingOnly, blocking(ctx, index))
+			q := blocking(ctx, index)
+			if wait != nil {
+				q.WaitTime = wait()
+			}
+			entries, meta, err := g.health.Service(service, "", passingOnly, q)
 			if err != nil {
 				return nil, 0, err
 			}

@@ -113,7 +113,7 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 
 // watch follows a pool's healthy instances in Consul.
 func (w *warmPools) watch(ctx context.Context, wp *warmPool) {
-	w.gw.watchService(ctx, "instances of warm pool "+wp.rec.JobID, wp.rec.JobID, true,
+	w.gw.watchService(ctx, "instances of warm pool "+wp.rec.JobID, wp.rec.JobID, true, nil,
 		func(entries []*consulapi.ServiceEntry) { w.update(ctx, wp, entries) })
 }
 
