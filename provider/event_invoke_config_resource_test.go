@@ -177,20 +177,7 @@ func sendEvent(env *testenv.Env, function, body string) error {
 
 // gatewayMetric reads one series from the gateway's /metrics (0 when absent).
 func gatewayMetric(env *testenv.Env, series string) (float64, error) {
-	resp, err := gateway(env).Do(http.MethodGet, "/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, series+" "); ok {
-			var v float64
-			_, err := fmt.Sscan(rest, &v)
-			return v, err
-		}
-	}
-	return 0, nil
+	return gateway(env).Metric(series)
 }
 
 func failureReachesSink(env *testenv.Env) resource.TestCheckFunc {

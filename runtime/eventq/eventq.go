@@ -238,7 +238,7 @@ func (q *Queue) Consume(ctx context.Context, function string, limit int, handle 
 		if err != nil {
 			if ctx.Err() == nil {
 				q.log.Warn("cannot fetch asynchronous invocations; retrying", "function", function, "err", err)
-				sleep(ctx, time.Second)
+				watch.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -258,7 +258,7 @@ func (q *Queue) Consume(ctx context.Context, function string, limit int, handle 
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			q.log.Warn("fetching asynchronous invocations failed; retrying", "function", function, "err", err)
-			sleep(ctx, time.Second)
+			watch.Sleep(ctx, time.Second)
 		}
 	}
 	return nil
@@ -338,11 +338,4 @@ func (q *Queue) Depth(ctx context.Context, function string) (Depth, error) {
 		}
 	}
 	return d, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }

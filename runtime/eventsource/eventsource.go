@@ -49,7 +49,6 @@ type broker interface {
 	next(ctx context.Context, size int, window time.Duration) ([]message, error)
 	// event is the function's event for a batch of records.
 	event(records []any) []byte
-	Close()
 }
 
 // Result is what became of one invocation with a batch.

@@ -210,8 +210,6 @@ func (b *natsBroker) event(records []any) []byte {
 	return ev
 }
 
-func (b *natsBroker) Close() {}
-
 type natsMessage struct {
 	msg    jetstream.Msg
 	md     *jetstream.MsgMetadata

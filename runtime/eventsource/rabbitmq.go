@@ -208,8 +208,6 @@ func (b *rabbitBroker) event(records []any) []byte {
 	return ev
 }
 
-func (b *rabbitBroker) Close() { _ = b.conn.Close() }
-
 type rabbitMessage struct {
 	d          amqp.Delivery
 	broker     *rabbitBroker

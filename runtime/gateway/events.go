@@ -10,6 +10,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 )
 
@@ -93,31 +94,19 @@ func (g *Gateway) consumeEvents(p *pool) {
 	for p.ctx.Err() == nil {
 		limit := eventLimit(p.fn.Load())
 		ctx, cancel := context.WithCancel(p.ctx)
-		go func() {
-			tick := time.NewTicker(5 * time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					if eventLimit(p.fn.Load()) != limit {
-						cancel()
-						return
-					}
-				}
+		stop := watch.Every(5*time.Second, func() {
+			if eventLimit(p.fn.Load()) != limit {
+				cancel()
 			}
-		}()
+		})
 		err := g.events.Consume(ctx, p.name, limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
 			return g.runEvent(ctx, d)
 		})
+		stop()
 		cancel()
 		if err != nil && p.ctx.Err() == nil {
 			g.log.Warn("cannot consume asynchronous invocations; retrying", "function", p.name, "err", err)
-			select {
-			case <-p.ctx.Done():
-			case <-time.After(2 * time.Second):
-			}
+			watch.Sleep(p.ctx, 2*time.Second)
 		}
 	}
 }
@@ -232,17 +221,8 @@ const (
 // destinationRecord is Lambda's record of an asynchronous invocation that
 // went to a destination; inv is its last run (nil when it never ran).
 func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []byte {
-	rec := map[string]any{
-		"version":   "1.0",
-		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
-		"requestContext": map[string]any{
-			"requestId":              d.RequestID,
-			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + d.Function + ":$LATEST",
-			"condition":              condition,
-			"approximateInvokeCount": d.Attempt,
-		},
-		"requestPayload": json.RawMessage(orNull(d.Payload)),
-	}
+	rec := lambdaRecord(d.RequestID, d.Function, condition, d.Attempt)
+	rec["requestPayload"] = json.RawMessage(orNull(d.Payload))
 	if inv != nil {
 		resp := map[string]any{"executedVersion": "$LATEST"}
 		switch {
@@ -261,6 +241,21 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []b
 	}
 	b, _ := json.Marshal(rec)
 	return b
+}
+
+// lambdaRecord is what Lambda's destination and failure records share:
+// their version, time and request context.
+func lambdaRecord(requestID, function, condition string, attempts int) map[string]any {
+	return map[string]any{
+		"version":   "1.0",
+		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"requestContext": map[string]any{
+			"requestId":              requestID,
+			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + function + ":$LATEST",
+			"condition":              condition,
+			"approximateInvokeCount": attempts,
+		},
+	}
 }
 
 // orNull keeps a payload that is JSON, and says null for one that is not.

@@ -103,33 +103,24 @@ func (r *Registry) notSynced() *apiError {
 	return &apiError{http.StatusServiceUnavailable, "ServiceException", msg}
 }
 
-// Run watches functions and routes until ctx ends.
+// Run watches the functions, routes, limits, access keys and asynchronous
+// invocation configs until ctx ends.
 func (r *Registry) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.watchPrefix(ctx, kvstore.RoutesPrefix, r.applyRoutes)
-	}()
-	limitsDone := make(chan struct{})
-	go func() {
-		defer close(limitsDone)
-		r.watchPrefix(ctx, kvstore.LimitsPrefix, r.applyLimits)
-	}()
-	defer func() { <-limitsDone }()
-	keysDone := make(chan struct{})
-	go func() {
-		defer close(keysDone)
-		r.watchPrefix(ctx, kvstore.AccessKeysPrefix, r.applyAccessKeys)
-	}()
-	defer func() { <-keysDone }()
-	asyncDone := make(chan struct{})
-	go func() {
-		defer close(asyncDone)
-		r.watchPrefix(ctx, kvstore.AsyncPrefix, r.applyAsync)
-	}()
-	defer func() { <-asyncDone }()
-	r.watchPrefix(ctx, kvstore.FunctionsPrefix, r.applyFunctions)
-	<-done
+	var watching sync.WaitGroup
+	for prefix, apply := range map[string]func(consulapi.KVPairs){
+		kvstore.FunctionsPrefix:  r.applyFunctions,
+		kvstore.RoutesPrefix:     r.applyRoutes,
+		kvstore.LimitsPrefix:     r.applyLimits,
+		kvstore.AccessKeysPrefix: r.applyAccessKeys,
+		kvstore.AsyncPrefix:      r.applyAsync,
+	} {
+		watching.Add(1)
+		go func() {
+			defer watching.Done()
+			r.watchPrefix(ctx, prefix, apply)
+		}()
+	}
+	watching.Wait()
 }
 
 // watchPrefix follows a KV prefix, handing every new listing to apply.

@@ -168,20 +168,12 @@ func batchResult(inv *invocation) eventsource.Result {
 // failed sends a spent record to the source's on_failure destination, or
 // to the dead letters (nimbus.dead.sources.<source>).
 func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
-	rec, _ := json.Marshal(map[string]any{
-		"version":   "1.0",
-		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
-		"requestContext": map[string]any{
-			"requestId":              r.ID,
-			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + def.Function + ":$LATEST",
-			"condition":              "RetryAttemptsExhausted",
-			"approximateInvokeCount": r.Attempts,
-		},
-		"responseContext": map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": "$LATEST", "functionError": r.Failure.FunctionError},
-		"responsePayload": r.Failure.Response,
-		"eventSource":     map[string]any{"name": def.Name, "type": sourceType(def)},
-		"record":          r.Record,
-	})
+	fields := lambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
+	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": "$LATEST", "functionError": r.Failure.FunctionError}
+	fields["responsePayload"] = r.Failure.Response
+	fields["eventSource"] = map[string]any{"name": def.Name, "type": sourceType(def)}
+	fields["record"] = r.Record
+	rec, _ := json.Marshal(fields)
 	if def.OnFailure != nil {
 		err := s.g.deliver(ctx, *def.OnFailure, rec)
 		if err == nil {

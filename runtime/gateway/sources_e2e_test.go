@@ -199,19 +199,11 @@ type sourceFailure struct {
 // outcome, from its /metrics.
 func settledBy(t *testing.T, gw *testenv.Gateway, source, outcome string) int {
 	t.Helper()
-	resp, err := gw.Do(http.MethodGet, "/metrics", nil)
+	v, err := gw.Metric(`nimbus_event_source_records_total{outcome="` + outcome + `",source="` + source + `"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = resp.Body.Close() }()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	m := regexp.MustCompile(`nimbus_event_source_records_total\{outcome="` + outcome + `",source="` + regexp.QuoteMeta(source) + `"\} (\d+)`).FindStringSubmatch(b.String())
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
+	return int(v)
 }
 
 // checkPhase asserts what a batch handler printed for one undisturbed run:

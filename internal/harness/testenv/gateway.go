@@ -191,6 +191,28 @@ func (g *Gateway) Do(method, path string, body io.Reader) (*http.Response, error
 	return http.DefaultClient.Do(req)
 }
 
+// Metric reads one series, such as `nimbus_invocations_total{function="f",status="200"}`,
+// from the gateway's /metrics (0 when absent).
+func (g *Gateway) Metric(series string) (float64, error) {
+	resp, err := g.Do(http.MethodGet, "/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			_, err := fmt.Sscan(rest, &v)
+			return v, err
+		}
+	}
+	return 0, nil
+}
+
 // Signal sends sig to the gateway.
 func (g *Gateway) Signal(sig os.Signal) error { return g.cmd.Process.Signal(sig) }
 
