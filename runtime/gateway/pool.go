@@ -259,19 +259,13 @@ func (p *pool) watch(ctx context.Context) {
 		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
 }
 
-// watchWait bounds the watch's blocking query. A query on a service that
-// has no instance yet may miss the first registration (seen with Consul
-// 1.13: a passing instance unseen for 30 s; hashicorp/consul#4810 and
-// kin), so while the function has none the watch asks again every 10 s
-// rather than every minute.
-func (p *pool) watchWait() time.Duration {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.instances) == 0 {
-		return 10 * time.Second
-	}
-	return time.Minute
-}
+// watchWait bounds the watch's blocking query. Consul (1.13 here) now and
+// then leaves such a query asleep through a change of the service: a
+// passing instance went unseen for 30 s, twice while a function's
+// instances were replaced (hashicorp/consul#4810 and kin). So the watch
+// asks again every 10 s, whatever it last saw, and a missed wake-up costs
+// at most that.
+func (p *pool) watchWait() time.Duration { return 10 * time.Second }
 
 // watchService follows a service's registrations in Consul (only the
 // passing ones with passingOnly) with blocking queries of at most wait()
