@@ -23,6 +23,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/rollout"
 )
 
 const defaultTimeout = 10 * time.Minute
@@ -254,6 +255,11 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	}
 
 	rec := nomadjob.Record(f, src, opts, int(plan.ReservedConcurrency.ValueInt64()))
+	prevRecord, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(f.Name), (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		diags.AddError("Cannot read the function's record in Consul KV", err.Error())
+		return diags
+	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
 		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
 		diags.AddError("Cannot write the function's record to Consul KV", err.Error())
@@ -261,23 +267,23 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	}
 
 	// Keep the count the gateway scaled to; a fresh job starts at min.
-	_, _, err = r.data.Nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: existing != nil}, r.data.nomadWrite(ctx))
+	// Running instances are replaced blue/green, never all at once.
+	registered, err := rollout.Register(ctx, r.data.Nomad, job, existing != nil)
 	if err != nil {
-		diags.AddError("Nomad refused the function's job", err.Error())
-		return diags
-	}
-	registered, _, err := r.data.Nomad.Jobs().Info(*job.ID, r.data.nomadQuery(ctx))
-	if err != nil {
-		diags.AddError("Cannot read the registered job", err.Error())
+		if prevRecord != nil {
+			// The running version stays: so does its record.
+			_, _ = r.data.Consul.KV().Put(prevRecord, (&consulapi.WriteOptions{}).WithContext(context.WithoutCancel(ctx)))
+		}
+		diags.AddError("The function's new version was not deployed", err.Error())
 		return diags
 	}
 	if f.MinInstances > 0 {
-		if err := r.waitHealthy(ctx, f, deref(registered.Version)); err != nil {
+		if err := r.waitHealthy(ctx, f, registered.Version); err != nil {
 			diags.AddError("The function's instances did not become healthy", err.Error())
 			return diags
 		}
 	}
-	plan.Version = types.Int64Value(int64(deref(registered.Version)))
+	plan.Version = types.Int64Value(int64(registered.Version))
 	plan.JobID = types.StringValue(*job.ID)
 	plan.ID = types.StringValue(f.Name)
 	plan.Handler = types.StringValue(f.Handler)

@@ -11,7 +11,11 @@
 //     deployment". Health gating of new versions moves to the provider,
 //     which first runs the new version as a one-instance canary job
 //     (RenderCanary) and only updates the function when the canary passes
-//     its check.
+//     its check. A change that replaces running instances is registered
+//     blue/green for the time of one deployment (internal/rollout).
+//   - The task's shutdown_delay (DrainDelay) and kill_timeout (the
+//     function's timeout and 5 s) let a stopping instance be drained: the
+//     gateway stops sending it requests, and it finishes those in flight.
 //   - The exec driver runs nimbus-host from the read-only host volume
 //     "nimbus-runtime", installed once per client: nothing is downloaded
 //     per instance but the function's own code, which keeps cold starts
@@ -85,6 +89,14 @@ const (
 	// MetaFunction is the function it invokes.
 	MetaSchedule = "nimbus.schedule"
 )
+
+// DrainDelay is how long a stopping instance keeps running after Nomad
+// deregisters it from Consul, before Nomad signals it: the task's
+// shutdown_delay. The gateway learns of the deregistration within it and
+// stops sending the instance requests (it still uses it while no listed
+// instance can take one); then the host finishes the invocations in
+// flight (KillTimeout).
+const DrainDelay = 5 * time.Second
 
 // JobID names a function's job.
 func JobID(function string) string { return JobPrefix + function }
@@ -198,8 +210,13 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		Artifacts:    artifacts(src, hostFetches(f, src, opts)),
 		VolumeMounts: mounts,
 		Templates:    secretsTemplates(f),
-		// The host drains invocations in flight on SIGTERM; let it.
+		// The host drains invocations in flight on SIGTERM; let it. Nomad
+		// caps this at the client's max_kill_timeout (30 s unless the
+		// operator raises it; the platform guide says to).
 		KillTimeout: ptr(f.Timeout + 5*time.Second),
+		// Deregistered, the instance keeps serving the gateway until new
+		// instances answer (see DrainDelay).
+		ShutdownDelay: DrainDelay,
 		LogConfig:   &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
 		Services: []*api.Service{{
 			Name:      service,

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/rollout"
 )
 
 var fx struct {
@@ -126,23 +126,29 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := upload(t, env, gw, pkg)
-	// Clients without the Nimbus networks run functions on the host's.
-	opts := nomadjob.Options{HostNetwork: env.Network == nil}
 	// As the provider deploys: nimbus-host fetches the package of the store.
-	src := nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
-	rec := nomadjob.Record(f, src, opts, reserved)
-	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := env.Nomad.Jobs().Register(nomadjob.Render(f, src, opts), nil); err != nil {
-		t.Fatal(err)
-	}
+	src := nomadjob.Source{URL: upload(t, env, gw, pkg), SHA256: pkg.SHA256, FromStore: true}
+	register(t, env, f, src, reserved)
 	t.Cleanup(func() {
 		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
 		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
 	})
 	awaitFunction(t, gw, f.Name)
+}
+
+// register writes the function's record and registers its job, keeping
+// the instance count the gateway scaled to, as the provider does.
+func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Source, reserved int) {
+	t.Helper()
+	// Clients without the Nimbus networks run functions on the host's.
+	opts := nomadjob.Options{HostNetwork: env.Network == nil}
+	rec := nomadjob.Record(f, src, opts, reserved)
+	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), true); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // awaitFunction waits until the gateway knows the function: a gateway
@@ -200,14 +206,10 @@ func invokeAll(t *testing.T, gw *testenv.Gateway, name, event string, n int) []a
 
 func invoke(t *testing.T, gw *testenv.Gateway, name, event string) answer {
 	t.Helper()
-	resp, err := gw.Do(http.MethodPost, "/v1/functions/"+name+"/invoke", strings.NewReader(event))
-	if err != nil {
-		t.Fatalf("invoke %s: %v", name, err)
+	a := invokeNoFatal(gw, name, event)
+	if a.status == 0 {
+		t.Fatalf("invoke %s: %s", name, a.raw)
 	}
-	defer func() { _ = resp.Body.Close() }()
-	b, _ := io.ReadAll(resp.Body)
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	_ = json.Unmarshal(b, &a.body)
 	return a
 }
 

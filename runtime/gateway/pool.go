@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,11 @@ var ErrNomadUnavailable = errors.New("Nomad is unavailable")
 // hung agent fails the waiting requests instead of holding them.
 const controlPlaneTimeout = 5 * time.Second
 
+// errDeploying means Nomad refused a scale request while a deployment
+// replaces the function's instances (internal/rollout): requests wait,
+// served by the old and new instances, and the scale is retried.
+var errDeploying = errors.New("deployment in progress")
+
 // ErrScaleDenied means Nomad refused the gateway's scale request for want
 // of a right: the platform is misconfigured, and no retry by the caller
 // helps until an operator grants it.
@@ -66,6 +72,9 @@ type instance struct {
 	// function until its own instances serve (warmpool.go); nil for the
 	// function's own instances.
 	pooled *member
+	// drainUntil is when a draining instance (pool.draining) stops being
+	// offered requests.
+	drainUntil time.Time
 }
 
 // usable reports whether the instance may be sent requests: Nomad placed
@@ -87,6 +96,13 @@ type pool struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
+	// draining holds the instances Nomad is stopping: deregistered from
+	// Consul, they still serve for the task's shutdown_delay
+	// (nomadjob.DrainDelay) before Nomad signals them. They take requests
+	// only while no listed instance has a free slot, so that the new
+	// instances of a deploy take over without a gap while the old ones
+	// finish what they run.
+	draining map[string]*instance
 	waiters   []*waiter
 	inflight  int
 	lastBusy  time.Time
@@ -104,7 +120,7 @@ type pool struct {
 }
 
 func newPool(gw *Gateway, fn *Function) *pool {
-	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
+	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, draining: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
@@ -215,13 +231,29 @@ func (p *pool) forget(inst *instance) {
 	inst.gone = true
 	inst.ready = false
 	delete(p.instances, inst.id)
+	delete(p.draining, inst.id)
 }
 
+// pickLocked picks the least busy instance with a free slot: one that
+// Consul lists, else one still draining.
 func (p *pool) pickLocked() *instance {
+	if best := leastBusy(p.instances, p.concurrency()); best != nil {
+		return best
+	}
+	now := time.Now()
+	for id, in := range p.draining {
+		if now.After(in.drainUntil) {
+			in.gone, in.ready = true, false
+			delete(p.draining, id)
+		}
+	}
+	return leastBusy(p.draining, p.concurrency())
+}
+
+func leastBusy(instances map[string]*instance, concurrency int) *instance {
 	var best *instance
-	conc := p.concurrency()
-	for _, in := range p.instances {
-		if !in.usable() || in.inflight >= conc {
+	for _, in := range instances {
+		if !in.usable() || in.inflight >= concurrency {
 			continue
 		}
 		if best == nil || in.inflight < best.inflight {
@@ -308,6 +340,12 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		seen[id] = true
 		status := e.Checks.AggregatedStatus()
 		inst, ok := p.instances[id]
+		if drained, again := p.draining[id]; !ok && again {
+			// Listed again (a Consul blip, not a stop): serving as before.
+			delete(p.draining, id)
+			inst, ok = drained, true
+			p.instances[id] = inst
+		}
 		if !ok {
 			inst = &instance{id: id, addr: serviceAddr(e)}
 			p.instances[id] = inst
@@ -326,10 +364,16 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		}
 	}
 	for id, inst := range p.instances {
-		if !seen[id] && inst.pooled == nil {
-			inst.gone, inst.ready = true, false
-			delete(p.instances, id)
+		if seen[id] || inst.pooled != nil {
+			continue
 		}
+		delete(p.instances, id)
+		if inst.usable() {
+			inst.drainUntil = time.Now().Add(nomadjob.DrainDelay)
+			p.draining[id] = inst
+			continue
+		}
+		inst.gone, inst.ready = true, false
 	}
 	p.gw.metrics.instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
 	p.dispatchLocked()
@@ -474,6 +518,9 @@ func (p *pool) rescale(ctx context.Context) {
 // right (ErrScaleDenied), or Nomad failing or not answering in time
 // (ErrNomadUnavailable), named with its address.
 func (p *pool) nomadFailed(what string, err error) error {
+	if strings.Contains(err.Error(), "blocked due to active deployment") {
+		return fmt.Errorf("%w: Nomad refuses to %s %s until the deployment that replaces its instances ends", errDeploying, what, p.name)
+	}
 	if clients.Denied(err) {
 		return fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
 	}
