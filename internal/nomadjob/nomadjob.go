@@ -217,7 +217,7 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		// Deregistered, the instance keeps serving the gateway until new
 		// instances answer (see DrainDelay).
 		ShutdownDelay: DrainDelay,
-		LogConfig:   &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
+		LogConfig:     &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
 		Services: []*api.Service{{
 			Name:      service,
 			PortLabel: PortLabel,

@@ -103,13 +103,13 @@ type pool struct {
 	// instances of a deploy take over without a gap while the old ones
 	// finish what they run.
 	draining map[string]*instance
-	waiters   []*waiter
-	inflight  int
-	lastBusy  time.Time
-	count     int // the group count we last saw or set
-	known     bool
-	readAt    time.Time // when count was last read from Nomad
-	scaleErr  error
+	waiters  []*waiter
+	inflight int
+	lastBusy time.Time
+	count    int // the group count we last saw or set
+	known    bool
+	readAt   time.Time // when count was last read from Nomad
+	scaleErr error
 
 	// specialising: a warm pool instance is being handed the function.
 	specialising bool
