@@ -214,8 +214,8 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		// caps this at the client's max_kill_timeout (30 s unless the
 		// operator raises it; the platform guide says to).
 		KillTimeout: ptr(f.Timeout + 5*time.Second),
-		// Deregistered, the instance keeps serving the gateway until new
-		// instances answer (see DrainDelay).
+		// Deregistered, the instance runs on a moment while the gateway
+		// stops sending it requests (see DrainDelay).
 		ShutdownDelay: DrainDelay,
 		LogConfig:     &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
 		Services: []*api.Service{{

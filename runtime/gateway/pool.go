@@ -97,11 +97,12 @@ type pool struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	// draining holds the instances Nomad is stopping: deregistered from
-	// Consul, they still serve for the task's shutdown_delay
-	// (nomadjob.DrainDelay) before Nomad signals them. They take requests
-	// only while no listed instance has a free slot, so that the new
-	// instances of a deploy take over without a gap while the old ones
-	// finish what they run.
+	// Consul, they still run for the task's shutdown_delay
+	// (nomadjob.DrainDelay) before Nomad signals them, and finish what
+	// they run. They take requests only while no listed instance has a
+	// free slot: one that arrives as the last instance is scaled away, or
+	// before a deploy's new instances are confirmed, is served rather than
+	// made to wait for a cold start.
 	draining map[string]*instance
 	waiters  []*waiter
 	inflight int
