@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
@@ -39,6 +40,7 @@ type clusterModel struct {
 	ConsulDatacenter  types.String `tfsdk:"consul_datacenter"`
 	ConsulLeader      types.String `tfsdk:"consul_leader"`
 	ConsulVersion     types.String `tfsdk:"consul_version"`
+	MaxKillTimeout    types.String `tfsdk:"max_kill_timeout"`
 }
 
 func (d *clusterDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -85,6 +87,11 @@ func (d *clusterDataSource) Schema(_ context.Context, _ datasource.SchemaRequest
 				Computed:            true,
 				MarkdownDescription: "Number of ready nodes with a healthy `exec` driver that offer both Nimbus CNI networks, where instances can be placed.",
 			},
+			"max_kill_timeout": computed("The shortest `max_kill_timeout` among the ready nodes with a healthy `exec` driver, as each client's own agent reports it " +
+				"(for example `30s`, Nomad's default). Nomad gives a stopping task at most this long to finish, whatever its `kill_timeout`: " +
+				"a function instance that a deploy or a scale-down stops is killed with the invocations it still runs after it. " +
+				"The platform guide asks for `17m`, above the longest function timeout and the gateway's drain. " +
+				"Empty when no client's agent answered; a warning says why."),
 			"consul_address":    computed("The Consul address that was checked."),
 			"consul_datacenter": computed("The Consul datacenter."),
 			"consul_leader":     computed("RPC address of the Consul datacenter's leader."),
@@ -117,6 +124,19 @@ func (d *clusterDataSource) Read(ctx context.Context, _ datasource.ReadRequest, 
 	}
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	kt, err := d.data.clientKillTimeouts(ctx)
+	switch {
+	case err != nil:
+		resp.Diagnostics.AddWarning("Cannot read the clients' max_kill_timeout", err.Error())
+	case len(kt.Unread) > 0:
+		resp.Diagnostics.AddWarning("Cannot read some clients' max_kill_timeout",
+			"max_kill_timeout is the client's own configuration, which the provider reads from each client's agent (/v1/agent/self, with agent:read) at the address it advertises. These did not answer:\n  "+
+				strings.Join(kt.Unread, "\n  ")+"\nmax_kill_timeout covers the other clients only.")
+	}
+	state.MaxKillTimeout = types.StringValue("")
+	if kt.Min > 0 {
+		state.MaxKillTimeout = types.StringValue(kt.Min.String())
 	}
 	state.ID = types.StringValue(state.NomadRegion.ValueString() + "/" + state.ConsulDatacenter.ValueString())
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 
 func TestAccClusterDataSource(t *testing.T) {
@@ -54,6 +56,9 @@ func TestAccClusterDataSource(t *testing.T) {
 				// The test client offers the Nimbus CNI networks.
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_nodes"), knownvalue.Int64Exact(1)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("isolated_network"), knownvalue.Bool(true)),
+				// As the client's agent runs with it: the harness sets the
+				// platform guide's value.
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("max_kill_timeout"), knownvalue.StringExact(nomadjob.ClientMaxKillTimeout.String())),
 			},
 		}, {
 			// A provider that chose host networking is not isolated, on
@@ -66,6 +71,44 @@ func TestAccClusterDataSource(t *testing.T) {
 			},
 		}},
 	})
+}
+
+// A client that sets no max_kill_timeout runs with Nomad's default, and
+// nimbus_cluster reports it; a function whose timeout needs longer to
+// drain gets a warning at plan (killTimeoutWarning, TestKillTimeoutWarning).
+func TestAccClusterReportsNomadsDefaultKillTimeout(t *testing.T) {
+	requireAcceptance(t)
+	env, err := testenv.Start(testenv.Options{MaxKillTimeout: testenv.KeepNomadDefault})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.StopChecked(t)
+	const ds = "data.nimbus_cluster.this"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{{
+			Config: providerConfigWith(env, env.Principals.Deployer, "") + `data "nimbus_cluster" "this" {}`,
+			ConfigStateChecks: []statecheck.StateCheck{
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("max_kill_timeout"), knownvalue.StringExact("30s")),
+			},
+		}},
+	})
+}
+
+func TestKillTimeoutWarning(t *testing.T) {
+	kt := killTimeouts{Min: 30 * time.Second, MinNode: "client-1"}
+	if msg := killTimeoutWarning(kt, "short", 3*time.Second, 8*time.Second); msg != "" {
+		t.Errorf("a function that drains within max_kill_timeout got a warning: %s", msg)
+	}
+	msg := killTimeoutWarning(kt, "report", 5*time.Minute, 5*time.Minute+5*time.Second)
+	for _, want := range []string{"client-1", "30s", "report", "5m5s", "5m0s", `max_kill_timeout = "17m"`, "platform guide"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the warning does not say %q: %s", want, msg)
+		}
+	}
+	if msg := killTimeoutWarning(killTimeouts{}, "unread", time.Hour, time.Hour); msg != "" {
+		t.Errorf("with no client read there is nothing to compare, yet: %s", msg)
+	}
 }
 
 func TestAccClusterDataSourceUnreachable(t *testing.T) {

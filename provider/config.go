@@ -241,6 +241,8 @@ type providerData struct {
 	Artifacts *clients.Artifacts
 	// Packages packages function sources, once per unchanged tree.
 	Packages *packaging.Cache
+	// killTimeouts are the clients' max_kill_timeout, read once.
+	killTimeouts killTimeoutCache
 }
 
 // packageCacheDir is where plans keep the digests of unchanged sources:

@@ -21,9 +21,11 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
@@ -299,6 +301,7 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 			return
 		}
 	}
+	r.warnKillTimeout(ctx, plan, &resp.Diagnostics)
 	if !plan.Name.IsUnknown() {
 		plan.ID = plan.Name
 		plan.JobID = types.StringValue("nimbus-fn-" + plan.Name.ValueString())
@@ -396,4 +399,25 @@ func (r *functionResource) checkReservation(ctx context.Context, plan functionMo
 		diags.AddAttributeError(path.Root("reserved_concurrency"), "Too much reserved concurrency", "In namespace "+ns+", "+msg+".")
 	}
 	return diags
+}
+
+// warnKillTimeout warns at plan when the clients would kill a stopping
+// instance before it finishes an invocation of the function's timeout.
+func (r *functionResource) warnKillTimeout(ctx context.Context, plan functionModel, diags *diag.Diagnostics) {
+	if r.data == nil || r.data.Nomad == nil || plan.Timeout.IsUnknown() || plan.Name.IsUnknown() {
+		return
+	}
+	timeout, err := time.ParseDuration(plan.Timeout.ValueString())
+	if err != nil {
+		return // the validator reports it
+	}
+	kt, err := r.data.clientKillTimeouts(ctx)
+	if err != nil {
+		tflog.Debug(ctx, "Cannot read the clients' max_kill_timeout", map[string]any{"error": err.Error()})
+		return
+	}
+	f := model.Function{Timeout: timeout}
+	if msg := killTimeoutWarning(kt, plan.Name.ValueString(), timeout, nomadjob.KillTimeout(f)); msg != "" {
+		diags.AddAttributeWarning(path.Root("timeout"), "Invocations can be cut short when instances stop", msg)
+	}
 }

@@ -116,7 +116,12 @@ job "nimbus-gateway" {
         memory = 256
       }
 
-      kill_timeout = "30s"
+      # On SIGTERM the gateway lets invocations in flight finish for up to
+      # -drain-timeout (16m: the longest function timeout, 15m, and a
+      # margin), then exits. Nomad caps kill_timeout at the client's
+      # max_kill_timeout, 30s unless raised: set it to 17m on the clients
+      # (nomad-client.hcl), or a restart cuts long invocations short.
+      kill_timeout = "16m30s"
 
       service {
         name     = "nimbus-gateway"

@@ -3,6 +3,13 @@
 client {
   enabled = true
 
+  # Nomad gives a stopping task at most this long to finish (30s by
+  # default), whatever its kill_timeout. A function instance being replaced
+  # or scaled away finishes the invocations it runs, which may take up to
+  # 15m; the gateway drains for up to 16m. data "nimbus_cluster" reports
+  # the value each client runs with.
+  max_kill_timeout = "17m"
+
   options {
     # Function jobs use the exec driver only.
     "driver.allowlist" = "exec"

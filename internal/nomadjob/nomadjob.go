@@ -98,6 +98,18 @@ const (
 // flight (KillTimeout).
 const DrainDelay = 5 * time.Second
 
+// ClientMaxKillTimeout is the max_kill_timeout the platform guide asks of
+// every Nomad client. Nomad caps each task's kill_timeout at it (30 s by
+// default), and a task still running then is killed: it must exceed every
+// function's kill_timeout (KillTimeout, at most 15m5s) and the gateway
+// job's (its drain, 16 m, and a margin).
+const ClientMaxKillTimeout = 17 * time.Minute
+
+// KillTimeout is how long Nomad lets a stopping instance finish the
+// invocations in flight: the function's timeout, and a margin for the
+// host to stop its handler.
+func KillTimeout(f model.Function) time.Duration { return f.Timeout + 5*time.Second }
+
 // JobID names a function's job.
 func JobID(function string) string { return JobPrefix + function }
 
@@ -213,7 +225,7 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		// The host drains invocations in flight on SIGTERM; let it. Nomad
 		// caps this at the client's max_kill_timeout (30 s unless the
 		// operator raises it; the platform guide says to).
-		KillTimeout: ptr(f.Timeout + 5*time.Second),
+		KillTimeout: ptr(KillTimeout(f)),
 		// Deregistered, the instance runs on a moment while the gateway
 		// stops sending it requests (see DrainDelay).
 		ShutdownDelay: DrainDelay,

@@ -34,7 +34,8 @@ import (
 
 // Deadlines of a blue/green deployment. A canary has HealthyDeadline to
 // pass its checks; the deployment fails if no canary became healthy for
-// ProgressDeadline (none could be placed, for example).
+// ProgressDeadline, or a minute more than the longest kill_timeout
+// (none could be placed, for example).
 const (
 	HealthyDeadline  = 2 * time.Minute
 	ProgressDeadline = 3 * time.Minute
@@ -67,7 +68,7 @@ func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, pr
 
 	rendered := updates(job)
 	for _, tg := range job.TaskGroups {
-		tg.Update = blueGreen(replaced)
+		tg.Update = blueGreen(replaced, tg)
 	}
 	res, err := register(nomad, job, preserve, w, q)
 	for i, tg := range job.TaskGroups {
@@ -144,9 +145,17 @@ func register(nomad *nomadapi.Client, job *nomadapi.Job, preserve bool, w *nomad
 	return Result{Version: deref(registered.Version)}, nil
 }
 
-// blueGreen is the update strategy that replaces n instances: n canaries,
-// promoted once all pass their checks, then the old instances stop.
-func blueGreen(n int) *nomadapi.UpdateStrategy {
+// blueGreen is the update strategy that replaces n instances of tg: n
+// canaries, promoted once all pass their checks, then the old instances
+// stop. Nomad wants the progress deadline to cover every task's
+// kill_timeout.
+func blueGreen(n int, tg *nomadapi.TaskGroup) *nomadapi.UpdateStrategy {
+	progress := ProgressDeadline
+	for _, t := range tg.Tasks {
+		if t.KillTimeout != nil {
+			progress = max(progress, *t.KillTimeout+time.Minute)
+		}
+	}
 	return &nomadapi.UpdateStrategy{
 		MaxParallel:      &n,
 		Canary:           &n,
@@ -155,7 +164,7 @@ func blueGreen(n int) *nomadapi.UpdateStrategy {
 		HealthCheck:      ptr("checks"),
 		MinHealthyTime:   ptr(time.Duration(0)),
 		HealthyDeadline:  ptr(HealthyDeadline),
-		ProgressDeadline: ptr(ProgressDeadline),
+		ProgressDeadline: ptr(progress),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // CloudFingerprinters probe metadata endpoints that do not exist off-cloud;
@@ -71,6 +72,9 @@ type NomadConfig struct {
 	ChrootEnv map[string]string
 	// MinDynamicPort and MaxDynamicPort bound the ports given to tasks.
 	MinDynamicPort, MaxDynamicPort int
+	// MaxKillTimeout is the client's max_kill_timeout, which caps every
+	// task's kill_timeout; 0 leaves Nomad's default (30 s).
+	MaxKillTimeout time.Duration
 	// HostVolumes are read-only host directories that jobs can mount:
 	// bind mounts cost nothing at task start, unlike chroot_env copies.
 	HostVolumes map[string]string // name → host path
@@ -103,6 +107,9 @@ func (c NomadConfig) HCL() string {
 	fmt.Fprintf(&b, "  cgroup_parent = %s\n", strconv.Quote(c.CgroupParent))
 	if c.MinDynamicPort > 0 {
 		fmt.Fprintf(&b, "  min_dynamic_port = %d\n  max_dynamic_port = %d\n", c.MinDynamicPort, c.MaxDynamicPort)
+	}
+	if c.MaxKillTimeout > 0 {
+		fmt.Fprintf(&b, "  max_kill_timeout = %q\n", c.MaxKillTimeout.String())
 	}
 	b.WriteString("  options {\n")
 	fmt.Fprintf(&b, "    \"fingerprint.denylist\" = %s\n", strconv.Quote(CloudFingerprinters))

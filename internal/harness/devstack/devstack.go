@@ -77,6 +77,8 @@ func (s Stack) Up(ctx context.Context) error {
 		ConsulHTTP:   fmt.Sprintf("127.0.0.1:%d", ConsulHTTP),
 		CgroupParent: agents.CgroupParentName(cgroupName),
 		ChrootEnv:    agents.SlimChrootEnv(nil),
+		// As the platform guide asks of every client.
+		MaxKillTimeout: nomadjob.ClientMaxKillTimeout,
 	}
 	nomadCfg.MinDynamicPort, nomadCfg.MaxDynamicPort = agents.DevPortRange()
 	// Function jobs mount nimbus-host and, for interpreters, /usr from the

@@ -13,6 +13,7 @@
 package testenv
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,6 +38,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/cninet"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/principals"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -68,7 +70,15 @@ type Options struct {
 	// DenyEgress adds destinations to the networks' deny list, beside
 	// link-local addresses and the Nimbus subnets.
 	DenyEgress []netip.Prefix
+	// MaxKillTimeout is the client's max_kill_timeout: 0 sets the one
+	// the platform guide asks for (nomadjob.ClientMaxKillTimeout),
+	// KeepNomadDefault none.
+	MaxKillTimeout time.Duration
 }
+
+// KeepNomadDefault, as Options.MaxKillTimeout, sets no max_kill_timeout:
+// the client runs with Nomad's default, as most clusters do.
+const KeepNomadDefault time.Duration = -1
 
 // Env is a running pair of agents.
 type Env struct {
@@ -211,6 +221,7 @@ func Start(opts Options) (env *Env, err error) {
 
 			MinDynamicPort: env.portSlot.Min,
 			MaxDynamicPort: env.portSlot.Max,
+			MaxKillTimeout: max(cmp.Or(opts.MaxKillTimeout, nomadjob.ClientMaxKillTimeout), 0),
 			HostVolumes:    opts.HostVolumes,
 
 			WritableHostVolumes: opts.WritableHostVolumes,
