@@ -26,6 +26,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
@@ -74,6 +75,46 @@ func checkJob(env *testenv.Env, jobID string, check func(memory int, version uin
 			return err
 		}
 		return check(*job.TaskGroups[0].Tasks[0].Resources.MemoryMB, *job.Version)
+	}
+}
+
+// checkVersionRuns checks that the state's version is the job version
+// Nomad runs.
+func checkVersionRuns(env *testenv.Env, res, jobID string) resource.TestCheckFunc {
+	return resource.TestCheckResourceAttrWith(res, "version", func(v string) error {
+		job, _, err := env.Nomad.Jobs().Info(jobID, nil)
+		if err != nil {
+			return err
+		}
+		if v != fmt.Sprint(*job.Version) {
+			return fmt.Errorf("version is %s, but Nomad runs version %d of %s", v, *job.Version, jobID)
+		}
+		return nil
+	})
+}
+
+// checkBlueGreen checks, as a user would in the Nomad UI, that the last
+// deployment of the job replaced its instances blue/green: canaries
+// promoted, all healthy, and that the job then went back to no
+// deployments (max_parallel 0), so that scaling is never refused.
+func checkBlueGreen(env *testenv.Env, jobID string, instances int) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		d, _, err := env.Nomad.Jobs().LatestDeployment(jobID, nil)
+		if err != nil || d == nil {
+			return fmt.Errorf("no deployment of %s (err %v)", jobID, err)
+		}
+		st := d.TaskGroups[nomadjob.GroupName]
+		if d.Status != nomadapi.DeploymentStatusSuccessful || st == nil || st.DesiredCanaries != instances || !st.Promoted || st.HealthyAllocs != instances {
+			return fmt.Errorf("deployment %s of %s: status %s, group %+v; want %d canaries promoted and healthy", d.ID, jobID, d.Status, st, instances)
+		}
+		job, _, err := env.Nomad.Jobs().Info(jobID, nil)
+		if err != nil {
+			return err
+		}
+		if u := job.TaskGroups[0].Update; u == nil || u.MaxParallel == nil || *u.MaxParallel != 0 {
+			return fmt.Errorf("after the deployment, job %s keeps update %+v; want max_parallel 0", jobID, u)
+		}
+		return nil
 	}
 }
 
@@ -148,25 +189,31 @@ func TestAccFunctionLifecycle(t *testing.T) {
 					plancheck.ExpectUnknownValue(res, tfjsonpath.New("version")),
 					plancheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
 				}},
-				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(1)),
-				},
-				Check: checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"echo","value":"v2"}`, "echo", "v2"),
+				// The running instance was replaced blue/green: Nomad's
+				// deployment started a canary, promoted it, then stopped
+				// the old instance; the job is back to no deployments.
+				Check: resource.ComposeTestCheckFunc(
+					checkInvokes(env, "nimbus-fn-lifecycle", `{"action":"echo","value":"v2"}`, "echo", "v2"),
+					checkVersionRuns(env, res, "nimbus-fn-lifecycle"),
+					checkBlueGreen(env, "nimbus-fn-lifecycle", 1),
+				),
 			},
 			{
 				// A memory change re-renders the job.
 				Config: cfg(v2, 256),
 				ConfigStateChecks: []statecheck.StateCheck{
-					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(2)),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("memory_mb"), knownvalue.Int64Exact(256)),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("cpu_mhz"), knownvalue.Int64Exact(256)),
 				},
-				Check: checkJob(env, "nimbus-fn-lifecycle", func(memory int, _ uint64) error {
-					if memory != 256 {
-						return fmt.Errorf("Nomad runs the task with %d MB", memory)
-					}
-					return nil
-				}),
+				Check: resource.ComposeTestCheckFunc(
+					checkJob(env, "nimbus-fn-lifecycle", func(memory int, _ uint64) error {
+						if memory != 256 {
+							return fmt.Errorf("Nomad runs the task with %d MB", memory)
+						}
+						return nil
+					}),
+					checkVersionRuns(env, res, "nimbus-fn-lifecycle"),
+				),
 			},
 			{
 				// The same configuration plans nothing.
