@@ -268,7 +268,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 
 	// Keep the count the gateway scaled to; a fresh job starts at min.
 	// Running instances are replaced blue/green, never all at once.
-	registered, err := rollout.Register(ctx, r.data.Nomad, job, existing != nil)
+	registered, err := rollout.Register(ctx, r.data.Nomad, job, rollout.Options{PreserveCounts: existing != nil})
 	if err != nil {
 		if prevRecord != nil {
 			// The running version stays: so does its record.

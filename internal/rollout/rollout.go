@@ -14,14 +14,15 @@
 // job is first registered blue/green: as many canaries as instances start
 // beside the old ones, Nomad promotes them once their checks pass, and
 // only then stops the old ones, which the gateway drains. A canary that
-// fails its checks fails the deployment, and Nomad reverts the job to the
-// version that was running. Once the deployment succeeds, the job is
-// registered again as it was rendered, max_parallel = 0, which changes no
-// instance. Nomad refuses scale requests while the deployment runs, which
-// the gateway waits out.
+// fails its checks fails the deployment, and the job is reverted to the
+// version that was running, whose instances served throughout. Once the
+// deployment succeeds, the job is registered again as it was rendered,
+// max_parallel = 0, which changes no instance. Nomad refuses scale
+// requests while the deployment runs, which the gateway waits out.
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -32,14 +33,20 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
-// Deadlines of a blue/green deployment. A canary has HealthyDeadline to
-// pass its checks; the deployment fails if no canary became healthy for
-// ProgressDeadline, or a minute more than the longest kill_timeout
-// (none could be placed, for example).
-const (
-	HealthyDeadline  = 2 * time.Minute
-	ProgressDeadline = 3 * time.Minute
-)
+// DefaultHealthyDeadline is how long a canary has to pass its checks. The
+// deployment fails when no canary became healthy for twice as long (none
+// could be placed, for example), or a minute more than the longest
+// kill_timeout, which Nomad wants the progress deadline to cover.
+const DefaultHealthyDeadline = 2 * time.Minute
+
+// Options shape a registration.
+type Options struct {
+	// PreserveCounts keeps the instance counts of an existing job.
+	PreserveCounts bool
+	// HealthyDeadline is how long a canary has to pass its checks;
+	// DefaultHealthyDeadline when 0.
+	HealthyDeadline time.Duration
+}
 
 // Result says how a job was registered.
 type Result struct {
@@ -53,12 +60,19 @@ type Result struct {
 }
 
 // Register registers job, blue/green when it replaces running instances
-// (see the package doc), and returns once the new spec runs. preserve
-// keeps the instance count of an existing job.
-func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, preserve bool) (Result, error) {
+// (see the package doc), and returns once the new spec runs.
+func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, opts Options) (Result, error) {
+	preserve := opts.PreserveCounts
 	w := (&nomadapi.WriteOptions{Namespace: deref(job.Namespace), Region: deref(job.Region)}).WithContext(ctx)
 	q := (&nomadapi.QueryOptions{Namespace: deref(job.Namespace), Region: deref(job.Region)}).WithContext(ctx)
-	replaced, err := replacements(nomad, job, preserve, w, q)
+	running, _, err := nomad.Jobs().Info(deref(job.ID), q)
+	switch {
+	case clients.NomadNotFound(err):
+		running = nil
+	case err != nil:
+		return Result{}, fmt.Errorf("cannot read job %s: %w", deref(job.ID), err)
+	}
+	replaced, err := replacements(nomad, job, running, preserve, w)
 	if err != nil {
 		return Result{}, err
 	}
@@ -68,7 +82,7 @@ func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, pr
 
 	rendered := updates(job)
 	for _, tg := range job.TaskGroups {
-		tg.Update = blueGreen(replaced, tg)
+		tg.Update = blueGreen(replaced, tg, cmp.Or(opts.HealthyDeadline, DefaultHealthyDeadline))
 	}
 	res, err := register(nomad, job, preserve, w, q)
 	for i, tg := range job.TaskGroups {
@@ -82,9 +96,7 @@ func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, pr
 		return res, err
 	}
 	if d.Status != nomadapi.DeploymentStatusSuccessful {
-		return res, fmt.Errorf("Nomad's deployment %s of job %s version %d ended %s: %s. The instances that were running kept serving; "+
-			"see the deployment in the Nomad UI or with `nomad deployment status %s`",
-			short(d.ID), deref(job.ID), res.Version, d.Status, d.StatusDescription, short(d.ID))
+		return res, revert(nomad, running, res.Version, d, w, q)
 	}
 	// Back to no deployments, so that scaling is never refused; an update
 	// strategy alone changes no instance.
@@ -96,12 +108,8 @@ func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, pr
 // replacements asks Nomad's plan how many running instances registering
 // job replaces. The plan knows nothing of preserved counts, so it is
 // asked with the running job's.
-func replacements(nomad *nomadapi.Client, job *nomadapi.Job, preserve bool, w *nomadapi.WriteOptions, q *nomadapi.QueryOptions) (int, error) {
+func replacements(nomad *nomadapi.Client, job, running *nomadapi.Job, preserve bool, w *nomadapi.WriteOptions) (int, error) {
 	if preserve {
-		running, _, err := nomad.Jobs().Info(deref(job.ID), q)
-		if err != nil && !clients.NomadNotFound(err) {
-			return 0, fmt.Errorf("cannot read job %s: %w", deref(job.ID), err)
-		}
 		if running != nil {
 			counts := map[string]*int{}
 			for _, tg := range running.TaskGroups {
@@ -134,6 +142,29 @@ func replacements(nomad *nomadapi.Client, job *nomadapi.Job, preserve bool, w *n
 	return replaced, nil
 }
 
+// revert puts back the version that ran before a deployment that failed.
+// Nomad's own auto_revert needs a version marked stable by a deployment,
+// and function jobs have none, so the revert is done here; its canaries
+// stop, and the instances that ran all along serve on.
+func revert(nomad *nomadapi.Client, running *nomadapi.Job, failed uint64, d *nomadapi.Deployment, w *nomadapi.WriteOptions, q *nomadapi.QueryOptions) error {
+	if running == nil {
+		return fmt.Errorf("Nomad's deployment %s of version %d ended %s: %s", short(d.ID), failed, d.Status, d.StatusDescription)
+	}
+	id := deref(running.ID)
+	failure := fmt.Sprintf("Nomad's deployment %s of job %s version %d ended %s: %s", short(d.ID), id, failed, d.Status, d.StatusDescription)
+	if _, _, err := nomad.Jobs().Revert(id, deref(running.Version), &failed, w, "", ""); err != nil {
+		return fmt.Errorf("%s. Reverting the job to version %d, which ran before, failed too: %w; revert it with `nomad job revert %s %d`",
+			failure, deref(running.Version), err, id, deref(running.Version))
+	}
+	now, _, err := nomad.Jobs().Info(id, q)
+	if err != nil {
+		return fmt.Errorf("%s. The job was reverted to version %d, which ran before", failure, deref(running.Version))
+	}
+	return fmt.Errorf("%s. The job was reverted to version %d, which ran before (now version %d), and its instances kept serving; "+
+		"see why the new instances failed in the Nomad UI or with `nomad deployment status %s`",
+		failure, deref(running.Version), deref(now.Version), short(d.ID))
+}
+
 func register(nomad *nomadapi.Client, job *nomadapi.Job, preserve bool, w *nomadapi.WriteOptions, q *nomadapi.QueryOptions) (Result, error) {
 	if _, _, err := nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: preserve}, w); err != nil {
 		return Result{}, fmt.Errorf("Nomad refused job %s: %w", deref(job.ID), err)
@@ -146,11 +177,10 @@ func register(nomad *nomadapi.Client, job *nomadapi.Job, preserve bool, w *nomad
 }
 
 // blueGreen is the update strategy that replaces n instances of tg: n
-// canaries, promoted once all pass their checks, then the old instances
-// stop. Nomad wants the progress deadline to cover every task's
-// kill_timeout.
-func blueGreen(n int, tg *nomadapi.TaskGroup) *nomadapi.UpdateStrategy {
-	progress := ProgressDeadline
+// canaries, promoted once all pass their checks within healthy, then the
+// old instances stop.
+func blueGreen(n int, tg *nomadapi.TaskGroup, healthy time.Duration) *nomadapi.UpdateStrategy {
+	progress := 2 * healthy
 	for _, t := range tg.Tasks {
 		if t.KillTimeout != nil {
 			progress = max(progress, *t.KillTimeout+time.Minute)
@@ -160,10 +190,10 @@ func blueGreen(n int, tg *nomadapi.TaskGroup) *nomadapi.UpdateStrategy {
 		MaxParallel:      &n,
 		Canary:           &n,
 		AutoPromote:      ptr(true),
-		AutoRevert:       ptr(true),
+		AutoRevert:       ptr(false), // see revert
 		HealthCheck:      ptr("checks"),
 		MinHealthyTime:   ptr(time.Duration(0)),
-		HealthyDeadline:  ptr(HealthyDeadline),
+		HealthyDeadline:  ptr(healthy),
 		ProgressDeadline: ptr(progress),
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/rollout"
 )
 
 // release packages the Go test handler with a marker file, so that each
@@ -175,6 +176,79 @@ func TestCodeChangeUnderLoadHasNoGap(t *testing.T) {
 			t.Errorf("the old code answered a request sent %s after the new code took over", a.sent.Sub(tookOver).Round(time.Millisecond))
 			break
 		}
+	}
+}
+
+// A new version whose instances never pass their checks does not replace
+// the running one: Nomad's deployment fails, reverts the job, and the
+// running instance serves throughout; the error says what happened.
+func TestFailedReplacementKeepsTheRunningVersion(t *testing.T) {
+	env, gw := gateway(t)
+	f := model.Function{Name: "bad-release", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 2,
+		Environment: map[string]string{"USER_SETTING": "one"}}
+	register(t, env, f.WithDefaults(), release(t, env, gw, "one"), 0)
+	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil) })
+	awaitFunction(t, gw, f.Name)
+	waitFor(t, time.Minute, "the running version to answer", func() bool { return timedInvoke(gw, f.Name).release == "one" })
+	before, _, err := env.Nomad.Jobs().Info(nomadjob.JobID(f.Name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The new version names a handler its package lacks: its instances
+	// start, and never become ready.
+	bad := f
+	bad.Handler = "no-such-handler"
+	bad.Environment = map[string]string{"USER_SETTING": "two"}
+	opts := nomadjob.Options{HostNetwork: env.Network == nil}
+	job := nomadjob.Render(bad.WithDefaults(), release(t, env, gw, "two"), opts)
+	var during []timedAnswer
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				during = append(during, timedInvoke(gw, f.Name))
+			}
+		}
+	}()
+	_, err = rollout.Register(context.Background(), env.Nomad, job, rollout.Options{PreserveCounts: true, HealthyDeadline: 10 * time.Second})
+	close(stop)
+	<-polled
+	if err == nil {
+		t.Fatal("a version that never became healthy was reported deployed")
+	}
+	t.Logf("the failed deployment: %v", err)
+	for _, want := range []string{"ended failed", "reverted to version " + fmt.Sprint(*before.Version), "kept serving", "nomad deployment status"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+	for _, a := range during {
+		if a.err != "" || a.release != "one" {
+			t.Errorf("while the new version failed, a request got %q from release %q; the running version must serve", a.err, a.release)
+		}
+	}
+	if len(during) == 0 {
+		t.Error("no request was sent during the deployment")
+	}
+	after, _, err := env.Nomad.Jobs().Info(nomadjob.JobID(f.Name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := after.TaskGroups[0].Tasks[0]
+	if task.Env["USER_SETTING"] != "one" || *after.Version <= *before.Version {
+		t.Errorf("Nomad did not revert the job: version %d (was %d) runs USER_SETTING %q", *after.Version, *before.Version, task.Env["USER_SETTING"])
+	}
+	if u := after.TaskGroups[0].Update; u == nil || u.MaxParallel == nil || *u.MaxParallel != 0 {
+		t.Errorf("the reverted job has update %+v; want max_parallel 0, so that the gateway may scale it", u)
+	}
+	if a := timedInvoke(gw, f.Name); a.err != "" || a.release != "one" {
+		t.Errorf("after the failed deployment: %q from release %q", a.err, a.release)
 	}
 }
 

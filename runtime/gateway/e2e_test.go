@@ -146,7 +146,7 @@ func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Sou
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), true); err != nil {
+	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), rollout.Options{PreserveCounts: true}); err != nil {
 		t.Fatal(err)
 	}
 }
