@@ -54,7 +54,10 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 		MarkdownDescription: "A serverless function. Nimbus packages `source` reproducibly, uploads it to the gateway's " +
 			"content-addressed artifact store, writes the function's record to Consul KV under `nimbus/functions/<name>` " +
 			"and runs it as the Nomad job `nimbus-fn-<name>` under the sandboxed `exec` driver. A new version first runs " +
-			"as a one-instance canary job and replaces the function only once the canary passes its health check.",
+			"as a one-instance canary job and replaces the function only once the canary passes its health check. " +
+			"Running instances are then replaced blue/green by one Nomad deployment: the new instances start beside the old, " +
+			"and the old ones stop, finishing the invocations they run, only once the new ones pass their checks; " +
+			"a deployment that fails reverts the job and fails the apply. See the platform guide's \"Deploys and long invocations\".",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				Computed:            true,
@@ -94,11 +97,12 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				Validators:          []validator.Int64{int64validator.AtLeast(model.MinCPUMHz)},
 			},
 			"timeout": schema.StringAttribute{
-				Optional:            true,
-				Computed:            true,
-				Default:             stringdefault.StaticString("3s"),
-				MarkdownDescription: "Longest an invocation may run, as a duration from `1s` to `15m`. Default `3s`.",
-				Validators:          []validator.String{durationBetween("timeout", model.MinTimeout, model.MaxTimeout)},
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString("3s"),
+				MarkdownDescription: "Longest an invocation may run, as a duration from `1s` to `15m`. Default `3s`. " +
+					"A stopping instance finishes its invocations only if the clients' `max_kill_timeout` exceeds this by 5 s: the plan warns otherwise.",
+				Validators: []validator.String{durationBetween("timeout", model.MinTimeout, model.MaxTimeout)},
 			},
 			"environment": schema.MapAttribute{
 				ElementType: types.StringType,
@@ -194,7 +198,7 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			},
 			"version": schema.Int64Attribute{
 				Computed:            true,
-				MarkdownDescription: "The Nomad job version now running.",
+				MarkdownDescription: "The Nomad job version now running. A change that replaces running instances registers two: the blue/green deployment, then the job as rendered.",
 			},
 			"invoke_url": schema.StringAttribute{
 				Computed:            true,

@@ -76,8 +76,9 @@ type Options struct {
 	MaxKillTimeout time.Duration
 }
 
-// KeepNomadDefault, as Options.MaxKillTimeout, sets no max_kill_timeout:
-// the client runs with Nomad's default, as most clusters do.
+// KeepNomadDefault is the Options.MaxKillTimeout that sets no
+// max_kill_timeout: the client runs with Nomad's default, as most clusters
+// do.
 const KeepNomadDefault time.Duration = -1
 
 // Env is a running pair of agents.

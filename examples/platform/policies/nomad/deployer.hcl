@@ -9,10 +9,12 @@
 namespace "default" {
   capabilities = [
     # Register, update and purge function jobs (nimbus-fn-*), canary jobs
-    # (nimbus-canary-*) and schedules' periodic jobs (nimbus-sched-*).
+    # (nimbus-canary-*) and schedules' periodic jobs (nimbus-sched-*); plan
+    # a function's new version (does it replace running instances?), and
+    # revert a job whose blue/green deployment failed.
     "submit-job",
-    # Read those jobs back (drift detection) and their allocations (wait for
-    # a canary to become healthy).
+    # Read those jobs back (drift detection), their allocations (wait for
+    # a canary to become healthy) and their deployments.
     "read-job",
     # Find a schedule's past runs (nimbus-sched-<name>/periodic-*) to purge
     # them with the schedule.
@@ -45,7 +47,8 @@ node {
   policy = "read"
 }
 
-# data "nimbus_cluster" reads the agent's region and version.
+# data "nimbus_cluster" reads the agent's region and version, and each
+# client's max_kill_timeout from its own agent (so does a function's plan).
 agent {
   policy = "read"
 }
