@@ -255,10 +255,14 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	}
 
 	rec := nomadjob.Record(f, src, opts, int(plan.ReservedConcurrency.ValueInt64()))
-	prevRecord, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(f.Name), (&consulapi.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		diags.AddError("Cannot read the function's record in Consul KV", err.Error())
-		return diags
+	// An update whose deployment fails puts the running version's record
+	// back.
+	var prevRecord *consulapi.KVPair
+	if prior != nil {
+		if prevRecord, _, err = r.data.Consul.KV().Get(kvstore.FunctionKey(f.Name), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil {
+			diags.AddError("Cannot read the function's record in Consul KV", err.Error())
+			return diags
+		}
 	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()},
 		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {

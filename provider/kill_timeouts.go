@@ -58,24 +58,38 @@ func (d *providerData) readKillTimeouts(ctx context.Context) (killTimeouts, erro
 	if u, err := url.Parse(d.Settings.Nomad.Address); err == nil && u.Scheme != "" {
 		scheme = u.Scheme
 	}
+	// Clients the provider cannot reach (a pipeline outside the cluster's
+	// network) must not hold a plan up: the reads share one deadline.
+	ctx, cancel := context.WithTimeout(ctx, killTimeoutReadDeadline)
+	defer cancel()
 	var (
-		mu  sync.Mutex
-		out killTimeouts
-		wg  sync.WaitGroup
+		mu      sync.Mutex
+		out     killTimeouts
+		pending = map[string]bool{}
+		wg      sync.WaitGroup
 	)
 	limit := make(chan struct{}, 16)
 	for _, n := range nodes {
 		if n.Status != nomadapi.NodeStatusReady || !nomadjob.ExecDriverHealthy(n) {
 			continue
 		}
+		pending[n.Name] = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			limit <- struct{}{}
+			select {
+			case limit <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
 			defer func() { <-limit }()
 			timeout, err := d.readKillTimeout(ctx, scheme, n.ID)
 			mu.Lock()
 			defer mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			delete(pending, n.Name)
 			switch {
 			case err != nil:
 				out.Unread = append(out.Unread, fmt.Sprintf("%s: %v", n.Name, err))
@@ -84,10 +98,24 @@ func (d *providerData) readKillTimeouts(ctx context.Context) (killTimeouts, erro
 			}
 		}()
 	}
-	wg.Wait()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name := range pending {
+		out.Unread = append(out.Unread, fmt.Sprintf("%s: its agent did not answer within %s", name, killTimeoutReadDeadline))
+	}
 	sort.Strings(out.Unread)
 	return out, nil
 }
+
+// killTimeoutReadDeadline bounds the reading of every client's
+// max_kill_timeout.
+const killTimeoutReadDeadline = 5 * time.Second
 
 // readKillTimeout asks one client's agent for its max_kill_timeout.
 func (d *providerData) readKillTimeout(ctx context.Context, scheme, nodeID string) (time.Duration, error) {

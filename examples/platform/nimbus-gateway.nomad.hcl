@@ -34,6 +34,8 @@ job "nimbus-gateway" {
     update {
       max_parallel = 1
       health_check = "checks"
+      # Nomad wants the deadline to cover the task's kill_timeout.
+      progress_deadline = "17m"
     }
 
     task "gateway" {

@@ -93,9 +93,9 @@ const (
 // DrainDelay is how long a stopping instance keeps running after Nomad
 // deregisters it from Consul, before Nomad signals it: the task's
 // shutdown_delay. The gateway learns of the deregistration within it and
-// stops sending the instance requests (it still uses it while no listed
-// instance can take one); then the host finishes the invocations in
-// flight (KillTimeout).
+// sends the instance no new request, so that none reaches a host that is
+// shutting down; then the host finishes the invocations in flight
+// (KillTimeout).
 const DrainDelay = 5 * time.Second
 
 // ClientMaxKillTimeout is the max_kill_timeout the platform guide asks of
@@ -226,8 +226,8 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		// caps this at the client's max_kill_timeout (30 s unless the
 		// operator raises it; the platform guide says to).
 		KillTimeout: ptr(KillTimeout(f)),
-		// Deregistered, the instance runs on a moment while the gateway
-		// stops sending it requests (see DrainDelay).
+		// Deregistered, the instance runs on while the gateway stops
+		// sending it requests (see DrainDelay).
 		ShutdownDelay: DrainDelay,
 		LogConfig:     &api.LogConfig{MaxFiles: ptr(5), MaxFileSizeMB: ptr(10)},
 		Services: []*api.Service{{

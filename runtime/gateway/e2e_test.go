@@ -128,7 +128,7 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	}
 	// As the provider deploys: nimbus-host fetches the package of the store.
 	src := nomadjob.Source{URL: upload(t, env, gw, pkg), SHA256: pkg.SHA256, FromStore: true}
-	register(t, env, f, src, reserved)
+	register(t, env, f, src, reserved, false)
 	t.Cleanup(func() {
 		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
 		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
@@ -136,9 +136,11 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	awaitFunction(t, gw, f.Name)
 }
 
-// register writes the function's record and registers its job, keeping
-// the instance count the gateway scaled to, as the provider does.
-func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Source, reserved int) {
+// register writes the function's record and registers its job as the
+// provider does (internal/rollout); preserve keeps the instance count the
+// gateway scaled to, as the provider does for an existing job, and
+// otherwise the job restarts from min_instances.
+func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Source, reserved int, preserve bool) {
 	t.Helper()
 	// Clients without the Nimbus networks run functions on the host's.
 	opts := nomadjob.Options{HostNetwork: env.Network == nil}
@@ -146,7 +148,7 @@ func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Sou
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), rollout.Options{PreserveCounts: true}); err != nil {
+	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), rollout.Options{PreserveCounts: preserve}); err != nil {
 		t.Fatal(err)
 	}
 }

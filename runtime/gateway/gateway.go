@@ -310,9 +310,6 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	if p.scaleErr != nil {
 		state["scale_error"] = p.scaleErr.Error()
 	}
-	if len(p.draining) > 0 {
-		state["draining_instances"] = len(p.draining)
-	}
 	if pooled := p.pooledInstancesLocked(); len(pooled) > 0 {
 		state["warm_pool_instances"] = pooled
 	}

@@ -72,9 +72,6 @@ type instance struct {
 	// function until its own instances serve (warmpool.go); nil for the
 	// function's own instances.
 	pooled *member
-	// drainUntil is when a draining instance (pool.draining) stops being
-	// offered requests.
-	drainUntil time.Time
 }
 
 // usable reports whether the instance may be sent requests: Nomad placed
@@ -96,21 +93,13 @@ type pool struct {
 
 	mu        sync.Mutex
 	instances map[string]*instance
-	// draining holds the instances Nomad is stopping: deregistered from
-	// Consul, they still run for the task's shutdown_delay
-	// (nomadjob.DrainDelay) before Nomad signals them, and finish what
-	// they run. They take requests only while no listed instance has a
-	// free slot: one that arrives as the last instance is scaled away, or
-	// before a deploy's new instances are confirmed, is served rather than
-	// made to wait for a cold start.
-	draining map[string]*instance
-	waiters  []*waiter
-	inflight int
-	lastBusy time.Time
-	count    int // the group count we last saw or set
-	known    bool
-	readAt   time.Time // when count was last read from Nomad
-	scaleErr error
+	waiters   []*waiter
+	inflight  int
+	lastBusy  time.Time
+	count     int // the group count we last saw or set
+	known     bool
+	readAt    time.Time // when count was last read from Nomad
+	scaleErr  error
 
 	// specialising: a warm pool instance is being handed the function.
 	specialising bool
@@ -121,7 +110,7 @@ type pool struct {
 }
 
 func newPool(gw *Gateway, fn *Function) *pool {
-	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, draining: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
+	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
@@ -232,29 +221,13 @@ func (p *pool) forget(inst *instance) {
 	inst.gone = true
 	inst.ready = false
 	delete(p.instances, inst.id)
-	delete(p.draining, inst.id)
 }
 
-// pickLocked picks the least busy instance with a free slot: one that
-// Consul lists, else one still draining.
 func (p *pool) pickLocked() *instance {
-	if best := leastBusy(p.instances, p.concurrency()); best != nil {
-		return best
-	}
-	now := time.Now()
-	for id, in := range p.draining {
-		if now.After(in.drainUntil) {
-			in.gone, in.ready = true, false
-			delete(p.draining, id)
-		}
-	}
-	return leastBusy(p.draining, p.concurrency())
-}
-
-func leastBusy(instances map[string]*instance, concurrency int) *instance {
 	var best *instance
-	for _, in := range instances {
-		if !in.usable() || in.inflight >= concurrency {
+	conc := p.concurrency()
+	for _, in := range p.instances {
+		if !in.usable() || in.inflight >= conc {
 			continue
 		}
 		if best == nil || in.inflight < best.inflight {
@@ -341,12 +314,6 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		seen[id] = true
 		status := e.Checks.AggregatedStatus()
 		inst, ok := p.instances[id]
-		if drained, again := p.draining[id]; !ok && again {
-			// Listed again (a Consul blip, not a stop): serving as before.
-			delete(p.draining, id)
-			inst, ok = drained, true
-			p.instances[id] = inst
-		}
 		if !ok {
 			inst = &instance{id: id, addr: serviceAddr(e)}
 			p.instances[id] = inst
@@ -364,17 +331,14 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 			}
 		}
 	}
+	// An instance Consul no longer lists is stopping (Nomad deregisters
+	// it a shutdown_delay before it signals it): it gets no new request,
+	// and finishes those it runs.
 	for id, inst := range p.instances {
-		if seen[id] || inst.pooled != nil {
-			continue
+		if !seen[id] && inst.pooled == nil {
+			inst.gone, inst.ready = true, false
+			delete(p.instances, id)
 		}
-		delete(p.instances, id)
-		if inst.usable() {
-			inst.drainUntil = time.Now().Add(nomadjob.DrainDelay)
-			p.draining[id] = inst
-			continue
-		}
-		inst.gone, inst.ready = true, false
 	}
 	p.gw.metrics.instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
 	p.dispatchLocked()

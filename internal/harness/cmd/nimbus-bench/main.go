@@ -21,6 +21,9 @@
 //   - nimbus-host's resident memory, against the floor server's.
 //   - Network cost: the floor with host networking against the floor in
 //     its own namespace, interleaved.
+//   - A code change under a steady load, every instance replaced at once
+//     (as before) and blue/green, against the same load through no change
+//     (deploys.go).
 //   - The gateway process under hostile load (load.go).
 package main
 
@@ -52,6 +55,7 @@ type config struct {
 	trials, requests, burstTrials int
 	scaleFunctions                int
 	asyncEvents                   int
+	deployTrials                  int
 	processEnv                    []string // for the plain-process gateway
 	bursts                        []int
 	write                         string
@@ -66,6 +70,7 @@ func main() {
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
 	flag.IntVar(&c.asyncEvents, "async-events", 2000, "Event invocations, and event source messages, measured against raw JetStream (0 to skip)")
+	flag.IntVar(&c.deployTrials, "deploy-trials", 3, "code changes under a steady load measured per way of replacing instances (0 to skip)")
 	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
 	processEnv := flag.String("process-gateway-env", "", "comma-separated KEY=VALUE settings for the plain-process gateway, to compare (GOMAXPROCS=1, ...)")
 	bursts := flag.String("bursts", "1,5,20", "sizes of the parallel cold starts")
@@ -222,6 +227,11 @@ func run(c config) error {
 
 	if r.pools, err = poolColdStarts(ctx, env, gatewayURL, functions, c.trials); err != nil {
 		return err
+	}
+	if c.deployTrials > 0 {
+		if r.deploys, err = deployUnderLoad(ctx, env, store, gatewayURL, goSrc, c.deployTrials, pct(r.cold.functions[0].trials, .5)); err != nil {
+			return err
+		}
 	}
 	// Before the plain-process gateway starts: the job's gateway alone
 	// consumes the events.

@@ -23,6 +23,7 @@ type report struct {
 	load                          loadReport
 	async                         asyncResult
 	source                        sourceResult
+	deploys                       deployResult
 }
 
 func (r report) format() string {
@@ -34,6 +35,7 @@ func (r report) format() string {
 	formatBreakdown(&b, r.breakdownOf, r.breakdown)
 	formatPools(&b, r.pools)
 	r.formatBursts(&b)
+	formatDeploys(&b, r.deploys)
 	formatAsync(&b, r.async)
 	formatSource(&b, r.source, r.async)
 	r.formatWarm(&b)
