@@ -109,25 +109,23 @@ func Register(ctx context.Context, nomad *nomadapi.Client, job *nomadapi.Job, op
 // job replaces. The plan knows nothing of preserved counts, so it is
 // asked with the running job's.
 func replacements(nomad *nomadapi.Client, job, running *nomadapi.Job, preserve bool, w *nomadapi.WriteOptions) (int, error) {
-	if preserve {
-		if running != nil {
-			counts := map[string]*int{}
-			for _, tg := range running.TaskGroups {
-				counts[deref(tg.Name)] = tg.Count
-			}
-			rendered := make([]*int, len(job.TaskGroups))
-			for i, tg := range job.TaskGroups {
-				rendered[i] = tg.Count
-				if c, ok := counts[deref(tg.Name)]; ok {
-					tg.Count = c
-				}
-			}
-			defer func() {
-				for i, tg := range job.TaskGroups {
-					tg.Count = rendered[i]
-				}
-			}()
+	if preserve && running != nil {
+		counts := map[string]*int{}
+		for _, tg := range running.TaskGroups {
+			counts[deref(tg.Name)] = tg.Count
 		}
+		rendered := make([]*int, len(job.TaskGroups))
+		for i, tg := range job.TaskGroups {
+			rendered[i] = tg.Count
+			if c, ok := counts[deref(tg.Name)]; ok {
+				tg.Count = c
+			}
+		}
+		defer func() {
+			for i, tg := range job.TaskGroups {
+				tg.Count = rendered[i]
+			}
+		}()
 	}
 	plan, _, err := nomad.Jobs().PlanOpts(job, &nomadapi.PlanOptions{}, w)
 	if err != nil {

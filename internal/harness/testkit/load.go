@@ -3,6 +3,8 @@ package testkit
 import (
 	"sync"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
 // Steady calls call perSecond times a second, each call in a goroutine of
@@ -12,35 +14,29 @@ import (
 func Steady[T any](perSecond int, call func() T) (stop func() []T) {
 	var (
 		mu      sync.Mutex
+		stopped bool
 		results []*T
 		running sync.WaitGroup
 	)
-	done := make(chan struct{})
-	ticking := make(chan struct{})
-	go func() {
-		defer close(ticking)
-		tick := time.NewTicker(time.Second / time.Duration(perSecond))
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			slot := new(T)
-			mu.Lock()
-			results = append(results, slot)
-			mu.Unlock()
-			running.Add(1)
-			go func() {
-				defer running.Done()
-				*slot = call()
-			}()
+	stopTicking := watch.Every(time.Second/time.Duration(perSecond), func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
+		slot := new(T)
+		results = append(results, slot)
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			*slot = call()
+		}()
+	})
 	return func() []T {
-		close(done)
-		<-ticking
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		stopTicking()
 		running.Wait()
 		out := make([]T, len(results))
 		for i, r := range results {

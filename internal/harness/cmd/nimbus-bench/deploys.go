@@ -64,14 +64,10 @@ func deployUnderLoad(ctx context.Context, env *testenv.Env, store clients.Artifa
 	if err != nil {
 		return r, err
 	}
-	if _, err := store.Ensure(ctx, pkg.SHA256, pkg.Zip); err != nil {
-		return r, err
-	}
-	url, _, err := store.SignedURL(ctx, pkg.SHA256)
+	src, err := upload(ctx, store, pkg)
 	if err != nil {
 		return r, err
 	}
-	src := nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
 	f := model.Function{Name: "bench-deploy", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 3, IdleTimeout: time.Hour}
 	release := 0
 	// publish writes the record and registers the job of a new release

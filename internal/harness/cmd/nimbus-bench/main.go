@@ -292,18 +292,29 @@ func deploy(ctx context.Context, env *testenv.Env, store clients.Artifacts, f mo
 	if err != nil {
 		return err
 	}
-	if _, err := store.Ensure(ctx, pkg.SHA256, pkg.Zip); err != nil {
-		return err
-	}
-	url, _, err := store.SignedURL(ctx, pkg.SHA256)
+	src, err := upload(ctx, store, pkg)
 	if err != nil {
 		return err
 	}
-	src := nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: hostFetches}
+	src.FromStore = hostFetches
 	rec := nomadjob.Record(f, src, nomadjob.Options{}, 0)
 	if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.FunctionKey(f.Name), Value: rec.Encode()}, nil); err != nil {
 		return err
 	}
 	_, _, err = env.Nomad.Jobs().Register(nomadjob.Render(f, src, nomadjob.Options{}), nil)
 	return err
+}
+
+// upload stores a package in the gateway's artifact store, as the
+// provider does, and returns its source: the signed URL nimbus-host
+// fetches it with.
+func upload(ctx context.Context, store clients.Artifacts, pkg *packaging.Package) (nomadjob.Source, error) {
+	if _, err := store.Ensure(ctx, pkg.SHA256, pkg.Zip); err != nil {
+		return nomadjob.Source{}, err
+	}
+	url, _, err := store.SignedURL(ctx, pkg.SHA256)
+	if err != nil {
+		return nomadjob.Source{}, err
+	}
+	return nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}, nil
 }

@@ -49,14 +49,10 @@ func planApplyAtScale(ctx context.Context, env *testenv.Env, gatewayURL, root, d
 
 	fmt.Printf("bench: floor: registering %d jobs and proving one instance of each\n", n)
 	store := clients.Artifacts{BaseURL: gatewayURL, Token: env.GatewayToken, HTTP: client}
-	if _, err := store.Ensure(ctx, pkg.SHA256, pkg.Zip); err != nil {
-		return r, err
-	}
-	url, _, err := store.SignedURL(ctx, pkg.SHA256)
+	source, err := upload(ctx, store, pkg)
 	if err != nil {
 		return r, err
 	}
-	source := nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("floor-%02d", i)
