@@ -26,9 +26,9 @@ import (
 // acceptance sets it: 20 requests a second.
 const deployRate = 20
 
-// deployResult is a steady load through a change of a function's code,
-// for each way of replacing its instances, against the same load through
-// no change (the floor), trials interleaved.
+// deployResult is a steady load through changes of a function's code,
+// replaced blue/green as nimbus_function does, against the same load
+// through no change (the floor), trials interleaved.
 type deployResult struct {
 	trials    int
 	coldStart time.Duration // the Go function's cold start (p50) in this run
@@ -56,9 +56,8 @@ func deployUnderLoad(ctx context.Context, env *testenv.Env, store clients.Artifa
 	fmt.Println("bench: a steady load through code changes")
 	r := deployResult{trials: trials, coldStart: coldStart}
 	floor := &deployMode{label: "Floor: the same load, no change", unchanged: true}
-	before := &deployMode{label: "Every instance replaced at once (`max_parallel = 0`, as before)"}
-	blueGreen := &deployMode{label: "**Blue/green** (`internal/rollout`, as `nimbus_function` deploys)"}
-	r.modes = []*deployMode{floor, before, blueGreen}
+	blueGreen := &deployMode{label: "**A code change, replaced blue/green** (`internal/rollout`, as `nimbus_function` deploys)"}
+	r.modes = []*deployMode{floor, blueGreen}
 
 	pkg, err := packaging.ZipDir(srcDir)
 	if err != nil {
@@ -81,10 +80,6 @@ func deployUnderLoad(ctx context.Context, env *testenv.Env, store clients.Artifa
 		}
 		return register(nomadjob.Render(f.WithDefaults(), src, nomadjob.Options{}))
 	}
-	allAtOnce := func(job *nomadapi.Job) error {
-		_, _, err := env.Nomad.Jobs().RegisterOpts(job, &nomadapi.RegisterOptions{PreserveCounts: true}, nil)
-		return err
-	}
 	withRollout := func(job *nomadapi.Job) error {
 		_, err := rollout.Register(ctx, env.Nomad, job, rollout.Options{PreserveCounts: true})
 		return err
@@ -103,15 +98,11 @@ func deployUnderLoad(ctx context.Context, env *testenv.Env, store clients.Artifa
 			stop := testkit.Steady(deployRate, func() deployAnswer { return deployCall(gatewayURL, f.Name) })
 			time.Sleep(3 * time.Second)
 			changed := time.Now()
-			switch m {
-			case before:
-				err = publish(allAtOnce)
-			case blueGreen:
-				err = publish(withRollout)
-			}
-			if err != nil {
-				_ = stop()
-				return r, err
+			if !m.unchanged {
+				if err := publish(withRollout); err != nil {
+					_ = stop()
+					return r, err
+				}
 			}
 			if !m.unchanged {
 				// Until the new code answers, at most a minute.
@@ -187,9 +178,9 @@ func formatDeploys(b *strings.Builder, r deployResult) {
 	for _, a := range r.modes[0].answers {
 		floor = append(floor, a.took)
 	}
-	fmt.Fprintf(b, "**A code change under load** (%d requests a second to a Go function with one warm instance, through the gateway job; 3 s of load, the change, then 5 s after the new code first answered; %d trials of each way, interleaved; the Go cold start of this run, %s, is the bound a request may not exceed):\n\n",
+	fmt.Fprintf(b, "**A code change under load** (%d requests a second to a Go function with one warm instance, through the gateway job; 3 s of load, the change, then 5 s after the new code first answered; %d trials, interleaved with as many of the same load through no change; the Go cold start of this run, %s, is the bound a request may not exceed):\n\n",
 		deployRate, r.trials, ms(r.coldStart))
-	b.WriteString("| Replacement | Requests | Failed | Slower than a cold start | p50 | p99 | Slowest | Ratio to the floor (p99) | Ratio (slowest) | Change → new code answers (p50) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	b.WriteString("| Load | Requests | Failed | Slower than a cold start | p50 | p99 | Slowest | Ratio to the floor (p99) | Ratio (slowest) | Change → new code answers (p50) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, m := range r.modes {
 		var took []time.Duration
 		failed, slow := 0, 0

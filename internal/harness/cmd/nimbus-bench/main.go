@@ -21,9 +21,8 @@
 //   - nimbus-host's resident memory, against the floor server's.
 //   - Network cost: the floor with host networking against the floor in
 //     its own namespace, interleaved.
-//   - A code change under a steady load, every instance replaced at once
-//     (as before) and blue/green, against the same load through no change
-//     (deploys.go).
+//   - A code change under a steady load, replaced blue/green, against the
+//     same load through no change (deploys.go).
 //   - The gateway process under hostile load (load.go).
 package main
 
@@ -56,6 +55,7 @@ type config struct {
 	scaleFunctions                int
 	asyncEvents                   int
 	deployTrials                  int
+	onlyDeploys                   bool
 	processEnv                    []string // for the plain-process gateway
 	bursts                        []int
 	write                         string
@@ -70,6 +70,7 @@ func main() {
 	flag.IntVar(&c.requests, "warm-requests", 2000, "warm requests measured per path and mode")
 	flag.IntVar(&c.burstTrials, "burst-trials", 3, "trials of each parallel cold start")
 	flag.IntVar(&c.asyncEvents, "async-events", 2000, "Event invocations, and event source messages, measured against raw JetStream (0 to skip)")
+	flag.BoolVar(&c.onlyDeploys, "only-deploys", false, "measure only the code changes under load, and print them")
 	flag.IntVar(&c.deployTrials, "deploy-trials", 3, "code changes under a steady load measured per way of replacing instances (0 to skip)")
 	flag.IntVar(&c.scaleFunctions, "scale-functions", 50, "functions applied, planned and destroyed with OpenTofu (0 to skip)")
 	processEnv := flag.String("process-gateway-env", "", "comma-separated KEY=VALUE settings for the plain-process gateway, to compare (GOMAXPROCS=1, ...)")
@@ -203,6 +204,21 @@ func run(c config) error {
 		}
 	}
 
+	if c.onlyDeploys {
+		// One Go cold start, for the bound.
+		cold, err := coldGatewayTrial(env, gatewayURL, functions[0].fn.Name)
+		if err != nil {
+			return err
+		}
+		d, err := deployUnderLoad(ctx, env, store, gatewayURL, goSrc, c.deployTrials, cold)
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		formatDeploys(&b, d)
+		fmt.Print(b.String())
+		return nil
+	}
 	r := report{trials: c.trials, requests: c.requests, burstTrials: c.burstTrials, fetchedBy: "nimbus-host, from the gateway's function listener (as shipped)"}
 	if c.nomadFetches {
 		r.fetchedBy = "Nomad's artifact block (go-getter), as before nimbus-host fetched it (`-fetch nomad`)"
@@ -233,6 +249,7 @@ func run(c config) error {
 			return err
 		}
 	}
+
 	// Before the plain-process gateway starts: the job's gateway alone
 	// consumes the events.
 	if c.asyncEvents > 0 {
