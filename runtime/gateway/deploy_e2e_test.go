@@ -144,6 +144,67 @@ func TestCodeChangeUnderLoadHasNoGap(t *testing.T) {
 	}
 }
 
+// While a deployment replaces a function's instances, Nomad refuses to
+// scale its job. A burst that needs more instances then waits, served by
+// the old and new instances, instead of failing, and the gateway says why
+// it could not scale.
+func TestBurstDuringADeploymentWaits(t *testing.T) {
+	env, gw := gateway(t)
+	f := model.Function{Name: "deploy-burst", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 4, Timeout: 10 * time.Second,
+		Environment: map[string]string{"USER_SETTING": "0"}}
+	register(t, env, f.WithDefaults(), release(t, env, gw, "0"), 0, true)
+	t.Cleanup(func() { _, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil) })
+	awaitFunction(t, gw, f.Name)
+	waitFor(t, time.Minute, "the first release to answer", func() bool { return timedInvoke(gw, f.Name).release == "0" })
+
+	blocked := false
+	for attempt := 1; attempt <= 3 && !blocked; attempt++ {
+		f.Environment = map[string]string{"USER_SETTING": fmt.Sprint(attempt)}
+		job := nomadjob.Render(f.WithDefaults(), release(t, env, gw, fmt.Sprint(attempt)), nomadjob.Options{HostNetwork: env.Network == nil})
+		deployed := make(chan error, 1)
+		go func() {
+			_, err := rollout.Register(context.Background(), env.Nomad, job, rollout.Options{PreserveCounts: true})
+			deployed <- err
+		}()
+		waitFor(t, 30*time.Second, "the deployment to start", func() bool {
+			d, _, err := env.Nomad.Jobs().LatestDeployment(nomadjob.JobID(f.Name), nil)
+			return err == nil && d != nil && d.Status == nomadapi.DeploymentStatusRunning
+		})
+		// Four invocations of 1.5 s at concurrency 1 want four instances.
+		answers := make(chan answer, 4)
+		for range 4 {
+			go func() { answers <- invokeNoFatal(gw, f.Name, `{"action":"sleep","n":1500}`) }()
+		}
+		for range 40 {
+			resp, err := gw.Do(http.MethodGet, "/v1/functions/"+f.Name, nil)
+			if err == nil {
+				var state struct {
+					ScaleError string `json:"scale_error"`
+				}
+				_ = json.NewDecoder(resp.Body).Decode(&state)
+				_ = resp.Body.Close()
+				if strings.Contains(state.ScaleError, "until the deployment that replaces its instances ends") {
+					blocked = true
+					break
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for range 4 {
+			if a := <-answers; a.status != http.StatusOK || a.body["slept_ms"] != float64(1500) {
+				t.Errorf("deploy %d: a request of the burst failed: %d %s", attempt, a.status, a.raw)
+			}
+		}
+		if err := <-deployed; err != nil {
+			t.Fatalf("deploy %d: %v", attempt, err)
+		}
+		t.Logf("deploy %d: the gateway's scale requests were refused during the deployment: %v", attempt, blocked)
+	}
+	if !blocked {
+		t.Fatal("in three deploys the burst never met a deployment that refused to scale: this test proved nothing")
+	}
+}
+
 // A new version whose instances never pass their checks does not replace
 // the running one: Nomad's deployment fails, reverts the job, and the
 // running instance serves throughout; the error says what happened.

@@ -87,6 +87,11 @@ func deployUnderLoad(ctx context.Context, env *testenv.Env, store clients.Artifa
 	if err := publish(withRollout); err != nil {
 		return r, err
 	}
+	// The cuts that follow share the node: leave nothing running.
+	defer func() {
+		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
+		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
+	}()
 	if err := waitKnown(gatewayURL, f.Name); err != nil {
 		return r, err
 	}
