@@ -62,7 +62,7 @@ func sourceThroughput(ctx context.Context, env *testenv.Env, gatewayURL, fn stri
 	}
 	defer func() { _, _ = env.Consul.KV().Delete(kvstore.EventSourceKey(src.Name), nil) }()
 
-	base, err := settled(gatewayURL, src.Name)
+	base, err := settled(env, gatewayURL, src.Name)
 	if err != nil {
 		return r, err
 	}
@@ -75,7 +75,7 @@ func sourceThroughput(ctx context.Context, env *testenv.Env, gatewayURL, fn stri
 		return r, err
 	}
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		done, err := settled(gatewayURL, src.Name)
+		done, err := settled(env, gatewayURL, src.Name)
 		if err != nil {
 			return r, err
 		}
@@ -91,25 +91,9 @@ func sourceThroughput(ctx context.Context, env *testenv.Env, gatewayURL, fn stri
 }
 
 // settled is the source's records settled as a success, from /metrics.
-func settled(gatewayURL, source string) (int, error) {
-	resp, err := client.Get(gatewayURL + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	series := `nimbus_event_source_records_total{outcome="succeeded",source="` + source + `"} `
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, series); ok {
-			var v float64
-			_, err := fmt.Sscan(rest, &v)
-			return int(v), err
-		}
-	}
-	return 0, nil
+func settled(env *testenv.Env, gatewayURL, source string) (int, error) {
+	v, err := env.GatewayAt(gatewayURL).Metric(`nimbus_event_source_records_total{outcome="succeeded",source="` + source + `"}`)
+	return int(v), err
 }
 
 func formatSource(b *strings.Builder, r sourceResult, floor asyncResult) {
