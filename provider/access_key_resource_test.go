@@ -41,6 +41,7 @@ func accessKeyFromState(s *terraform.State, res string) (keyInState, error) {
 // invokeAnswer is the gateway's answer to an invocation.
 type invokeAnswer struct {
 	status int
+	header http.Header
 	body   map[string]any
 	raw    string
 }

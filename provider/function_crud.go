@@ -74,6 +74,10 @@ func (r *functionResource) Delete(ctx context.Context, req resource.DeleteReques
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	name := state.Name.ValueString()
+	if err := r.purgeVersionJobs(ctx, name); err != nil {
+		resp.Diagnostics.AddError("Cannot delete the function's published versions", err.Error())
+		return
+	}
 	for _, id := range []string{nomadjob.JobID(name), nomadjob.CanaryPrefix + name} {
 		if err := r.data.purgeJob(ctx, id); err != nil {
 			resp.Diagnostics.AddError("Cannot delete the function's Nomad job", fmt.Sprintf("purging %s: %v", id, err))
@@ -126,6 +130,16 @@ func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, r
 		}
 		state.ReservedConcurrency = optionalInt(rec.ReservedConcurrency)
 	}
+	versions, err := publishedVersions(ctx, r.data.Consul.KV(), name)
+	if err != nil {
+		resp.Diagnostics.AddError("Cannot read the function's published versions in Consul KV", err.Error())
+		return
+	}
+	state.Version = types.StringValue(latestVersion(versions))
+	state.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(name, state.Version.ValueString())))
+	if state.Publish.IsNull() { // imported
+		state.Publish = types.BoolValue(false)
+	}
 	state.ID = types.StringValue(name)
 	state.JobID = types.StringValue(*job.ID)
 	state.InvokeURL = types.StringValue(r.invokeURL(name))
@@ -141,7 +155,7 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 	tg := job.TaskGroups[0]
 	task := tg.Tasks[0]
 	env := task.Env
-	m.Version = types.Int64Value(int64(deref(job.Version)))
+	m.JobVersion = types.Int64Value(int64(deref(job.Version)))
 	m.Name = types.StringValue(env[protocol.EnvFunctionName])
 	m.Runtime = types.StringValue(env[protocol.EnvRuntime])
 	m.Handler = types.StringValue(env[protocol.EnvHandler])
@@ -287,7 +301,21 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 			return diags
 		}
 	}
-	plan.Version = types.Int64Value(int64(registered.Version))
+	plan.JobVersion = types.Int64Value(int64(registered.Version))
+	if publishes(prior, *plan) {
+		n, err := r.publish(ctx, f, src, opts)
+		if err != nil {
+			diags.AddError("The function was deployed, but its new version was not published",
+				err.Error()+"\n\nThe function's $LATEST runs the new code. Apply again to publish the version.")
+			return diags
+		}
+		plan.Version = types.StringValue(strconv.Itoa(n))
+	} else if prior != nil {
+		plan.Version = prior.Version
+	} else {
+		plan.Version = types.StringValue(model.Latest)
+	}
+	plan.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(f.Name, plan.Version.ValueString())))
 	plan.JobID = types.StringValue(*job.ID)
 	plan.ID = types.StringValue(f.Name)
 	plan.Handler = types.StringValue(f.Handler)

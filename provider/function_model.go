@@ -38,8 +38,11 @@ type functionModel struct {
 	SourceURL           types.String   `tfsdk:"source_url"`
 	SourceSHA256        types.String   `tfsdk:"source_sha256"`
 	JobID               types.String   `tfsdk:"job_id"`
-	Version             types.Int64    `tfsdk:"version"`
+	Publish             types.Bool     `tfsdk:"publish"`
+	Version             types.String   `tfsdk:"version"`
+	JobVersion          types.Int64    `tfsdk:"job_version"`
 	InvokeURL           types.String   `tfsdk:"invoke_url"`
+	QualifiedInvokeURL  types.String   `tfsdk:"qualified_invoke_url"`
 	ArtifactURLExpires  types.String   `tfsdk:"artifact_url_expires"`
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }

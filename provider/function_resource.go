@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
@@ -51,6 +52,7 @@ func (r *functionResource) Metadata(_ context.Context, req resource.MetadataRequ
 func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
+		Version: functionSchemaVersion,
 		MarkdownDescription: "A serverless function. Nimbus packages `source` reproducibly, uploads it to the gateway's " +
 			"content-addressed artifact store, writes the function's record to Consul KV under `nimbus/functions/<name>` " +
 			"and runs it as the Nomad job `nimbus-fn-<name>` under the sandboxed `exec` driver. A new version first runs " +
@@ -196,13 +198,30 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "The Nomad job, `nimbus-fn-<name>`.",
 				PlanModifiers:       keep,
 			},
-			"version": schema.Int64Attribute{
+			"publish": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Publish an immutable version with each change of code or configuration (and when first set), as Lambda's `publish`. " +
+					"Version N snapshots the code digest, handler, runtime, memory, CPU, timeout, concurrency, environment and egress; it runs as its own Nomad job, " +
+					"`nimbus-fn-<name>-v<N>`, which starts at zero instances and scales on its own, and answers `<name>:<N>`. The function itself stays `$LATEST`, " +
+					"mutable. Not yet available with `secrets`: Nomad lets only the function's own job read its Variables.",
+			},
+			"version": schema.StringAttribute{
 				Computed:            true,
-				MarkdownDescription: "The Nomad job version now running. A change that replaces running instances registers two: the blue/green deployment, then the job as rendered.",
+				MarkdownDescription: "The latest published version (`1`, `2`, ...), or `$LATEST` while none is published.",
+			},
+			"job_version": schema.Int64Attribute{
+				Computed:            true,
+				MarkdownDescription: "The version of the Nomad job `nimbus-fn-<name>` now running. A change that replaces running instances registers two: the blue/green deployment, then the job as rendered.",
 			},
 			"invoke_url": schema.StringAttribute{
 				Computed:            true,
-				MarkdownDescription: "The gateway's invoke endpoint for this function, empty without `gateway_url`.",
+				MarkdownDescription: "The gateway's invoke endpoint for this function (its `$LATEST`), empty without `gateway_url`.",
+			},
+			"qualified_invoke_url": schema.StringAttribute{
+				Computed:            true,
+				MarkdownDescription: "The gateway's invoke endpoint for the latest published version, `.../functions/<name>:<version>/invoke` (`<name>:$LATEST` while none is published); empty without `gateway_url`.",
 			},
 			"artifact_url_expires": schema.StringAttribute{
 				Computed: true,
@@ -248,6 +267,11 @@ func (r *functionResource) ValidateConfig(ctx context.Context, req resource.Vali
 			resp.Diagnostics.AddAttributeError(path.Root("source"), "Source not found",
 				fmt.Sprintf("%s: %v. Point source at the function's directory or zip, relative to the configuration (path.module helps).", m.Source.ValueString(), err))
 		}
+	}
+	if m.Publish.ValueBool() && len(m.Secrets.Elements()) > 0 {
+		resp.Diagnostics.AddAttributeError(path.Root("publish"), "Versions cannot read secrets yet",
+			"A published version runs as its own Nomad job, nimbus-fn-<name>-v<N>, and Nomad lets only the function's own job, nimbus-fn-<name>, "+
+				"read the Variables its secrets come from. Remove publish, or pass these values another way, until versions support secrets.")
 	}
 	if hasSource && !m.SourceSHA256.IsNull() && !m.SourceSHA256.IsUnknown() {
 		resp.Diagnostics.AddAttributeError(path.Root("source_sha256"), "source_sha256 is computed from source",
@@ -311,23 +335,36 @@ func (r *functionResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 		plan.JobID = types.StringValue("nimbus-fn-" + plan.Name.ValueString())
 		plan.InvokeURL = types.StringValue(r.invokeURL(plan.Name.ValueString()))
 	}
-	// version changes only when the job does.
+	if req.State.Raw.IsNull() {
+		plan.Version, plan.QualifiedInvokeURL = types.StringValue(model.Latest), types.StringValue("")
+		if plan.Publish.ValueBool() || plan.Publish.IsUnknown() {
+			plan.Version, plan.QualifiedInvokeURL = types.StringUnknown(), types.StringUnknown()
+		} else if !plan.Name.IsUnknown() {
+			plan.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(plan.Name.ValueString(), model.Latest)))
+		}
+	}
+	// job_version changes only when the job does, version only when a
+	// version is published.
 	if !req.State.Raw.IsNull() {
 		var state functionModel
 		resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
 		// The framework cannot see a change of the code behind an unchanged
 		// source path, so say here when the job gets a new version.
 		if jobUnchanged(state, plan) {
-			plan.Version = state.Version
+			plan.JobVersion = state.JobVersion
 		} else {
-			plan.Version = types.Int64Unknown()
+			plan.JobVersion = types.Int64Unknown()
+		}
+		plan.Version, plan.QualifiedInvokeURL = state.Version, state.QualifiedInvokeURL
+		if publishes(&state, plan) {
+			plan.Version, plan.QualifiedInvokeURL = types.StringUnknown(), types.StringUnknown()
 		}
 		plan.ArtifactURLExpires = state.ArtifactURLExpires
 		if !state.SourceSHA256.Equal(plan.SourceSHA256) || !state.SourceURL.Equal(plan.SourceURL) {
 			plan.ArtifactURLExpires = types.StringUnknown()
 		}
 		if expires, ok := renewalDue(state.ArtifactURLExpires); ok {
-			plan.ArtifactURLExpires, plan.Version = types.StringUnknown(), types.Int64Unknown()
+			plan.ArtifactURLExpires, plan.JobVersion = types.StringUnknown(), types.Int64Unknown()
 			resp.Diagnostics.AddAttributeWarning(path.Root("artifact_url_expires"), "Renewing the signed URL of the function's code",
 				fmt.Sprintf("Nomad clients fetch the code of %s with a signed URL that expires at %s. This apply renews it, which registers a new version of the job. "+
 					"If this shows at every plan, the gateway's -artifact-url-ttl is shorter than the 30 days of renewal: raise it.",
@@ -361,6 +398,24 @@ func (r *functionResource) invokeURL(name string) string {
 		return ""
 	}
 	return r.data.Settings.Gateway.URL + "/v1/functions/" + name + "/invoke"
+}
+
+// snapshotUnchanged reports whether nothing that a published version
+// snapshots changed: everything that renders into the job but the
+// function's instance counts.
+func snapshotUnchanged(a, b functionModel) bool {
+	a.MinInstances, a.MaxInstances = b.MinInstances, b.MaxInstances
+	return jobUnchanged(a, b)
+}
+
+// publishes reports whether applying plan over prior (nil: a new
+// function) publishes a version: with publish set, when the function is
+// new, changed, or has no version yet.
+func publishes(prior *functionModel, plan functionModel) bool {
+	if !plan.Publish.ValueBool() && !plan.Publish.IsUnknown() {
+		return false
+	}
+	return prior == nil || prior.Version.ValueString() == model.Latest || !snapshotUnchanged(*prior, plan)
 }
 
 // jobUnchanged reports whether nothing that renders into the job changed.

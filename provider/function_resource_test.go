@@ -78,16 +78,16 @@ func checkJob(env *testenv.Env, jobID string, check func(memory int, version uin
 	}
 }
 
-// checkVersionRuns checks that the state's version is the job version
+// checkVersionRuns checks that the state's job_version is the job version
 // Nomad runs.
 func checkVersionRuns(env *testenv.Env, res, jobID string) resource.TestCheckFunc {
-	return resource.TestCheckResourceAttrWith(res, "version", func(v string) error {
+	return resource.TestCheckResourceAttrWith(res, "job_version", func(v string) error {
 		job, _, err := env.Nomad.Jobs().Info(jobID, nil)
 		if err != nil {
 			return err
 		}
 		if v != fmt.Sprint(*job.Version) {
-			return fmt.Errorf("version is %s, but Nomad runs version %d of %s", v, *job.Version, jobID)
+			return fmt.Errorf("job_version is %s, but Nomad runs version %d of %s", v, *job.Version, jobID)
 		}
 		return nil
 	})
@@ -158,7 +158,10 @@ func TestAccFunctionLifecycle(t *testing.T) {
 				}},
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
-					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.Int64Exact(0)),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("job_version"), knownvalue.Int64Exact(0)),
+					// Nothing is published without publish.
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.StringExact("$LATEST")),
+					statecheck.ExpectKnownValue(res, tfjsonpath.New("qualified_invoke_url"), knownvalue.StringExact(gateway(env).URL+"/v1/functions/lifecycle:$LATEST/invoke")),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("source_sha256"), knownvalue.StringExact(digest(t, v1))),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("handler"), knownvalue.StringExact("bootstrap")),
 					statecheck.ExpectKnownValue(res, tfjsonpath.New("cpu_mhz"), knownvalue.Int64Exact(128)),
@@ -186,7 +189,8 @@ func TestAccFunctionLifecycle(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction(res, plancheck.ResourceActionUpdate),
 					plancheck.ExpectKnownValue(res, tfjsonpath.New("source_sha256"), knownvalue.StringExact(digest(t, v2))),
-					plancheck.ExpectUnknownValue(res, tfjsonpath.New("version")),
+					plancheck.ExpectUnknownValue(res, tfjsonpath.New("job_version")),
+					plancheck.ExpectKnownValue(res, tfjsonpath.New("version"), knownvalue.StringExact("$LATEST")),
 					plancheck.ExpectKnownValue(res, tfjsonpath.New("job_id"), knownvalue.StringExact("nimbus-fn-lifecycle")),
 				}},
 				// The running instance was replaced blue/green: Nomad's
@@ -477,7 +481,7 @@ func TestAccFunctionCodeEditedInPlace(t *testing.T) {
 				Config: config,
 				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
 					plancheck.ExpectResourceAction("nimbus_function.fn", plancheck.ResourceActionUpdate),
-					plancheck.ExpectUnknownValue("nimbus_function.fn", tfjsonpath.New("version")),
+					plancheck.ExpectUnknownValue("nimbus_function.fn", tfjsonpath.New("job_version")),
 				}},
 				Check: func(s *terraform.State) error {
 					got := s.RootModule().Resources["nimbus_function.fn"].Primary.Attributes["source_sha256"]

@@ -58,7 +58,7 @@ func (p *nimbusProvider) Configure(ctx context.Context, req provider.ConfigureRe
 }
 
 func (p *nimbusProvider) Resources(context.Context) []func() resource.Resource {
-	return []func() resource.Resource{newFunctionResource, newHTTPRouteResource, newScheduleResource, newLimitsResource, newKVTriggerResource, newAccessKeyResource, newWarmPoolResource, newEventInvokeConfigResource, newEventSourceResource}
+	return []func() resource.Resource{newFunctionResource, newHTTPRouteResource, newScheduleResource, newLimitsResource, newKVTriggerResource, newAccessKeyResource, newWarmPoolResource, newEventInvokeConfigResource, newEventSourceResource, newAliasResource}
 }
 
 func (p *nimbusProvider) DataSources(context.Context) []func() datasource.DataSource {

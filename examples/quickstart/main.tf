@@ -131,6 +131,6 @@ output "demo_token" {
 output "functions" {
   value = {
     for f in [nimbus_function.hello_go, nimbus_function.hello_python, nimbus_function.hello_node] :
-    f.name => "job ${f.job_id} v${f.version}, code sha256:${substr(f.source_sha256, 0, 12)}"
+    f.name => "job ${f.job_id} v${f.job_version}, code sha256:${substr(f.source_sha256, 0, 12)}"
   }
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -25,8 +26,45 @@ func OverlapsNimbus(prefix string) bool {
 // FunctionsPrefix holds one record per function.
 const FunctionsPrefix = Prefix + "functions/"
 
-// FunctionKey is where a function's record lives.
+// FunctionKey is where a function's record lives: its mutable $LATEST.
 func FunctionKey(name string) string { return FunctionsPrefix + name }
+
+// VersionsPrefix holds the function's published versions, one immutable
+// record each, under its own key, so that the deployer's and the gateway's
+// rights on nimbus/functions/ cover them and deleting the function's tree
+// deletes them.
+func VersionsPrefix(name string) string { return FunctionKey(name) + "/versions/" }
+
+// AliasesPrefix holds the function's aliases (nimbus_alias).
+func AliasesPrefix(name string) string { return FunctionKey(name) + "/aliases/" }
+
+// AliasKey is where a function's alias lives.
+func AliasKey(function, alias string) string { return AliasesPrefix(function) + alias }
+
+// AliasRecord is an alias of a function: a name for one of its versions,
+// with part of the traffic sent to other versions by weight, as Lambda's
+// aliases.
+type AliasRecord struct {
+	Name     string `json:"name"`
+	Function string `json:"function"`
+	// FunctionVersion is the version the alias names: "$LATEST" or a
+	// published version's number.
+	FunctionVersion string `json:"function_version"`
+	// AdditionalVersionWeights sends each version its share of the
+	// invocations (0 to 1, less than 1 in all); FunctionVersion gets the
+	// rest.
+	AdditionalVersionWeights map[string]float64 `json:"additional_version_weights,omitempty"`
+	Description              string             `json:"description,omitempty"`
+}
+
+// Encode serialises an alias.
+func (a AliasRecord) Encode() []byte { return encode(a) }
+
+// DecodeAlias parses an alias.
+func DecodeAlias(b []byte) (AliasRecord, error) { return decode[AliasRecord](b, "alias record") }
+
+// VersionKey is where version n of a function lives.
+func VersionKey(name string, n int) string { return VersionsPrefix(name) + strconv.Itoa(n) }
 
 // FunctionRecord is what the gateway needs to serve a function. The
 // environment is left out: it can hold secrets and the gateway has no use
@@ -62,6 +100,18 @@ type FunctionRecord struct {
 	// environment once for a warm pool instance reuses it while the digest
 	// still matches, instead of reading the job on every cold start.
 	EnvSHA256 string `json:"env_sha256,omitempty"`
+	// Version is the published version this record snapshots ("1", "2",
+	// ...), empty in the function's own record, which is $LATEST.
+	Version string `json:"version,omitempty"`
+}
+
+// ExecutedVersion is the version that runs an invocation of the record,
+// as X-Amz-Executed-Version reports it.
+func (r FunctionRecord) ExecutedVersion() string {
+	if r.Version == "" {
+		return "$LATEST"
+	}
+	return r.Version
 }
 
 // Encode serialises a record.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
@@ -192,7 +193,7 @@ func (g *Gateway) syncPools(fns map[string]*Function) {
 	for name, p := range g.pools {
 		if _, ok := fns[name]; !ok {
 			p.cancel()
-			g.warm.dropEnv(name)
+			g.warm.dropEnv(p.fn.Load().JobID)
 			delete(g.pools, name)
 			g.metrics.forget(name)
 			g.usage.forget(name)
@@ -280,19 +281,27 @@ func (g *Gateway) Authorizer() *Authorizer { return &Authorizer{g.auth} }
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-	if refused == nil && c.mayReadOperations() != nil {
+	name, qualifier, refused := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	c, notAuthenticated := g.auth.authenticateHeaders(r, nativeCredentials)
+	switch {
+	case notAuthenticated != nil:
+		refused = notAuthenticated
+	case refused == nil && c.mayReadOperations() != nil:
 		refused = c.mayInvoke(name)
 	}
 	if refused != nil {
 		refuse(w, nativeDialect, refused)
 		return
 	}
-	f, ok := g.registry.Get(name)
-	p, okPool := g.pool(name)
+	key, refused := g.registryKey(name, qualifier)
+	if refused != nil {
+		refuse(w, nativeDialect, refused)
+		return
+	}
+	f, ok := g.registry.Get(key)
+	p, okPool := g.pool(key)
 	if !ok || !okPool {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "function " + name + " does not exist"})
+		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "function " + model.Qualify(name, qualifier) + " does not exist"})
 		return
 	}
 	p.mu.Lock()
@@ -305,7 +314,10 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	state := map[string]any{
 		"function": f.FunctionRecord, "instances": len(p.instances), "ready_instances": ready,
 		"inflight": p.inflight, "waiting": len(p.waiters), "group_count": p.count,
-		"isolated_network": isolated(f),
+		"isolated_network": isolated(f), "version": f.ExecutedVersion(),
+	}
+	if f.Version == "" {
+		state["published_versions"] = g.registry.Versions(name)
 	}
 	if p.scaleErr != nil {
 		state["scale_error"] = p.scaleErr.Error()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -11,7 +12,8 @@ import (
 // (chain.go), whichever way it came in.
 type invocation struct {
 	caller    *caller
-	function  string // as the caller named it
+	function  string // the function's name, as the caller named it
+	qualifier string // the version or alias the caller named, if any
 	payload   []byte
 	tail      bool // the caller asked for the log tail
 	requestID string
@@ -71,9 +73,21 @@ func (a *hostAnswer) functionFailed() bool {
 }
 
 // run sends one invocation down the chain: the entry point for the HTTP
-// front ends, asynchronous retries and KV triggers alike.
-func (g *Gateway) run(ctx context.Context, c *caller, function string, payload []byte, tail bool) *invocation {
-	inv := &invocation{caller: c, function: function, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
+// front ends, asynchronous retries and triggers alike. target is a
+// function's name, or <name>:<qualifier> for one of its versions or
+// aliases.
+func (g *Gateway) run(ctx context.Context, c *caller, target string, payload []byte, tail bool) *invocation {
+	function, qualifier := model.SplitQualified(target)
+	inv := &invocation{caller: c, function: function, qualifier: qualifier, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
 	g.chain(ctx, inv)
 	return inv
+}
+
+// executedVersion is the version that ran the invocation, as
+// X-Amz-Executed-Version reports it; "" when none was found.
+func (inv *invocation) executedVersion() string {
+	if inv.fn == nil {
+		return ""
+	}
+	return inv.fn.ExecutedVersion()
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -24,6 +25,11 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, refused)
 		return
 	}
+	name, qualifier, bad := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	if bad != nil {
+		refuse(w, nativeDialect, bad)
+		return
+	}
 	payload, release, bad := g.readEvent(w, r)
 	if bad != nil {
 		refuse(w, nativeDialect, bad)
@@ -34,7 +40,7 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, bad)
 		return
 	}
-	g.writeNative(w, g.run(r.Context(), c, r.PathValue("name"), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
+	g.writeNative(w, g.run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
 }
 
 // writeNative answers an invocation in the native API's shape.
@@ -43,6 +49,9 @@ func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
 	if inv.out.coldPath != "" {
 		// Where the cold start's instance came from: pool or nomad.
 		w.Header().Set("X-Nimbus-Cold-Path", inv.out.coldPath)
+	}
+	if v := inv.executedVersion(); v != "" {
+		w.Header().Set(headerExecutedVersion, v)
 	}
 	if inv.refused != nil {
 		refuse(w, nativeDialect, inv.refused)

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -11,15 +13,24 @@ import (
 // SDK pointed at the gateway with an endpoint override invokes Nimbus
 // functions.
 func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
-	name := lambdaFunctionName(r.PathValue("name"))
+	name, qualifier, bad := invokeTarget(lambdaFunctionName(r.PathValue("name")), r.URL.Query().Get("Qualifier"))
 	c, refused := g.auth.identify(r, lambdaCredentials)
 	if refused != nil {
 		refuse(w, lambdaDialect, refused)
 		return
 	}
+	if bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
 	switch r.Header.Get("X-Amz-Invocation-Type") {
 	case "", "RequestResponse":
 	case "Event":
+		if qualifier != "" && qualifier != model.Latest {
+			refuse(w, lambdaDialect, &apiError{http.StatusBadRequest, "InvalidParameterValueException",
+				"an asynchronous invocation (Event) runs the function's $LATEST; drop the qualifier, or invoke the version or alias with RequestResponse"})
+			return
+		}
 		g.serveLambdaEvent(w, r, c, name)
 		return
 	case "DryRun":
@@ -35,8 +46,13 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			refuse(w, lambdaDialect, bad)
 			return
 		}
-		if _, ok := g.registry.Get(name); !ok {
-			refuse(w, lambdaDialect, functionNotFound(name))
+		key, bad := g.registryKey(name, qualifier)
+		if bad != nil {
+			refuse(w, lambdaDialect, bad)
+			return
+		}
+		if _, ok := g.registry.Get(key); !ok {
+			refuse(w, lambdaDialect, functionNotFound(model.Qualify(name, qualifier)))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -56,12 +72,12 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		refuse(w, lambdaDialect, bad)
 		return
 	}
-	inv := g.run(r.Context(), c, name, payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
+	inv := g.run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
 	if inv.refused != nil {
 		if inv.refused.status == http.StatusGatewayTimeout {
 			// Lambda reports a timeout as a function error.
 			w.Header().Set("X-Amz-Function-Error", "Unhandled")
-			w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+			w.Header().Set(headerExecutedVersion, inv.executedVersion())
 			writeJSON(w, http.StatusOK, map[string]string{"errorType": protocol.ErrTimeout, "errorMessage": inv.refused.msg})
 			return
 		}
@@ -70,7 +86,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	a := inv.answer
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Amz-Executed-Version", "$LATEST")
+	w.Header().Set(headerExecutedVersion, inv.executedVersion())
 	w.Header().Set("X-Amzn-Requestid", a.header.Get(protocol.HeaderRequestID))
 	if a.functionFailed() {
 		w.Header().Set("X-Amz-Function-Error", "Unhandled")
@@ -82,15 +98,36 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(a.body)
 }
 
-// lambdaFunctionName accepts a name, name:qualifier, or an ARN.
+// lambdaFunctionName accepts a name, name:qualifier, or an ARN (with or
+// without a qualifier), and returns the name and its qualifier, if any.
 func lambdaFunctionName(s string) string {
 	if i := strings.LastIndex(s, ":function:"); i >= 0 {
 		s = s[i+len(":function:"):]
 	}
-	if i := strings.Index(s, ":"); i >= 0 {
-		s = s[:i]
-	}
 	return s
+}
+
+// headerExecutedVersion reports the version that ran an invocation, on both
+// APIs, as Lambda's Invoke API does.
+const headerExecutedVersion = "X-Amz-Executed-Version"
+
+// invokeTarget is what a caller invokes: a function, and the qualifier in
+// its name (name:qualifier) or in the query (Qualifier=), or a refusal
+// when the two differ, as Lambda refuses them.
+func invokeTarget(s, queryQualifier string) (name, qualifier string, bad *apiError) {
+	name, qualifier = model.SplitQualified(s)
+	switch {
+	case queryQualifier == "" || queryQualifier == qualifier:
+	case qualifier == "":
+		qualifier = queryQualifier
+	default:
+		return "", "", &apiError{http.StatusBadRequest, "InvalidParameterValueException",
+			fmt.Sprintf("the function name names qualifier %q and the query names %q; name one, or the same in both", qualifier, queryQualifier)}
+	}
+	if err := model.ValidateQualifier(qualifier); err != nil {
+		return "", "", &apiError{http.StatusBadRequest, "InvalidParameterValueException", err.Error()}
+	}
+	return name, qualifier, nil
 }
 
 // readLambdaEvent is readEvent with Lambda's name for a payload too large.

@@ -41,7 +41,7 @@ func (g *Gateway) admit(f *Function) (release func(), refused *apiError) {
 	a := g.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r := f.ReservedConcurrency; r > 0 {
+	if r := g.registry.ReservedFor(f); r > 0 {
 		if a.reserved[f.Name] >= r {
 			return nil, &apiError{http.StatusTooManyRequests, "TooManyRequestsException",
 				fmt.Sprintf("function %s is at its reserved_concurrency of %d; retry later", f.Name, r)}

@@ -110,13 +110,14 @@ type pool struct {
 }
 
 func newPool(gw *Gateway, fn *Function) *pool {
-	p := &pool{name: fn.Name, gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
+	p := &pool{name: fn.Key(), gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
 	go p.watch(ctx)
 	go p.scaleLoop(ctx)
-	if gw.events != nil {
+	// Asynchronous invocations name the function, never a version.
+	if gw.events != nil && fn.Version == "" {
 		go gw.consumeEvents(p)
 	}
 	return p
@@ -261,7 +262,7 @@ func (p *pool) poke() {
 // watch follows the function's service in Consul. A new instance is probed
 // directly, so a cold start never waits for Consul's check interval.
 func (p *pool) watch(ctx context.Context) {
-	p.gw.watchService(ctx, "instances of "+p.name, nomadjob.ServiceName(p.name), false, p.watchWait,
+	p.gw.watchService(ctx, "instances of "+p.name, p.fn.Load().service(), false, p.watchWait,
 		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
 }
 
@@ -411,7 +412,7 @@ func (p *pool) placedLocked() int {
 
 func (p *pool) rescale(ctx context.Context) {
 	f := p.fn.Load()
-	jobID := f.JobID
+	jobID := f.jobID()
 	p.mu.Lock()
 	starved := len(p.waiters) > 0 && p.pickLocked() == nil
 	fewer := p.placedLocked() < p.count

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,14 +13,42 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
-// Function is a function as the gateway serves it.
+// Function is a function, or one of its published versions, as the
+// gateway serves it.
 type Function struct {
 	kvstore.FunctionRecord
 	TimeoutD time.Duration
 	IdleD    time.Duration
+}
+
+// Key is the function's name, qualified by its version for a published
+// version: the registry's and the pools' key, and the name in logs.
+func (f *Function) Key() string {
+	if f.Version == "" {
+		return f.Name
+	}
+	return model.Qualify(f.Name, f.Version)
+}
+
+// jobID is the Nomad job that runs the function's instances.
+func (f *Function) jobID() string {
+	if f.JobID == "" {
+		return nomadjob.JobID(f.Name)
+	}
+	return f.JobID
+}
+
+// service is the Consul service its instances register.
+func (f *Function) service() string {
+	if f.Service == "" {
+		return nomadjob.ServiceName(f.Name)
+	}
+	return f.Service
 }
 
 // KV is the part of Consul's KV API the registry needs.
@@ -35,7 +64,8 @@ type Registry struct {
 	log *slog.Logger
 
 	mu      sync.RWMutex
-	fns     map[string]*Function
+	fns     map[string]*Function           // by name, and <name>:<n> for versions
+	aliases map[string]kvstore.AliasRecord // by <name>:<alias>
 	routes  []kvstore.Route
 	limits  map[string]kvstore.Limits
 	keys    map[string]*kvstore.AccessKey
@@ -52,7 +82,8 @@ func NewRegistry(kv KV, log *slog.Logger, onChange func(map[string]*Function)) *
 	return &Registry{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange}
 }
 
-// Get returns a function by name.
+// Get returns a function by name, or one of its versions by its qualified
+// name (<name>:<n>).
 func (r *Registry) Get(name string) (*Function, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -164,12 +195,27 @@ func blocking(ctx context.Context, index uint64) *consulapi.QueryOptions {
 	return (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
 }
 
+// applyFunctions reads the functions' records: each function's own
+// (nimbus/functions/<name>, its $LATEST) and its published versions'
+// (nimbus/functions/<name>/versions/<n>), which it keeps under their
+// qualified names, <name>:<n>.
 func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 	prefix := kvstore.FunctionsPrefix
 	fns := map[string]*Function{}
+	aliases := map[string]kvstore.AliasRecord{}
 	for _, p := range pairs {
-		name := strings.TrimPrefix(p.Key, prefix)
-		if name == "" || strings.Contains(name, "/") {
+		rel := strings.TrimPrefix(p.Key, prefix)
+		if key, ok := aliasKey(rel); ok {
+			a, err := kvstore.DecodeAlias(p.Value)
+			if err != nil {
+				r.log.Warn("ignoring a bad alias record", "key", p.Key, "err", err)
+				continue
+			}
+			aliases[key] = a
+			continue
+		}
+		key, ok := recordKey(rel)
+		if !ok {
 			continue
 		}
 		rec, err := kvstore.DecodeFunction(p.Value)
@@ -186,14 +232,51 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 		if f.IdleD <= 0 {
 			f.IdleD = 5 * time.Minute
 		}
-		fns[name] = f
+		fns[key] = f
 	}
 	r.mu.Lock()
-	r.fns, r.synced, r.lastErr = fns, true, nil
+	r.fns, r.aliases, r.synced, r.lastErr = fns, aliases, true, nil
 	r.mu.Unlock()
 	if r.changed != nil {
 		r.changed(fns)
 	}
+}
+
+// aliasKey is the registry's key of an alias record under
+// nimbus/functions/ (<name>/aliases/<alias>): <name>:<alias>.
+func aliasKey(rel string) (string, bool) {
+	name, rest, nested := strings.Cut(rel, "/")
+	alias, ok := strings.CutPrefix(rest, "aliases/")
+	if name == "" || !nested || !ok || alias == "" || model.IsVersionNumber(alias) || model.ValidateQualifier(alias) != nil || alias == model.Latest {
+		return "", false
+	}
+	return model.Qualify(name, alias), true
+}
+
+// Alias returns a function's alias.
+func (r *Registry) Alias(function, alias string) (kvstore.AliasRecord, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a, ok := r.aliases[model.Qualify(function, alias)]
+	return a, ok
+}
+
+// recordKey is the registry's key of a record under nimbus/functions/:
+// the function's name, or <name>:<n> for its version n. Other keys under
+// a function's tree are not function records.
+func recordKey(rel string) (string, bool) {
+	name, rest, nested := strings.Cut(rel, "/")
+	if name == "" {
+		return "", false
+	}
+	if !nested {
+		return name, true
+	}
+	n, ok := strings.CutPrefix(rest, "versions/")
+	if !ok || !model.IsVersionNumber(n) {
+		return "", false
+	}
+	return model.Qualify(name, n), true
 }
 
 func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
@@ -298,11 +381,42 @@ func (r *Registry) Reserved(namespace string) int {
 	defer r.mu.RUnlock()
 	total := 0
 	for _, f := range r.fns {
-		if namespaceOf(f) == namespace {
+		// A function's versions share its reservation.
+		if f.Version == "" && namespaceOf(f) == namespace {
 			total += f.ReservedConcurrency
 		}
 	}
 	return total
+}
+
+// Versions lists a function's published versions, oldest first.
+func (r *Registry) Versions(name string) []int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	versions := []int{}
+	for _, f := range r.fns {
+		if f.Name == name && f.Version != "" {
+			if n, err := strconv.Atoi(f.Version); err == nil {
+				versions = append(versions, n)
+			}
+		}
+	}
+	sort.Ints(versions)
+	return versions
+}
+
+// ReservedFor is the reserved concurrency of f's function, which its
+// versions share; 0 when it has none.
+func (r *Registry) ReservedFor(f *Function) int {
+	if f.Version == "" {
+		return f.ReservedConcurrency
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if latest, ok := r.fns[f.Name]; ok {
+		return latest.ReservedConcurrency
+	}
+	return 0
 }
 
 func namespaceOf(f *Function) string {

@@ -3,26 +3,87 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"sort"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
-// resolve finds the function an invocation names. Until the gateway has
-// read the functions from Consul, no name is unknown: the answer is 503,
-// which callers and deliveries retry, not a 404 that loses their work.
+// resolve finds the function, or the version of it, that an invocation
+// names. Until the gateway has read the functions from Consul, no name is
+// unknown: the answer is 503, which callers and deliveries retry, not a
+// 404 that loses their work.
 func (g *Gateway) resolve(next invoker) invoker {
 	return func(ctx context.Context, inv *invocation) {
-		f, ok := g.registry.Get(inv.function)
-		p, okPool := g.pool(inv.function)
+		key, refused := g.registryKey(inv.function, inv.qualifier)
+		if refused != nil {
+			inv.refused = refused
+			return
+		}
+		f, ok := g.registry.Get(key)
+		p, okPool := g.pool(key)
 		if synced, _ := g.registry.Status(); !synced {
 			inv.refused = g.registry.notSynced()
 			return
 		}
-		if !ok || !okPool {
+		switch {
+		case ok && okPool:
+			inv.fn, inv.pool = f, p
+			next(ctx, inv)
+		case key != inv.function:
+			if _, exists := g.registry.Get(inv.function); exists {
+				inv.refused = &apiError{http.StatusNotFound, "ResourceNotFoundException",
+					fmt.Sprintf("function %q has no version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", inv.function, inv.qualifier)}
+				return
+			}
+			fallthrough
+		default:
 			inv.refused = &apiError{http.StatusNotFound, "ResourceNotFoundException",
 				fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", inv.function)}
-			return
 		}
-		inv.fn, inv.pool = f, p
-		next(ctx, inv)
 	}
+}
+
+// registryKey is the registry's key of what a caller invokes: the function
+// for no qualifier or $LATEST, <name>:<n> for its version n, and for an
+// alias the version it picks for this invocation.
+func (g *Gateway) registryKey(function, qualifier string) (string, *apiError) {
+	if err := model.ValidateQualifier(qualifier); err != nil {
+		return "", &apiError{http.StatusBadRequest, "InvalidParameterValueException", err.Error()}
+	}
+	if !model.IsVersionNumber(qualifier) && qualifier != "" && qualifier != model.Latest {
+		a, ok := g.registry.Alias(function, qualifier)
+		if !ok {
+			return "", &apiError{http.StatusNotFound, "ResourceNotFoundException",
+				fmt.Sprintf("function %q has no alias %s; declare it with a nimbus_alias, or invoke a version number", function, qualifier)}
+		}
+		qualifier = pickVersion(a, rand.Float64()) //nolint:gosec // a traffic split, not a secret
+	}
+	if qualifier == "" || qualifier == model.Latest {
+		return function, nil
+	}
+	return model.Qualify(function, qualifier), nil
+}
+
+// pickVersion is the version of an alias that runs an invocation, given a
+// uniform draw r in [0, 1): each additional version for its weight, in
+// order of their numbers, and the alias's own version for the rest.
+func pickVersion(a kvstore.AliasRecord, r float64) string {
+	versions := make([]string, 0, len(a.AdditionalVersionWeights))
+	for v := range a.AdditionalVersionWeights {
+		versions = append(versions, v)
+	}
+	sort.Slice(versions, func(i, j int) bool {
+		return len(versions[i]) < len(versions[j]) || len(versions[i]) == len(versions[j]) && versions[i] < versions[j]
+	})
+	sum := 0.0
+	for _, v := range versions {
+		sum += a.AdditionalVersionWeights[v]
+		if r < sum {
+			return v
+		}
+	}
+	return a.FunctionVersion
 }

@@ -268,7 +268,7 @@ func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) (job
 // time.
 func (w *warmPools) jobEnv(ctx context.Context, f *Function) (map[string]string, error) {
 	w.envMu.Lock()
-	cached, ok := w.envs[f.Name]
+	cached, ok := w.envs[f.JobID]
 	w.envMu.Unlock()
 	if ok && f.EnvSHA256 != "" && cached.digest == f.EnvSHA256 {
 		return cached.env, nil
@@ -282,7 +282,7 @@ func (w *warmPools) jobEnv(ctx context.Context, f *Function) (map[string]string,
 	}
 	env := job.TaskGroups[0].Tasks[0].Env
 	w.envMu.Lock()
-	w.envs[f.Name] = jobEnv{digest: nomadjob.EnvDigest(env), env: env}
+	w.envs[f.JobID] = jobEnv{digest: nomadjob.EnvDigest(env), env: env}
 	w.envMu.Unlock()
 	return env, nil
 }
@@ -313,10 +313,10 @@ func (g *Gateway) prepareWarmStarts() {
 	}
 }
 
-// dropEnv forgets a removed function's environment.
-func (w *warmPools) dropEnv(name string) {
+// dropEnv forgets the environment of a removed function's job.
+func (w *warmPools) dropEnv(jobID string) {
 	w.envMu.Lock()
-	delete(w.envs, name)
+	delete(w.envs, jobID)
 	w.envMu.Unlock()
 }
 

@@ -40,3 +40,12 @@ resource "nimbus_function" "scorer" {
   source  = "${path.module}/functions/scorer"
   egress  = "none"
 }
+
+# A function that publishes an immutable version with each change: callers
+# of checkout:<N> keep the code they tested, while $LATEST moves on.
+resource "nimbus_function" "checkout" {
+  name    = "checkout"
+  runtime = "provided"
+  source  = "${path.module}/functions/checkout/dist"
+  publish = true
+}

@@ -11,12 +11,12 @@ import (
 // The package-wide environment: started by the first test that asks, so a
 // package's pure unit tests do not pay for agents, and stopped by Main.
 var (
-	shared    *Env
-	sharedErr error
-	once      sync.Once
-	options   Options
-	anyFailed bool
-	mu        sync.Mutex
+	shared      *Env
+	sharedErr   error
+	once        sync.Once
+	options     Options
+	failedTests []string // the tests on the shared environment that failed
+	mu          sync.Mutex
 )
 
 // Main runs the package's tests and then stops the shared environment. On
@@ -29,13 +29,18 @@ func Main(m *testing.M, opts ...Options) {
 	}
 	code := m.Run()
 	mu.Lock()
-	failed := anyFailed || code != 0
+	failed := len(failedTests) > 0 || code != 0
 	mu.Unlock()
 	if shared != nil {
 		if failed {
 			fmt.Fprintf(os.Stderr, "\n===== agent logs (testenv %s) =====\n", shared.ID)
 			shared.WriteLogs(os.Stderr)
 			fmt.Fprintf(os.Stderr, "===== end of agent logs =====\n")
+			// Repeated after the logs, which are long, so that the end of
+			// a CI log names what failed.
+			if len(failedTests) > 0 {
+				fmt.Fprintf(os.Stderr, "FAIL: these tests failed (their output is above the agent logs): %s\n", strings.Join(failedTests, ", "))
+			}
 		}
 		shared.Stop()
 		// The package fails when its allocations left anything on the
@@ -60,7 +65,7 @@ func Get(t testing.TB) *Env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			mu.Lock()
-			anyFailed = true
+			failedTests = append(failedTests, t.Name())
 			mu.Unlock()
 		}
 	})

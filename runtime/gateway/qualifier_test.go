@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+)
+
+// A caller names what it invokes in the path, the query, or both when they
+// agree.
+func TestInvokeTarget(t *testing.T) {
+	for _, c := range []struct {
+		path, query, name, qualifier string
+		status                       int
+	}{
+		{"fn", "", "fn", "", 0},
+		{"fn:3", "", "fn", "3", 0},
+		{"fn", "live", "fn", "live", 0},
+		{"fn:live", "live", "fn", "live", 0},
+		{"fn:live", "3", "", "", http.StatusBadRequest},
+		{"fn:01", "", "", "", http.StatusBadRequest},
+		{"fn", "a/b", "", "", http.StatusBadRequest},
+	} {
+		name, q, bad := invokeTarget(c.path, c.query)
+		status := 0
+		if bad != nil {
+			status = bad.status
+		}
+		if name != c.name || q != c.qualifier || status != c.status {
+			t.Errorf("invokeTarget(%q, %q) = %q, %q, %v; want %q, %q, status %d", c.path, c.query, name, q, bad, c.name, c.qualifier, c.status)
+		}
+	}
+	if got := lambdaFunctionName("arn:aws:lambda:us-east-1:123456789012:function:fn:7"); got != "fn:7" {
+		t.Errorf("lambdaFunctionName of a qualified ARN = %q; want fn:7", got)
+	}
+}
+
+// Only a function's own record and its versions' are function records.
+func TestRecordKey(t *testing.T) {
+	for rel, want := range map[string]string{
+		"fn": "fn", "fn/versions/3": "fn:3", "fn/versions/03": "", "fn/versions/3/x": "", "fn/other": "", "/x": "",
+	} {
+		got, ok := recordKey(rel)
+		if got != want || ok != (want != "") {
+			t.Errorf("recordKey(%q) = %q, %v; want %q", rel, got, ok, want)
+		}
+	}
+}
+
+// An alias sends each additional version its weight of the draws, and its
+// own version the rest.
+func TestPickVersion(t *testing.T) {
+	a := kvstore.AliasRecord{FunctionVersion: "1", AdditionalVersionWeights: map[string]float64{"2": 0.1, "10": 0.25}}
+	for r, want := range map[float64]string{0: "2", 0.099: "2", 0.1: "10", 0.349: "10", 0.35: "1", 0.999: "1"} {
+		if got := pickVersion(a, r); got != want {
+			t.Errorf("pickVersion(%v) = %s; want %s", r, got, want)
+		}
+	}
+	if got := pickVersion(kvstore.AliasRecord{FunctionVersion: "$LATEST"}, 0.5); got != "$LATEST" {
+		t.Errorf("an alias without weights picked %s", got)
+	}
+}
