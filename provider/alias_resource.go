@@ -2,10 +2,13 @@ package provider
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
@@ -14,14 +17,17 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 )
 
 var (
@@ -48,7 +54,19 @@ type aliasModel struct {
 	FunctionVersion types.String `tfsdk:"function_version"`
 	Description     types.String `tfsdk:"description"`
 	RoutingConfig   types.Object `tfsdk:"routing_config"`
+	Deployment      types.Object `tfsdk:"deployment"`
+	WaitForDeploy   types.Bool   `tfsdk:"wait_for_deployment"`
 	InvokeURL       types.String `tfsdk:"invoke_url"`
+}
+
+type deploymentModel struct {
+	Type           types.String  `tfsdk:"type"`
+	Percentage     types.Float64 `tfsdk:"percentage"`
+	Interval       types.String  `tfsdk:"interval"`
+	ErrorRateAbove types.Float64 `tfsdk:"error_rate_above"`
+	P99Above       types.String  `tfsdk:"p99_above"`
+	Window         types.String  `tfsdk:"window"`
+	MinRequests    types.Int64   `tfsdk:"min_requests"`
 }
 
 type routingConfigModel struct {
@@ -98,6 +116,13 @@ func (r *aliasResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 				MarkdownDescription: "What the alias is for.",
 				Validators:          []validator.String{stringvalidator.LengthAtMost(256)},
 			},
+			"wait_for_deployment": schema.BoolAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
+				MarkdownDescription: "Wait, when `function_version` changes under a `canary` or `linear` `deployment`, until the deployment ends: " +
+					"the apply succeeds once the new version gets all the invocations, and fails with the reason if it rolled back.",
+			},
 			"invoke_url": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The gateway's invoke endpoint for the alias, `.../functions/<function>:<name>/invoke`; empty without `gateway_url`.",
@@ -105,6 +130,45 @@ func (r *aliasResource) Schema(_ context.Context, _ resource.SchemaRequest, resp
 			},
 		},
 		Blocks: map[string]schema.Block{
+			"deployment": schema.SingleNestedBlock{
+				MarkdownDescription: "How the alias moves to a new `function_version`, natively, as CodeDeploy does for Lambda: " +
+					"the gateways shift its invocations from the version it named to the new one step by step, and roll back to the old one " +
+					"when a condition trips on the new version's invocations. One gateway drives each deployment (a Consul lock), and the next resumes it " +
+					"at its step. Its state shows in `GET /v1/functions/<function>` (`alias_deployments`) and, step by step, as scaling events of the new version's Nomad job. " +
+					"After a rollback, the alias's `function_version` reads as the old version, so the next plan shows the drift.",
+				Attributes: map[string]schema.Attribute{
+					"type": schema.StringAttribute{
+						Optional: true,
+						MarkdownDescription: "`all_at_once` (the default: the new version gets everything at once), `canary` (`percentage` for `interval`, then everything) " +
+							"or `linear` (`percentage` more every `interval`).",
+						Validators: []validator.String{stringvalidator.OneOf(kvstore.DeployAllAtOnce, kvstore.DeployCanary, kvstore.DeployLinear)},
+					},
+					"percentage": schema.Float64Attribute{
+						Optional:            true,
+						MarkdownDescription: "The share of the invocations, in percent (above 0, below 100), that the new version gets at the first step, and that `linear` adds at each step.",
+					},
+					"interval": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "How long each step lasts, at least `1s`: `\"5m\"`.",
+					},
+					"error_rate_above": schema.Float64Attribute{
+						Optional:            true,
+						MarkdownDescription: "Roll back when the new version fails more than this percentage of its invocations over `window` (a function error, a timeout, or the gateway unable to run it; throttles do not count).",
+					},
+					"p99_above": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "Roll back when the new version's p99 latency, as the callers see it, is above this over `window`: `\"500ms\"`.",
+					},
+					"window": schema.StringAttribute{
+						Optional:            true,
+						MarkdownDescription: "How far back the rollback conditions look, never before the deployment began. Default `1m`.",
+					},
+					"min_requests": schema.Int64Attribute{
+						Optional:            true,
+						MarkdownDescription: "The fewest invocations of the new version in `window` on which the conditions judge. Default 10.",
+					},
+				},
+			},
 			"routing_config": schema.SingleNestedBlock{
 				MarkdownDescription: "Sends part of the alias's invocations to other versions, as Lambda's weighted aliases.",
 				Attributes: map[string]schema.Attribute{
@@ -138,6 +202,29 @@ func (m aliasModel) weights(ctx context.Context, diags *diag.Diagnostics) map[st
 	return w
 }
 
+// deployment reads the deployment block; nil without one, or while a value
+// is unknown.
+func (m aliasModel) deployment(ctx context.Context, diags *diag.Diagnostics) *kvstore.AliasDeployment {
+	if m.Deployment.IsNull() || m.Deployment.IsUnknown() {
+		return nil
+	}
+	var d deploymentModel
+	diags.Append(m.Deployment.As(ctx, &d, basetypes.ObjectAsOptions{})...)
+	if d.Type.IsUnknown() || d.Percentage.IsUnknown() || d.Interval.IsUnknown() || d.ErrorRateAbove.IsUnknown() ||
+		d.P99Above.IsUnknown() || d.Window.IsUnknown() || d.MinRequests.IsUnknown() {
+		return nil
+	}
+	out := &kvstore.AliasDeployment{
+		Type: d.Type.ValueString(), Percentage: d.Percentage.ValueFloat64(), Interval: d.Interval.ValueString(),
+		ErrorRateAbove: d.ErrorRateAbove.ValueFloat64(), P99Above: d.P99Above.ValueString(), Window: d.Window.ValueString(),
+		MinRequests: int(d.MinRequests.ValueInt64()),
+	}
+	if out.Type == "" {
+		out.Type = kvstore.DeployAllAtOnce
+	}
+	return out
+}
+
 // ValidateConfig checks the weights at plan time: versions by number, each
 // share from 0 to 1, at most 1 in all, none for the alias's own version.
 func (r *aliasResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
@@ -168,23 +255,37 @@ func (r *aliasResource) ValidateConfig(ctx context.Context, req resource.Validat
 		}
 		sum += w
 	}
+	if d := m.deployment(ctx, &resp.Diagnostics); d != nil {
+		if _, err := progressive.ParseSpec(*d); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("deployment"), "Invalid deployment",
+				"The alias's deployment "+err.Error()+". For example: type = \"canary\", percentage = 10, interval = \"5m\", error_rate_above = 5.")
+		}
+		if d.Type != kvstore.DeployAllAtOnce && len(weights) > 0 {
+			resp.Diagnostics.AddAttributeError(path.Root("routing_config"), "Weights and a progressive deployment",
+				"A canary or linear deployment sets the alias's weights itself, step by step. Remove routing_config, or the deployment block.")
+		}
+	}
 	if sum > 1+1e-9 {
 		resp.Diagnostics.AddAttributeError(at, "The weights add up to more than 1",
 			fmt.Sprintf("They add up to %v: the additional versions would get more than all the invocations. Lower them so that they add up to at most 1.", sum))
 	}
 }
 
-func (r *aliasResource) write(ctx context.Context, m *aliasModel) diag.Diagnostics {
-	var diags diag.Diagnostics
+// write saves the alias as planned over prior (nil on create). When a
+// canary or linear deployment moves it to a new version, the record names
+// the version it served before and a new deployment, which the gateways
+// run; with wait_for_deployment, write waits for its end. rolledBack says
+// the deployment rolled back: the alias then serves prior's version again.
+func (r *aliasResource) write(ctx context.Context, m *aliasModel, prior *aliasModel) (rolledBack bool, diags diag.Diagnostics) {
 	rec := kvstore.AliasRecord{
 		Name: m.Name.ValueString(), Function: m.Function.ValueString(), FunctionVersion: m.FunctionVersion.ValueString(),
-		AdditionalVersionWeights: m.weights(ctx, &diags), Description: m.Description.ValueString(),
+		AdditionalVersionWeights: m.weights(ctx, &diags), Description: m.Description.ValueString(), Deployment: m.deployment(ctx, &diags),
 	}
 	if diags.HasError() {
-		return diags
+		return false, diags
 	}
 	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_alias", rec.Function); diags.HasError() {
-		return diags
+		return false, diags
 	}
 	// Every version the alias sends invocations to must be published.
 	versions := append([]string{rec.FunctionVersion}, sortedKeys(rec.AdditionalVersionWeights)...)
@@ -195,21 +296,94 @@ func (r *aliasResource) write(ctx context.Context, m *aliasModel) diag.Diagnosti
 		n, _ := strconv.Atoi(v)
 		pair, _, err := r.data.Consul.KV().Get(kvstore.VersionKey(rec.Function, n), (&consulapi.QueryOptions{}).WithContext(ctx))
 		if err != nil {
-			return saveFailed("alias", fmt.Errorf("reading version %s of function %s from Consul KV: %w", v, rec.Function, err))
+			return false, saveFailed("alias", fmt.Errorf("reading version %s of function %s from Consul KV: %w", v, rec.Function, err))
 		}
 		if pair == nil {
 			diags.AddError(fmt.Sprintf("Version %s of function %s is not published", v, rec.Function),
 				fmt.Sprintf("nimbus_alias %s sends invocations to version %s, which does not exist. Set publish = true on the function and reference its version attribute, "+
 					"or name a version that its published_versions in GET /v1/functions/%s lists.", rec.Name, v, rec.Function))
-			return diags
+			return false, diags
 		}
 	}
-	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.AliasKey(rec.Function, rec.Name), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		return saveFailed("alias", fmt.Errorf("writing it to Consul KV: %w", err))
+	kv := r.data.Consul.KV()
+	current, found, err := readRecord(ctx, r.data.Consul, kvstore.AliasKey(rec.Function, rec.Name), kvstore.DecodeAlias)
+	if err != nil {
+		return false, saveFailed("alias", fmt.Errorf("reading it from Consul KV: %w", err))
+	}
+	switch {
+	case prior != nil && prior.FunctionVersion.ValueString() != rec.FunctionVersion && rec.Deployment != nil:
+		rec.PreviousVersion, rec.DeploymentID = prior.FunctionVersion.ValueString(), newDeploymentID()
+	case found && current.FunctionVersion == rec.FunctionVersion && rec.Deployment != nil:
+		// Another change (a description, say) leaves the deployment be.
+		rec.PreviousVersion, rec.DeploymentID = current.PreviousVersion, current.DeploymentID
+	}
+	if _, err := kv.Put(&consulapi.KVPair{Key: kvstore.AliasKey(rec.Function, rec.Name), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		return false, saveFailed("alias", fmt.Errorf("writing it to Consul KV: %w", err))
 	}
 	m.ID = types.StringValue(rec.Function + "/" + rec.Name)
 	m.InvokeURL = types.StringValue(r.invokeURL(rec.Function, rec.Name))
-	return nil
+	if !rec.Deploying() || !m.WaitForDeploy.ValueBool() {
+		return false, nil
+	}
+	return r.awaitDeployment(ctx, rec)
+}
+
+// newDeploymentID names a deployment, unique enough that no two of one
+// alias share it.
+func newDeploymentID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// awaitDeployment waits until the gateways have run the alias's deployment
+// to its end: an error names the reason of a rollback, or what stalled.
+func (r *aliasResource) awaitDeployment(ctx context.Context, a kvstore.AliasRecord) (rolledBack bool, diags diag.Diagnostics) {
+	spec, err := progressive.ParseSpec(*a.Deployment)
+	if err != nil {
+		diags.AddError("Invalid deployment", err.Error())
+		return false, diags
+	}
+	// The steps take their intervals; the rest is for the gateway to
+	// start it and for the last judgements.
+	bound := time.Duration(len(spec.Steps()))*spec.Interval + 5*time.Minute
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	key := kvstore.DeploymentKey(a.Function, a.Name)
+	var st kvstore.DeploymentState
+	var index uint64
+	for {
+		pair, meta, err := r.data.Consul.KV().Get(key, (&consulapi.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second}).WithContext(ctx))
+		if ctx.Err() != nil {
+			where := "no gateway started it: check that a gateway runs, with a Consul token that may write nimbus/deployments/ and nimbus/deployment-locks/ (examples/platform/policies/consul/gateway.hcl)"
+			if st.ID == a.DeploymentID {
+				where = fmt.Sprintf("it stands at step %d of %d, %.0f%% to version %s", st.Step, st.Steps, 100*st.Weight, a.FunctionVersion)
+			}
+			diags.AddError("The alias's deployment did not finish in time",
+				fmt.Sprintf("nimbus_alias %s waited %s for its deployment to version %s: %s. The gateways go on with it; see GET /v1/functions/%s.", a.Name, bound, a.FunctionVersion, where, a.Function))
+			return false, diags
+		}
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		index = meta.LastIndex
+		if pair == nil {
+			continue
+		}
+		if st, err = kvstore.DecodeDeployment(pair.Value); err != nil || st.ID != a.DeploymentID {
+			continue
+		}
+		switch st.Status {
+		case kvstore.DeploymentSucceeded:
+			return false, nil
+		case kvstore.DeploymentRolledBack:
+			diags.AddError(fmt.Sprintf("The deployment of version %s to alias %s rolled back", a.FunctionVersion, a.Name),
+				fmt.Sprintf("%s.\n\nThe alias serves version %s again. Publish a fixed version and point function_version at it, or apply again to retry version %s.",
+					st.Reason, a.PreviousVersion, a.FunctionVersion))
+			return true, diags
+		}
+	}
 }
 
 func (r *aliasResource) invokeURL(function, alias string) string {
@@ -226,11 +400,35 @@ func aliasKey(id string) string {
 }
 
 func (r *aliasResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
+	r.save(ctx, req.Plan, nil, &resp.State, &resp.Diagnostics)
 }
 
 func (r *aliasResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.write)
+	var prior aliasModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	r.save(ctx, req.Plan, &prior, &resp.State, &resp.Diagnostics)
+}
+
+// save writes the planned alias. After a rollback the state keeps the
+// alias with the version it serves, so that the next plan shows the
+// drift, and the apply fails.
+func (r *aliasResource) save(ctx context.Context, planned tfsdk.Plan, prior *aliasModel, state *tfsdk.State, diags *diag.Diagnostics) {
+	var m aliasModel
+	diags.Append(planned.Get(ctx, &m)...)
+	if diags.HasError() {
+		return
+	}
+	rolledBack, d := r.write(ctx, &m, prior)
+	diags.Append(d...)
+	if rolledBack {
+		m.FunctionVersion = prior.FunctionVersion
+	} else if diags.HasError() {
+		return
+	}
+	diags.Append(state.Set(ctx, &m)...)
 }
 
 func (r *aliasResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -241,9 +439,47 @@ func (r *aliasResource) Read(ctx context.Context, req resource.ReadRequest, resp
 		state.FunctionVersion = types.StringValue(a.FunctionVersion)
 		state.Description = optionalString(a.Description)
 		state.InvokeURL = types.StringValue(r.invokeURL(a.Function, a.Name))
+		if state.WaitForDeploy.IsNull() { // imported
+			state.WaitForDeploy = types.BoolValue(false)
+		}
 		if len(a.AdditionalVersionWeights) > 0 || !state.RoutingConfig.IsNull() {
 			state.RoutingConfig = routingConfigValue(a.AdditionalVersionWeights)
 		}
+		if a.Deployment != nil && state.Deployment.IsNull() {
+			state.Deployment = deploymentValue(*a.Deployment)
+		}
+		// A deployment that rolled back left the alias on the version it
+		// named before: that is the version it serves.
+		if a.Deploying() {
+			st, found, err := readRecord(ctx, r.data.Consul, kvstore.DeploymentKey(a.Function, a.Name), kvstore.DecodeDeployment)
+			if err == nil && found && st.ID == a.DeploymentID && st.Status == kvstore.DeploymentRolledBack {
+				state.FunctionVersion = types.StringValue(a.PreviousVersion)
+			}
+		}
+	})
+}
+
+var deploymentType = map[string]attr.Type{
+	"type": types.StringType, "percentage": types.Float64Type, "interval": types.StringType, "error_rate_above": types.Float64Type,
+	"p99_above": types.StringType, "window": types.StringType, "min_requests": types.Int64Type,
+}
+
+// deploymentValue is the deployment block of a record, for an import.
+func deploymentValue(d kvstore.AliasDeployment) types.Object {
+	optFloat := func(f float64) types.Float64 {
+		if f == 0 {
+			return types.Float64Null()
+		}
+		return types.Float64Value(f)
+	}
+	minRequests := types.Int64Null()
+	if d.MinRequests > 0 {
+		minRequests = types.Int64Value(int64(d.MinRequests))
+	}
+	return types.ObjectValueMust(deploymentType, map[string]attr.Value{
+		"type": optionalString(d.Type), "percentage": optFloat(d.Percentage), "interval": optionalString(d.Interval),
+		"error_rate_above": optFloat(d.ErrorRateAbove), "p99_above": optionalString(d.P99Above), "window": optionalString(d.Window),
+		"min_requests": minRequests,
 	})
 }
 
@@ -262,7 +498,14 @@ func routingConfigValue(weights map[string]float64) types.Object {
 }
 
 func (r *aliasResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
-	deleteKV(ctx, r.data.Consul, req, resp, "alias", aliasKey)
+	deleteKV(ctx, r.data.Consul, req, resp, "alias", aliasKey, deploymentKey)
+}
+
+// deploymentKey is the KV key of the deployment state of the alias whose
+// id is <function>/<name>.
+func deploymentKey(id string) string {
+	function, name, _ := strings.Cut(id, "/")
+	return kvstore.DeploymentKey(function, name)
 }
 
 // ImportState takes <function>/<name>, as aws_lambda_alias does.

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Prefix is the root of Nimbus's keys.
@@ -55,6 +56,98 @@ type AliasRecord struct {
 	// rest.
 	AdditionalVersionWeights map[string]float64 `json:"additional_version_weights,omitempty"`
 	Description              string             `json:"description,omitempty"`
+	// Deployment, when set, has the gateways shift the alias's invocations
+	// from PreviousVersion to FunctionVersion step by step, and roll back
+	// when a condition trips; DeploymentID names this shift, so that a
+	// new one starts afresh.
+	Deployment      *AliasDeployment `json:"deployment,omitempty"`
+	PreviousVersion string           `json:"previous_version,omitempty"`
+	DeploymentID    string           `json:"deployment_id,omitempty"`
+}
+
+// Deploying reports whether the alias shifts its invocations from one
+// version to another step by step.
+func (a AliasRecord) Deploying() bool {
+	return a.Deployment != nil && a.Deployment.Type != DeployAllAtOnce && a.DeploymentID != "" &&
+		a.PreviousVersion != "" && a.PreviousVersion != a.FunctionVersion
+}
+
+// How an alias moves to a new version (AliasDeployment.Type).
+const (
+	DeployAllAtOnce = "all_at_once"
+	// DeployCanary sends Percentage to the new version for Interval, then
+	// everything.
+	DeployCanary = "canary"
+	// DeployLinear adds Percentage every Interval until everything.
+	DeployLinear = "linear"
+)
+
+// AliasDeployment is how an alias moves to a new version, and when it
+// moves back.
+type AliasDeployment struct {
+	Type       string  `json:"type"`
+	Percentage float64 `json:"percentage"` // of the invocations, per step
+	Interval   string  `json:"interval"`
+	// Rollback conditions, judged on the new version's invocations over
+	// Window once there are MinRequests of them: an error rate above
+	// ErrorRateAbove percent, or a p99 latency above P99Above. Zero
+	// values judge nothing.
+	ErrorRateAbove float64 `json:"error_rate_above,omitempty"`
+	P99Above       string  `json:"p99_above,omitempty"`
+	Window         string  `json:"window"`
+	MinRequests    int     `json:"min_requests"`
+}
+
+// Deployment states (DeploymentState.Status).
+const (
+	DeploymentRunning    = "running"
+	DeploymentSucceeded  = "succeeded"
+	DeploymentRolledBack = "rolled_back"
+)
+
+// DeploymentsPrefix holds the state of each alias's deployment, which the
+// gateway that drives it writes, and the deployer reads (wait_for_deployment,
+// and the drift of a rolled-back alias).
+const DeploymentsPrefix = Prefix + "deployments/"
+
+// DeploymentLocksPrefix holds the locks that let one gateway drive each
+// alias's deployment.
+const DeploymentLocksPrefix = Prefix + "deployment-locks/"
+
+// DeploymentKey is where the state of an alias's deployment lives.
+func DeploymentKey(function, alias string) string { return DeploymentsPrefix + function + "/" + alias }
+
+// DeploymentState is where an alias's deployment stands.
+type DeploymentState struct {
+	ID       string `json:"id"` // the alias record's DeploymentID
+	Function string `json:"function"`
+	Alias    string `json:"alias"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Status   string `json:"status"`
+	// Step counts from 1 to Steps; Weight is the share of the invocations
+	// that To gets at this step (0 to 1).
+	Step        int       `json:"step"`
+	Steps       int       `json:"steps"`
+	Weight      float64   `json:"weight"`
+	Started     time.Time `json:"started"`
+	StepStarted time.Time `json:"step_started"`
+	// Reason says why it rolled back.
+	Reason string `json:"reason,omitempty"`
+	// What the driving gateway last observed of To's invocations over the
+	// window.
+	Requests  int       `json:"requests"`
+	ErrorRate float64   `json:"error_rate"` // percent
+	P99Ms     float64   `json:"p99_ms"`
+	Updated   time.Time `json:"updated"`
+}
+
+// Encode serialises a state.
+func (d DeploymentState) Encode() []byte { return encode(d) }
+
+// DecodeDeployment parses a state.
+func DecodeDeployment(b []byte) (DeploymentState, error) {
+	return decode[DeploymentState](b, "deployment state")
 }
 
 // Encode serialises an alias.

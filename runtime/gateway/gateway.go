@@ -33,9 +33,11 @@ type Gateway struct {
 	client    *http.Client
 	admission *admission
 	triggers  *triggers
-	async     chan struct{} // slots for asynchronous invocations held in memory
-	events    *eventq.Queue // where asynchronous invocations are stored, when set
-	sources   *sources      // event sources consumed (sources.go)
+	// deployments drives the aliases' deployments (nil without Consul).
+	deployments *aliasDeployments
+	async       chan struct{} // slots for asynchronous invocations held in memory
+	events      *eventq.Queue // where asynchronous invocations are stored, when set
+	sources     *sources      // event sources consumed (sources.go)
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
 	bodies       *bodyBudget
@@ -119,6 +121,7 @@ func New(opts Options) *Gateway {
 	g.chain = g.newChain()
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
+		g.deployments = newAliasDeployments(g, opts.Consul)
 	}
 	g.sources = newSources(g, opts.NATS, opts.Variables, opts.SourceSlots)
 	return g
@@ -126,6 +129,9 @@ func New(opts Options) *Gateway {
 
 // Run follows Consul until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
+	if g.deployments != nil {
+		g.registry.aliasesChanged = func(aliases map[string]kvstore.AliasRecord) { g.deployments.sync(ctx, aliases) }
+	}
 	if g.triggers != nil {
 		go g.registry.watchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
 			defs := map[string]kvstore.KVTrigger{}
@@ -318,6 +324,9 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.Version == "" {
 		state["published_versions"] = g.registry.Versions(name)
+		if deployments := g.registry.Deployments(name); len(deployments) > 0 {
+			state["alias_deployments"] = deployments
+		}
 	}
 	if p.scaleErr != nil {
 		state["scale_error"] = p.scaleErr.Error()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
@@ -74,37 +75,10 @@ func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
 		return
 	}
 	ts.awaitPrefixRead(ctx, w, log)
-	for ctx.Err() == nil {
-		lock, err := ts.consul.LockOpts(&consulapi.LockOptions{
-			Key: kvstore.KVTriggerLocks + def.Name, SessionName: "nimbus-gateway kv trigger " + def.Name,
-			// A crashed holder's session lapses after its TTL (Consul may take
-			// up to twice that); a short lock delay lets the next gateway
-			// resume soon after.
-			SessionTTL: "10s", LockWaitTime: 5 * time.Second, LockDelay: time.Second,
-		})
-		if err != nil {
-			log.Warn("cannot prepare the trigger lock", "err", err)
-			watch.Sleep(ctx, time.Second)
-			continue
-		}
-		lost, err := lock.Lock(ctx.Done())
-		if err != nil || lost == nil {
-			watch.Sleep(ctx, time.Second)
-			continue
-		}
+	holdLock(ctx, ts.consul, kvstore.KVTriggerLocks+def.Name, "nimbus-gateway kv trigger "+def.Name, log, func(ctx context.Context) {
 		log.Info("holding the trigger lock; delivering changes", "prefix", def.Prefix)
-		lctx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-lost:
-				cancel()
-			case <-lctx.Done():
-			}
-		}()
-		ts.deliverLoop(lctx, def)
-		cancel()
-		_ = lock.Unlock()
-	}
+		ts.deliverLoop(ctx, def)
+	})
 }
 
 func (ts *triggers) stateKeyOf(name string) string { return kvstore.KVTriggerState + name }
@@ -134,10 +108,13 @@ func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *
 	}
 }
 
-// problems lists, for the triggers that invoke function, the ones that
-// cannot deliver and why.
+// problems lists, for the triggers that invoke function (any of its
+// versions or aliases included), the ones that cannot deliver and why.
 func (ts *triggers) problems(function string) map[string]string {
-	return ts.workers.problems(func(t kvstore.KVTrigger) bool { return t.Function == function })
+	return ts.workers.problems(func(t kvstore.KVTrigger) bool {
+		name, _ := model.SplitQualified(t.Function)
+		return name == function
+	})
 }
 
 // deliverLoop follows the prefix with blocking queries, turns each new

@@ -17,7 +17,13 @@ func (g *Gateway) meter(next invoker) invoker {
 		name, out := inv.fn.Name, inv.out
 		g.metrics.observe(name, out)
 		g.usage.add(name, out)
-		g.access.Info("invoke", "function", name, "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
+		if inv.fn.Version != "" {
+			// What an alias's deployment judges: the function failed, or the
+			// gateway could not run it (throttles are not the version's).
+			failed := inv.refused == nil && inv.answer.functionFailed() || inv.refused != nil && inv.refused.status >= 500
+			inv.pool.stats.add(time.Now(), failed, time.Since(start))
+		}
+		g.access.Info("invoke", "function", name, "version", inv.fn.ExecutedVersion(), "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
 			"cold", out.cold, "cold_path", out.coldPath, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
 			"max_memory_used_mb", out.maxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
 	}

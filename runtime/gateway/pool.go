@@ -107,6 +107,9 @@ type pool struct {
 	kick   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// stats are a published version's last invocations (version_stats.go).
+	stats invocationStats
 }
 
 func newPool(gw *Gateway, fn *Function) *pool {

@@ -15,6 +15,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
@@ -66,15 +67,20 @@ type Registry struct {
 	mu      sync.RWMutex
 	fns     map[string]*Function           // by name, and <name>:<n> for versions
 	aliases map[string]kvstore.AliasRecord // by <name>:<alias>
-	routes  []kvstore.Route
-	limits  map[string]kvstore.Limits
-	keys    map[string]*kvstore.AccessKey
-	async   map[string]kvstore.AsyncConfig // by function
-	synced  bool                           // functions read at least once
-	routed  bool                           // routes read at least once
-	keyed   bool                           // access keys read at least once
-	lastErr error
-	changed func(map[string]*Function)
+	// deployments are the aliases' deployment states, by <name>:<alias>.
+	deployments map[string]kvstore.DeploymentState
+	// aliasesChanged (may be nil) sees every new set of aliases; set
+	// before Run.
+	aliasesChanged func(map[string]kvstore.AliasRecord)
+	routes         []kvstore.Route
+	limits         map[string]kvstore.Limits
+	keys           map[string]*kvstore.AccessKey
+	async          map[string]kvstore.AsyncConfig // by function
+	synced         bool                           // functions read at least once
+	routed         bool                           // routes read at least once
+	keyed          bool                           // access keys read at least once
+	lastErr        error
+	changed        func(map[string]*Function)
 }
 
 // NewRegistry watches kv; onChange (may be nil) sees every new set.
@@ -139,11 +145,12 @@ func (r *Registry) notSynced() *apiError {
 func (r *Registry) Run(ctx context.Context) {
 	var watching sync.WaitGroup
 	for prefix, apply := range map[string]func(consulapi.KVPairs){
-		kvstore.FunctionsPrefix:  r.applyFunctions,
-		kvstore.RoutesPrefix:     r.applyRoutes,
-		kvstore.LimitsPrefix:     r.applyLimits,
-		kvstore.AccessKeysPrefix: r.applyAccessKeys,
-		kvstore.AsyncPrefix:      r.applyAsync,
+		kvstore.FunctionsPrefix:   r.applyFunctions,
+		kvstore.RoutesPrefix:      r.applyRoutes,
+		kvstore.LimitsPrefix:      r.applyLimits,
+		kvstore.AccessKeysPrefix:  r.applyAccessKeys,
+		kvstore.AsyncPrefix:       r.applyAsync,
+		kvstore.DeploymentsPrefix: r.applyDeployments,
 	} {
 		watching.Add(1)
 		go func() {
@@ -240,6 +247,57 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 	if r.changed != nil {
 		r.changed(fns)
 	}
+	if r.aliasesChanged != nil {
+		r.aliasesChanged(aliases)
+	}
+}
+
+// applyDeployments reads the aliases' deployment states.
+func (r *Registry) applyDeployments(pairs consulapi.KVPairs) {
+	states := map[string]kvstore.DeploymentState{}
+	for _, p := range pairs {
+		st, err := kvstore.DecodeDeployment(p.Value)
+		if err != nil || p.Key != kvstore.DeploymentKey(st.Function, st.Alias) {
+			r.log.Warn("ignoring a bad deployment state", "key", p.Key, "err", err)
+			continue
+		}
+		states[model.Qualify(st.Function, st.Alias)] = st
+	}
+	r.mu.Lock()
+	r.deployments = states
+	r.mu.Unlock()
+}
+
+// Routing is how a function's alias routes now: the version that gets the
+// rest of the invocations and the others' weights, as its record says or,
+// during a deployment, as the deployment's step says.
+func (r *Registry) Routing(function, alias string) (primary string, weights map[string]float64, found bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	a, ok := r.aliases[model.Qualify(function, alias)]
+	if !ok {
+		return "", nil, false
+	}
+	var st *kvstore.DeploymentState
+	if d, ok := r.deployments[model.Qualify(function, alias)]; ok {
+		st = &d
+	}
+	primary, weights = progressive.Routing(a, st)
+	return primary, weights, true
+}
+
+// Deployments lists the deployment states of a function's aliases.
+func (r *Registry) Deployments(function string) []kvstore.DeploymentState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []kvstore.DeploymentState
+	for _, st := range r.deployments {
+		if st.Function == function {
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+	return out
 }
 
 // aliasKey is the registry's key of an alias record under

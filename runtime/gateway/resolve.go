@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sort"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
@@ -54,12 +53,12 @@ func (g *Gateway) registryKey(function, qualifier string) (string, *apiError) {
 		return "", &apiError{http.StatusBadRequest, "InvalidParameterValueException", err.Error()}
 	}
 	if !model.IsVersionNumber(qualifier) && qualifier != "" && qualifier != model.Latest {
-		a, ok := g.registry.Alias(function, qualifier)
+		primary, weights, ok := g.registry.Routing(function, qualifier)
 		if !ok {
 			return "", &apiError{http.StatusNotFound, "ResourceNotFoundException",
 				fmt.Sprintf("function %q has no alias %s; declare it with a nimbus_alias, or invoke a version number", function, qualifier)}
 		}
-		qualifier = pickVersion(a, rand.Float64()) //nolint:gosec // a traffic split, not a secret
+		qualifier = pickVersion(primary, weights, rand.Float64()) //nolint:gosec // a traffic split, not a secret
 	}
 	if qualifier == "" || qualifier == model.Latest {
 		return function, nil
@@ -68,11 +67,11 @@ func (g *Gateway) registryKey(function, qualifier string) (string, *apiError) {
 }
 
 // pickVersion is the version of an alias that runs an invocation, given a
-// uniform draw r in [0, 1): each additional version for its weight, in
-// order of their numbers, and the alias's own version for the rest.
-func pickVersion(a kvstore.AliasRecord, r float64) string {
-	versions := make([]string, 0, len(a.AdditionalVersionWeights))
-	for v := range a.AdditionalVersionWeights {
+// uniform draw r in [0, 1): each weighted version for its weight, in order
+// of their numbers, and the primary version for the rest.
+func pickVersion(primary string, weights map[string]float64, r float64) string {
+	versions := make([]string, 0, len(weights))
+	for v := range weights {
 		versions = append(versions, v)
 	}
 	sort.Slice(versions, func(i, j int) bool {
@@ -80,10 +79,10 @@ func pickVersion(a kvstore.AliasRecord, r float64) string {
 	})
 	sum := 0.0
 	for _, v := range versions {
-		sum += a.AdditionalVersionWeights[v]
+		sum += weights[v]
 		if r < sum {
 			return v
 		}
 	}
-	return a.FunctionVersion
+	return primary
 }

@@ -2,8 +2,16 @@
 #   consul acl policy create -name nimbus-deployer -rules @deployer.hcl
 #   consul acl token create -description nimbus-deployer -policy-name nimbus-deployer
 
-# Function records: what the gateway needs to serve each function.
+# Function records: what the gateway needs to serve each function, its
+# published versions and its aliases.
 key_prefix "nimbus/functions/" {
+  policy = "write"
+}
+
+# Where the aliases' deployments stand, which the gateways write: read by
+# wait_for_deployment and by a refresh (a rolled-back alias shows as
+# drift), and deleted with the alias.
+key_prefix "nimbus/deployments/" {
   policy = "write"
 }
 

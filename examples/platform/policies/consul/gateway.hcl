@@ -39,7 +39,8 @@ key_prefix "nimbus/access-keys/" {
 }
 
 # Write only the gateway's own records: KV triggers' progress, the locks
-# that let one gateway deliver each trigger, and dead letters.
+# that let one gateway deliver each trigger, dead letters, and the state of
+# the aliases' deployments.
 key_prefix "nimbus/trigger-state/" {
   policy = "write"
 }
@@ -47,6 +48,16 @@ key_prefix "nimbus/trigger-locks/" {
   policy = "write"
 }
 key_prefix "nimbus/dead-letter/" {
+  policy = "write"
+}
+
+# The aliases' deployments (nimbus_alias's deployment block): the gateway
+# that holds an alias's lock shifts its weights step by step and records
+# where it stands, so that any gateway routes by it and resumes it.
+key_prefix "nimbus/deployments/" {
+  policy = "write"
+}
+key_prefix "nimbus/deployment-locks/" {
   policy = "write"
 }
 

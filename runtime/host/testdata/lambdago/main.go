@@ -22,14 +22,39 @@ type event struct {
 	N      int    `json:"n"`
 	// Records is a batch of an event source, which it consumes whole.
 	Records []json.RawMessage `json:"Records"`
+	// RouteKey and Body are an HTTP route's API Gateway event, whose body
+	// carries the action, so that a route reaches every action too.
+	RouteKey string `json:"routeKey"`
+	Body     string `json:"body"`
+	// A schedule's EventBridge-style event carries it in its detail.
+	DetailType string          `json:"detail-type"`
+	Detail     json.RawMessage `json:"detail"`
 }
 
 var started = time.Now()
+
+// calls counts the "flaky" invocations of this process, one at a time.
+var calls int
 
 func handle(ctx context.Context, ev event) (map[string]any, error) {
 	lc, _ := lambdacontext.FromContext(ctx)
 	if len(ev.Records) > 0 {
 		return map[string]any{"batchItemFailures": []any{}, "records": len(ev.Records)}, nil
+	}
+	var wrapped []byte
+	switch {
+	case ev.RouteKey != "":
+		// An object without statusCode is the route's 200 JSON body.
+		wrapped = []byte(ev.Body)
+	case ev.DetailType == "Scheduled Event":
+		wrapped = ev.Detail
+	}
+	if wrapped != nil {
+		var inner event
+		if err := json.Unmarshal(wrapped, &inner); err != nil || inner.RouteKey != "" || inner.DetailType != "" {
+			return nil, fmt.Errorf("the event does not wrap an action: %q", wrapped)
+		}
+		return handle(ctx, inner)
 	}
 	switch ev.Action {
 	case "echo":
@@ -58,6 +83,13 @@ func handle(ctx context.Context, ev event) (map[string]any, error) {
 			buf[i] = 1
 		}
 		return map[string]any{"allocated_mb": ev.N, "sum": len(buf)}, nil
+	case "flaky":
+		// A bad release: with USER_SETTING "flaky", every second call fails.
+		calls++
+		if os.Getenv("USER_SETTING") == "flaky" && calls%2 == 0 {
+			return nil, errors.New("flaky: every second call fails")
+		}
+		return map[string]any{"ok": true}, nil
 	case "file":
 		// Which code runs: a file of the package, "" when it has none.
 		b, _ := os.ReadFile(filepath.Join(os.Getenv("LAMBDA_TASK_ROOT"), filepath.Base(ev.Value)))

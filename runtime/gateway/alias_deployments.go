@@ -1,0 +1,147 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+)
+
+// aliasDeployments drives the aliases' deployments (nimbus_alias's
+// deployment block): one worker per alias that shifts to a new version. A
+// Consul session lock lets one gateway drive each; the state lives in
+// Consul KV (kvstore.DeploymentKey), where every gateway reads the
+// weights it routes by, and where the next holder of the lock, after a
+// restart or a crash, resumes at the step it finds.
+type aliasDeployments struct {
+	g       *Gateway
+	consul  *consulapi.Client
+	workers *workers[kvstore.AliasRecord]
+}
+
+// deploymentTick is how often the driving gateway judges a deployment.
+const deploymentTick = time.Second
+
+func newAliasDeployments(g *Gateway, c *consulapi.Client) *aliasDeployments {
+	return &aliasDeployments{g: g, consul: c, workers: newWorkers[kvstore.AliasRecord]()}
+}
+
+func (d *aliasDeployments) sync(ctx context.Context, aliases map[string]kvstore.AliasRecord) {
+	d.workers.sync(ctx, aliases, kvstore.AliasRecord.Deploying, d.work)
+}
+
+func (d *aliasDeployments) work(ctx context.Context, w *worker[kvstore.AliasRecord]) {
+	a := w.def
+	key := a.Function + "/" + a.Name
+	log := d.g.log.With("alias", model.Qualify(a.Function, a.Name), "from", a.PreviousVersion, "to", a.FunctionVersion)
+	spec, err := progressive.ParseSpec(*a.Deployment)
+	if err != nil {
+		// The provider refuses such a deployment at plan.
+		problem := "the alias's deployment cannot run: " + err.Error()
+		w.problem.Store(&problem)
+		log.Error("alias deployment refused", "problem", problem)
+		<-ctx.Done()
+		return
+	}
+	holdLock(ctx, d.consul, kvstore.DeploymentLocksPrefix+key, "nimbus-gateway alias deployment "+key, log, func(ctx context.Context) {
+		d.drive(ctx, a, spec, log)
+	})
+}
+
+// drive runs the deployment from the state in KV (a new one from its first
+// step) until it ends, then holds the lock idle until the alias changes.
+func (d *aliasDeployments) drive(ctx context.Context, a kvstore.AliasRecord, spec progressive.Spec, log *slog.Logger) {
+	kv := d.consul.KV()
+	key := kvstore.DeploymentKey(a.Function, a.Name)
+	var st kvstore.DeploymentState
+	for ctx.Err() == nil {
+		pair, _, err := kv.Get(key, (&consulapi.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+		if err == nil {
+			if pair != nil {
+				st, err = kvstore.DecodeDeployment(pair.Value)
+			}
+			if err == nil {
+				break
+			}
+		}
+		log.Warn("cannot read the alias's deployment state; retrying", "err", err)
+		watch.Sleep(ctx, time.Second)
+	}
+	if st.ID != a.DeploymentID {
+		st = progressive.Start(a, spec, time.Now())
+		if !d.save(ctx, st, log) {
+			return
+		}
+		d.announce(ctx, st, log)
+	} else if st.Status == kvstore.DeploymentRunning {
+		log.Info("resuming the alias's deployment", "step", st.Step, "steps", st.Steps, "weight", st.Weight)
+	}
+	lastSaved := time.Now()
+	for st.Status == kvstore.DeploymentRunning && ctx.Err() == nil {
+		watch.Sleep(ctx, deploymentTick)
+		now := time.Now()
+		var stats progressive.Stats
+		if p, ok := d.g.pool(model.Qualify(a.Function, a.FunctionVersion)); ok {
+			stats = p.stats.since(progressive.Since(st, spec, now))
+		}
+		next, moved := progressive.Advance(st, spec, stats, now)
+		// The observed figures are saved every few seconds, for GET
+		// /v1/functions/{name}; a move at once.
+		if !moved && now.Sub(lastSaved) < 5*time.Second {
+			continue
+		}
+		if !d.save(ctx, next, log) {
+			continue // judged again at the next tick
+		}
+		st, lastSaved = next, now
+		if moved {
+			d.announce(ctx, st, log)
+		}
+	}
+	<-ctx.Done()
+}
+
+func (d *aliasDeployments) save(ctx context.Context, st kvstore.DeploymentState, log *slog.Logger) bool {
+	if _, err := d.consul.KV().Put(&consulapi.KVPair{Key: kvstore.DeploymentKey(st.Function, st.Alias), Value: st.Encode()},
+		(&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
+		log.Warn("cannot save the alias's deployment state", "err", err)
+		return false
+	}
+	return true
+}
+
+// announce logs a step and records it as a scaling event of the new
+// version's job, where the Nomad UI shows it (the gateway may scale jobs,
+// not register them, so it cannot write their meta).
+func (d *aliasDeployments) announce(ctx context.Context, st kvstore.DeploymentState, log *slog.Logger) {
+	msg := fmt.Sprintf("nimbus alias %s: step %d of %d, %.0f%% of its invocations to version %s (from %s)", st.Alias, st.Step, st.Steps, 100*st.Weight, st.To, st.From)
+	switch st.Status {
+	case kvstore.DeploymentSucceeded:
+		msg = fmt.Sprintf("nimbus alias %s: deployment succeeded, all of its invocations to version %s", st.Alias, st.To)
+		log.Info("alias deployment succeeded")
+	case kvstore.DeploymentRolledBack:
+		msg = fmt.Sprintf("nimbus alias %s: rolled back to version %s: %s", st.Alias, st.From, st.Reason)
+		log.Warn("alias deployment rolled back", "reason", st.Reason)
+	default:
+		log.Info("alias deployment step", "step", st.Step, "steps", st.Steps, "weight", st.Weight)
+	}
+	f, ok := d.g.registry.Get(model.Qualify(st.Function, st.To))
+	if !ok || d.g.jobs == nil {
+		return
+	}
+	meta := map[string]interface{}{"nimbus.alias": st.Alias, "nimbus.deployment_step": st.Step, "nimbus.deployment_status": st.Status}
+	// No count: Nomad records the event and changes nothing.
+	if _, _, err := d.g.jobs.Scale(f.jobID(), nomadjob.GroupName, nil, msg, st.Status == kvstore.DeploymentRolledBack, meta,
+		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(ctx)); err != nil {
+		log.Warn("cannot record the deployment step in Nomad", "err", err)
+	}
+}
