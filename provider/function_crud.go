@@ -138,7 +138,7 @@ func (r *functionResource) Read(ctx context.Context, req resource.ReadRequest, r
 	state.Version = types.StringValue(latestVersion(versions))
 	state.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(name, state.Version.ValueString())))
 	if state.Publish.IsNull() { // imported
-		state.Publish = types.BoolValue(false)
+		state.Publish, state.VersionGracePeriod = types.BoolValue(false), types.StringValue("24h")
 	}
 	state.ID = types.StringValue(name)
 	state.JobID = types.StringValue(*job.ID)
@@ -316,6 +316,12 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 		plan.Version = types.StringValue(model.Latest)
 	}
 	plan.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(f.Name, plan.Version.ValueString())))
+	if grace, err := time.ParseDuration(plan.VersionGracePeriod.ValueString()); err == nil {
+		if _, err := r.collectVersions(ctx, f.Name, grace); err != nil {
+			diags.AddWarning("Unreferenced versions were not collected",
+				fmt.Sprintf("Removing the published versions of %s that nothing references failed: %v. The next apply tries again.", f.Name, err))
+		}
+	}
 	plan.JobID = types.StringValue(*job.ID)
 	plan.ID = types.StringValue(f.Name)
 	plan.Handler = types.StringValue(f.Handler)

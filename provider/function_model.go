@@ -39,6 +39,7 @@ type functionModel struct {
 	SourceSHA256        types.String   `tfsdk:"source_sha256"`
 	JobID               types.String   `tfsdk:"job_id"`
 	Publish             types.Bool     `tfsdk:"publish"`
+	VersionGracePeriod  types.String   `tfsdk:"version_grace_period"`
 	Version             types.String   `tfsdk:"version"`
 	JobVersion          types.Int64    `tfsdk:"job_version"`
 	InvokeURL           types.String   `tfsdk:"invoke_url"`

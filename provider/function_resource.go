@@ -207,6 +207,16 @@ func (r *functionResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 					"`nimbus-fn-<name>-v<N>`, which starts at zero instances and scales on its own, and answers `<name>:<N>`. The function itself stays `$LATEST`, " +
 					"mutable. Not yet available with `secrets`: Nomad lets only the function's own job read its Variables.",
 			},
+			"version_grace_period": schema.StringAttribute{
+				Optional: true,
+				Computed: true,
+				Default:  stringdefault.StaticString("24h"),
+				MarkdownDescription: "How long a published version that nothing references is kept, `0s` to `8760h`. Default `24h`. " +
+					"The latest version is always kept, as is one that an alias (its version, its weights, or the version its deployment moves from), " +
+					"a route, a schedule, a KV trigger or an event source names. The first apply of the function after the period removes " +
+					"the version's job and record; the gateways then collect its code if no version uses it.",
+				Validators: []validator.String{durationBetween("version_grace_period", 0, 365*24*time.Hour)},
+			},
 			"version": schema.StringAttribute{
 				Computed:            true,
 				MarkdownDescription: "The latest published version (`1`, `2`, ...), or `$LATEST` while none is published.",

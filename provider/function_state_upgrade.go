@@ -35,6 +35,7 @@ func upgradeFunctionStateV0(_ context.Context, req resource.UpgradeStateRequest,
 	state["version"] = latest
 	state["publish"] = json.RawMessage("false")
 	state["qualified_invoke_url"] = json.RawMessage(`""`)
+	state["version_grace_period"] = json.RawMessage(`"24h"`)
 	b, err := json.Marshal(state)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot upgrade the state of a nimbus_function", err.Error())

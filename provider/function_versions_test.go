@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -201,6 +202,89 @@ func TestAccFunctionVersions(t *testing.T) {
 					}
 					return nil
 				},
+			},
+		},
+	})
+}
+
+// checkVersionGone checks that version n of function has neither a job nor
+// a record, and that callers of it get a 404.
+func checkVersionGone(env *testenv.Env, function string, n int) resource.TestCheckFunc {
+	return func(*terraform.State) error {
+		if _, _, err := env.Nomad.Jobs().Info(nomadjob.VersionJobID(function, n), nil); err == nil || !strings.Contains(err.Error(), "404") {
+			return fmt.Errorf("version %d's job still exists (err %v)", n, err)
+		}
+		if pair, _, err := env.Consul.KV().Get(kvstore.VersionKey(function, n), nil); err != nil || pair != nil {
+			return fmt.Errorf("version %d's record still exists (err %v)", n, err)
+		}
+		a, err := invokeTarget(env, fmt.Sprintf("%s:%d", function, n), `{}`)
+		if err != nil {
+			return err
+		}
+		if a.status != http.StatusNotFound {
+			return fmt.Errorf("invoking collected version %d: %d %s; want 404", n, a.status, a.raw)
+		}
+		return nil
+	}
+}
+
+// Versions that nothing references are collected by the first apply after
+// their grace period, never before it; the latest version and a version an
+// alias names are never collected.
+func TestAccFunctionVersionsAreCollected(t *testing.T) {
+	requireAcceptance(t)
+	env := testenv.Get(t)
+	cfg := func(setting string) string {
+		return functionConfig(env, fmt.Sprintf(`
+  name                 = "collected"
+  runtime              = "provided"
+  source               = %q
+  publish              = true
+  version_grace_period = "3s"
+  environment = {
+    USER_SETTING = %q
+  }`, fixtures.goSource, setting)) + `
+resource "nimbus_alias" "pinned" {
+  name             = "pinned"
+  function         = nimbus_function.fn.name
+  function_version = "1"
+}
+`
+	}
+	pause := func() { time.Sleep(4 * time.Second) }
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testProviders,
+		Steps: []resource.TestStep{
+			{Config: cfg("1")},
+			{Config: cfg("2")},
+			{
+				// Version 2 is no longer the latest, and nothing names it:
+				// it waits out its grace period.
+				Config: cfg("3"),
+				Check: resource.ComposeTestCheckFunc(
+					checkVersionJob(env, "collected", 2),
+					checkVersionAnswers(env, "collected:2", "", "2"),
+				),
+			},
+			{
+				PreConfig: pause,
+				Config:    cfg("4"),
+				Check: resource.ComposeTestCheckFunc(
+					checkVersionGone(env, "collected", 2),
+					checkVersionJob(env, "collected", 1), // the alias names it
+					checkVersionJob(env, "collected", 3), // in its grace period
+					checkVersionJob(env, "collected", 4), // the latest
+					checkVersionAnswers(env, "collected:pinned", "", "1"),
+				),
+			},
+			{
+				PreConfig: pause,
+				Config:    cfg("5"),
+				Check: resource.ComposeTestCheckFunc(
+					checkVersionGone(env, "collected", 3),
+					checkVersionJob(env, "collected", 1),
+					checkVersionJob(env, "collected", 5),
+				),
 			},
 		},
 	})

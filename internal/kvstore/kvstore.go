@@ -36,6 +36,11 @@ func FunctionKey(name string) string { return FunctionsPrefix + name }
 // deletes them.
 func VersionsPrefix(name string) string { return FunctionKey(name) + "/versions/" }
 
+// UnreferencedPrefix holds, for each published version that nothing
+// references, when the deployer first found it so; the version is
+// collected once its grace period has passed since.
+func UnreferencedPrefix(name string) string { return FunctionKey(name) + "/unreferenced/" }
+
 // AliasesPrefix holds the function's aliases (nimbus_alias).
 func AliasesPrefix(name string) string { return FunctionKey(name) + "/aliases/" }
 
