@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -284,26 +283,14 @@ func (r *aliasResource) write(ctx context.Context, m *aliasModel, prior *aliasMo
 	if diags.HasError() {
 		return false, diags
 	}
-	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_alias", rec.Function); diags.HasError() {
-		return false, diags
+	// The function, and every version the alias sends invocations to,
+	// must exist.
+	targets := []string{rec.Function}
+	for _, v := range append([]string{rec.FunctionVersion}, sortedKeys(rec.AdditionalVersionWeights)...) {
+		targets = append(targets, model.Qualify(rec.Function, v))
 	}
-	// Every version the alias sends invocations to must be published.
-	versions := append([]string{rec.FunctionVersion}, sortedKeys(rec.AdditionalVersionWeights)...)
-	for _, v := range versions {
-		if v == model.Latest {
-			continue
-		}
-		n, _ := strconv.Atoi(v)
-		pair, _, err := r.data.Consul.KV().Get(kvstore.VersionKey(rec.Function, n), (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return false, saveFailed("alias", fmt.Errorf("reading version %s of function %s from Consul KV: %w", v, rec.Function, err))
-		}
-		if pair == nil {
-			diags.AddError(fmt.Sprintf("Version %s of function %s is not published", v, rec.Function),
-				fmt.Sprintf("nimbus_alias %s sends invocations to version %s, which does not exist. Set publish = true on the function and reference its version attribute, "+
-					"or name a version that its published_versions in GET /v1/functions/%s lists.", rec.Name, v, rec.Function))
-			return false, diags
-		}
+	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_alias "+rec.Name, targets...); diags.HasError() {
+		return false, diags
 	}
 	kv := r.data.Consul.KV()
 	current, found, err := readRecord(ctx, r.data.Consul, kvstore.AliasKey(rec.Function, rec.Name), kvstore.DecodeAlias)

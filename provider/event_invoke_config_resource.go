@@ -194,27 +194,6 @@ func (r *eventInvokeConfigResource) write(ctx context.Context, m *eventInvokeCon
 	return nil
 }
 
-// requireFunctions checks that the functions a resource names exist
-// (empty names are skipped), saying how to fix it when one does not.
-func requireFunctions(ctx context.Context, consul *consulapi.Client, resourceType string, names ...string) diag.Diagnostics {
-	var diags diag.Diagnostics
-	for _, name := range names {
-		if name == "" {
-			continue
-		}
-		pair, _, err := consul.KV().Get(kvstore.FunctionKey(name), (&consulapi.QueryOptions{}).WithContext(ctx))
-		if err != nil {
-			return saveFailed(resourceType, fmt.Errorf("reading function %s from Consul KV: %w", name, err))
-		}
-		if pair == nil {
-			diags.AddError("Function "+name+" does not exist",
-				resourceType+" names function "+name+", which Nimbus does not know. Create it with nimbus_function, and reference its name (nimbus_function.<x>.name) so that Terraform creates it first.")
-			return diags
-		}
-	}
-	return diags
-}
-
 func destinationFunction(d *kvstore.Destination) string {
 	if d == nil {
 		return ""

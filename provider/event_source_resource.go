@@ -112,8 +112,8 @@ func (r *eventSourceResource) Schema(_ context.Context, _ resource.SchemaRequest
 			},
 			"function": schema.StringAttribute{
 				Required:            true,
-				MarkdownDescription: "The function the batches invoke; reference `nimbus_function.<x>.name`.",
-				Validators:          []validator.String{stringvalidator.RegexMatches(functionName, "must be a function name (a DNS label)")},
+				MarkdownDescription: targetDescription("The function the batches invoke."),
+				Validators:          []validator.String{functionTarget()},
 			},
 			"enabled": schema.BoolAttribute{
 				Optional: true, Computed: true, Default: booldefault.StaticBool(true),

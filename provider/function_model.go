@@ -48,6 +48,20 @@ type functionModel struct {
 	Timeouts            timeouts.Value `tfsdk:"timeouts"`
 }
 
+// environmentKnown reports whether the environment and all its values are
+// known.
+func environmentKnown(env types.Map) bool {
+	if env.IsUnknown() {
+		return false
+	}
+	for _, v := range env.Elements() {
+		if v.IsUnknown() {
+			return false
+		}
+	}
+	return true
+}
+
 // known reports whether the inputs of a model rule (named by its
 // FieldError field, which is also the attribute) are known at plan time, so
 // that a rule is never judged on placeholder values.
@@ -66,7 +80,7 @@ func (m functionModel) known(field string) bool {
 	case "timeout":
 		return !m.Timeout.IsUnknown()
 	case "environment":
-		return !m.Environment.IsUnknown()
+		return environmentKnown(m.Environment)
 	case "secrets":
 		return !m.Secrets.IsUnknown() && !m.Name.IsUnknown() && !m.Environment.IsUnknown()
 	case "concurrency":
@@ -112,8 +126,14 @@ func (m functionModel) spec(ctx context.Context) (model.Function, diag.Diagnosti
 		f.BillingGranularity = g
 	}
 	if !m.Environment.IsNull() && !m.Environment.IsUnknown() {
+		// A value from a variable or another resource may be unknown while
+		// Terraform validates: its name is still checked, its value later.
 		env := map[string]string{}
-		diags.Append(m.Environment.ElementsAs(ctx, &env, false)...)
+		for name, v := range m.Environment.Elements() {
+			if s, ok := v.(types.String); ok {
+				env[name] = s.ValueString()
+			}
+		}
 		f.Environment = env
 	}
 	if !m.Secrets.IsNull() && !m.Secrets.IsUnknown() {

@@ -74,8 +74,8 @@ func (r *httpRouteResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			},
 			"function": schema.StringAttribute{
 				Required:            true,
-				MarkdownDescription: "Name of the function to invoke; reference `nimbus_function.<x>.name` so the function is created first.",
-				Validators:          []validator.String{stringvalidator.RegexMatches(regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`), "must be a function name (a DNS label)")},
+				MarkdownDescription: targetDescription("The function that serves the route."),
+				Validators:          []validator.String{functionTarget()},
 			},
 			"path": schema.StringAttribute{
 				Required:            true,
@@ -236,15 +236,10 @@ func (r *httpRouteResource) Create(ctx context.Context, req resource.CreateReque
 	if !ok {
 		return
 	}
-	kv := r.data.Consul.KV()
-	if pair, _, err := kv.Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil {
-		resp.Diagnostics.AddError("Cannot read Consul KV", err.Error())
-		return
-	} else if pair == nil {
-		resp.Diagnostics.AddAttributeError(path.Root("function"), "Unknown function",
-			fmt.Sprintf("No function %q exists. Create its nimbus_function first; referencing nimbus_function.<name>.name orders them.", rt.Function))
+	if resp.Diagnostics.Append(requireFunctions(ctx, r.data.Consul, "nimbus_http_route", rt.Function)...); resp.Diagnostics.HasError() {
 		return
 	}
+	kv := r.data.Consul.KV()
 	if other, err := r.conflict(ctx, rt); err != nil {
 		resp.Diagnostics.AddError("Cannot read the routes in Consul KV", err.Error())
 		return
@@ -290,8 +285,7 @@ func (r *httpRouteResource) Update(ctx context.Context, req resource.UpdateReque
 	if !ok {
 		return
 	}
-	if pair, _, err := r.data.Consul.KV().Get(kvstore.FunctionKey(rt.Function), (&consulapi.QueryOptions{}).WithContext(ctx)); err != nil || pair == nil {
-		resp.Diagnostics.AddAttributeError(path.Root("function"), "Unknown function", fmt.Sprintf("No function %q exists (err %v).", rt.Function, err))
+	if resp.Diagnostics.Append(requireFunctions(ctx, r.data.Consul, "nimbus_http_route", rt.Function)...); resp.Diagnostics.HasError() {
 		return
 	}
 	if _, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.RouteKey(rt.ID), Value: rt.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {

@@ -75,7 +75,8 @@ func (r *kvTriggerResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			},
 			"function": schema.StringAttribute{
 				Required:            true,
-				MarkdownDescription: "Name of the function to invoke.",
+				MarkdownDescription: targetDescription("The function the batches of changes invoke."),
+				Validators:          []validator.String{functionTarget()},
 			},
 			"prefix": schema.StringAttribute{
 				Required:            true,
@@ -143,6 +144,9 @@ func (r *kvTriggerResource) ValidateConfig(ctx context.Context, req resource.Val
 func (r *kvTriggerResource) write(ctx context.Context, m *kvTriggerModel) diag.Diagnostics {
 	rec, diags := m.record(ctx)
 	if diags.HasError() {
+		return diags
+	}
+	if diags.Append(requireFunctions(ctx, r.data.Consul, "nimbus_kv_trigger", rec.Function)...); diags.HasError() {
 		return diags
 	}
 	_, err := r.data.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.KVTriggerKey(rec.Name), Value: rec.Encode()}, (&consulapi.WriteOptions{}).WithContext(ctx))

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
@@ -76,7 +77,8 @@ func (r *scheduleResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 			},
 			"function": schema.StringAttribute{
 				Required:            true,
-				MarkdownDescription: "Name of the function to invoke.",
+				MarkdownDescription: targetDescription("The function each run invokes."),
+				Validators:          []validator.String{functionTarget()},
 			},
 			"cron": schema.StringAttribute{
 				Optional:            true,
@@ -123,6 +125,9 @@ func (r *scheduleResource) ValidateConfig(ctx context.Context, req resource.Vali
 	}
 	if err := m.spec().Validate(); err != nil {
 		for _, fe := range model.AsFieldErrors(err) {
+			if fe.Field == "function" {
+				continue // the attribute's own validator reports it
+			}
 			resp.Diagnostics.AddAttributeError(path.Root(fe.Field), "Invalid "+fe.Field, fe.Message)
 		}
 	}
@@ -136,8 +141,12 @@ func (r *scheduleResource) Update(ctx context.Context, req resource.UpdateReques
 	saveModel(ctx, req.Plan, &resp.State, &resp.Diagnostics, r.save)
 }
 
-// save is the create and update: register, its error as a diagnostic.
+// save is the create and update: register once the function the
+// schedule names exists, its error as a diagnostic.
 func (r *scheduleResource) save(ctx context.Context, plan *scheduleModel) diag.Diagnostics {
+	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_schedule", plan.Function.ValueString()); diags.HasError() {
+		return diags
+	}
 	return saveFailed("schedule", r.register(ctx, plan))
 }
 

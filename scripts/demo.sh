@@ -58,6 +58,31 @@ for url in $("$tofu" -chdir="$demo" output -json routes | tr -d '{}' | tr ',' '\
   esac
 done
 
+step "A canary release: hello-python's release 2 becomes version 2, and its alias live moves to it"
+# The apply waits for the deployment (wait_for_deployment); meanwhile the
+# demo calls hello-python:live and counts which version answered each call.
+"$tofu" -chdir="$demo" apply -auto-approve -input=false -compact-warnings -var "functions_dir=$root/examples/functions" -var release=2 >"$demo/release.log" 2>&1 &
+release=$!
+declare -A answered=()
+calls=0
+while kill -0 "$release" 2>/dev/null && [ "$calls" -lt 600 ]; do
+  version=$(curl -s -o /dev/null -D - -X POST -H "Authorization: Bearer $token" -d '{"name":"canary"}' \
+    "$NIMBUS_GATEWAY_URL/v1/functions/hello-python:live/invoke" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-amz-executed-version"{print $2}')
+  answered[${version:-none}]=$(( ${answered[${version:-none}]:-0} + 1 ))
+  calls=$((calls + 1))
+  sleep 0.2
+done
+if ! wait "$release"; then
+  cat "$demo/release.log"
+  exit 1
+fi
+for version in "${!answered[@]}"; do
+  printf '  hello-python:live, version %s answered %d of %d calls during the release\n' "$version" "${answered[$version]}" "$calls"
+done
+printf '  %s\n' "$("$tofu" -chdir="$demo" output -raw hello_python_live)"
+echo "  the deployment, as GET /v1/functions/hello-python reports it:"
+curl -s -H "Authorization: Bearer $token" "$NIMBUS_GATEWAY_URL/v1/functions/hello-python" | grep -o '"alias_deployments":\[[^]]*\]' | sed 's/^/  /'
+
 step "Writing a key under demo/orders/ in Consul KV (the trigger invokes hello-node)"
 before=$(curl -s -H "Authorization: Bearer $token" "$NIMBUS_GATEWAY_URL/v1/usage" | tr '{' '\n' | grep -o '"function":"hello-node","invocations":[0-9]*' | grep -o '[0-9]*$' || echo 0)
 # The deployer may not write application data; the operator's token can.
@@ -82,6 +107,9 @@ nft list table inet nimbus-nimbus0). The first request of each was a cold
 start: hello-go's was answered by the warm pool's instance (job
 nimbus-pool-provided-128), specialised for it on demand, the others' by a
 new instance the gateway asked Nomad for; the second request was warm.
+hello-python publishes a version with each change (nimbus-fn-hello-python-v<N>
+in the Nomad UI); its alias live moved to version 2 by a canary, which the
+gateway drove and recorded as scaling events of that job.
 After each function's idle_timeout the gateway scales it back to zero. See
 the jobs, their scale events and their START/END/REPORT log lines in the
 Nomad UI.

@@ -40,12 +40,41 @@ resource "nimbus_warm_pool" "go" {
   size      = 1
 }
 
+variable "release" {
+  description = "hello-python's release: change it (make demo applies 2) to publish a new version, which its alias live moves to by a canary."
+  type        = string
+  default     = "1"
+}
+
+# Each change publishes an immutable version, hello-python:<N>, which runs as
+# its own Nomad job (nimbus-fn-hello-python-v<N>) and scales from zero.
 resource "nimbus_function" "hello_python" {
   name         = "hello-python"
   runtime      = "python3"
   handler      = "app.handler"
   source       = "${local.functions}/hello-python"
   idle_timeout = "2m"
+  publish      = true
+  environment = {
+    RELEASE = var.release
+  }
+}
+
+# Callers use hello-python:live. A new version gets a fifth of its calls
+# for 30 s, then all of them; if it fails more than 5% of them meanwhile, the
+# gateway rolls the alias back and the apply fails with the reason.
+resource "nimbus_alias" "hello_python_live" {
+  name                = "live"
+  function            = nimbus_function.hello_python.name
+  function_version    = nimbus_function.hello_python.version
+  wait_for_deployment = true
+
+  deployment {
+    type             = "canary"
+    percentage       = 20
+    interval         = "30s"
+    error_rate_above = 5
+  }
 }
 
 resource "nimbus_function" "hello_node" {
@@ -112,6 +141,10 @@ output "cluster" {
 
 output "routes" {
   value = { for r in [nimbus_http_route.hello_go, nimbus_http_route.hello_python, nimbus_http_route.hello_node] : r.url => r.authorization }
+}
+
+output "hello_python_live" {
+  value = "${nimbus_alias.hello_python_live.invoke_url} → version ${nimbus_alias.hello_python_live.function_version}"
 }
 
 output "demo_key_id" {

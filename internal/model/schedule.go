@@ -63,8 +63,7 @@ func (s Schedule) Validate() error {
 	if e := ValidateName(s.Name); e != nil {
 		errs = append(errs, e)
 	}
-	if e := ValidateName(s.Function); e != nil {
-		e.Field = "function"
+	if e := ValidateTarget(s.Function); e != nil {
 		errs = append(errs, e)
 	}
 	switch {

@@ -72,6 +72,9 @@ type Failure struct {
 	StatusCode    int             `json:"statusCode"`
 	FunctionError string          `json:"functionError,omitempty"`
 	Response      json.RawMessage `json:"-"`
+	// ExecutedVersion is the version that ran the batch ("" when none
+	// did): a source on an alias runs the version the alias picks.
+	ExecutedVersion string `json:"-"`
 }
 
 // FailedRecord is a record whose retries are spent.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
@@ -224,7 +226,7 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []b
 	rec := lambdaRecord(d.RequestID, d.Function, condition, d.Attempt)
 	rec["requestPayload"] = json.RawMessage(orNull(d.Payload))
 	if inv != nil {
-		resp := map[string]any{"executedVersion": "$LATEST"}
+		resp := map[string]any{"executedVersion": cmp.Or(inv.executedVersion(), model.Latest)}
 		switch {
 		case inv.refused != nil:
 			resp["statusCode"] = inv.refused.status
@@ -244,14 +246,17 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []b
 }
 
 // lambdaRecord is what Lambda's destination and failure records share:
-// their version, time and request context.
-func lambdaRecord(requestID, function, condition string, attempts int) map[string]any {
+// their version, time and request context. target is what was invoked, a
+// function or <name>:<qualifier>; the ARN names its qualifier, $LATEST
+// when it has none, as Lambda's do.
+func lambdaRecord(requestID, target, condition string, attempts int) map[string]any {
+	function, qualifier := model.SplitQualified(target)
 	return map[string]any{
 		"version":   "1.0",
 		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 		"requestContext": map[string]any{
 			"requestId":              requestID,
-			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + function + ":$LATEST",
+			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + function + ":" + cmp.Or(qualifier, model.Latest),
 			"condition":              condition,
 			"approximateInvokeCount": attempts,
 		},

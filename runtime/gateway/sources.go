@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
@@ -140,10 +142,11 @@ func batchResult(inv *invocation) eventsource.Result {
 		return eventsource.Result{Throttled: true}
 	case inv.refused != nil:
 		body, _ := json.Marshal(map[string]string{"errorType": inv.refused.errType, "errorMessage": inv.refused.msg})
-		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.status, FunctionError: inv.refused.errType, Response: body}}
+		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.status, FunctionError: inv.refused.errType, Response: body,
+			ExecutedVersion: inv.executedVersion()}}
 	case inv.answer.functionFailed():
 		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
-			FunctionError: inv.answer.header.Get(protocol.HeaderFunctionError), Response: orNull(inv.answer.body)}}
+			FunctionError: inv.answer.header.Get(protocol.HeaderFunctionError), Response: orNull(inv.answer.body), ExecutedVersion: inv.executedVersion()}}
 	}
 	var partial struct {
 		BatchItemFailures []struct {
@@ -153,7 +156,7 @@ func batchResult(inv *invocation) eventsource.Result {
 	if json.Unmarshal(inv.answer.body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
 		return eventsource.Result{}
 	}
-	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.answer.body)}}
+	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.answer.body), ExecutedVersion: inv.executedVersion()}}
 	for _, f := range partial.BatchItemFailures {
 		if f.ItemIdentifier == nil || *f.ItemIdentifier == "" {
 			// As on Lambda: a failure without an identifier fails the batch.
@@ -169,7 +172,7 @@ func batchResult(inv *invocation) eventsource.Result {
 // to the dead letters (nimbus.dead.sources.<source>).
 func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
 	fields := lambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
-	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": "$LATEST", "functionError": r.Failure.FunctionError}
+	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": cmp.Or(r.Failure.ExecutedVersion, model.Latest), "functionError": r.Failure.FunctionError}
 	fields["responsePayload"] = r.Failure.Response
 	fields["eventSource"] = map[string]any{"name": def.Name, "type": sourceType(def)}
 	fields["record"] = r.Record

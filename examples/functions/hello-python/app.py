@@ -8,6 +8,8 @@ def handler(event, context):
     print(f"greeting {name}")
     return {
         "message": f"Hello, {name} from Python on Nimbus!",
+        # Which published version answered ($LATEST when invoked unqualified).
+        "version": context.function_version,
         "request_id": context.aws_request_id,
         "remaining_ms": context.get_remaining_time_in_millis(),
     }

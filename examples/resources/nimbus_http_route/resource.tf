@@ -13,3 +13,11 @@ resource "nimbus_http_route" "health" {
   path     = "/status"
   match    = "exact"
 }
+
+# A route to an alias: it follows the alias from version to version, and
+# takes part in its canary releases.
+resource "nimbus_http_route" "checkout" {
+  function = "${nimbus_alias.live.function}:${nimbus_alias.live.name}"
+  path     = "/checkout"
+  methods  = ["POST"]
+}
