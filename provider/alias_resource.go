@@ -5,7 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -239,7 +240,7 @@ func (r *aliasResource) ValidateConfig(ctx context.Context, req resource.Validat
 			"$LATEST changes with every apply, so a split between it and a version compares nothing fixed. Set publish on the function, and name its version (nimbus_function.<x>.version).")
 	}
 	sum := 0.0
-	for _, v := range sortedKeys(weights) {
+	for _, v := range slices.Sorted(maps.Keys(weights)) {
 		w := weights[v]
 		switch {
 		case !model.IsVersionNumber(v):
@@ -286,7 +287,7 @@ func (r *aliasResource) write(ctx context.Context, m *aliasModel, prior *aliasMo
 	// The function, and every version the alias sends invocations to,
 	// must exist.
 	targets := []string{rec.Function}
-	for _, v := range append([]string{rec.FunctionVersion}, sortedKeys(rec.AdditionalVersionWeights)...) {
+	for _, v := range append([]string{rec.FunctionVersion}, slices.Sorted(maps.Keys(rec.AdditionalVersionWeights))...) {
 		targets = append(targets, model.Qualify(rec.Function, v))
 	}
 	if diags := requireFunctions(ctx, r.data.Consul, "nimbus_alias "+rec.Name, targets...); diags.HasError() {
@@ -503,17 +504,6 @@ func (r *aliasResource) ImportState(ctx context.Context, req resource.ImportStat
 		return
 	}
 	resp.Diagnostics.Append(resp.State.SetAttribute(ctx, path.Root("id"), req.ID)...)
-}
-
-// sortedKeys are a map's keys in order, so that messages and checks come
-// in the same order at every plan.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // qualifierValidator checks an alias name (alias) or a version

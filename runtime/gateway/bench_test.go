@@ -65,6 +65,9 @@ func (k benchKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPai
 	var pairs consulapi.KVPairs
 	if strings.HasPrefix(kvstore.FunctionKey("bench"), prefix) {
 		pairs = append(pairs, &consulapi.KVPair{Key: kvstore.FunctionKey("bench"), Value: k.record})
+		// An alias of its $LATEST, for the cost of resolving an alias.
+		live := kvstore.AliasRecord{Name: "live", Function: "bench", FunctionVersion: model.Latest}
+		pairs = append(pairs, &consulapi.KVPair{Key: kvstore.AliasKey("bench", "live"), Value: live.Encode()})
 	}
 	return pairs, &consulapi.QueryMeta{LastIndex: 1}, nil
 }
@@ -156,6 +159,20 @@ func benchGateway(b *testing.B, instance *httptest.Server) (url, token string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return srv.URL, token
+}
+
+// BenchmarkWarmThroughGatewayAlias is the same call through an alias
+// (bench:live), which resolves to the same instance: what resolving an
+// alias adds, against BenchmarkWarmThroughGateway in the same run.
+func BenchmarkWarmThroughGatewayAlias(b *testing.B) {
+	instance := benchInstance(b)
+	url, token := benchGateway(b, instance)
+	c := benchClient()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		benchCall(b, c, url+"/v1/functions/bench:live/invoke", token, true)
+	}
 }
 
 func benchCall(b *testing.B, c *http.Client, url, token string, fatal bool) int {

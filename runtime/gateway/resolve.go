@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
-	"sort"
+	"slices"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
@@ -70,12 +72,9 @@ func (g *Gateway) registryKey(function, qualifier string) (string, *apiError) {
 // uniform draw r in [0, 1): each weighted version for its weight, in order
 // of their numbers, and the primary version for the rest.
 func pickVersion(primary string, weights map[string]float64, r float64) string {
-	versions := make([]string, 0, len(weights))
-	for v := range weights {
-		versions = append(versions, v)
-	}
-	sort.Slice(versions, func(i, j int) bool {
-		return len(versions[i]) < len(versions[j]) || len(versions[i]) == len(versions[j]) && versions[i] < versions[j]
+	// By number, so that a draw picks the same version on every gateway.
+	versions := slices.SortedFunc(maps.Keys(weights), func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b))
 	})
 	sum := 0.0
 	for _, v := range versions {
