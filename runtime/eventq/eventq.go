@@ -38,6 +38,10 @@ const (
 const (
 	HeaderRequestID = "Nimbus-Request-Id"
 	HeaderCaller    = "Nimbus-Caller"
+	// HeaderQualifier names the version or alias the caller invoked, if
+	// any: events are stored and consumed per function, and run the
+	// qualifier that was asked for.
+	HeaderQualifier = "Nimbus-Qualifier"
 )
 
 // MaxEventBytes is the largest event accepted: Lambda's limit for an
@@ -127,6 +131,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
 // Event is one asynchronous invocation to store.
 type Event struct {
 	Function  string
+	Qualifier string // a version or an alias; empty for $LATEST
 	RequestID string // also JetStream's deduplication id
 	Caller    string
 	Payload   []byte
@@ -138,6 +143,9 @@ func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
 	msg.Data = ev.Payload
 	msg.Header.Set(HeaderRequestID, ev.RequestID)
 	msg.Header.Set(HeaderCaller, ev.Caller)
+	if ev.Qualifier != "" {
+		msg.Header.Set(HeaderQualifier, ev.Qualifier)
+	}
 	_, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.RequestID), jetstream.WithExpectStream(EventsStream))
 	var apiErr *jetstream.APIError
 	// 10077: the stream refused to store it (its limits are reached, and
@@ -271,7 +279,7 @@ func delivery(function string, msg jetstream.Msg) (Delivery, error) {
 	}
 	return Delivery{
 		Event: Event{
-			Function: function, Payload: msg.Data(),
+			Function: function, Qualifier: msg.Headers().Get(HeaderQualifier), Payload: msg.Data(),
 			RequestID: msg.Headers().Get(HeaderRequestID), Caller: msg.Headers().Get(HeaderCaller),
 		},
 		Attempt: int(md.NumDelivered), Stored: md.Timestamp, msg: msg,

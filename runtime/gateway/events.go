@@ -43,10 +43,10 @@ func eventTooLarge(payload []byte) *apiError {
 
 // enqueue stores an Event invocation, or refuses it: never a 202 for an
 // event that may be lost.
-func (g *Gateway) enqueue(ctx context.Context, c *caller, name string, payload []byte) *apiError {
+func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string, payload []byte) *apiError {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := g.events.Enqueue(ctx, eventq.Event{Function: name, RequestID: protocol.NewRequestID(), Caller: c.name(), Payload: payload})
+	err := g.events.Enqueue(ctx, eventq.Event{Function: name, Qualifier: qualifier, RequestID: protocol.NewRequestID(), Caller: c.name(), Payload: payload})
 	switch {
 	case err == nil:
 		return nil
@@ -62,7 +62,7 @@ func (g *Gateway) enqueue(ctx context.Context, c *caller, name string, payload [
 // asyncRetries times, when the gateway has no NATS: it is lost if the
 // gateway stops. At most 1024 wait at a time; the event keeps its share of
 // the body budget until it is done (release).
-func (g *Gateway) holdInMemory(c *caller, name string, payload []byte, release func()) *apiError {
+func (g *Gateway) holdInMemory(c *caller, name, qualifier string, payload []byte, release func()) *apiError {
 	select {
 	case g.async <- struct{}{}:
 	default:
@@ -78,7 +78,7 @@ func (g *Gateway) holdInMemory(c *caller, name string, payload []byte, release f
 			}
 			// Authorized when accepted; a key disabled since does not
 			// lose the event.
-			inv := g.run(context.Background(), internalCaller("event of "+c.name()), name, payload, false)
+			inv := g.run(context.Background(), internalCaller("event of "+c.name()), model.Qualify(name, qualifier), payload, false)
 			if inv.refused == nil && !inv.answer.functionFailed() {
 				return
 			}
@@ -157,7 +157,7 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
 	// Authorized when stored; a key disabled since does not lose the event.
-	inv := g.run(ctx, internalCaller("event of "+d.Caller), d.Function, d.Payload, false)
+	inv := g.run(ctx, internalCaller("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
 	switch {
 	case inv.refused == nil && !inv.answer.functionFailed():
 		if cfg.OnSuccess != nil {
@@ -223,7 +223,7 @@ const (
 // destinationRecord is Lambda's record of an asynchronous invocation that
 // went to a destination; inv is its last run (nil when it never ran).
 func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []byte {
-	rec := lambdaRecord(d.RequestID, d.Function, condition, d.Attempt)
+	rec := lambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
 	rec["requestPayload"] = json.RawMessage(orNull(d.Payload))
 	if inv != nil {
 		resp := map[string]any{"executedVersion": cmp.Or(inv.executedVersion(), model.Latest)}

@@ -26,12 +26,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	switch r.Header.Get("X-Amz-Invocation-Type") {
 	case "", "RequestResponse":
 	case "Event":
-		if qualifier != "" && qualifier != model.Latest {
-			refuse(w, lambdaDialect, &apiError{http.StatusBadRequest, "InvalidParameterValueException",
-				"an asynchronous invocation (Event) runs the function's $LATEST; drop the qualifier, or invoke the version or alias with RequestResponse"})
-			return
-		}
-		g.serveLambdaEvent(w, r, c, name)
+		g.serveLambdaEvent(w, r, c, name, qualifier)
 		return
 	case "DryRun":
 		// A dry run proves the caller may invoke: the signature over the
@@ -158,13 +153,20 @@ func functionNotFound(name string) *apiError {
 // memory instead, runs it in the background, retrying twice with backoff,
 // and loses it if it stops; at most 1024 wait at a time, beyond which the
 // caller gets 429.
-func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name string) {
+func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name, qualifier string) {
 	if bad := c.mayInvoke(name); bad != nil {
 		refuse(w, lambdaDialect, bad)
 		return
 	}
-	if _, ok := g.registry.Get(name); !ok {
-		refuse(w, lambdaDialect, functionNotFound(name))
+	// What it names must exist now; an alias picks its version when the
+	// event runs, as Lambda's does.
+	key, bad := g.registryKey(name, qualifier)
+	if bad != nil {
+		refuse(w, lambdaDialect, bad)
+		return
+	}
+	if _, ok := g.registry.Get(key); !ok {
+		refuse(w, lambdaDialect, functionNotFound(model.Qualify(name, qualifier)))
 		return
 	}
 	payload, release, bad := g.readLambdaEvent(w, r)
@@ -184,14 +186,14 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	if g.events != nil {
 		defer release()
-		if bad := g.enqueue(r.Context(), c, name, payload); bad != nil {
+		if bad := g.enqueue(r.Context(), c, name, qualifier, payload); bad != nil {
 			refuse(w, lambdaDialect, bad)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	if bad := g.holdInMemory(c, name, payload, release); bad != nil {
+	if bad := g.holdInMemory(c, name, qualifier, payload, release); bad != nil {
 		refuse(w, lambdaDialect, bad)
 		return
 	}
