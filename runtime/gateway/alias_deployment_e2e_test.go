@@ -85,4 +85,9 @@ func TestAliasDeploymentResumesAfterGatewayRestart(t *testing.T) {
 	if !last.Started.Equal(before.Started) || last.ID != before.ID {
 		t.Errorf("the deployment started over after the restart: started %s, was %s", last.Started, before.Started)
 	}
+	// A finished deployment holds no lock (nor a Consul session) any more.
+	waitFor(t, 15*time.Second, "the finished deployment's lock to be released", func() bool {
+		pair, _, err := env.Consul.KV().Get(kvstore.DeploymentLocksPrefix+"resumes/live", nil)
+		return err == nil && (pair == nil || pair.Session == "")
+	})
 }

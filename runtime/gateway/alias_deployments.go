@@ -52,14 +52,22 @@ func (d *aliasDeployments) work(ctx context.Context, w *worker[kvstore.AliasReco
 		<-ctx.Done()
 		return
 	}
-	holdLock(ctx, d.consul, kvstore.DeploymentLocksPrefix+key, "nimbus-gateway alias deployment "+key, log, func(ctx context.Context) {
-		d.drive(ctx, a, spec, log)
+	if st, ok := d.g.registry.deployment(a.Function, a.Name); ok && st.ID == a.DeploymentID && st.Status != kvstore.DeploymentRunning {
+		return // it ended before: nothing to drive, and no lock to hold
+	}
+	// Once the deployment ends, the lock is released and not taken again.
+	wctx, ended := context.WithCancel(ctx)
+	defer ended()
+	holdLock(wctx, d.consul, kvstore.DeploymentLocksPrefix+key, "nimbus-gateway alias deployment "+key, log, func(ctx context.Context) {
+		if d.drive(ctx, a, spec, log) {
+			ended()
+		}
 	})
 }
 
 // drive runs the deployment from the state in KV (a new one from its first
-// step) until it ends, then holds the lock idle until the alias changes.
-func (d *aliasDeployments) drive(ctx context.Context, a kvstore.AliasRecord, spec progressive.Spec, log *slog.Logger) {
+// step) until it ends, and says whether it did (false: ctx ended first).
+func (d *aliasDeployments) drive(ctx context.Context, a kvstore.AliasRecord, spec progressive.Spec, log *slog.Logger) bool {
 	kv := d.consul.KV()
 	key := kvstore.DeploymentKey(a.Function, a.Name)
 	var st kvstore.DeploymentState
@@ -76,10 +84,13 @@ func (d *aliasDeployments) drive(ctx context.Context, a kvstore.AliasRecord, spe
 		log.Warn("cannot read the alias's deployment state; retrying", "err", err)
 		watch.Sleep(ctx, time.Second)
 	}
+	if ctx.Err() != nil {
+		return false
+	}
 	if st.ID != a.DeploymentID {
 		st = progressive.Start(a, spec, time.Now())
 		if !d.save(ctx, st, log) {
-			return
+			return false
 		}
 		d.announce(ctx, st, log)
 	} else if st.Status == kvstore.DeploymentRunning {
@@ -107,7 +118,7 @@ func (d *aliasDeployments) drive(ctx context.Context, a kvstore.AliasRecord, spe
 			d.announce(ctx, st, log)
 		}
 	}
-	<-ctx.Done()
+	return st.Status != kvstore.DeploymentRunning
 }
 
 func (d *aliasDeployments) save(ctx context.Context, st kvstore.DeploymentState, log *slog.Logger) bool {

@@ -286,6 +286,14 @@ func (r *Registry) Routing(function, alias string) (primary string, weights map[
 	return primary, weights, true
 }
 
+// deployment is the state of an alias's deployment, as last read.
+func (r *Registry) deployment(function, alias string) (kvstore.DeploymentState, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st, ok := r.deployments[model.Qualify(function, alias)]
+	return st, ok
+}
+
 // Deployments lists the deployment states of a function's aliases.
 func (r *Registry) Deployments(function string) []kvstore.DeploymentState {
 	r.mu.RLock()
