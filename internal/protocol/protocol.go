@@ -24,6 +24,9 @@ const (
 	HeaderClientContext  = "X-Nimbus-Client-Context"
 	HeaderIdentity       = "X-Nimbus-Cognito-Identity"
 	HeaderLogType        = "X-Nimbus-Log-Type" // "Tail" asks for X-Nimbus-Log-Result
+	// HeaderQualifier is the version or alias the caller invoked, if any:
+	// the handler's invoked function ARN ends with it, as Lambda's does.
+	HeaderQualifier = "X-Nimbus-Qualifier"
 	// HeaderInstanceKey carries the instance's key, which the host made at
 	// start and only the gateway can read (InstanceKeyFile): an instance
 	// runs invocations from the gateway only.

@@ -122,6 +122,9 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 	if inv.tail {
 		req.Header.Set(protocol.HeaderLogType, "Tail")
 	}
+	if inv.qualifier != "" {
+		req.Header.Set(protocol.HeaderQualifier, inv.qualifier)
+	}
 	if inst.key != "" {
 		req.Header.Set(protocol.HeaderInstanceKey, inst.key)
 	}

@@ -95,6 +95,22 @@ func TestAWSSDKInvokesVersionsAndAliases(t *testing.T) {
 		}
 	}
 
+	// The handler sees the ARN its caller invoked, qualifier included.
+	for qualifier, want := range map[string]string{"": ":function:" + f.Name, "stable": ":function:" + f.Name + ":stable", "1": ":function:" + f.Name + ":1"} {
+		in := &lambda.InvokeInput{FunctionName: aws.String(f.Name), Payload: []byte(`{"action":"echo","value":"arn"}`)}
+		if qualifier != "" {
+			in.Qualifier = aws.String(qualifier)
+		}
+		out, err := client.Invoke(ctx, in)
+		var echo map[string]any
+		if err == nil {
+			_ = json.Unmarshal(out.Payload, &echo)
+		}
+		if arn, _ := echo["arn"].(string); err != nil || !strings.HasSuffix(arn, want) {
+			t.Errorf("Invoke with Qualifier %q: the handler's invoked function ARN is %v (err %v); want it to end with %s", qualifier, echo["arn"], err, want)
+		}
+	}
+
 	// Refused before anything runs or is stored.
 	for _, c := range []struct {
 		name, qualifier string

@@ -223,6 +223,8 @@ type Request struct {
 	TraceID       string
 	ClientContext string
 	Identity      string
+	// Qualifier is the version or alias the caller invoked, if any.
+	Qualifier string
 }
 
 // Invoke runs one invocation to its end: a result, a function error, a
@@ -259,7 +261,7 @@ func (h *Host) Invoke(req Request) (Result, error) {
 		req.TraceID = newTraceID()
 	}
 	inv := newInvocation(req.ID, req.Deadline, req.Payload)
-	inv.traceID, inv.clientContext, inv.identity = req.TraceID, req.ClientContext, req.Identity
+	inv.traceID, inv.clientContext, inv.identity, inv.qualifier = req.TraceID, req.ClientContext, req.Identity, req.Qualifier
 
 	res := Result{RequestID: req.ID, MemorySizeMB: h.cfg.MemoryMB}
 	h.emit(inv, startLine(req.ID, h.cfg.FunctionVersion))
@@ -445,6 +447,15 @@ func (h *Host) Shutdown(ctx context.Context) error {
 // functionARN is the Lambda-style ARN handlers see.
 func (h *Host) functionARN() string {
 	return fmt.Sprintf("arn:aws:lambda:%s:000000000000:function:%s", h.cfg.Region, h.cfg.FunctionName)
+}
+
+// invokedARN is the ARN the caller invoked: the function's, qualified by
+// the version or alias it named, as Lambda's invoked function ARN is.
+func (h *Host) invokedARN(inv *invocation) string {
+	if inv.qualifier == "" {
+		return h.functionARN()
+	}
+	return h.functionARN() + ":" + inv.qualifier
 }
 
 // handlerEnv is the handler's environment: the base environment without

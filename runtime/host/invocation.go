@@ -14,6 +14,7 @@ type invocation struct {
 	traceID       string
 	clientContext string
 	identity      string
+	qualifier     string // the version or alias the caller invoked
 	deadline      time.Time
 	allowance     time.Duration // from receipt to deadline
 	payload       []byte

@@ -25,7 +25,7 @@ func (h *Host) runtimeAPI(p *handlerProc) http.Handler {
 			hdr.Set("Content-Type", "application/json")
 			hdr.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
 			hdr.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
-			hdr.Set("Lambda-Runtime-Invoked-Function-Arn", h.functionARN())
+			hdr.Set("Lambda-Runtime-Invoked-Function-Arn", h.invokedARN(inv))
 			hdr.Set("Lambda-Runtime-Trace-Id", inv.traceID)
 			if inv.clientContext != "" {
 				hdr.Set("Lambda-Runtime-Client-Context", inv.clientContext)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
@@ -74,6 +75,7 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		TraceID:       r.Header.Get(protocol.HeaderTraceID),
 		ClientContext: r.Header.Get(protocol.HeaderClientContext),
 		Identity:      r.Header.Get(protocol.HeaderIdentity),
+		Qualifier:     qualifierOf(r.Header.Get(protocol.HeaderQualifier)),
 	}
 	if raw := r.Header.Get(protocol.HeaderDeadlineMs); raw != "" {
 		msec, err := strconv.ParseInt(raw, 10, 64)
@@ -139,4 +141,14 @@ func (h *Host) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
+}
+
+// qualifierOf is the qualifier a request names, or "" for one that no
+// valid qualifier could be ($LATEST, a version number or an alias name),
+// which the handler's ARN then leaves out.
+func qualifierOf(q string) string {
+	if len(q) > 128 || strings.Trim(q, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_$") != "" {
+		return ""
+	}
+	return q
 }
