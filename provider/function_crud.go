@@ -317,7 +317,7 @@ func (r *functionResource) deploy(ctx context.Context, plan *functionModel, prio
 	}
 	plan.QualifiedInvokeURL = types.StringValue(r.invokeURL(model.Qualify(f.Name, plan.Version.ValueString())))
 	if grace, err := time.ParseDuration(plan.VersionGracePeriod.ValueString()); err == nil {
-		if _, err := r.collectVersions(ctx, f.Name, grace); err != nil {
+		if err := r.collectVersions(ctx, f.Name, grace); err != nil {
 			diags.AddWarning("Unreferenced versions were not collected",
 				fmt.Sprintf("Removing the published versions of %s that nothing references failed: %v. The next apply tries again.", f.Name, err))
 		}

@@ -101,19 +101,27 @@ func (r *functionResource) purgeVersionJobs(ctx context.Context, function string
 		return fmt.Errorf("cannot list the function's version jobs: %w", err)
 	}
 	for _, s := range stubs {
-		job, _, err := r.data.Nomad.Jobs().Info(s.ID, r.data.nomadQuery(ctx))
-		if clients.NomadNotFound(err) {
-			continue
+		if err := r.purgeVersionJob(ctx, function, s.ID); err != nil {
+			return err
 		}
-		if err != nil {
-			return fmt.Errorf("cannot read job %s: %w", s.ID, err)
-		}
-		if !isVersionJob(job, function) {
-			continue
-		}
-		if err := r.data.purgeJob(ctx, s.ID); err != nil {
-			return fmt.Errorf("purging %s: %w", s.ID, err)
-		}
+	}
+	return nil
+}
+
+// purgeVersionJob purges job id if it runs a version of function; a job
+// that is gone, or is not one, is left be.
+func (r *functionResource) purgeVersionJob(ctx context.Context, function, id string) error {
+	job, _, err := r.data.Nomad.Jobs().Info(id, r.data.nomadQuery(ctx))
+	switch {
+	case clients.NomadNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cannot read job %s: %w", id, err)
+	case !isVersionJob(job, function):
+		return nil
+	}
+	if err := r.data.purgeJob(ctx, id); err != nil {
+		return fmt.Errorf("purging %s: %w", id, err)
 	}
 	return nil
 }

@@ -23,21 +23,21 @@ import (
 // the code once no version uses it (their artifact GC). It runs at each
 // apply of the function: the gateway, which sees every invocation, may not
 // deregister jobs.
-func (r *functionResource) collectVersions(ctx context.Context, name string, grace time.Duration) (removed []int, err error) {
+func (r *functionResource) collectVersions(ctx context.Context, name string, grace time.Duration) error {
 	kv := r.data.Consul.KV()
 	versions, err := publishedVersions(ctx, kv, name)
 	if err != nil || len(versions) < 2 {
-		return nil, err
+		return err
 	}
 	refs, err := r.versionReferences(ctx, name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	refs[versions[len(versions)-1]] = "the function's latest version"
 	marks := map[int]time.Time{}
 	pairs, _, err := kv.List(kvstore.UnreferencedPrefix(name), (&consulapi.QueryOptions{}).WithContext(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("reading the unreferenced versions' marks: %w", err)
+		return fmt.Errorf("reading the unreferenced versions' marks: %w", err)
 	}
 	for _, p := range pairs {
 		n, err := strconv.Atoi(strings.TrimPrefix(p.Key, kvstore.UnreferencedPrefix(name)))
@@ -58,7 +58,7 @@ func (r *functionResource) collectVersions(ctx context.Context, name string, gra
 			continue
 		case !marked && grace > 0:
 			if _, err := kv.Put(&consulapi.KVPair{Key: mark, Value: []byte(now.Format(time.RFC3339))}, wq); err != nil {
-				return removed, fmt.Errorf("marking version %d unreferenced: %w", n, err)
+				return fmt.Errorf("marking version %d unreferenced: %w", n, err)
 			}
 			continue
 		case marked && now.Sub(since) < grace:
@@ -67,20 +67,14 @@ func (r *functionResource) collectVersions(ctx context.Context, name string, gra
 		// The record first, so that the gateways stop routing to the version
 		// before its job goes.
 		if _, err := kv.Delete(kvstore.VersionKey(name, n), wq); err != nil {
-			return removed, fmt.Errorf("deleting version %d's record: %w", n, err)
+			return fmt.Errorf("deleting version %d's record: %w", n, err)
 		}
-		id := nomadjob.VersionJobID(name, n)
-		if job, _, err := r.data.Nomad.Jobs().Info(id, r.data.nomadQuery(ctx)); err == nil && isVersionJob(job, name) {
-			if err := r.data.purgeJob(ctx, id); err != nil {
-				return removed, fmt.Errorf("purging %s: %w", id, err)
-			}
-		} else if err != nil && !clients.NomadNotFound(err) {
-			return removed, fmt.Errorf("reading %s: %w", id, err)
+		if err := r.purgeVersionJob(ctx, name, nomadjob.VersionJobID(name, n)); err != nil {
+			return err
 		}
 		_, _ = kv.Delete(mark, wq)
-		removed = append(removed, n)
 	}
-	return removed, nil
+	return nil
 }
 
 // versionReferences names, for each of the function's versions that

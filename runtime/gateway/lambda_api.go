@@ -93,8 +93,8 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(a.body)
 }
 
-// lambdaFunctionName accepts a name, name:qualifier, or an ARN (with or
-// without a qualifier), and returns the name and its qualifier, if any.
+// lambdaFunctionName turns an ARN (with or without a qualifier) into the
+// name:qualifier that invokeTarget reads; a name passes as it is.
 func lambdaFunctionName(s string) string {
 	if i := strings.LastIndex(s, ":function:"); i >= 0 {
 		s = s[i+len(":function:"):]

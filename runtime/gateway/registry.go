@@ -319,14 +319,6 @@ func aliasKey(rel string) (string, bool) {
 	return model.Qualify(name, alias), true
 }
 
-// Alias returns a function's alias.
-func (r *Registry) Alias(function, alias string) (kvstore.AliasRecord, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	a, ok := r.aliases[model.Qualify(function, alias)]
-	return a, ok
-}
-
 // recordKey is the registry's key of a record under nimbus/functions/:
 // the function's name, or <name>:<n> for its version n. Other keys under
 // a function's tree are not function records.

@@ -35,8 +35,10 @@ func (g *Gateway) resolve(next invoker) invoker {
 			next(ctx, inv)
 		case key != inv.function:
 			if _, exists := g.registry.Get(inv.function); exists {
+				// The version asked for, or the one an alias picked.
+				_, version := model.SplitQualified(key)
 				inv.refused = &apiError{http.StatusNotFound, "ResourceNotFoundException",
-					fmt.Sprintf("function %q has no version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", inv.function, inv.qualifier)}
+					fmt.Sprintf("function %q has no published version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", inv.function, version)}
 				return
 			}
 			fallthrough
