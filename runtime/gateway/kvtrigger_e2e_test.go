@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,8 +108,44 @@ func waitCovered(t *testing.T, env *testenv.Env, trigger string, want int) map[s
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("only %d of %d changed keys were delivered", len(got), want)
+	t.Fatalf("only %d of %d changed keys were delivered: %s\n%s", len(got), want, sampleKeys(got), triggerDiagnostics(t, env, trigger))
 	return nil
+}
+
+// sampleKeys prints at most ten delivered keys, in order.
+func sampleKeys(got map[string]int) string {
+	keys := make([]string, 0, len(got))
+	for k := range got {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if len(keys) > 10 {
+		return fmt.Sprintf("%v … and %d more", keys[:10], len(keys)-10)
+	}
+	return fmt.Sprint(keys)
+}
+
+// triggerDiagnostics says what a trigger did, for a failing test: its dead
+// letters and the gateway's log lines about it.
+func triggerDiagnostics(t *testing.T, env *testenv.Env, trigger string) string {
+	t.Helper()
+	var b strings.Builder
+	dead, _, err := env.Consul.KV().List(kvstore.KVTriggerDeadPrefix+trigger+"/", nil)
+	fmt.Fprintf(&b, "dead letters of trigger %s (%v):\n", trigger, err)
+	for _, p := range dead {
+		fmt.Fprintf(&b, "  %s: %.400s\n", p.Key, p.Value)
+	}
+	_, gw := gateway(t)
+	log, _ := os.ReadFile(gw.LogPath)
+	var lines []string
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, `"trigger":"`+trigger+`"`) || strings.Contains(l, "KV trigger "+trigger) || strings.Contains(l, `"level":"ERROR"`) {
+			lines = append(lines, l)
+		}
+	}
+	lines = lines[max(0, len(lines)-40):]
+	fmt.Fprintf(&b, "the gateway's last log lines about it, and its errors:\n  %s", strings.Join(lines, "\n  "))
+	return b.String()
 }
 
 func TestKVTriggerDeliversEveryChange(t *testing.T) {
@@ -340,6 +377,6 @@ func TestKVTriggerProgressScalesAndSurvivesRestart(t *testing.T) {
 		}
 	}
 	if len(got) != 4 {
-		t.Errorf("delivered %d keys, want the 4 that changed: %v", len(got), got)
+		t.Errorf("delivered %d keys, want the 4 that changed: %s\n%s", len(got), sampleKeys(got), triggerDiagnostics(t, env, "big"))
 	}
 }
