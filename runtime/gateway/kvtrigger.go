@@ -137,6 +137,12 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 		}
 	}
 	save := func() {
+		// A worker that is stopping (its trigger deleted or changed, its
+		// lock lost) saves nothing: the next holder resumes from the last
+		// save, which repeats changes and never skips one.
+		if ctx.Err() != nil {
+			return
+		}
 		if err := ts.saveProgress(ctx, def.Name, progress); err != nil {
 			log.Warn("cannot save trigger progress; changes may repeat after a restart", "err", err)
 		}
@@ -162,6 +168,10 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 		for start := 0; start < len(records) && ctx.Err() == nil; start += batch {
 			chunk := records[start:min(start+batch, len(records))]
 			ts.deliver(ctx, def, chunk)
+			if ctx.Err() != nil {
+				// deliver gave up midway: the chunk is not delivered.
+				return
+			}
 			// Records come in modify-index order, removals last at the
 			// listing's index: every change up to the chunk's last index is
 			// delivered.

@@ -220,7 +220,7 @@ func TestKVTriggerResumesAfterGatewayRestart(t *testing.T) {
 }
 
 func TestKVTriggerDeadLetters(t *testing.T) {
-	env, _ := gateway(t)
+	env, gw := gateway(t)
 	recorder(t, env, "failing", map[string]string{"FAIL": "1"})
 	addTrigger(t, env, kvstore.KVTrigger{Name: "dlq", Function: "failing", Prefix: "dlq/", Events: []string{"put"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 1})
 	t.Cleanup(func() { _, _ = env.Consul.KV().DeleteTree(kvstore.KVTriggerDeadPrefix+"dlq/", nil) })
@@ -242,11 +242,29 @@ func TestKVTriggerDeadLetters(t *testing.T) {
 					t.Errorf("dead letters lack %q: %s", want, all)
 				}
 			}
-			return
+			break
+		}
+		if i == 199 {
+			t.Fatalf("the failed batches did not all reach the dead-letter prefix: %s", all)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("the failed batches did not all reach the dead-letter prefix: %s", all)
+
+	// Deleted while it waits to retry a batch, the trigger stops quietly:
+	// the batch is not delivered, so its progress is not saved (nor is a
+	// failure to save it reported).
+	writeKeys(t, env, "dlq/", 3, 4)
+	time.Sleep(200 * time.Millisecond)
+	if _, err := env.Consul.KV().Delete(kvstore.KVTriggerKey("dlq"), nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	log, _ := os.ReadFile(gw.LogPath)
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, `"trigger":"dlq"`) && strings.Contains(l, "cannot save trigger progress") {
+			t.Errorf("the deleted trigger reported a failed save: %s", l)
+		}
+	}
 }
 
 // TestKVTriggerOnAnUngrantedPrefixSaysWhichRule: Consul answers a listing
@@ -349,9 +367,12 @@ func TestKVTriggerProgressScalesAndSurvivesRestart(t *testing.T) {
 
 	recorder(t, env, "bigrec", nil)
 	addTrigger(t, env, kvstore.KVTrigger{Name: "big", Function: "bigrec", Prefix: "big/", Events: []string{"put", "delete"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
+	// The gateway's log is the package's: only this trigger's lines count.
 	log, _ := os.ReadFile(gw.LogPath)
-	if strings.Contains(string(log), "cannot save trigger progress") {
-		t.Fatalf("the trigger could not save its progress over %d keys:\n%s", n, log)
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, `"trigger":"big"`) && strings.Contains(l, "cannot save trigger progress") {
+			t.Fatalf("the trigger could not save its progress over %d keys: %s", n, l)
+		}
 	}
 
 	// Down time: two keys change, one goes, one is new.
