@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
@@ -299,15 +298,9 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		refuse(w, nativeDialect, refused)
 		return
 	}
-	key, refused := g.registryKey(name, qualifier)
+	f, p, refused := g.find(r.Context(), name, qualifier)
 	if refused != nil {
 		refuse(w, nativeDialect, refused)
-		return
-	}
-	f, ok := g.registry.Get(key)
-	p, okPool := g.pool(key)
-	if !ok || !okPool {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "function " + model.Qualify(name, qualifier) + " does not exist"})
 		return
 	}
 	p.mu.Lock()

@@ -41,13 +41,8 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			refuse(w, lambdaDialect, bad)
 			return
 		}
-		key, bad := g.registryKey(name, qualifier)
-		if bad != nil {
+		if _, _, bad := g.find(r.Context(), name, qualifier); bad != nil {
 			refuse(w, lambdaDialect, bad)
-			return
-		}
-		if _, ok := g.registry.Get(key); !ok {
-			refuse(w, lambdaDialect, functionNotFound(model.Qualify(name, qualifier)))
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -144,10 +139,6 @@ func firstRefusal(refusals ...*apiError) *apiError {
 	return nil
 }
 
-func functionNotFound(name string) *apiError {
-	return &apiError{http.StatusNotFound, "ResourceNotFoundException", "Function not found: " + name}
-}
-
 // serveLambdaEvent accepts an asynchronous invocation: 202 once it is
 // stored in NATS JetStream (events.go). A gateway without NATS holds it in
 // memory instead, runs it in the background, retrying twice with backoff,
@@ -160,13 +151,8 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	// What it names must exist now; an alias picks its version when the
 	// event runs, as Lambda's does.
-	key, bad := g.registryKey(name, qualifier)
-	if bad != nil {
+	if _, _, bad := g.find(r.Context(), name, qualifier); bad != nil {
 		refuse(w, lambdaDialect, bad)
-		return
-	}
-	if _, ok := g.registry.Get(key); !ok {
-		refuse(w, lambdaDialect, functionNotFound(model.Qualify(name, qualifier)))
 		return
 	}
 	payload, release, bad := g.readLambdaEvent(w, r)

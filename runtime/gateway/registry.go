@@ -81,11 +81,60 @@ type Registry struct {
 	keyed          bool                           // access keys read at least once
 	lastErr        error
 	changed        func(map[string]*Function)
+	// fnIndex is the highest modify index among the function records
+	// last read, and fnRead is closed when the next are read: catchUp
+	// waits on them.
+	fnIndex uint64
+	fnRead  chan struct{}
 }
 
 // NewRegistry watches kv; onChange (may be nil) sees every new set.
 func NewRegistry(kv KV, log *slog.Logger, onChange func(map[string]*Function)) *Registry {
-	return &Registry{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange}
+	return &Registry{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange, fnRead: make(chan struct{})}
+}
+
+// catchUpWait bounds how long an invocation of a name the registry does
+// not know waits for a record Consul already holds.
+const catchUpWait = 3 * time.Second
+
+// catchUp reads function's records (its own, its versions' and its
+// aliases') from Consul, and waits, up to catchUpWait, until the registry
+// has read them if it has not yet: a record written a moment ago (an alias
+// that terraform apply just created) must not answer 404 for the tens of
+// milliseconds the watch takes. It reports whether the registry read
+// records it had missed, so that the caller looks the name up again.
+// Only a name the registry does not know costs this read.
+func (r *Registry) catchUp(ctx context.Context, function string) bool {
+	key := kvstore.FunctionKey(function)
+	pairs, _, err := r.kv.List(key, (&consulapi.QueryOptions{}).WithContext(ctx))
+	if err != nil {
+		return false
+	}
+	var newest uint64
+	for _, p := range pairs {
+		if p.Key == key || strings.HasPrefix(p.Key, key+"/") {
+			newest = max(newest, p.ModifyIndex)
+		}
+	}
+	deadline := time.NewTimer(catchUpWait)
+	defer deadline.Stop()
+	missed := false
+	for {
+		r.mu.RLock()
+		read, next := r.fnIndex, r.fnRead
+		r.mu.RUnlock()
+		if newest <= read {
+			return missed
+		}
+		missed = true
+		select {
+		case <-next:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // Get returns a function by name, or one of its versions by its qualified
@@ -210,7 +259,9 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 	prefix := kvstore.FunctionsPrefix
 	fns := map[string]*Function{}
 	aliases := map[string]kvstore.AliasRecord{}
+	var index uint64
 	for _, p := range pairs {
+		index = max(index, p.ModifyIndex)
 		rel := strings.TrimPrefix(p.Key, prefix)
 		if key, ok := aliasKey(rel); ok {
 			a, err := kvstore.DecodeAlias(p.Value)
@@ -250,6 +301,12 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 	if r.aliasesChanged != nil {
 		r.aliasesChanged(aliases)
 	}
+	// Only now, with the pools made, may catchUp's waiters look again.
+	r.mu.Lock()
+	r.fnIndex = index
+	close(r.fnRead)
+	r.fnRead = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // applyDeployments reads the aliases' deployment states.

@@ -13,40 +13,57 @@ import (
 )
 
 // resolve finds the function, or the version of it, that an invocation
-// names. Until the gateway has read the functions from Consul, no name is
-// unknown: the answer is 503, which callers and deliveries retry, not a
-// 404 that loses their work.
+// names (find).
 func (g *Gateway) resolve(next invoker) invoker {
 	return func(ctx context.Context, inv *invocation) {
-		key, refused := g.registryKey(inv.function, inv.qualifier)
+		f, p, refused := g.find(ctx, inv.function, inv.qualifier)
 		if refused != nil {
 			inv.refused = refused
 			return
 		}
-		f, ok := g.registry.Get(key)
-		p, okPool := g.pool(key)
-		if synced, _ := g.registry.Status(); !synced {
-			inv.refused = g.registry.notSynced()
-			return
-		}
-		switch {
-		case ok && okPool:
-			inv.fn, inv.pool = f, p
-			next(ctx, inv)
-		case key != inv.function:
-			if _, exists := g.registry.Get(inv.function); exists {
-				// The version asked for, or the one an alias picked.
-				_, version := model.SplitQualified(key)
-				inv.refused = &apiError{http.StatusNotFound, "ResourceNotFoundException",
-					fmt.Sprintf("function %q has no published version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", inv.function, version)}
-				return
-			}
-			fallthrough
-		default:
-			inv.refused = &apiError{http.StatusNotFound, "ResourceNotFoundException",
-				fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", inv.function)}
+		inv.fn, inv.pool = f, p
+		next(ctx, inv)
+	}
+}
+
+// find is the function, or the version of it, and its pool, that a caller
+// names by function and qualifier. Until the gateway has read the
+// functions from Consul, no name is unknown: the answer is 503, which
+// callers and deliveries retry, not a 404 that loses their work. Nor is a
+// name unknown that Consul holds and the registry has not read yet: find
+// waits for it (catchUp).
+func (g *Gateway) find(ctx context.Context, function, qualifier string) (*Function, *pool, *apiError) {
+	if synced, _ := g.registry.Status(); !synced {
+		return nil, nil, g.registry.notSynced()
+	}
+	f, p, refused := g.lookup(function, qualifier)
+	if refused != nil && refused.status == http.StatusNotFound && g.registry.catchUp(ctx, function) {
+		f, p, refused = g.lookup(function, qualifier)
+	}
+	return f, p, refused
+}
+
+// lookup is find as the registry knows the functions now.
+func (g *Gateway) lookup(function, qualifier string) (*Function, *pool, *apiError) {
+	key, refused := g.registryKey(function, qualifier)
+	if refused != nil {
+		return nil, nil, refused
+	}
+	f, ok := g.registry.Get(key)
+	p, okPool := g.pool(key)
+	switch {
+	case ok && okPool:
+		return f, p, nil
+	case key != function:
+		if _, exists := g.registry.Get(function); exists {
+			// The version asked for, or the one an alias picked.
+			_, version := model.SplitQualified(key)
+			return nil, nil, &apiError{http.StatusNotFound, "ResourceNotFoundException",
+				fmt.Sprintf("function %q has no published version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", function, version)}
 		}
 	}
+	return nil, nil, &apiError{http.StatusNotFound, "ResourceNotFoundException",
+		fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", function)}
 }
 
 // registryKey is the registry's key of what a caller invokes: the function

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -148,5 +149,58 @@ func TestAWSSDKInvokesVersionsAndAliases(t *testing.T) {
 	awaitDeadLetter(t, dead, 90*time.Second, "an asynchronous invocation of the alias that fails", &rec)
 	if !strings.HasSuffix(rec.RequestContext.FunctionArn, ":function:"+f.Name+":stable") || rec.ResponseContext.ExecutedVersion != "1" || rec.ResponseContext.FunctionError != "Unhandled" {
 		t.Errorf("the failure record of the alias's event: %+v; want the alias's ARN and version 1", rec)
+	}
+}
+
+// An alias answers as soon as its record is written, as after terraform
+// apply: not a 404 while the gateway's watch catches up, whichever way it
+// is asked for.
+func TestANewAliasAnswersAtOnce(t *testing.T) {
+	env, gw := gateway(t)
+	f := model.Function{Name: "fresh-alias", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 10 * time.Second}
+	src := release(t, env, gw, "one")
+	publishVersion(t, env, f.WithDefaults(), src, 1)
+	register(t, env, f.WithDefaults(), src, 0, true)
+	t.Cleanup(func() {
+		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
+		_, _ = env.Consul.KV().DeleteTree(kvstore.FunctionKey(f.Name), nil)
+	})
+	waitFor(t, 30*time.Second, "the gateway to learn of version 1", func() bool {
+		return invokeNoFatal(gw, f.Name+":1", `{}`).status == http.StatusOK
+	})
+	client := lambda.New(lambda.Options{BaseEndpoint: aws.String(gw.URL), Region: "local", Credentials: operatorCredentials(t, gw)})
+	for i := range 10 {
+		name := fmt.Sprintf("fresh%d", i)
+		alias := kvstore.AliasRecord{Name: name, Function: f.Name, FunctionVersion: "1"}
+		put := func() {
+			if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: kvstore.AliasKey(f.Name, name), Value: alias.Encode()}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put()
+		if a := invokeNoFatal(gw, f.Name+":"+name, `{}`); a.status != http.StatusOK || a.header.Get("X-Amz-Executed-Version") != "1" {
+			t.Errorf("invoking alias %s right after its record was written: %d %s (version %q)", name, a.status, a.raw, a.header.Get("X-Amz-Executed-Version"))
+		}
+		name += "-dry"
+		alias.Name = name
+		put()
+		if _, err := client.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String(f.Name), Qualifier: aws.String(name), InvocationType: types.InvocationTypeDryRun}); err != nil {
+			t.Errorf("a DryRun of alias %s right after its record was written: %v", name, err)
+		}
+		name += "-view"
+		alias.Name = name
+		put()
+		resp, err := gw.Do(http.MethodGet, "/v1/functions/"+f.Name+":"+name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("the status of alias %s right after its record was written: %d", name, resp.StatusCode)
+		}
+	}
+	// A name Consul does not hold is still a 404, with no wait to speak of.
+	if a := invokeNoFatal(gw, f.Name+":absent", `{}`); a.status != http.StatusNotFound || !strings.Contains(a.raw, "no alias absent") {
+		t.Errorf("invoking an alias that does not exist: %d %s", a.status, a.raw)
 	}
 }
