@@ -70,9 +70,14 @@ resource "nimbus_kv_trigger" "orders" {
 					}),
 					// A write under the prefix invokes the function.
 					func(*terraform.State) error {
-						for i := 0; i < 100; i++ {
+						// A write before the trigger takes its starting point
+						// ("latest") is not a change to it.
+						for i := 0; ; i++ {
 							if pair, _, _ := env.Consul.KV().Get(kvstore.KVTriggerState+"orders", nil); pair != nil {
 								break
+							}
+							if i == 600 {
+								return fmt.Errorf("the trigger did not take its starting point within 30s")
 							}
 							time.Sleep(50 * time.Millisecond)
 						}
@@ -80,13 +85,14 @@ resource "nimbus_kv_trigger" "orders" {
 						if _, err := env.Consul.KV().Put(&consulapi.KVPair{Key: "acc-orders/1", Value: []byte("new")}, nil); err != nil {
 							return err
 						}
-						for i := 0; i < 150; i++ {
+						// Delivery, and a cold start from zero.
+						for i := 0; i < 600; i++ {
 							if n, _ := usageOf(gateway(env), "on-change"); n > before {
 								return nil
 							}
 							time.Sleep(100 * time.Millisecond)
 						}
-						return fmt.Errorf("writing under the prefix did not invoke the function")
+						return fmt.Errorf("writing under the prefix did not invoke the function within 60s")
 					},
 				),
 			},

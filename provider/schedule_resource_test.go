@@ -106,13 +106,15 @@ resource "nimbus_schedule" "tick" {
 						if _, _, err := env.Nomad.Jobs().PeriodicForce("nimbus-sched-tick", nil); err != nil {
 							return err
 						}
-						for i := 0; i < 120; i++ {
+						// Two placements one after the other: the periodic
+						// job's, then the function's cold start.
+						for i := 0; i < 360; i++ {
 							if n, _ := usageOf(gateway(env), "ticker"); n > before {
 								return nil
 							}
 							time.Sleep(250 * time.Millisecond)
 						}
-						return fmt.Errorf("a forced run of the schedule did not invoke the function")
+						return fmt.Errorf("a forced run of the schedule did not invoke the function within 90s")
 					},
 				),
 			},

@@ -129,10 +129,6 @@ func deployTo(t *testing.T, env *testenv.Env, gw *testenv.Gateway, f model.Funct
 	// As the provider deploys: nimbus-host fetches the package of the store.
 	src := nomadjob.Source{URL: upload(t, env, gw, pkg), SHA256: pkg.SHA256, FromStore: true}
 	register(t, env, f, src, reserved, false)
-	t.Cleanup(func() {
-		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
-		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
-	})
 	awaitFunction(t, gw, f.Name)
 }
 
@@ -151,6 +147,13 @@ func register(t *testing.T, env *testenv.Env, f model.Function, src nomadjob.Sou
 	if _, err := rollout.Register(context.Background(), env.Nomad, nomadjob.Render(f, src, opts), rollout.Options{PreserveCounts: preserve}); err != nil {
 		t.Fatal(err)
 	}
+	// The record goes with the job: a record left behind keeps its pool,
+	// and its last count, in the shared gateway for the tests after.
+	t.Cleanup(func() {
+		_, _, _ = env.Nomad.Jobs().Deregister(nomadjob.JobID(f.Name), true, nil)
+		_, _ = env.Consul.KV().Delete(kvstore.FunctionKey(f.Name), nil)
+		_, _ = env.Consul.KV().DeleteTree(kvstore.FunctionKey(f.Name)+"/", nil)
+	})
 }
 
 // awaitFunction waits until the gateway knows the function: a gateway
@@ -342,7 +345,9 @@ func TestGatewayDrainsOnSIGTERM(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	done := make(chan answer, 1)
-	go func() { done <- invoke(t, gw, "drain", `{"action":"sleep","n":1500}`) }()
+	// Not invoke: t.Fatal outside the test's goroutine would leave <-done
+	// waiting forever.
+	go func() { done <- invokeNoFatal(gw, "drain", `{"action":"sleep","n":1500}`) }()
 	time.Sleep(300 * time.Millisecond)
 	if err := gw.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

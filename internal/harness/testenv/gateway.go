@@ -134,7 +134,10 @@ func (g *Gateway) start() error {
 	if err := g.cmd.Start(); err != nil {
 		return err
 	}
-	for i := 0; i < 250; i++ {
+	// Generous: a restarted gateway connects to NATS and reads Consul
+	// before it is ready, and a slow start must not take the package's
+	// shared gateway away from every later test.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if g.anyPort {
 			g.URL = listeningURL(g.LogPath, g.URL)
 		}
@@ -147,7 +150,9 @@ func (g *Gateway) start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	g.Stop()
-	return fmt.Errorf("nimbus-gateway did not become ready; see %s", g.LogPath)
+	log, _ := os.ReadFile(g.LogPath)
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	return fmt.Errorf("nimbus-gateway did not become ready within 30s; the end of its log (%s):\n%s", g.LogPath, strings.Join(lines[max(0, len(lines)-20):], "\n"))
 }
 
 // listeningURL reads the address from the gateway's last "listening" log
