@@ -13,7 +13,12 @@ status=${PIPESTATUS[0]}
 if [ "$status" -ne 0 ]; then
   echo
   echo "===== the failed tests' messages (repeated from above) ====="
-  awk '/^ *--- FAIL/ { p = 1; print; next } p && /^[ \t]/ { print; next } { p = 0 }' "$log" | head -n 400
+  # A failed test's indented messages, and a panic with its stack.
+  awk '/^ *--- FAIL/ { p = 1; print; next }
+       /^panic: / { p = 2 }
+       p == 2 && /^FAIL\t/ { p = 0 }
+       p == 2 || (p == 1 && /^[ \t]/) { print; next }
+       { p = 0 }' "$log" | head -n 400
   exit "$status"
 fi
 FUZZTIME=50000x bash scripts/fuzz.sh

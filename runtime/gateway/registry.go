@@ -101,8 +101,9 @@ const catchUpWait = 3 * time.Second
 // aliases') from Consul, and waits, up to catchUpWait, until the registry
 // has read them if it has not yet: a record written a moment ago (an alias
 // that terraform apply just created) must not answer 404 for the tens of
-// milliseconds the watch takes. It reports whether the registry read
-// records it had missed, so that the caller looks the name up again.
+// milliseconds the watch takes. It reports whether the registry has now
+// read every record of function that Consul holds (it may have done so
+// since the caller looked), so that the caller looks the name up again.
 // Only a name the registry does not know costs this read.
 func (r *Registry) catchUp(ctx context.Context, function string) bool {
 	if r.kv == nil { // a gateway fed by hand, in unit tests
@@ -119,17 +120,18 @@ func (r *Registry) catchUp(ctx context.Context, function string) bool {
 			newest = max(newest, p.ModifyIndex)
 		}
 	}
+	if newest == 0 { // Consul holds nothing of it either
+		return false
+	}
 	deadline := time.NewTimer(catchUpWait)
 	defer deadline.Stop()
-	missed := false
 	for {
 		r.mu.RLock()
 		read, next := r.fnIndex, r.fnRead
 		r.mu.RUnlock()
 		if newest <= read {
-			return missed
+			return true
 		}
-		missed = true
 		select {
 		case <-next:
 		case <-deadline.C:
