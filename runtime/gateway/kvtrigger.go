@@ -165,7 +165,7 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 		first = false
 		records := diff(progress, values, pairs, index, wants(def.Events))
 		batch := max(def.BatchSize, 1)
-		for start := 0; start < len(records) && ctx.Err() == nil; start += batch {
+		for start := 0; start < len(records); start += batch {
 			chunk := records[start:min(start+batch, len(records))]
 			ts.deliver(ctx, def, chunk)
 			if ctx.Err() != nil {

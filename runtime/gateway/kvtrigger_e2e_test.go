@@ -135,17 +135,36 @@ func triggerDiagnostics(t *testing.T, env *testenv.Env, trigger string) string {
 	for _, p := range dead {
 		fmt.Fprintf(&b, "  %s: %.400s\n", p.Key, p.Value)
 	}
+	lines := gatewayLogLines(t, func(l string) bool {
+		return strings.Contains(l, `"trigger":"`+trigger+`"`) || strings.Contains(l, "KV trigger "+trigger) || strings.Contains(l, `"level":"ERROR"`)
+	})
+	lines = lines[max(0, len(lines)-40):]
+	fmt.Fprintf(&b, "the gateway's last log lines about it, and its errors:\n  %s", strings.Join(lines, "\n  "))
+	return b.String()
+}
+
+// gatewayLogLines are the shared gateway's log lines that match. Its log
+// is the whole package's: a test looks only at lines about what it made.
+func gatewayLogLines(t *testing.T, match func(line string) bool) []string {
+	t.Helper()
 	_, gw := gateway(t)
 	log, _ := os.ReadFile(gw.LogPath)
 	var lines []string
 	for _, l := range strings.Split(string(log), "\n") {
-		if strings.Contains(l, `"trigger":"`+trigger+`"`) || strings.Contains(l, "KV trigger "+trigger) || strings.Contains(l, `"level":"ERROR"`) {
+		if match(l) {
 			lines = append(lines, l)
 		}
 	}
-	lines = lines[max(0, len(lines)-40):]
-	fmt.Fprintf(&b, "the gateway's last log lines about it, and its errors:\n  %s", strings.Join(lines, "\n  "))
-	return b.String()
+	return lines
+}
+
+// failedSaves are a trigger's log lines that say it could not save its
+// progress.
+func failedSaves(t *testing.T, trigger string) []string {
+	t.Helper()
+	return gatewayLogLines(t, func(l string) bool {
+		return strings.Contains(l, `"trigger":"`+trigger+`"`) && strings.Contains(l, "cannot save trigger progress")
+	})
 }
 
 func TestKVTriggerDeliversEveryChange(t *testing.T) {
@@ -220,7 +239,7 @@ func TestKVTriggerResumesAfterGatewayRestart(t *testing.T) {
 }
 
 func TestKVTriggerDeadLetters(t *testing.T) {
-	env, gw := gateway(t)
+	env, _ := gateway(t)
 	recorder(t, env, "failing", map[string]string{"FAIL": "1"})
 	addTrigger(t, env, kvstore.KVTrigger{Name: "dlq", Function: "failing", Prefix: "dlq/", Events: []string{"put"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 1})
 	t.Cleanup(func() { _, _ = env.Consul.KV().DeleteTree(kvstore.KVTriggerDeadPrefix+"dlq/", nil) })
@@ -259,11 +278,8 @@ func TestKVTriggerDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	log, _ := os.ReadFile(gw.LogPath)
-	for _, l := range strings.Split(string(log), "\n") {
-		if strings.Contains(l, `"trigger":"dlq"`) && strings.Contains(l, "cannot save trigger progress") {
-			t.Errorf("the deleted trigger reported a failed save: %s", l)
-		}
+	for _, l := range failedSaves(t, "dlq") {
+		t.Errorf("the deleted trigger reported a failed save: %s", l)
 	}
 }
 
@@ -367,12 +383,8 @@ func TestKVTriggerProgressScalesAndSurvivesRestart(t *testing.T) {
 
 	recorder(t, env, "bigrec", nil)
 	addTrigger(t, env, kvstore.KVTrigger{Name: "big", Function: "bigrec", Prefix: "big/", Events: []string{"put", "delete"}, BatchSize: 10, StartingPosition: "latest", MaxRetries: 2})
-	// The gateway's log is the package's: only this trigger's lines count.
-	log, _ := os.ReadFile(gw.LogPath)
-	for _, l := range strings.Split(string(log), "\n") {
-		if strings.Contains(l, `"trigger":"big"`) && strings.Contains(l, "cannot save trigger progress") {
-			t.Fatalf("the trigger could not save its progress over %d keys: %s", n, l)
-		}
+	if failed := failedSaves(t, "big"); len(failed) > 0 {
+		t.Fatalf("the trigger could not save its progress over %d keys: %s", n, failed[0])
 	}
 
 	// Down time: two keys change, one goes, one is new.
