@@ -182,12 +182,7 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 		m.MinInstances = types.Int64Value(deref(tg.Scaling.Min))
 		m.MaxInstances = types.Int64Value(deref(tg.Scaling.Max))
 	}
-	user := map[string]string{}
-	for k, v := range env {
-		if !strings.HasPrefix(k, protocol.EnvPrefix) {
-			user[k] = v
-		}
-	}
+	user, _ := protocol.FunctionVariables(env)
 	m.Environment = environmentValue(user, m.Environment.IsNull())
 	var refs map[string]protocol.SecretRef
 	if raw := env[protocol.EnvSecrets]; raw != "" {

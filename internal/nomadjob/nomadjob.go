@@ -213,7 +213,7 @@ func group(f model.Function, src Source, service string, count int, opts Options
 	task := &api.Task{
 		Name:   TaskName,
 		Driver: "exec",
-		Config: map[string]interface{}{"command": HostCommand},
+		Config: hostConfig(),
 		Env:    taskEnv(f, src, opts),
 		Resources: &api.Resources{
 			CPU:      ptr(f.EffectiveCPUMHz()),
@@ -261,6 +261,15 @@ func group(f model.Function, src Source, service string, count int, opts Options
 		Volumes:       volumes,
 		Tasks:         []*api.Task{task},
 	}
+}
+
+// hostConfig is the exec driver's configuration of every nimbus-host
+// task. Nomad gives an exec task a default set of capabilities as ambient
+// ones (CHOWN, DAC_OVERRIDE, SETUID, MKNOD, ...), with which a handler
+// running as nobody could setuid(0). nimbus-host needs none of them: it
+// only listens on an unprivileged port and starts the handler.
+func hostConfig() map[string]interface{} {
+	return map[string]interface{}{"command": HostCommand, "cap_drop": []string{"all"}}
 }
 
 // hostFetches says whether nimbus-host fetches the package itself: a
@@ -337,11 +346,7 @@ func hostEnv(runtime string, opts Options) map[string]string {
 // taskEnv is the environment of a function's nimbus-host task.
 func taskEnv(f model.Function, src Source, opts Options) map[string]string {
 	e := hostEnv(f.Runtime, opts)
-	for k, v := range f.Environment {
-		if _, ours := e[k]; !ours {
-			e[k] = v
-		}
-	}
+	protocol.SetFunctionVariables(e, f.Environment)
 	e[protocol.EnvFunctionName] = f.Name
 	e[protocol.EnvRuntime] = f.Runtime
 	e[protocol.EnvHandler] = f.Handler

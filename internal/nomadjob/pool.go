@@ -40,7 +40,7 @@ func RenderPool(p model.Pool, opts Options) *api.Job {
 	task := &api.Task{
 		Name:         TaskName,
 		Driver:       "exec",
-		Config:       map[string]interface{}{"command": HostCommand},
+		Config:       hostConfig(),
 		Env:          env,
 		Resources:    &api.Resources{CPU: ptr(f.EffectiveCPUMHz()), MemoryMB: ptr(p.MemoryMB)},
 		VolumeMounts: mounts,

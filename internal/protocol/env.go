@@ -1,9 +1,15 @@
 package protocol
 
+import (
+	"sort"
+	"strings"
+)
+
 // The environment a function job gives nimbus-host: the job rendering
 // (internal/nomadjob) sets these, nimbus-host reads them, and the provider
-// reads them back from the job to detect drift. nimbus-host never passes a
-// variable with EnvPrefix on to the handler.
+// reads them back from the job to detect drift. The handler sees none of
+// them: only Lambda's variables and the function's own (see
+// EnvFunctionVariables).
 const (
 	EnvPrefix             = "NIMBUS_"
 	EnvFunctionName       = "NIMBUS_FUNCTION_NAME"
@@ -68,4 +74,62 @@ const (
 type SecretRef struct {
 	Path string `json:"path"`
 	Key  string `json:"key"`
+}
+
+// EnvFunctionVariables names the function's own variables in its task's
+// environment, comma-separated and sorted. Nomad's exec driver gives a
+// task the client agent's whole environment too (whatever its operator's
+// shell held), and nothing else tells the two apart: nimbus-host passes
+// the handler exactly the variables named here, plus Lambda's own.
+const EnvFunctionVariables = "NIMBUS_FUNCTION_VARIABLES"
+
+// SetFunctionVariables writes a function's own variables into a task's
+// environment and names them in EnvFunctionVariables. A name the task
+// environment already holds (a host setting) is left as it is.
+func SetFunctionVariables(env, own map[string]string) {
+	names := make([]string, 0, len(own))
+	for k, v := range own {
+		if _, taken := env[k]; taken {
+			continue
+		}
+		env[k] = v
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	env[EnvFunctionVariables] = strings.Join(names, ",")
+}
+
+// FunctionVariables reads a function's own variables back from its task's
+// environment. named is false for a job rendered before
+// EnvFunctionVariables existed: its variables are then every one without
+// the NIMBUS_ or NOMAD_ prefix, which on a running instance includes the
+// client agent's environment.
+func FunctionVariables(env map[string]string) (vars map[string]string, named bool) {
+	vars = map[string]string{}
+	list, named := env[EnvFunctionVariables]
+	if !named {
+		for k, v := range env {
+			if !strings.HasPrefix(k, EnvPrefix) && !strings.HasPrefix(k, "NOMAD_") {
+				vars[k] = v
+			}
+		}
+		return vars, false
+	}
+	for _, k := range strings.Split(list, ",") {
+		if v, ok := env[k]; ok && k != "" {
+			vars[k] = v
+		}
+	}
+	return vars, true
+}
+
+// EnvironMap is os.Environ's list as a map.
+func EnvironMap(environ []string) map[string]string {
+	m := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // TestSandboxedFunctionHasNoRightsOnTheCluster runs a hostile tenant's
@@ -41,7 +43,8 @@ func attackFromInside(t *testing.T, env *testenv.Env, gw *testenv.Gateway, deplo
 	isolated := env.Network != nil
 	deploy(env, gw, model.Function{Name: "victim", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1, Timeout: 10 * time.Second}, fx.goSource)
 	src, _ := filepath.Abs("testdata/intruder")
-	deploy(env, gw, model.Function{Name: "intruder", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 0, MaxInstances: 1, Timeout: 60 * time.Second}, src)
+	deploy(env, gw, model.Function{Name: "intruder", Runtime: model.RuntimePython, Handler: "app.handler", MinInstances: 0, MaxInstances: 1, Timeout: 60 * time.Second,
+		Environment: map[string]string{"TENANT_SETTING": "mine"}}, src)
 
 	event, _ := json.Marshal(map[string]string{"nomad": env.NomadAddr, "consul": env.ConsulAddr, "victim": "victim", "self": "intruder"})
 	a := invoke(t, gw, "intruder", string(event))
@@ -51,6 +54,8 @@ func attackFromInside(t *testing.T, env *testenv.Env, gw *testenv.Gateway, deplo
 	var report struct {
 		Attempts    map[string]any  `json:"attempts"`
 		Credentials map[string]bool `json:"credentials"`
+		Privileges  privileges      `json:"privileges"`
+		Environment []string        `json:"environment"`
 	}
 	if err := json.Unmarshal([]byte(a.raw), &report); err != nil || len(report.Attempts) == 0 {
 		t.Fatalf("unreadable report %q: %v", a.raw, err)
@@ -83,6 +88,9 @@ func attackFromInside(t *testing.T, env *testenv.Env, gw *testenv.Gateway, deplo
 		}
 	}
 
+	report.Privileges.check(t)
+	checkLambdaEnvironment(t, report.Environment, "TENANT_SETTING")
+
 	// Nothing the intruder tried took effect.
 	if pair, _, err := env.Consul.KV().Get(kvstore.RoutesPrefix+"intruder", nil); err != nil || pair != nil {
 		t.Errorf("the intruder's route exists (%v)", err)
@@ -95,6 +103,74 @@ func attackFromInside(t *testing.T, env *testenv.Env, gw *testenv.Gateway, deplo
 	}
 	if n := groupCount(t, env, "victim"); n != 1 {
 		t.Errorf("the victim's count is %d, want 1", n)
+	}
+}
+
+// privileges is what the intruder got when it tried to become root inside
+// its sandbox: its /proc/self/status and the outcome of each attempt.
+type privileges struct {
+	Status   map[string]string `json:"status"`
+	Writable string            `json:"writable scratch"`
+	Setuid   string            `json:"setuid(0)"`
+	Setgid   string            `json:"setgid(0)"`
+	Mknod    string            `json:"mknod a block device"`
+	Chown    string            `json:"chown to root"`
+	UIDAfter int               `json:"uid after"`
+}
+
+// check fails the test for every privilege the tenant holds: any
+// capability in any set, a possible gain of privileges through exec, or an
+// attempt to act as root that worked.
+func (p privileges) check(t *testing.T) {
+	t.Helper()
+	t.Logf("the intruder's /proc/self/status: %v", p.Status)
+	for _, set := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if v, ok := p.Status[set]; !ok || strings.Trim(v, "0") != "" {
+			t.Errorf("%s = %q inside the function, want 0: a tenant holds capabilities", set, v)
+		}
+	}
+	if p.Status["NoNewPrivs"] != "1" {
+		t.Errorf("NoNewPrivs = %q inside the function, want 1: a setuid binary would raise the tenant's privileges", p.Status["NoNewPrivs"])
+	}
+	if p.Writable != "succeeded" {
+		t.Fatalf("the intruder could not write its own scratch directory (%s); the attempts below would prove nothing", p.Writable)
+	}
+	for what, got := range map[string]string{"setuid(0)": p.Setuid, "setgid(0)": p.Setgid, "mknod of a block device": p.Mknod, "chown to root": p.Chown} {
+		if got != "EPERM" {
+			t.Errorf("%s inside the function: %s, want EPERM", what, got)
+		}
+	}
+	if p.UIDAfter != 65534 {
+		t.Errorf("the intruder runs as uid %d after its attempts, want nobody (65534)", p.UIDAfter)
+	}
+}
+
+// lambdaVariables are the variables Lambda defines for a handler's
+// environment (without the credentials, which Nimbus does not issue).
+var lambdaVariables = []string{"AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_NAME",
+	"AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+	"AWS_LAMBDA_RUNTIME_API", "AWS_REGION", "LAMBDA_RUNTIME_DIR", "LAMBDA_TASK_ROOT", "LANG", "PATH", "TZ", "_HANDLER", "_X_AMZN_TRACE_ID"}
+
+// checkLambdaEnvironment fails the test unless a handler's variables are
+// exactly Lambda's and the function's own: nothing of the Nomad client's
+// environment, Nomad's task variables or the host's settings. The Lambda
+// endpoint is there when the client names its gateway.
+func checkLambdaEnvironment(t *testing.T, got []string, own ...string) {
+	t.Helper()
+	want := append(slices.Clone(lambdaVariables), own...)
+	if slices.Contains(got, protocol.EnvLambdaEndpoint) {
+		want = append(want, protocol.EnvLambdaEndpoint)
+	}
+	// Python itself sets LC_CTYPE in its own environment when LANG's
+	// locale is not installed in the sandbox (PEP 538's locale coercion).
+	if slices.Contains(got, "LC_CTYPE") {
+		want = append(want, "LC_CTYPE")
+	}
+	sort.Strings(want)
+	got = slices.Clone(got)
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the handler's environment holds\n%v\nwant exactly Lambda's variables and the function's own:\n%v", got, want)
 	}
 }
 

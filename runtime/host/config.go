@@ -3,6 +3,7 @@ package host
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -38,8 +39,8 @@ type Config struct {
 	Python, Node string
 	// RuntimeDir receives the shipped bootstraps.
 	RuntimeDir string
-	// Env is the handler's base environment; the Lambda variables are
-	// added on top.
+	// Env is the function's own variables ("NAME=value"), the only ones
+	// besides its secrets and Lambda's that the handler sees.
 	Env []string
 	// Secrets are "NAME=value" entries for the handler only, from Nomad
 	// Variables (LoadSecrets). The host never logs them.
@@ -122,4 +123,14 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("concurrency %d must be at least 1", c.Concurrency))
 	}
 	return errors.Join(errs...)
+}
+
+// EnvList turns variables into Env's form, sorted by name.
+func EnvList(vars map[string]string) []string {
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
 }

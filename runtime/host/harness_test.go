@@ -21,6 +21,7 @@ import (
 	_ "github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 // Binaries built once for the package: the real nimbus-host and the test
@@ -107,6 +108,17 @@ func launchReady(t *testing.T, env []string, args ...string) *runningHost {
 
 // listeningOn is nimbus-host's log line naming the address it bound.
 var listeningOn = regexp.MustCompile(`"msg":"nimbus-host listening","addr":"(127\.0\.0\.1:\d+)"`)
+
+// functionVariables is the environment a function's job gives the host
+// for the function's own variables: each, and their names.
+func functionVariables(vars ...string) []string {
+	names := make([]string, 0, len(vars))
+	for _, kv := range vars {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	return append(vars, protocol.EnvFunctionVariables+"="+strings.Join(names, ","))
+}
 
 // launchHost runs nimbus-host without waiting for readiness. The host binds
 // a port the kernel picks and names it in its log, so no other test package

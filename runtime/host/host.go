@@ -458,17 +458,15 @@ func (h *Host) invokedARN(inv *invocation) string {
 	return h.functionARN() + ":" + inv.qualifier
 }
 
-// handlerEnv is the handler's environment: the base environment without
-// the host's own settings, plus the variables Lambda handlers read.
+// handlerEnv is the handler's environment, and all of it: the function's
+// own variables, its secrets and the variables Lambda handlers read. The
+// host's own environment (Nomad's task variables, and the client agent's
+// environment that the exec driver passes on) never reaches the handler.
 func (h *Host) handlerEnv(runtimeAPI string) []string {
 	c := h.cfg
-	base := c.Env
-	if base == nil {
-		base = os.Environ()
-	}
-	env := make([]string, 0, len(base)+24)
+	env := make([]string, 0, len(c.Env)+len(c.Secrets)+24)
 	set := map[string]bool{}
-	for _, kv := range base {
+	for _, kv := range c.Env {
 		k, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(k, protocol.EnvPrefix) {
 			continue

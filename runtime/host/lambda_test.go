@@ -8,11 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
 func TestLambdaGoSuccessReportsAndMeters(t *testing.T) {
@@ -78,13 +82,32 @@ func TestLambdaGoEnvironment(t *testing.T) {
 	}
 }
 
-func TestHostSettingsDoNotReachTheHandler(t *testing.T) {
-	h := launchHost(t, []string{"NIMBUS_SECRET_SETTING=s3cret", "USER_SETTING=visible"},
+// TestHandlerSeesOnlyLambdasVariablesAndItsOwn runs the host as Nomad's
+// exec driver does: with the task's variables on top of whatever the
+// client agent's environment holds. The handler must see exactly Lambda's
+// variables and the ones its job names as the function's.
+func TestHandlerSeesOnlyLambdasVariablesAndItsOwn(t *testing.T) {
+	h := launchHost(t, []string{"NIMBUS_SECRET_SETTING=s3cret", "USER_SETTING=visible", "CLIENT_CREDENTIAL=leaked",
+		"MAKEFLAGS=-j2", "NOMAD_ALLOC_ID=a", protocol.EnvFunctionVariables + "=USER_SETTING"},
 		"-function", "envfn", "-runtime", "provided", "-task-root", strings.TrimSuffix(bins.lambdago, "/bootstrap"))
 	waitReady(t, h)
 	env := h.invoke(t, `{"action":"env"}`).json(t)
 	if env["NIMBUS_SECRET_SETTING"] != "" || env["USER_SETTING"] != "visible" {
-		t.Errorf("NIMBUS_SECRET_SETTING=%v USER_SETTING=%v; the host's own settings stay with the host, the rest pass", env["NIMBUS_SECRET_SETTING"], env["USER_SETTING"])
+		t.Errorf("NIMBUS_SECRET_SETTING=%v USER_SETTING=%v; the host's own settings stay with the host, the function's pass", env["NIMBUS_SECRET_SETTING"], env["USER_SETTING"])
+	}
+	var got []string
+	for _, n := range h.invoke(t, `{"action":"environ"}`).json(t)["names"].([]any) {
+		got = append(got, n.(string))
+	}
+	sort.Strings(got)
+	// Lambda's defined runtime variables (_X_AMZN_TRACE_ID is set by the
+	// Go runtime library per invocation, as on Lambda), and the function's.
+	want := []string{"AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_NAME",
+		"AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+		"AWS_LAMBDA_RUNTIME_API", "AWS_REGION", "LAMBDA_RUNTIME_DIR", "LAMBDA_TASK_ROOT", "LANG", "PATH", "TZ", "USER_SETTING",
+		"_HANDLER", "_X_AMZN_TRACE_ID"}
+	if !slices.Equal(got, want) {
+		t.Errorf("the handler's variables are\n%v\nwant exactly Lambda's and the function's own:\n%v", got, want)
 	}
 }
 

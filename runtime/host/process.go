@@ -176,7 +176,7 @@ func (h *Host) startProc() (*handlerProc, error) {
 	p.cmd = cmd
 	p.oomBase, _ = h.mem.oomKills()
 	p.started = time.Now()
-	err = cmd.Start()
+	err = startWithoutNewPrivileges(cmd)
 	stdout.closeWriter()
 	stderr.closeWriter()
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -126,4 +128,21 @@ func childrenOf(ppid, skip int) []int {
 		}
 	}
 	return pids
+}
+
+// startWithoutNewPrivileges starts a handler that can never gain a
+// privilege: no setuid or file-capability binary it execs raises it
+// (no_new_privs). The flag belongs to a thread and passes to what it
+// forks, so the fork happens on a locked thread that holds it. The
+// thread keeps the flag when it returns to Go's pool, which costs the
+// host nothing: it needs no privilege either.
+func startWithoutNewPrivileges(cmd *exec.Cmd) error {
+	runtime.LockOSThread()
+	// Unlocked, not ended with the goroutine: the handler's parent-death
+	// signal fires when the thread that forked it exits.
+	defer runtime.UnlockOSThread()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("setting no_new_privs for the handler: %w", err)
+	}
+	return cmd.Start()
 }

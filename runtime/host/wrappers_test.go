@@ -77,7 +77,7 @@ func providedWithBootstrap(t *testing.T, script string) string {
 func TestBootstrapThatExecsRecovers(t *testing.T) {
 	delay := filepath.Join(t.TempDir(), "delay")
 	root := providedWithBootstrap(t, execBootstrap)
-	h := launchReady(t, []string{"WRAPPER_DELAY_FILE=" + delay},
+	h := launchReady(t, functionVariables("WRAPPER_DELAY_FILE="+delay),
 		"-function", "execwrap", "-runtime", "provided", "-handler", "bootstrap", "-task-root", root)
 	exerciseRecovery(t, h, delay)
 }
@@ -86,7 +86,7 @@ func TestBootstrapThatForksRecovers(t *testing.T) {
 	dir := t.TempDir()
 	delay, escaped := filepath.Join(dir, "delay"), filepath.Join(dir, "escaped.pid")
 	root := providedWithBootstrap(t, forkBootstrap)
-	h := launchReady(t, []string{"WRAPPER_DELAY_FILE=" + delay, "ESCAPED_PID_FILE=" + escaped},
+	h := launchReady(t, functionVariables("WRAPPER_DELAY_FILE="+delay, "ESCAPED_PID_FILE="+escaped),
 		"-function", "forkwrap", "-runtime", "provided", "-handler", "bootstrap", "-task-root", root)
 
 	// The handler is the wrapper's child; it reports its own pid.
@@ -114,7 +114,7 @@ func TestPythonThroughAShimRecovers(t *testing.T) {
 	writeExecutable(t, filepath.Join(dir, "python3"), pyenvShim)
 	writeExecutable(t, filepath.Join(dir, "pyenv"), pyenvExec)
 	root, _ := filepath.Abs("testdata/python")
-	h := launchReady(t, []string{"WRAPPER_DELAY_FILE=" + delay},
+	h := launchReady(t, functionVariables("WRAPPER_DELAY_FILE="+delay),
 		"-function", "pyshim", "-runtime", "python3", "-handler", "app.handler", "-task-root", root,
 		"-python", filepath.Join(dir, "python3"))
 	exerciseRecovery(t, h, delay)

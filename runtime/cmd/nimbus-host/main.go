@@ -55,6 +55,12 @@ func run(cfg host.Config, listen string, logger *slog.Logger) error {
 	if err := host.EnableOrphanAdoption(); err != nil {
 		logger.Warn("descendants that leave a handler's process group will outlive it", "err", err)
 	}
+	vars, named := protocol.FunctionVariables(protocol.EnvironMap(os.Environ()))
+	if !named {
+		logger.Warn("the job does not name the function's variables ("+protocol.EnvFunctionVariables+"): the handler gets every variable of the task, the Nomad client's included; apply the function again to render its job anew",
+			"function", cfg.FunctionName)
+	}
+	cfg.Env = host.EnvList(vars)
 	if path := os.Getenv(protocol.EnvInstanceKeyFile); path != "" {
 		key, err := instanceKey(path)
 		if err != nil {

@@ -185,13 +185,9 @@ func (p *pooled) start(ctx context.Context, env map[string]string) (*host.Host, 
 	cfg.InstanceKey = p.key
 	// The function's memory size, held by the host below the pool's.
 	cfg.EnforceMemory = cfg.MemoryMB < p.memoryMB
-	// The handler's variables: the pool task's own, and the function's.
-	cfg.Env = os.Environ()
-	for k, v := range env {
-		if !strings.HasPrefix(k, protocol.EnvPrefix) && !strings.HasPrefix(k, "NOMAD_") {
-			cfg.Env = append(cfg.Env, k+"="+v)
-		}
-	}
+	// The handler's variables: the function's own, as its job names them.
+	vars, _ := protocol.FunctionVariables(env)
+	cfg.Env = host.EnvList(vars)
 	if err := fetchCode(cfg, getenv(protocol.EnvPackageURL), getenv(protocol.EnvPackageSHA256), p.log); err != nil {
 		return nil, err
 	}

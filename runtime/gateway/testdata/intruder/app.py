@@ -1,11 +1,15 @@
 """A hostile tenant: from inside its own instance, with its own code, it
 tries to read and change the platform through the Nomad and Consul APIs
-on the addresses the event names (loopback only). It reports the status
-each agent answered, and what credentials it could find."""
+on the addresses the event names (loopback only), and to raise its own
+privileges. It reports the status each agent answered, what credentials
+it could find, what became of each privilege attempt and every variable
+its environment holds."""
 import http.client
 import json
 import os
 import socket
+import stat
+import tempfile
 import urllib.error
 import urllib.request
 
@@ -49,6 +53,44 @@ def task_api(path):
         conn.close()
 
 
+def attempt(fn):
+    """Runs one privilege attempt: "succeeded", or the error's name."""
+    try:
+        fn()
+        return "succeeded"
+    except OSError as e:
+        return errno_name(e)
+
+
+def errno_name(e):
+    import errno
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def privileges():
+    """What a tenant gets by trying to become root in its sandbox."""
+    status = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Uid", "Gid"):
+                status[key] = value.strip()
+    scratch = tempfile.mkdtemp()
+    # The directory is the tenant's own and writable: a refusal below is
+    # the missing privilege, not a read-only file system.
+    writable = attempt(lambda: open(os.path.join(scratch, "file"), "w").close())
+    return {
+        "status": status,
+        "writable scratch": writable,
+        "setuid(0)": attempt(lambda: os.setuid(0)),
+        "setgid(0)": attempt(lambda: os.setgid(0)),
+        "mknod a block device": attempt(lambda: os.mknod(os.path.join(scratch, "sda"),
+                                                          stat.S_IFBLK | 0o600, os.makedev(8, 0))),
+        "chown to root": attempt(lambda: os.chown(os.path.join(scratch, "file"), 0, 0)),
+        "uid after": os.getuid(),
+    }
+
+
 def handler(event, context):
     nomad, consul, victim = event["nomad"], event["consul"], event["victim"]
     job = "nimbus-fn-" + victim
@@ -80,6 +122,8 @@ def handler(event, context):
     secrets_dir = os.environ.get("NOMAD_SECRETS_DIR", "/secrets")
     return {
         "attempts": attempts,
+        "privileges": privileges(),
+        "environment": sorted(os.environ),
         "credentials": {
             "NOMAD_TOKEN": "NOMAD_TOKEN" in os.environ,
             "CONSUL_HTTP_TOKEN": "CONSUL_HTTP_TOKEN" in os.environ,

@@ -94,6 +94,14 @@ func handle(ctx context.Context, ev event) (map[string]any, error) {
 		// Which code runs: a file of the package, "" when it has none.
 		b, _ := os.ReadFile(filepath.Join(os.Getenv("LAMBDA_TASK_ROOT"), filepath.Base(ev.Value)))
 		return map[string]any{"file": string(b)}, nil
+	case "environ":
+		// Every variable the handler sees, by name.
+		names := []string{}
+		for _, kv := range os.Environ() {
+			name, _, _ := strings.Cut(kv, "=")
+			names = append(names, name)
+		}
+		return map[string]any{"names": names}, nil
 	case "env":
 		deadline, _ := ctx.Deadline()
 		out := map[string]any{"remaining_ms": time.Until(deadline).Milliseconds(), "started": started.UnixNano(), "pid": os.Getpid()}
