@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // DefaultArtifactURLTTL is how long a signed artifact URL stays valid. A
@@ -60,7 +61,7 @@ func (s *URLSigner) Sign(digest string) (query string, expires time.Time) {
 }
 
 // check verifies a signed URL's query for digest.
-func (s *URLSigner) check(digest string, q url.Values) *apiError {
+func (s *URLSigner) check(digest string, q url.Values) *refusal.Error {
 	expires, err := strconv.ParseInt(q.Get(queryExpires), 10, 64)
 	if err != nil {
 		return accessDenied("the artifact URL's " + queryExpires + " is not a time; use the URL the provider put in the function's job")
@@ -109,7 +110,7 @@ type Authorizer struct{ auth *authenticator }
 // upload streams to disk, so a SigV4 upload signs its body by the
 // artifact's sha256 in X-Amz-Content-Sha256, which the store checks
 // against the bytes it receives.
-func (z *Authorizer) mayUpload(r *http.Request, digest string) *apiError {
+func (z *Authorizer) mayUpload(r *http.Request, digest string) *refusal.Error {
 	if z == nil {
 		return nil
 	}

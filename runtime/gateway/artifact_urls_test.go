@@ -18,13 +18,13 @@ func TestSignedArtifactURLsExpire(t *testing.T) {
 	}
 	q, _ := url.ParseQuery(query)
 	if refused := s.check(digest, q); refused != nil {
-		t.Fatalf("a fresh URL is refused: %v", refused.msg)
+		t.Fatalf("a fresh URL is refused: %v", refused.Msg)
 	}
 	if refused := s.check(other, q); refused == nil {
 		t.Error("the URL of one artifact opens another")
 	}
 	now = now.Add(time.Hour + time.Second)
-	if refused := s.check(digest, q); refused == nil || !strings.Contains(refused.msg, "expired") {
+	if refused := s.check(digest, q); refused == nil || !strings.Contains(refused.Msg, "expired") {
 		t.Errorf("an expired URL: %v", refused)
 	}
 	rotated := &URLSigner{Key: []byte(strings.Repeat("r", 32)), TTL: time.Hour, now: func() time.Time { return now.Add(-time.Hour) }}

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // uploadTimeout bounds the reading of one upload: 50 MB at 200 KB/s.
@@ -123,7 +125,7 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > MaxArtifactBytes {
-		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("the artifact is %d bytes; at most %d are accepted", r.ContentLength, MaxArtifactBytes)))
 		return
 	}
 	// An upload streams to disk, so it holds no memory, but a client that
@@ -134,7 +136,7 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 			size = MaxArtifactBytes
 		}
 		if full := s.roomFor(size); full != nil {
-			refuse(w, nativeDialect, full)
+			refusal.Write(w, refusal.Native, full)
 			return
 		}
 	}
@@ -144,14 +146,14 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, ErrDigestMismatch):
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "DigestMismatch", fmt.Sprintf("refused: %v, not %s; upload the exact bytes you hashed", err, digest)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, "DigestMismatch", fmt.Sprintf("refused: %v, not %s; upload the exact bytes you hashed", err, digest)))
 		return
 	case errors.As(err, &tooLarge):
-		refuse(w, nativeDialect, &apiError{http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("at most %d bytes are accepted", MaxArtifactBytes)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusRequestEntityTooLarge, "ArtifactTooLarge", fmt.Sprintf("at most %d bytes are accepted", MaxArtifactBytes)))
 		return
 	case err != nil:
 		s.Log.Error("storing artifact", "digest", digest, "err", err)
-		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "StoreError", "the gateway could not store the artifact; retry later"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusInternalServerError, "StoreError", "the gateway could not store the artifact; retry later"))
 		return
 	}
 	w.Header().Set("Location", r.URL.Path)
@@ -173,12 +175,12 @@ func (s *ArtifactStore) SignedDownloads() http.Handler {
 		if !ok {
 			return
 		}
-		refused := &apiError{http.StatusForbidden, "AccessDeniedException", "this listener serves packages only to signed URLs (the one in the function's job)"}
+		refused := refusal.New(http.StatusForbidden, "AccessDeniedException", "this listener serves packages only to signed URLs (the one in the function's job)")
 		if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
 			refused = s.URLs.check(digest, q)
 		}
 		if refused != nil {
-			refuse(w, nativeDialect, refused)
+			refusal.Write(w, refusal.Native, refused)
 			return
 		}
 		s.serveBlob(w, r, digest)
@@ -186,8 +188,8 @@ func (s *ArtifactStore) SignedDownloads() http.Handler {
 	mux.HandleFunc("GET /v1/artifacts/sha256/{digest}", serve)
 	mux.HandleFunc("HEAD /v1/artifacts/sha256/{digest}", serve)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException",
-			r.Method + " " + r.URL.Path + " is not served to functions: this listener serves packages only to GET with a signed URL; upload on the gateway's main listener"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ResourceNotFoundException",
+			r.Method+" "+r.URL.Path+" is not served to functions: this listener serves packages only to GET with a signed URL; upload on the gateway's main listener"))
 	})
 	return mux
 }
@@ -199,14 +201,14 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	}
 	// Nomad clients and instances come with a signed URL; the provider,
 	// checking a package, with its key.
-	var refused *apiError
+	var refused *refusal.Error
 	if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
 		refused = s.URLs.check(digest, q)
 	} else {
 		refused = s.Auth.mayUpload(r, digest)
 	}
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	s.serveBlob(w, r, digest)
@@ -216,11 +218,11 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 func (s *ArtifactStore) serveBlob(w http.ResponseWriter, r *http.Request, digest string) {
 	f, err := s.Open(digest)
 	if errors.Is(err, os.ErrNotExist) {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)))
 		return
 	}
 	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "StoreError", err.Error()})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusInternalServerError, "StoreError", err.Error()))
 		return
 	}
 	defer func() { _ = f.Close() }()
@@ -238,15 +240,15 @@ func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := os.Stat(s.path(digest)); err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s to sign a URL for; upload it with PUT first", digest)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s to sign a URL for; upload it with PUT first", digest)))
 		return
 	}
 	if s.URLs == nil {
-		writeJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path[:len(r.URL.Path)-len("/url")]})
+		refusal.WriteJSON(w, http.StatusOK, map[string]string{"path": r.URL.Path[:len(r.URL.Path)-len("/url")]})
 		return
 	}
 	query, expires := s.URLs.Sign(digest)
-	writeJSON(w, http.StatusOK, map[string]string{
+	refusal.WriteJSON(w, http.StatusOK, map[string]string{
 		"path":    "/v1/artifacts/sha256/" + digest + "?" + query,
 		"expires": expires.UTC().Format(time.RFC3339),
 	})
@@ -260,7 +262,7 @@ func (s *ArtifactStore) uploaderDigest(w http.ResponseWriter, r *http.Request) (
 		return "", false
 	}
 	if refused := s.Auth.mayUpload(r, digest); refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return "", false
 	}
 	return digest, true
@@ -269,7 +271,7 @@ func (s *ArtifactStore) uploaderDigest(w http.ResponseWriter, r *http.Request) (
 func digestParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	d := r.PathValue("digest")
 	if !hexDigest.MatchString(d) {
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidDigest", fmt.Sprintf("%q is not a sha256 digest: use 64 lowercase hex characters", d)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, "InvalidDigest", fmt.Sprintf("%q is not a sha256 digest: use 64 lowercase hex characters", d)))
 		return "", false
 	}
 	return d, true

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Defaults of the store's limits.
@@ -93,7 +95,7 @@ func (s *ArtifactStore) GC() (removed int, freed int64) {
 
 // roomFor makes room for an upload of n bytes under the quota, collecting
 // first if it must; the refusal says what to do.
-func (s *ArtifactStore) roomFor(n int64) *apiError {
+func (s *ArtifactStore) roomFor(n int64) *refusal.Error {
 	if s.Limits.Quota <= 0 {
 		return nil
 	}
@@ -105,7 +107,7 @@ func (s *ArtifactStore) roomFor(n int64) *apiError {
 	if err != nil || total+n <= s.Limits.Quota {
 		return nil
 	}
-	return &apiError{http.StatusInsufficientStorage, "ArtifactStoreFull", fmt.Sprintf(
+	return refusal.New(http.StatusInsufficientStorage, "ArtifactStoreFull", fmt.Sprintf(
 		"the artifact store holds %d MB of its %d MB quota (-store-quota-mb), all of it used by functions or younger than %s (-artifact-grace); delete unused functions, or raise the quota",
-		total>>20, s.Limits.Quota>>20, s.Limits.Grace)}
+		total>>20, s.Limits.Quota>>20, s.Limits.Grace))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/accesskey"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway/sigv4"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // AuthOptions decide who may call the gateway.
@@ -40,16 +41,16 @@ var (
 
 // Refusals of callers, in the names AWS SDKs decode. 401: the gateway
 // does not know who calls; 403: it knows, and the key may not.
-func unrecognized(msg string) *apiError {
-	return &apiError{http.StatusUnauthorized, "UnrecognizedClientException", msg}
+func unrecognized(msg string) *refusal.Error {
+	return refusal.New(http.StatusUnauthorized, "UnrecognizedClientException", msg)
 }
 
-func badSignature(msg string) *apiError {
-	return &apiError{http.StatusUnauthorized, "InvalidSignatureException", msg}
+func badSignature(msg string) *refusal.Error {
+	return refusal.New(http.StatusUnauthorized, "InvalidSignatureException", msg)
 }
 
-func accessDenied(msg string) *apiError {
-	return &apiError{http.StatusForbidden, "AccessDeniedException", msg}
+func accessDenied(msg string) *refusal.Error {
+	return refusal.New(http.StatusForbidden, "AccessDeniedException", msg)
 }
 
 // caller is who sent a request, as far as its headers tell. A SigV4
@@ -92,7 +93,7 @@ func (g *Gateway) authorize(next invoker) invoker {
 
 // verify checks a SigV4 signature against the body the gateway read;
 // bearer tokens and open mode have nothing more to check.
-func (c *caller) verify(payload []byte) *apiError {
+func (c *caller) verify(payload []byte) *refusal.Error {
 	if c == nil || c.sig == nil {
 		return nil
 	}
@@ -107,7 +108,7 @@ func (c *caller) verify(payload []byte) *apiError {
 	return c.verifyHash(hash)
 }
 
-func sigError(err error) *apiError {
+func sigError(err error) *refusal.Error {
 	switch {
 	case err == nil:
 		return nil
@@ -120,21 +121,21 @@ func sigError(err error) *apiError {
 }
 
 // mayInvoke: the key's invoke patterns name the function.
-func (c *caller) mayInvoke(function string) *apiError {
+func (c *caller) mayInvoke(function string) *refusal.Error {
 	if c.open || accesskey.Matches(c.key.Invoke, function) {
 		return nil
 	}
 	return accessDenied(fmt.Sprintf("%s may not invoke %s: add the function's name or a pattern for it to the key's invoke list", c.name(), function))
 }
 
-func (c *caller) mayUpload() *apiError {
+func (c *caller) mayUpload() *refusal.Error {
 	if c.open || c.key.UploadArtifacts {
 		return nil
 	}
 	return accessDenied(c.name() + " may not upload or read artifacts: set upload_artifacts = true on the key the provider uses (gateway_token)")
 }
 
-func (c *caller) mayReadOperations() *apiError {
+func (c *caller) mayReadOperations() *refusal.Error {
 	if c.open || c.key.ReadOperations {
 		return nil
 	}
@@ -161,7 +162,7 @@ func newAuthenticator(opts AuthOptions, keys *Registry, log *slog.Logger) *authe
 }
 
 // key finds an enabled key by id.
-func (a *authenticator) key(id string) (*kvstore.AccessKey, *apiError) {
+func (a *authenticator) key(id string) (*kvstore.AccessKey, *refusal.Error) {
 	if a.operator != nil && subtle.ConstantTimeCompare([]byte(id), []byte(a.operator.ID)) == 1 {
 		return a.operator, nil
 	}
@@ -192,7 +193,7 @@ var (
 // identify reads the caller's credentials from the headers. A bearer
 // token is checked whole; a SigV4 signature's key, scope and date are
 // checked here and the signature itself by caller.verify, with the body.
-func (a *authenticator) identify(r *http.Request, kinds credentialKinds) (*caller, *apiError) {
+func (a *authenticator) identify(r *http.Request, kinds credentialKinds) (*caller, *refusal.Error) {
 	if a.open {
 		return &caller{open: true}, nil
 	}
@@ -225,7 +226,7 @@ func (k credentialKinds) describe() string {
 	return "send " + strings.Join(ways, ", or ")
 }
 
-func (a *authenticator) identifyToken(token string) (*caller, *apiError) {
+func (a *authenticator) identifyToken(token string) (*caller, *refusal.Error) {
 	id, secret, err := accesskey.ParseToken(strings.TrimSpace(token))
 	if err != nil {
 		return nil, unrecognized(err.Error())
@@ -240,7 +241,7 @@ func (a *authenticator) identifyToken(token string) (*caller, *apiError) {
 	return &caller{key: k}, nil
 }
 
-func (a *authenticator) identifySigV4(r *http.Request, authz string, services []string) (*caller, *apiError) {
+func (a *authenticator) identifySigV4(r *http.Request, authz string, services []string) (*caller, *refusal.Error) {
 	sig, err := sigv4.Parse(authz)
 	if err != nil {
 		return nil, badSignature(err.Error())
@@ -270,7 +271,7 @@ func contains(list []string, s string) bool {
 
 // authenticateHeaders identifies a caller of a request without a body to
 // sign (GET, HEAD) and checks its signature at once.
-func (a *authenticator) authenticateHeaders(r *http.Request, kinds credentialKinds) (*caller, *apiError) {
+func (a *authenticator) authenticateHeaders(r *http.Request, kinds credentialKinds) (*caller, *refusal.Error) {
 	c, refused := a.identify(r, kinds)
 	if refused != nil {
 		return nil, refused
@@ -283,7 +284,7 @@ func (a *authenticator) authenticateHeaders(r *http.Request, kinds credentialKin
 
 // verifyHash checks a SigV4 signature whose payload hash the request
 // states (X-Amz-Content-Sha256), or the empty body's when it states none.
-func (c *caller) verifyHash(hash string) *apiError {
+func (c *caller) verifyHash(hash string) *refusal.Error {
 	if c.sig == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Defaults of Options.BodyBudget and Options.BodyTimeout.
@@ -50,9 +51,9 @@ func (b *bodyBudget) give(n int64) {
 // is a 400: it never reaches a function as if complete. release gives the
 // payload's bytes back to the budget; call it once the payload is no
 // longer needed.
-func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload []byte, release func(), bad *apiError) {
-	tooLarge := func(msg string) *apiError {
-		return &apiError{http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, msg}
+func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload []byte, release func(), bad *refusal.Error) {
+	tooLarge := func(msg string) *refusal.Error {
+		return refusal.New(http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, msg)
 	}
 	if r.ContentLength > protocol.MaxPayloadBytes {
 		return nil, nil, tooLarge(fmt.Sprintf("request payload of %d bytes exceeds the limit of %d bytes", r.ContentLength, protocol.MaxPayloadBytes))
@@ -62,8 +63,8 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload [
 		reserved = r.ContentLength
 	}
 	if !g.bodies.take(reserved) {
-		return nil, nil, &apiError{http.StatusServiceUnavailable, "ServiceException",
-			fmt.Sprintf("the gateway holds as many request bodies as it may (%d MB); retry shortly", g.bodies.max>>20)}
+		return nil, nil, refusal.New(http.StatusServiceUnavailable, "ServiceException",
+			fmt.Sprintf("the gateway holds as many request bodies as it may (%d MB); retry shortly", g.bodies.max>>20))
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout)) // unsupported only off a real connection
@@ -73,8 +74,8 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload [
 		// The deadline stays: the server gives up on the rest of the body
 		// and closes the connection after the answer.
 		g.bodies.give(reserved)
-		return nil, nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest,
-			fmt.Sprintf("reading the request body failed before its end (within %s): %v", g.bodyTimeout, err)}
+		return nil, nil, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest,
+			fmt.Sprintf("reading the request body failed before its end (within %s): %v", g.bodyTimeout, err))
 	case len(payload) > protocol.MaxPayloadBytes:
 		g.bodies.give(reserved)
 		return nil, nil, tooLarge(fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
@@ -101,7 +102,7 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // readEvent reads and checks an event body: JSON, or empty for {}.
-func (g *Gateway) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *apiError) {
+func (g *Gateway) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
 	payload, release, bad := g.readPayload(w, r)
 	switch {
 	case bad != nil:
@@ -111,7 +112,7 @@ func (g *Gateway) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, fun
 		return []byte("{}"), func() {}, nil
 	case !json.Valid(payload):
 		release()
-		return nil, nil, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, "the event is not valid JSON"}
+		return nil, nil, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest, "the event is not valid JSON")
 	}
 	return payload, release, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Asynchronous (Event) invocations, as Lambda runs them: the caller's 202
@@ -33,17 +34,17 @@ const asyncRetries = kvstore.DefaultAsyncRetries
 func retryDelay(n int) time.Duration { return time.Duration(n) * time.Second }
 
 // eventTooLarge refuses an asynchronous invocation over Lambda's limit.
-func eventTooLarge(payload []byte) *apiError {
+func eventTooLarge(payload []byte) *refusal.Error {
 	if len(payload) <= eventq.MaxEventBytes {
 		return nil
 	}
-	return &apiError{http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException",
-		fmt.Sprintf("the payload is %d bytes; an asynchronous invocation's payload is at most 1 MB (1048576 bytes), as on Lambda: invoke synchronously for up to 6 MB", len(payload))}
+	return refusal.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException",
+		fmt.Sprintf("the payload is %d bytes; an asynchronous invocation's payload is at most 1 MB (1048576 bytes), as on Lambda: invoke synchronously for up to 6 MB", len(payload)))
 }
 
 // enqueue stores an Event invocation, or refuses it: never a 202 for an
 // event that may be lost.
-func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string, payload []byte) *apiError {
+func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string, payload []byte) *refusal.Error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := g.events.Enqueue(ctx, eventq.Event{Function: name, Qualifier: qualifier, RequestID: protocol.NewRequestID(), Caller: c.name(), Payload: payload})
@@ -51,10 +52,10 @@ func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string
 	case err == nil:
 		return nil
 	case errors.Is(err, eventq.ErrFull):
-		return &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "the asynchronous invocation queue is full; retry later: " + err.Error()}
+		return refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", "the asynchronous invocation queue is full; retry later: "+err.Error())
 	default:
 		g.log.Error("cannot store an asynchronous invocation", "function", name, "err", err)
-		return &apiError{http.StatusServiceUnavailable, "ServiceException", "the asynchronous invocation was not stored (NATS JetStream did not acknowledge it); retry: " + err.Error()}
+		return refusal.New(http.StatusServiceUnavailable, "ServiceException", "the asynchronous invocation was not stored (NATS JetStream did not acknowledge it); retry: "+err.Error())
 	}
 }
 
@@ -62,12 +63,12 @@ func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string
 // asyncRetries times, when the gateway has no NATS: it is lost if the
 // gateway stops. At most 1024 wait at a time; the event keeps its share of
 // the body budget until it is done (release).
-func (g *Gateway) holdInMemory(c *caller, name, qualifier string, payload []byte, release func()) *apiError {
+func (g *Gateway) holdInMemory(c *caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
 	select {
 	case g.async <- struct{}{}:
 	default:
 		release()
-		return &apiError{http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later"}
+		return refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later")
 	}
 	// The queued event keeps its share of the body budget until it is done.
 	go func() {
@@ -166,7 +167,7 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 			}
 		}
 		return eventq.Outcome{}
-	case inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable):
+	case inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable):
 		// Throttled or Nomad unavailable: not the event's fault, retried
 		// until it is too old, as Lambda retries throttles.
 		g.metrics.retries.WithLabelValues(d.Function).Inc()
@@ -229,9 +230,9 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []b
 		resp := map[string]any{"executedVersion": cmp.Or(inv.executedVersion(), model.Latest)}
 		switch {
 		case inv.refused != nil:
-			resp["statusCode"] = inv.refused.status
-			resp["functionError"] = inv.refused.errType
-			rec["responsePayload"] = map[string]string{"errorType": inv.refused.errType, "errorMessage": inv.refused.msg}
+			resp["statusCode"] = inv.refused.Status
+			resp["functionError"] = inv.refused.Type
+			rec["responsePayload"] = map[string]string{"errorType": inv.refused.Type, "errorMessage": inv.refused.Msg}
 		case inv.answer != nil:
 			resp["statusCode"] = http.StatusOK
 			if fe := inv.answer.header.Get(protocol.HeaderFunctionError); fe != "" {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // timeoutMargin is how much longer than the host the gateway waits, so the
@@ -36,21 +37,21 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		inst, cold, err := p.acquire(waitCtx)
 		waited = waited || cold
 		if errors.Is(err, ErrThrottled) {
-			inv.refused = &apiError{http.StatusTooManyRequests, "TooManyRequestsException", err.Error()}
+			inv.refused = refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", err.Error())
 			return
 		}
 		if errors.Is(err, ErrScaleDenied) {
 			// Not the caller's fault and not worth a retry: no Retry-After.
-			inv.refused = &apiError{http.StatusInternalServerError, "ServiceException", err.Error()}
+			inv.refused = refusal.New(http.StatusInternalServerError, "ServiceException", err.Error())
 			return
 		}
 		if errors.Is(err, ErrNomadUnavailable) {
 			// Not the caller's fault, and worth a retry: 503 with Retry-After.
-			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", err.Error()}
+			inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", err.Error())
 			return
 		}
 		if err != nil {
-			inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: " + err.Error()}
+			inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: "+err.Error())
 			return
 		}
 		// The function's allowance starts once an instance has the request.
@@ -69,11 +70,11 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			p.forget(inst)
 			continue
 		case errors.Is(err, context.DeadlineExceeded):
-			inv.refused = &apiError{http.StatusGatewayTimeout, protocol.ErrTimeout,
-				fmt.Sprintf("function %s did not answer within its timeout of %s", f.Name, f.TimeoutD)}
+			inv.refused = refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout,
+				fmt.Sprintf("function %s did not answer within its timeout of %s", f.Name, f.TimeoutD))
 			return
 		case err != nil:
-			inv.refused = &apiError{http.StatusBadGateway, "ServiceException", "the instance failed mid-request: " + err.Error()}
+			inv.refused = refusal.New(http.StatusBadGateway, "ServiceException", "the instance failed mid-request: "+err.Error())
 			return
 		}
 		inv.answer = answer
@@ -95,8 +96,8 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		inv.out.errorType = answer.header.Get(protocol.HeaderErrorType)
 		return
 	}
-	inv.refused = &apiError{http.StatusServiceUnavailable, "ServiceException",
-		fmt.Sprintf("no instance accepted the request after %d attempts; retry", forwardAttempts)}
+	inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException",
+		fmt.Sprintf("no instance accepted the request after %d attempts; retry", forwardAttempts))
 }
 
 // notStartedError marks a request that no instance began to run; busy

@@ -30,8 +30,8 @@ func FuzzReadEvent(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/functions/f/invoke", strings.NewReader(string(body)))
 		payload, release, bad := g.readEvent(httptest.NewRecorder(), r)
 		if bad != nil {
-			if bad.status < 400 || bad.status > 499 {
-				t.Fatalf("a bad body got %d", bad.status)
+			if bad.Status < 400 || bad.Status > 499 {
+				t.Fatalf("a bad body got %d", bad.Status)
 			}
 			return
 		}
@@ -90,8 +90,8 @@ func FuzzWriteFunctionResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := httptest.NewRecorder()
 		if bad := writeFunctionResponse(w, body); bad != nil {
-			if bad.status != http.StatusBadGateway {
-				t.Fatalf("refused with %d", bad.status)
+			if bad.Status != http.StatusBadGateway {
+				t.Fatalf("refused with %d", bad.Status)
 			}
 			return
 		}

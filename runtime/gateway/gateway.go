@@ -15,6 +15,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -249,8 +250,8 @@ func (g *Gateway) FunctionHandler() http.Handler {
 	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		refuse(w, nativeDialect, &apiError{status: http.StatusNotFound, errType: "ResourceNotFoundException",
-			msg: r.Method + " " + r.URL.Path + " is not served to functions: this listener serves only the invoke APIs (POST /v1/functions/{name}/invoke and POST /2015-03-31/functions/{name}/invocations)"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ResourceNotFoundException",
+			r.Method+" "+r.URL.Path+" is not served to functions: this listener serves only the invoke APIs (POST /v1/functions/{name}/invoke and POST /2015-03-31/functions/{name}/invocations)"))
 	})
 	return mux
 }
@@ -267,13 +268,13 @@ func (g *Gateway) operations(next http.Handler) http.Handler {
 
 // allowed authenticates a request to the native API and checks that the
 // caller has the right; otherwise it writes the refusal.
-func (g *Gateway) allowed(w http.ResponseWriter, r *http.Request, right func(*caller) *apiError) bool {
+func (g *Gateway) allowed(w http.ResponseWriter, r *http.Request, right func(*caller) *refusal.Error) bool {
 	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
 	if refused == nil {
 		refused = right(c)
 	}
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return false
 	}
 	return true
@@ -295,12 +296,12 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		refused = c.mayInvoke(name)
 	}
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	f, p, refused := g.find(r.Context(), name, qualifier)
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	p.mu.Lock()
@@ -336,7 +337,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	if g.events != nil {
 		state["async"] = g.queueState(r.Context(), name)
 	}
-	writeJSON(w, http.StatusOK, state)
+	refusal.WriteJSON(w, http.StatusOK, state)
 }
 
 func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
@@ -356,5 +357,5 @@ func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	if !synced {
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, status)
+	refusal.WriteJSON(w, code, status)
 }

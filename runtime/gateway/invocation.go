@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // invocation is one request to run a function as it passes down the chain
@@ -24,7 +25,7 @@ type invocation struct {
 
 	// The result, filled on the way: a refusal by the gateway, or the
 	// instance's answer; and what the meter records either way.
-	refused *apiError
+	refused *refusal.Error
 	answer  *hostAnswer
 	out     outcome
 }
@@ -32,13 +33,6 @@ type invocation struct {
 // invoker is one step of the chain: it runs inv, usually by calling the
 // next step, and leaves the result in it.
 type invoker func(ctx context.Context, inv *invocation)
-
-// apiError is a request the gateway refuses itself (refuse.go writes it).
-type apiError struct {
-	status  int
-	errType string
-	msg     string
-}
 
 // outcome of one invocation, for metering and the access log.
 type outcome struct {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // passedHeaders are the host's answer headers that the native API passes
@@ -22,22 +23,22 @@ var passedHeaders = []string{
 func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 	c, refused := g.auth.identify(r, nativeCredentials)
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	name, qualifier, bad := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
 	if bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	payload, release, bad := g.readEvent(w, r)
 	if bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	defer release()
 	if bad := c.verify(payload); bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	g.writeNative(w, g.run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
@@ -54,7 +55,7 @@ func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
 		w.Header().Set(headerExecutedVersion, v)
 	}
 	if inv.refused != nil {
-		refuse(w, nativeDialect, inv.refused)
+		refusal.Write(w, refusal.Native, inv.refused)
 		return
 	}
 	a := inv.answer

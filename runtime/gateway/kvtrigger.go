@@ -289,7 +289,7 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 		inv := ts.g.run(ctx, internalCaller("KV trigger "+def.Name), def.Function, event, false)
 		switch {
 		case inv.refused != nil:
-			lastErr = inv.refused.errType + ": " + inv.refused.msg
+			lastErr = inv.refused.Type + ": " + inv.refused.Msg
 		case inv.answer.status != http.StatusOK || inv.answer.functionFailed():
 			lastErr = string(inv.answer.body)
 		default:

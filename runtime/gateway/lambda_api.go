@@ -7,6 +7,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // serveLambdaInvoke follows AWS Lambda's Invoke API (2015-03-31), so an AWS
@@ -16,11 +17,11 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	name, qualifier, bad := invokeTarget(lambdaFunctionName(r.PathValue("name")), r.URL.Query().Get("Qualifier"))
 	c, refused := g.auth.identify(r, lambdaCredentials)
 	if refused != nil {
-		refuse(w, lambdaDialect, refused)
+		refusal.Write(w, refusal.Lambda, refused)
 		return
 	}
 	if bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	switch r.Header.Get("X-Amz-Invocation-Type") {
@@ -33,45 +34,45 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		// (empty or ignored) body included.
 		payload, release, bad := g.readPayload(w, r)
 		if bad != nil {
-			refuse(w, lambdaDialect, bad)
+			refusal.Write(w, refusal.Lambda, bad)
 			return
 		}
 		release()
-		if bad := firstRefusal(c.verify(payload), c.mayInvoke(name)); bad != nil {
-			refuse(w, lambdaDialect, bad)
+		if bad := refusal.First(c.verify(payload), c.mayInvoke(name)); bad != nil {
+			refusal.Write(w, refusal.Lambda, bad)
 			return
 		}
 		if _, _, bad := g.find(r.Context(), name, qualifier); bad != nil {
-			refuse(w, lambdaDialect, bad)
+			refusal.Write(w, refusal.Lambda, bad)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	default:
-		refuse(w, lambdaDialect, &apiError{http.StatusBadRequest, "InvalidParameterValueException",
-			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"})
+		refusal.Write(w, refusal.Lambda, refusal.New(http.StatusBadRequest, "InvalidParameterValueException",
+			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"))
 		return
 	}
 	payload, release, bad := g.readLambdaEvent(w, r)
 	if bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	defer release()
 	if bad := c.verify(payload); bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	inv := g.run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
 	if inv.refused != nil {
-		if inv.refused.status == http.StatusGatewayTimeout {
+		if inv.refused.Status == http.StatusGatewayTimeout {
 			// Lambda reports a timeout as a function error.
 			w.Header().Set("X-Amz-Function-Error", "Unhandled")
 			w.Header().Set(headerExecutedVersion, inv.executedVersion())
-			writeJSON(w, http.StatusOK, map[string]string{"errorType": protocol.ErrTimeout, "errorMessage": inv.refused.msg})
+			refusal.WriteJSON(w, http.StatusOK, map[string]string{"errorType": protocol.ErrTimeout, "errorMessage": inv.refused.Msg})
 			return
 		}
-		refuse(w, lambdaDialect, inv.refused)
+		refusal.Write(w, refusal.Lambda, inv.refused)
 		return
 	}
 	a := inv.answer
@@ -104,39 +105,29 @@ const headerExecutedVersion = "X-Amz-Executed-Version"
 // invokeTarget is what a caller invokes: a function, and the qualifier in
 // its name (name:qualifier) or in the query (Qualifier=), or a refusal
 // when the two differ, as Lambda refuses them.
-func invokeTarget(s, queryQualifier string) (name, qualifier string, bad *apiError) {
+func invokeTarget(s, queryQualifier string) (name, qualifier string, bad *refusal.Error) {
 	name, qualifier = model.SplitQualified(s)
 	switch {
 	case queryQualifier == "" || queryQualifier == qualifier:
 	case qualifier == "":
 		qualifier = queryQualifier
 	default:
-		return "", "", &apiError{http.StatusBadRequest, "InvalidParameterValueException",
-			fmt.Sprintf("the function name names qualifier %q and the query names %q; name one, or the same in both", qualifier, queryQualifier)}
+		return "", "", refusal.New(http.StatusBadRequest, "InvalidParameterValueException",
+			fmt.Sprintf("the function name names qualifier %q and the query names %q; name one, or the same in both", qualifier, queryQualifier))
 	}
 	if err := model.ValidateQualifier(qualifier); err != nil {
-		return "", "", &apiError{http.StatusBadRequest, "InvalidParameterValueException", err.Error()}
+		return "", "", refusal.New(http.StatusBadRequest, "InvalidParameterValueException", err.Error())
 	}
 	return name, qualifier, nil
 }
 
 // readLambdaEvent is readEvent with Lambda's name for a payload too large.
-func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *apiError) {
+func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
 	payload, release, bad := g.readEvent(w, r)
-	if bad != nil && bad.status == http.StatusRequestEntityTooLarge {
-		bad.errType = "RequestTooLargeException"
+	if bad != nil && bad.Status == http.StatusRequestEntityTooLarge {
+		bad.Type = "RequestTooLargeException"
 	}
 	return payload, release, bad
-}
-
-// firstRefusal is the first refusal of several checks.
-func firstRefusal(refusals ...*apiError) *apiError {
-	for _, r := range refusals {
-		if r != nil {
-			return r
-		}
-	}
-	return nil
 }
 
 // serveLambdaEvent accepts an asynchronous invocation: 202 once it is
@@ -146,41 +137,41 @@ func firstRefusal(refusals ...*apiError) *apiError {
 // caller gets 429.
 func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name, qualifier string) {
 	if bad := c.mayInvoke(name); bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	// What it names must exist now; an alias picks its version when the
 	// event runs, as Lambda's does.
 	if _, _, bad := g.find(r.Context(), name, qualifier); bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	payload, release, bad := g.readLambdaEvent(w, r)
 	if bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	if bad := c.verify(payload); bad != nil {
 		release()
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	if bad := eventTooLarge(payload); bad != nil {
 		release()
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	if g.events != nil {
 		defer release()
 		if bad := g.enqueue(r.Context(), c, name, qualifier, payload); bad != nil {
-			refuse(w, lambdaDialect, bad)
+			refusal.Write(w, refusal.Lambda, bad)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
 	if bad := g.holdInMemory(c, name, qualifier, payload, release); bad != nil {
-		refuse(w, lambdaDialect, bad)
+		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // admission counts in-flight invocations (waiting ones included) against
@@ -36,15 +38,15 @@ func (g *Gateway) limit(next invoker) invoker {
 // admit takes a slot for f or explains which limit refuses it. A function
 // with reserved_concurrency is guaranteed that many and capped at it; the
 // others share max_concurrency minus all reservations.
-func (g *Gateway) admit(f *Function) (release func(), refused *apiError) {
+func (g *Gateway) admit(f *Function) (release func(), refused *refusal.Error) {
 	ns := namespaceOf(f)
 	a := g.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if r := g.registry.ReservedFor(f); r > 0 {
 		if a.reserved[f.Name] >= r {
-			return nil, &apiError{http.StatusTooManyRequests, "TooManyRequestsException",
-				fmt.Sprintf("function %s is at its reserved_concurrency of %d; retry later", f.Name, r)}
+			return nil, refusal.New(http.StatusTooManyRequests, "TooManyRequestsException",
+				fmt.Sprintf("function %s is at its reserved_concurrency of %d; retry later", f.Name, r))
 		}
 		a.reserved[f.Name]++
 		return func() { a.mu.Lock(); a.reserved[f.Name]--; a.mu.Unlock() }, nil
@@ -52,8 +54,8 @@ func (g *Gateway) admit(f *Function) (release func(), refused *apiError) {
 	lim := g.registry.Limits(ns)
 	capacity := lim.MaxConcurrency - g.registry.Reserved(ns)
 	if a.unreserved[ns] >= capacity {
-		return nil, &apiError{http.StatusTooManyRequests, "TooManyRequestsException",
-			fmt.Sprintf("namespace %s is at its max_concurrency of %d (%d of it reserved for other functions); retry later", ns, lim.MaxConcurrency, lim.MaxConcurrency-capacity)}
+		return nil, refusal.New(http.StatusTooManyRequests, "TooManyRequestsException",
+			fmt.Sprintf("namespace %s is at its max_concurrency of %d (%d of it reserved for other functions); retry later", ns, lim.MaxConcurrency, lim.MaxConcurrency-capacity))
 	}
 	a.unreserved[ns]++
 	return func() { a.mu.Lock(); a.unreserved[ns]--; a.mu.Unlock() }, nil

@@ -12,7 +12,7 @@ func (g *Gateway) meter(next invoker) invoker {
 		start := time.Now()
 		next(ctx, inv)
 		if inv.refused != nil {
-			inv.out.status, inv.out.errorType = inv.refused.status, inv.refused.errType
+			inv.out.status, inv.out.errorType = inv.refused.Status, inv.refused.Type
 		}
 		name, out := inv.fn.Name, inv.out
 		g.metrics.observe(name, out)
@@ -20,7 +20,7 @@ func (g *Gateway) meter(next invoker) invoker {
 		if inv.fn.Version != "" {
 			// What an alias's deployment judges: the function failed, or the
 			// gateway could not run it (throttles are not the version's).
-			failed := inv.refused == nil && inv.answer.functionFailed() || inv.refused != nil && inv.refused.status >= 500
+			failed := inv.refused == nil && inv.answer.functionFailed() || inv.refused != nil && inv.refused.Status >= 500
 			inv.pool.stats.add(time.Now(), failed, time.Since(start))
 		}
 		g.access.Info("invoke", "function", name, "version", inv.fn.ExecutedVersion(), "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,

@@ -7,6 +7,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 )
 

@@ -23,7 +23,7 @@ func TestInvokeTarget(t *testing.T) {
 		name, q, bad := invokeTarget(c.path, c.query)
 		status := 0
 		if bad != nil {
-			status = bad.status
+			status = bad.Status
 		}
 		if name != c.name || q != c.qualifier || status != c.status {
 			t.Errorf("invokeTarget(%q, %q) = %q, %q, %v; want %q, %q, status %d", c.path, c.query, name, q, bad, c.name, c.qualifier, c.status)

@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Function is a function, or one of its published versions, as the
@@ -185,13 +186,13 @@ func (r *Registry) AccessKey(id string) (key *kvstore.AccessKey, found, synced b
 }
 
 // notSynced is the refusal while Status is not synced: 503, to retry.
-func (r *Registry) notSynced() *apiError {
+func (r *Registry) notSynced() *refusal.Error {
 	_, err := r.Status()
 	msg := "the gateway has not read the functions, routes and access keys from Consul yet; retry shortly"
 	if err != nil {
 		msg += " (Consul: " + err.Error() + ")"
 	}
-	return &apiError{http.StatusServiceUnavailable, "ServiceException", msg}
+	return refusal.New(http.StatusServiceUnavailable, "ServiceException", msg)
 }
 
 // Run watches the functions, routes, limits, access keys and asynchronous

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // resolve finds the function, or the version of it, that an invocation
@@ -32,19 +33,19 @@ func (g *Gateway) resolve(next invoker) invoker {
 // callers and deliveries retry, not a 404 that loses their work. Nor is a
 // name unknown that Consul holds and the registry has not read yet: find
 // waits for it (catchUp).
-func (g *Gateway) find(ctx context.Context, function, qualifier string) (*Function, *pool, *apiError) {
+func (g *Gateway) find(ctx context.Context, function, qualifier string) (*Function, *pool, *refusal.Error) {
 	if synced, _ := g.registry.Status(); !synced {
 		return nil, nil, g.registry.notSynced()
 	}
 	f, p, refused := g.lookup(function, qualifier)
-	if refused != nil && refused.status == http.StatusNotFound && g.registry.catchUp(ctx, function) {
+	if refused != nil && refused.Status == http.StatusNotFound && g.registry.catchUp(ctx, function) {
 		f, p, refused = g.lookup(function, qualifier)
 	}
 	return f, p, refused
 }
 
 // lookup is find as the registry knows the functions now.
-func (g *Gateway) lookup(function, qualifier string) (*Function, *pool, *apiError) {
+func (g *Gateway) lookup(function, qualifier string) (*Function, *pool, *refusal.Error) {
 	key, refused := g.registryKey(function, qualifier)
 	if refused != nil {
 		return nil, nil, refused
@@ -58,26 +59,26 @@ func (g *Gateway) lookup(function, qualifier string) (*Function, *pool, *apiErro
 		if _, exists := g.registry.Get(function); exists {
 			// The version asked for, or the one an alias picked.
 			_, version := model.SplitQualified(key)
-			return nil, nil, &apiError{http.StatusNotFound, "ResourceNotFoundException",
-				fmt.Sprintf("function %q has no published version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", function, version)}
+			return nil, nil, refusal.New(http.StatusNotFound, "ResourceNotFoundException",
+				fmt.Sprintf("function %q has no published version %s; invoke a published version (its nimbus_function's version attribute), an alias, or $LATEST", function, version))
 		}
 	}
-	return nil, nil, &apiError{http.StatusNotFound, "ResourceNotFoundException",
-		fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", function)}
+	return nil, nil, refusal.New(http.StatusNotFound, "ResourceNotFoundException",
+		fmt.Sprintf("function %q does not exist; check its name or apply its nimbus_function", function))
 }
 
 // registryKey is the registry's key of what a caller invokes: the function
 // for no qualifier or $LATEST, <name>:<n> for its version n, and for an
 // alias the version it picks for this invocation.
-func (g *Gateway) registryKey(function, qualifier string) (string, *apiError) {
+func (g *Gateway) registryKey(function, qualifier string) (string, *refusal.Error) {
 	if err := model.ValidateQualifier(qualifier); err != nil {
-		return "", &apiError{http.StatusBadRequest, "InvalidParameterValueException", err.Error()}
+		return "", refusal.New(http.StatusBadRequest, "InvalidParameterValueException", err.Error())
 	}
 	if !model.IsVersionNumber(qualifier) && qualifier != "" && qualifier != model.Latest {
 		primary, weights, ok := g.registry.Routing(function, qualifier)
 		if !ok {
-			return "", &apiError{http.StatusNotFound, "ResourceNotFoundException",
-				fmt.Sprintf("function %q has no alias %s; declare it with a nimbus_alias, or invoke a version number", function, qualifier)}
+			return "", refusal.New(http.StatusNotFound, "ResourceNotFoundException",
+				fmt.Sprintf("function %q has no alias %s; declare it with a nimbus_alias, or invoke a version number", function, qualifier))
 		}
 		qualifier = pickVersion(primary, weights, rand.Float64()) //nolint:gosec // a traffic split, not a secret
 	}

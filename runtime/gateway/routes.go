@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // serveRoute turns an HTTP request on a nimbus_http_route into an API
@@ -23,55 +24,55 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 	synced, _ := g.registry.Status()
 	switch {
 	case route == nil && !synced:
-		refuse(w, nativeDialect, g.registry.notSynced())
+		refusal.Write(w, refusal.Native, g.registry.notSynced())
 		return
 	case route == nil && allowed != nil:
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		refuse(w, nativeDialect, &apiError{http.StatusMethodNotAllowed, "MethodNotAllowed",
-			fmt.Sprintf("%s is not routed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusMethodNotAllowed, "MethodNotAllowed",
+			fmt.Sprintf("%s is not routed for %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allowed, ", "))))
 		return
 	case route == nil:
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)))
 		return
 	}
 	c, refused := g.routeCaller(r, route)
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	body, release, bad := g.readPayload(w, r)
 	if bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	defer release()
 	if bad := c.verify(body); bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
 	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusInternalServerError, "ServiceException", err.Error()})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusInternalServerError, "ServiceException", err.Error()))
 		return
 	}
 	inv := g.run(r.Context(), c, route.Function, event, false)
 	if inv.refused != nil {
-		refuse(w, nativeDialect, inv.refused)
+		refusal.Write(w, refusal.Native, inv.refused)
 		return
 	}
 	a := inv.answer
 	switch {
 	case inv.out.errorType == protocol.ErrTimeout:
-		refuse(w, nativeDialect, &apiError{http.StatusGatewayTimeout, protocol.ErrTimeout, "the function did not answer within its timeout"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout, "the function did not answer within its timeout"))
 		return
 	case a.functionFailed():
 		// As API Gateway does: the details stay in the function's logs.
-		refuse(w, nativeDialect, &apiError{http.StatusBadGateway, "FunctionError",
-			"the function failed; its logs have the details (request " + a.header.Get(protocol.HeaderRequestID) + ")"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadGateway, "FunctionError",
+			"the function failed; its logs have the details (request "+a.header.Get(protocol.HeaderRequestID)+")"))
 		return
 	}
 	if bad := writeFunctionResponse(w, a.body); bad != nil {
-		refuse(w, nativeDialect, bad)
+		refusal.Write(w, refusal.Native, bad)
 	}
 }
 
@@ -79,7 +80,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 // wants: anyone (NONE), an access key's token (API_KEY) or a SigV4
 // signature for execute-api (AWS_IAM). The key must be allowed to invoke
 // the route's function.
-func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*caller, *apiError) {
+func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*caller, *refusal.Error) {
 	var kinds credentialKinds
 	switch route.EffectiveAuthorization() {
 	case kvstore.RouteAuthNone:
@@ -206,7 +207,7 @@ func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[str
 // response it cannot honour (a status outside 200-599, a body flagged
 // base64 that is not) is refused before anything is written: the caller
 // answers 502 with it, as API Gateway does for a malformed proxy response.
-func writeFunctionResponse(w http.ResponseWriter, body []byte) *apiError {
+func writeFunctionResponse(w http.ResponseWriter, body []byte) *refusal.Error {
 	var resp struct {
 		StatusCode      int               `json:"statusCode"`
 		Headers         map[string]string `json:"headers"`
@@ -220,8 +221,8 @@ func writeFunctionResponse(w http.ResponseWriter, body []byte) *apiError {
 		_, _ = w.Write(body)
 		return nil
 	}
-	malformed := func(msg string) *apiError {
-		return &apiError{http.StatusBadGateway, protocol.ErrInvalidResponseHTTP, "the function's response is malformed: " + msg}
+	malformed := func(msg string) *refusal.Error {
+		return refusal.New(http.StatusBadGateway, protocol.ErrInvalidResponseHTTP, "the function's response is malformed: "+msg)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 599 {
 		return malformed(fmt.Sprintf("statusCode %d is not an HTTP status from 200 to 599", resp.StatusCode))

@@ -20,6 +20,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 func sortedRoutes(rs ...kvstore.Route) []kvstore.Route {
@@ -168,7 +169,7 @@ func TestMalformedFunctionResponsesAre502(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			w := httptest.NewRecorder()
 			if bad := writeFunctionResponse(w, []byte(body)); bad != nil {
-				refuse(w, nativeDialect, bad)
+				refusal.Write(w, refusal.Native, bad)
 			}
 			var got map[string]string
 			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil || w.Code != http.StatusBadGateway ||
@@ -184,7 +185,7 @@ func TestMalformedFunctionResponsesAre502(t *testing.T) {
 func TestTruncatedBodyIsRefused(t *testing.T) {
 	type outcome struct {
 		body []byte
-		bad  *apiError
+		bad  *refusal.Error
 	}
 	got := make(chan outcome, 1)
 	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -197,7 +198,7 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 	_ = conn.(*net.TCPConn).CloseWrite() // the client goes away
 	select {
 	case o := <-got:
-		if o.bad == nil || o.bad.status != http.StatusBadRequest {
+		if o.bad == nil || o.bad.Status != http.StatusBadRequest {
 			t.Fatalf("a body cut at 10 of 100 bytes was read as %q (refusal %v); want a 400", o.body, o.bad)
 		}
 	case <-time.After(10 * time.Second):

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // ScheduledRunPath is where a schedule's launch delivers its run.
@@ -67,32 +68,32 @@ func (l *launches) unclaim(id string) {
 func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
 	var req scheduledRunRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Launch == "" {
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, `the body must be {"launch": "<periodic child job id>"}`})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest, `the body must be {"launch": "<periodic child job id>"}`))
 		return
 	}
 	run, refused := g.scheduledLaunch(r.Context(), req)
 	if refused != nil {
-		refuse(w, nativeDialect, refused)
+		refusal.Write(w, refusal.Native, refused)
 		return
 	}
 	event, err := run.Event()
 	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, protocol.ErrInvalidRequest, err.Error()})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest, err.Error()))
 		return
 	}
 	if !g.launches.claim(req.Namespace + "/" + req.Launch) {
-		refuse(w, nativeDialect, &apiError{http.StatusConflict, "AlreadyDelivered", "launch " + req.Launch + " was delivered already; each launch runs its function once"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusConflict, "AlreadyDelivered", "launch "+req.Launch+" was delivered already; each launch runs its function once"))
 		return
 	}
 	inv := g.run(r.Context(), internalCaller("schedule "+run.Schedule), run.Function, event, false)
-	if inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable) {
+	if inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable) {
 		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
 	}
 	g.writeNative(w, inv)
 }
 
 // scheduledLaunch confirms a launch with Nomad and reads its run.
-func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *apiError) {
+func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *refusal.Error) {
 	callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
 	defer cancel()
 	job, _, err := g.jobs.Info(req.Launch, (&nomadapi.QueryOptions{Namespace: req.Namespace}).WithContext(callCtx))
@@ -100,8 +101,8 @@ func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) 
 		if strings.Contains(err.Error(), "404") {
 			return ScheduledRun{}, accessDenied("Nomad knows no launch " + req.Launch + ": only a schedule's running launch may deliver its run")
 		}
-		return ScheduledRun{}, &apiError{http.StatusServiceUnavailable, "ServiceException",
-			fmt.Sprintf("cannot confirm the launch with Nomad at %s: %v; retry later", g.nomadAddress, err)}
+		return ScheduledRun{}, refusal.New(http.StatusServiceUnavailable, "ServiceException",
+			fmt.Sprintf("cannot confirm the launch with Nomad at %s: %v; retry later", g.nomadAddress, err))
 	}
 	parent := deref(job.ParentID)
 	if !strings.HasPrefix(parent, nomadjob.SchedulePrefix) || !strings.HasPrefix(deref(job.ID), parent+"/periodic-") ||

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // A scheduled run retries only what never started: a function that timed
@@ -26,12 +27,12 @@ func TestScheduledRunRetriesOnlyWhatNeverStarted(t *testing.T) {
 		wantReqs int32
 		wantErr  string
 	}{
-		{"timeout is final", []func(http.ResponseWriter){refusal(http.StatusGatewayTimeout, protocol.ErrTimeout)}, 1, "504"},
+		{"timeout is final", []func(http.ResponseWriter){refused(http.StatusGatewayTimeout, protocol.ErrTimeout)}, 1, "504"},
 		{"function error is final", []func(http.ResponseWriter){functionError}, 1, "failed"},
 		{"a 500 is final", []func(http.ResponseWriter){plain(http.StatusInternalServerError)}, 1, "500"},
 		{"a 503 not marked as not started is final", []func(http.ResponseWriter){plain(http.StatusServiceUnavailable)}, 1, "503"},
-		{"throttled, then delivered", []func(http.ResponseWriter){refusal(http.StatusTooManyRequests, "TooManyRequestsException"), plain(http.StatusOK)}, 2, ""},
-		{"gateway syncing, then delivered", []func(http.ResponseWriter){refusal(http.StatusServiceUnavailable, "ServiceException"), plain(http.StatusOK)}, 2, ""},
+		{"throttled, then delivered", []func(http.ResponseWriter){refused(http.StatusTooManyRequests, "TooManyRequestsException"), plain(http.StatusOK)}, 2, ""},
+		{"gateway syncing, then delivered", []func(http.ResponseWriter){refused(http.StatusServiceUnavailable, "ServiceException"), plain(http.StatusOK)}, 2, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,8 +68,8 @@ func TestScheduledRunRetriesOnlyWhatNeverStarted(t *testing.T) {
 	}
 }
 
-func refusal(status int, errType string) func(http.ResponseWriter) {
-	return func(w http.ResponseWriter) { refuse(w, nativeDialect, &apiError{status, errType, "refused"}) }
+func refused(status int, errType string) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) { refusal.Write(w, refusal.Native, refusal.New(status, errType, "refused")) }
 }
 
 func plain(status int) func(http.ResponseWriter) {

@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // Event sources (nimbus_event_source): every gateway consumes every
@@ -138,11 +139,11 @@ func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource
 // or failed in part (Lambda's ReportBatchItemFailures answer).
 func batchResult(inv *invocation) eventsource.Result {
 	switch {
-	case inv.refused != nil && (inv.refused.status == http.StatusTooManyRequests || inv.refused.status == http.StatusServiceUnavailable):
+	case inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable):
 		return eventsource.Result{Throttled: true}
 	case inv.refused != nil:
-		body, _ := json.Marshal(map[string]string{"errorType": inv.refused.errType, "errorMessage": inv.refused.msg})
-		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.status, FunctionError: inv.refused.errType, Response: body,
+		body, _ := json.Marshal(map[string]string{"errorType": inv.refused.Type, "errorMessage": inv.refused.Msg})
+		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.Status, FunctionError: inv.refused.Type, Response: body,
 			ExecutedVersion: inv.executedVersion()}}
 	case inv.answer.functionFailed():
 		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
@@ -221,10 +222,10 @@ func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
 	}
 	st, ok := g.sources.state(r.PathValue("name"))
 	if !ok {
-		refuse(w, nativeDialect, &apiError{http.StatusNotFound, "ResourceNotFoundException", "no event source " + r.PathValue("name") + " is known to this gateway"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ResourceNotFoundException", "no event source "+r.PathValue("name")+" is known to this gateway"))
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	refusal.WriteJSON(w, http.StatusOK, st)
 }
 
 // servePrepareSource checks a source against its broker before the
@@ -238,12 +239,12 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidRequestContentException", "cannot read the body: " + err.Error()})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, "InvalidRequestContentException", "cannot read the body: "+err.Error()))
 		return
 	}
 	def, err := kvstore.DecodeEventSource(body)
 	if err != nil || def.Name != r.PathValue("name") || (def.NATS == nil) == (def.RabbitMQ == nil) {
-		refuse(w, nativeDialect, &apiError{http.StatusBadRequest, "InvalidRequestContentException", "the body must be the event source's record, with its name and exactly one of nats and rabbitmq"})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, "InvalidRequestContentException", "the body must be the event source's record, with its name and exactly one of nats and rabbitmq"))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -260,10 +261,10 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		refuse(w, nativeDialect, &apiError{http.StatusUnprocessableEntity, "EventSourceRefused", err.Error()})
+		refusal.Write(w, refusal.Native, refusal.New(http.StatusUnprocessableEntity, "EventSourceRefused", err.Error()))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": def.Name, "status": "prepared"})
+	refusal.WriteJSON(w, http.StatusOK, map[string]string{"name": def.Name, "status": "prepared"})
 }
 
 // serveDeleteSource removes a NATS source's durable consumer once the
@@ -276,13 +277,13 @@ func (g *Gateway) serveDeleteSource(w http.ResponseWriter, r *http.Request) {
 	stream := r.URL.Query().Get("stream")
 	if stream != "" {
 		if g.sources.nats == nil {
-			refuse(w, nativeDialect, &apiError{http.StatusServiceUnavailable, "ServiceException", "the gateway has no NATS, so it cannot remove the consumer"})
+			refusal.Write(w, refusal.Native, refusal.New(http.StatusServiceUnavailable, "ServiceException", "the gateway has no NATS, so it cannot remove the consumer"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 		defer cancel()
 		if err := eventsource.DeleteNATS(ctx, g.sources.nats, stream, r.PathValue("name")); err != nil {
-			refuse(w, nativeDialect, &apiError{http.StatusBadGateway, "EventSourceRefused", "JetStream refused to delete the consumer: " + err.Error()})
+			refusal.Write(w, refusal.Native, refusal.New(http.StatusBadGateway, "EventSourceRefused", "JetStream refused to delete the consumer: "+err.Error()))
 			return
 		}
 	}

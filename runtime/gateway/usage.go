@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
 // usage totals invocations and GB-seconds per function since start.
@@ -62,5 +64,5 @@ func (u *usage) serve(w http.ResponseWriter, _ *http.Request) {
 	since := u.since
 	u.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].Function < list[j].Function })
-	writeJSON(w, http.StatusOK, map[string]any{"since": since.UTC().Format(time.RFC3339), "functions": list})
+	refusal.WriteJSON(w, http.StatusOK, map[string]any{"since": since.UTC().Format(time.RFC3339), "functions": list})
 }
