@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
 
 // aliasDeployments drives the aliases' deployments (nimbus_alias's
@@ -25,29 +26,29 @@ import (
 type aliasDeployments struct {
 	g       *Gateway
 	consul  *consulapi.Client
-	workers *workers[kvstore.AliasRecord]
+	workers *workers.Set[kvstore.AliasRecord]
 }
 
 // deploymentTick is how often the driving gateway judges a deployment.
 const deploymentTick = time.Second
 
 func newAliasDeployments(g *Gateway, c *consulapi.Client) *aliasDeployments {
-	return &aliasDeployments{g: g, consul: c, workers: newWorkers[kvstore.AliasRecord]()}
+	return &aliasDeployments{g: g, consul: c, workers: workers.New[kvstore.AliasRecord]()}
 }
 
 func (d *aliasDeployments) sync(ctx context.Context, aliases map[string]kvstore.AliasRecord) {
-	d.workers.sync(ctx, aliases, kvstore.AliasRecord.Deploying, d.work)
+	d.workers.Sync(ctx, aliases, kvstore.AliasRecord.Deploying, d.work)
 }
 
-func (d *aliasDeployments) work(ctx context.Context, w *worker[kvstore.AliasRecord]) {
-	a := w.def
+func (d *aliasDeployments) work(ctx context.Context, w *workers.Worker[kvstore.AliasRecord]) {
+	a := w.Def
 	key := a.Function + "/" + a.Name
 	log := d.g.log.With("alias", model.Qualify(a.Function, a.Name), "from", a.PreviousVersion, "to", a.FunctionVersion)
 	spec, err := progressive.ParseSpec(*a.Deployment)
 	if err != nil {
 		// The provider refuses such a deployment at plan.
 		problem := "the alias's deployment cannot run: " + err.Error()
-		w.problem.Store(&problem)
+		w.Problem.Store(&problem)
 		log.Error("alias deployment refused", "problem", problem)
 		<-ctx.Done()
 		return
@@ -58,7 +59,7 @@ func (d *aliasDeployments) work(ctx context.Context, w *worker[kvstore.AliasReco
 	// Once the deployment ends, the lock is released and not taken again.
 	wctx, ended := context.WithCancel(ctx)
 	defer ended()
-	holdLock(wctx, d.consul, kvstore.DeploymentLocksPrefix+key, "nimbus-gateway alias deployment "+key, log, func(ctx context.Context) {
+	workers.HoldLock(wctx, d.consul, kvstore.DeploymentLocksPrefix+key, "nimbus-gateway alias deployment "+key, log, func(ctx context.Context) {
 		if d.drive(ctx, a, spec, log) {
 			ended()
 		}

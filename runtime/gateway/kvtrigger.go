@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
 
 // ChangeRecord is one change of a key, shaped after DynamoDB Streams'
@@ -46,36 +47,36 @@ type kvBatch struct {
 type triggers struct {
 	g       *Gateway
 	consul  *consulapi.Client
-	workers *workers[kvstore.KVTrigger]
+	workers *workers.Set[kvstore.KVTrigger]
 }
 
-type triggerWorker = worker[kvstore.KVTrigger]
+type triggerWorker = workers.Worker[kvstore.KVTrigger]
 
 func newTriggers(g *Gateway, c *consulapi.Client) *triggers {
-	return &triggers{g: g, consul: c, workers: newWorkers[kvstore.KVTrigger]()}
+	return &triggers{g: g, consul: c, workers: workers.New[kvstore.KVTrigger]()}
 }
 
 // sync starts, restarts and stops workers to match the trigger records.
 func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger) {
-	ts.workers.sync(ctx, defs, func(kvstore.KVTrigger) bool { return true }, ts.work)
+	ts.workers.Sync(ctx, defs, func(kvstore.KVTrigger) bool { return true }, ts.work)
 }
 
 // work holds the trigger's lock and delivers changes until ctx ends or the
 // lock is lost, then tries to take the lock again.
 func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
-	def := w.def
+	def := w.Def
 	log := ts.g.log.With("trigger", def.Name)
 	if kvstore.OverlapsNimbus(def.Prefix) {
 		// The provider refuses such a prefix at plan; a record written
 		// some other way must not start an endless loop either.
 		problem := fmt.Sprintf("the prefix %q covers Nimbus's own keys under %s, where the trigger's own progress would invoke it forever: the trigger does not run; give it a prefix of your own", def.Prefix, kvstore.Prefix)
-		w.problem.Store(&problem)
+		w.Problem.Store(&problem)
 		log.Error("KV trigger refused", "prefix", def.Prefix, "problem", problem)
 		<-ctx.Done()
 		return
 	}
 	ts.awaitPrefixRead(ctx, w, log)
-	holdLock(ctx, ts.consul, kvstore.KVTriggerLocks+def.Name, "nimbus-gateway kv trigger "+def.Name, log, func(ctx context.Context) {
+	workers.HoldLock(ctx, ts.consul, kvstore.KVTriggerLocks+def.Name, "nimbus-gateway kv trigger "+def.Name, log, func(ctx context.Context) {
 		log.Info("holding the trigger lock; delivering changes", "prefix", def.Prefix)
 		ts.deliverLoop(ctx, def)
 	})
@@ -89,18 +90,18 @@ func (ts *triggers) stateKeyOf(name string) string { return kvstore.KVTriggerSta
 // key is refused with 403 instead, so that is the probe. Until the right
 // is granted the trigger reports the rule to add, and checks again.
 func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *slog.Logger) {
-	def := w.def
+	def := w.Def
 	wait := time.Second
 	for ctx.Err() == nil {
 		_, _, err := ts.consul.KV().Get(def.Prefix, (&consulapi.QueryOptions{}).WithContext(ctx))
 		if !clients.Denied(err) {
-			if w.problem.Swap(nil) != nil {
+			if w.Problem.Swap(nil) != nil {
 				log.Info("the gateway may read the trigger's prefix now", "prefix", def.Prefix)
 			}
 			return
 		}
 		problem := fmt.Sprintf("the gateway's Consul token may not read the prefix %q: add key_prefix %q { policy = \"read\" } to its nimbus-gateway-triggers policy (see examples/platform/policies/consul/gateway.hcl)", def.Prefix, def.Prefix)
-		if old := w.problem.Swap(&problem); old == nil || *old != problem {
+		if old := w.Problem.Swap(&problem); old == nil || *old != problem {
 			log.Error("KV trigger cannot watch its prefix", "prefix", def.Prefix, "problem", problem)
 		}
 		watch.Sleep(ctx, wait)
@@ -111,7 +112,7 @@ func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *
 // problems lists, for the triggers that invoke function (any of its
 // versions or aliases included), the ones that cannot deliver and why.
 func (ts *triggers) problems(function string) map[string]string {
-	return ts.workers.problems(func(t kvstore.KVTrigger) bool {
+	return ts.workers.Problems(func(t kvstore.KVTrigger) bool {
 		name, _ := model.SplitQualified(t.Function)
 		return name == function
 	})

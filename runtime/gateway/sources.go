@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
 
 // Event sources (nimbus_event_source): every gateway consumes every
@@ -44,29 +45,29 @@ type sources struct {
 	// slots bound each source's batches across every gateway; nil (no
 	// NATS) bounds them in each gateway only.
 	slots   *eventsource.Slots
-	workers *workers[kvstore.EventSource]
+	workers *workers.Set[kvstore.EventSource]
 }
 
-type sourceWorker = worker[kvstore.EventSource]
+type sourceWorker = workers.Worker[kvstore.EventSource]
 
 func newSources(g *Gateway, nc *nats.Conn, vars Variables, slots *eventsource.Slots) *sources {
-	return &sources{g: g, nats: nc, vars: vars, slots: slots, workers: newWorkers[kvstore.EventSource]()}
+	return &sources{g: g, nats: nc, vars: vars, slots: slots, workers: workers.New[kvstore.EventSource]()}
 }
 
 // sync starts, restarts and stops workers to match the source records.
 func (s *sources) sync(ctx context.Context, defs map[string]kvstore.EventSource) {
-	s.workers.sync(ctx, defs, func(def kvstore.EventSource) bool { return def.Enabled }, s.work)
+	s.workers.Sync(ctx, defs, func(def kvstore.EventSource) bool { return def.Enabled }, s.work)
 }
 
 // work consumes the source until ctx ends, connecting again after a
 // failure.
 func (s *sources) work(ctx context.Context, w *sourceWorker) {
-	def := w.def
+	def := w.Def
 	log := s.g.log.With("event_source", def.Name, "function", def.Function)
 	h := s.handler(def, log)
 	for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
 		started := time.Now()
-		w.problem.Store(nil)
+		w.Problem.Store(nil)
 		var err error
 		switch {
 		case def.NATS != nil && s.nats == nil:
@@ -90,7 +91,7 @@ func (s *sources) work(ctx context.Context, w *sourceWorker) {
 			err = errors.New("the consumption stopped")
 		}
 		problem := err.Error()
-		w.problem.Store(&problem)
+		w.Problem.Store(&problem)
 		log.Warn("event source is not consuming; trying again", "err", err, "in", backoff)
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
@@ -201,14 +202,14 @@ func sourceType(def kvstore.EventSource) string {
 
 // state describes a source as this gateway runs it.
 func (s *sources) state(name string) (map[string]any, bool) {
-	def, w, ok := s.workers.get(name)
+	def, w, ok := s.workers.Get(name)
 	if !ok {
 		return nil, false
 	}
 	st := map[string]any{"name": def.Name, "function": def.Function, "type": sourceType(def), "enabled": def.Enabled, "state": "disabled"}
 	if w != nil {
 		st["state"] = "consuming"
-		if p := w.problem.Load(); p != nil {
+		if p := w.Problem.Load(); p != nil {
 			st["state"], st["problem"] = "failing", *p
 		}
 	}

@@ -1,4 +1,4 @@
-package gateway
+package workers
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
-// holdLock runs work while this gateway holds the Consul lock at key, so
+// HoldLock runs work while this gateway holds the Consul lock at key, so
 // that one gateway at a time does it: work's ctx ends when the lock is
 // lost. It then takes the lock again, until ctx ends. work must keep state
 // it needs to resume in Consul: the next holder may be another gateway.
-func holdLock(ctx context.Context, consul *consulapi.Client, key, session string, log *slog.Logger, work func(ctx context.Context)) {
+func HoldLock(ctx context.Context, consul *consulapi.Client, key, session string, log *slog.Logger, work func(ctx context.Context)) {
 	for ctx.Err() == nil {
 		lock, err := consul.LockOpts(&consulapi.LockOptions{
 			Key: key, SessionName: session,
