@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-framework/types/basetypes"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
@@ -352,7 +353,9 @@ func (r *aliasResource) awaitDeployment(ctx context.Context, a kvstore.AliasReco
 			return false, diags
 		}
 		if err != nil {
-			time.Sleep(time.Second)
+			// Consul failed (a restart, a new leader): look again in a
+			// second, or report above once ctx ends.
+			_ = backoff.Sleep(ctx, time.Second)
 			continue
 		}
 		index = meta.LastIndex

@@ -25,6 +25,7 @@ var importRules = []struct {
 	{"./runtime/...", "/internal/harness", "the test and dev harness is never part of what users run"},
 	{"./internal/...", "/provider", "internal/ is shared by both planes and depends on neither"},
 	{"./internal/...", "/runtime", "internal/ is shared by both planes and depends on neither"},
+	{"./runtime/cmd/nimbus-host/...", "/internal/clients", "nimbus-host stays small: internal/clients links the Nomad and Consul APIs; build HTTP clients with internal/httpclient"},
 }
 
 func TestLayoutImportRules(t *testing.T) {

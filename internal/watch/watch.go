@@ -5,9 +5,9 @@
 // It follows Consul's guidance for blocking queries: an index that goes
 // backwards (a snapshot restore, a new leader with a lower index) restarts
 // the watch from zero, an index of zero is never waited on as if it were a
-// real one, and errors back off exponentially so an unreachable agent is not
-// hammered. After each result the loop pauses briefly, so that a burst of
-// writes lands as one change rather than many.
+// real one, and errors back off exponentially (backoff.Fast) so an
+// unreachable agent is not hammered. After each result the loop pauses
+// briefly, so that a burst of writes lands as one change rather than many.
 package watch
 
 import (
@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 )
 
 // Query is one blocking query: it waits until the watched data's index
@@ -40,12 +42,6 @@ type Loop[T any] struct {
 	Log      *slog.Logger
 }
 
-// Backoff bounds.
-const (
-	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
-)
-
 // Run follows the watch until ctx ends.
 func (l Loop[T]) Run(ctx context.Context) {
 	log := l.Log
@@ -53,30 +49,30 @@ func (l Loop[T]) Run(ctx context.Context) {
 		log = slog.Default()
 	}
 	var index uint64
-	backoff := time.Duration(0)
+	retry := backoff.Fast.Start()
 	for ctx.Err() == nil {
 		data, next, err := l.Query(ctx, index)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if backoff == 0 {
+			if retry.Last() == 0 {
 				log.Warn("watch failed; keeping the last known state and retrying", "watch", l.What, "err", err)
 			}
-			backoff = NextBackoff(backoff)
+			wait := retry.Next()
 			if l.Failed != nil {
-				l.Failed(err, backoff)
+				l.Failed(err, wait)
 			}
-			Sleep(ctx, backoff)
+			Sleep(ctx, wait)
 			continue
 		}
-		if backoff != 0 {
+		if retry.Last() != 0 {
 			log.Info("watch recovered", "watch", l.What)
 			if l.Recovered != nil {
 				l.Recovered()
 			}
 		}
-		backoff = 0
+		retry.Reset()
 		index = NextIndex(index, next)
 		l.Apply(data)
 		if l.Coalesce > 0 {
@@ -94,20 +90,13 @@ func NextIndex(prev, next uint64) uint64 {
 	return next
 }
 
-// NextBackoff doubles d within [100 ms, 5 s].
-func NextBackoff(d time.Duration) time.Duration {
-	return min(max(2*d, minBackoff), maxBackoff)
-}
+// NextBackoff doubles d within [100 ms, 5 s]: backoff.Fast, the watches'
+// policy, for the loops that keep their delay in a variable of their own.
+func NextBackoff(d time.Duration) time.Duration { return backoff.Fast.After(d) }
 
-// Sleep waits for d or until ctx ends.
-func Sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+// Sleep waits for d or until ctx ends: backoff.Sleep, for callers that
+// look at ctx themselves afterwards.
+func Sleep(ctx context.Context, d time.Duration) { _ = backoff.Sleep(ctx, d) }
 
 // Every calls fn every period, in a goroutine of its own, until the
 // returned stop is called: the renewal of a lease while its holder works.

@@ -24,7 +24,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/httpclient"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
@@ -44,8 +44,9 @@ type Request struct {
 	FunctionGateway string
 	// Dir receives the unpacked code.
 	Dir string
-	// Client defaults to a client that retries each URL (go-retryablehttp):
-	// a gateway being replaced refuses connections for a moment.
+	// Client defaults to a client that retries each URL (httpclient.New,
+	// with fetchPolicy): a gateway being replaced refuses connections for
+	// a moment.
 	Client *http.Client
 	// Attempts bounds the tries of each URL by the default client
 	// (default 5).
@@ -69,7 +70,9 @@ func Fetch(ctx context.Context, req Request) (Result, error) {
 	}
 	client := req.Client
 	if client == nil {
-		client = retryingClient(cmp.Or(req.Attempts, 5))
+		policy := fetchPolicy
+		policy.MaxRetries = cmp.Or(req.Attempts, 5) - 1
+		client = httpclient.New(policy, nil, nil)
 	}
 	start := time.Now()
 	var data []byte
@@ -118,17 +121,15 @@ func candidates(req Request) ([]string, error) {
 	return append(out, req.URL), nil
 }
 
-// retryingClient retries connection errors, 429 and 5xx of one URL, with
-// a growing pause, and hands back the last answer so that the store's own
-// message reaches the log.
-func retryingClient(attempts int) *http.Client {
-	rc := retryablehttp.NewClient()
-	rc.HTTPClient = &http.Client{Timeout: 60 * time.Second}
-	rc.RetryMax = attempts - 1
-	rc.RetryWaitMin, rc.RetryWaitMax = 100*time.Millisecond, 1600*time.Millisecond
-	rc.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	rc.Logger = nil
-	return rc.StandardClient()
+// fetchPolicy retries connection errors, 429 and 5xx of one URL, with a
+// growing pause (100 ms to 1.6 s), and hands back the last answer so that
+// the store's own message reaches the log. An attempt may take a minute:
+// a package is up to 50 MB. Fetch sets MaxRetries from Request.Attempts.
+var fetchPolicy = httpclient.RetryPolicy{
+	WaitMin:     100 * time.Millisecond,
+	WaitMax:     1600 * time.Millisecond,
+	DialTimeout: 10 * time.Second,
+	Timeout:     60 * time.Second,
 }
 
 // maxPackageBytes is the largest body read: the store's own limit.

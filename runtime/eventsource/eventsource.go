@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
@@ -156,21 +157,19 @@ func runBatch(ctx context.Context, src kvstore.EventSource, b broker, msgs []mes
 	// A stopping source lets the batch it runs finish and settle.
 	work := context.WithoutCancel(ctx)
 	var res Result
-	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+	// A throttled batch is invoked again after a growing pause.
+	for retry := backoff.Slow.Start(); ; {
 		res = h.Invoke(work, event)
 		if !res.Throttled {
 			break
 		}
-		select {
-		case <-time.After(backoff):
-			continue
-		case <-ctx.Done():
+		if retry.Wait(ctx) != nil {
+			// Stopping while throttled: the records go back untouched.
+			for _, m := range msgs {
+				_ = m.release()
+			}
+			return
 		}
-		// Stopping while throttled: the records go back untouched.
-		for _, m := range msgs {
-			_ = m.release()
-		}
-		return
 	}
 	failed := map[string]bool{}
 	if !res.FailedAll {

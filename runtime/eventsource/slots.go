@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 )
 
@@ -32,6 +33,10 @@ const (
 	slotTTL     = 30 * time.Second
 	slotRefresh = slotTTL / 3
 )
+
+// slotWait is the pause before looking again for a free slot: short, as
+// slots free as soon as batches end.
+var slotWait = backoff.Policy{Initial: 10 * time.Millisecond, Max: 250 * time.Millisecond}
 
 // slots hands out a source's concurrency slots.
 type slots interface {
@@ -109,7 +114,7 @@ type sharedSlots struct {
 }
 
 func (s *sharedSlots) acquire(ctx context.Context) (func(), error) {
-	wait := 10 * time.Millisecond
+	retry := slotWait.Start()
 	for {
 		// From a random slot, so that gateways seldom race for the same.
 		first := rand.IntN(s.limit) //nolint:gosec // spreads gateways over the slots; nothing to guess
@@ -134,12 +139,9 @@ func (s *sharedSlots) acquire(ctx context.Context) (func(), error) {
 				return nil, fmt.Errorf("taking a concurrency slot of source %s: %w", s.source, err)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+		if err := retry.Wait(ctx); err != nil {
+			return nil, err
 		}
-		wait = min(2*wait, 250*time.Millisecond)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/logbuf"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
@@ -31,7 +32,10 @@ type Host struct {
 	slots    chan struct{} // free invocation slots
 	inflight sync.WaitGroup
 	closing  atomic.Bool
-	stopped  chan struct{}
+	// stopped ends when the host shuts down: the supervisor's pauses
+	// between restarts end with it.
+	stopped context.Context
+	stop    context.CancelFunc
 
 	mu      sync.Mutex
 	proc    *handlerProc
@@ -72,9 +76,9 @@ func New(cfg Config, opts Options) (*Host, error) {
 		mem:     newMemoryMeter(),
 		metrics: newMetrics(),
 		slots:   make(chan struct{}, cfg.Concurrency),
-		stopped: make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	h.stopped, h.stop = context.WithCancel(context.Background())
 	for range cfg.Concurrency {
 		h.slots <- struct{}{}
 	}
@@ -88,9 +92,10 @@ func New(cfg Config, opts Options) (*Host, error) {
 }
 
 // supervise keeps one handler process running, replacing it whenever it
-// ends, with a growing pause while it keeps failing before it serves.
+// ends, with a growing pause (backoff.Fast) while it keeps failing before
+// it serves.
 func (h *Host) supervise() {
-	backoff := time.Duration(0)
+	retry := backoff.Fast.Start()
 	for !h.closing.Load() {
 		p, err := h.startProc()
 		if err != nil {
@@ -98,8 +103,7 @@ func (h *Host) supervise() {
 			h.mu.Lock()
 			h.lastErr = err
 			h.mu.Unlock()
-			backoff = nextBackoff(backoff)
-			h.sleep(backoff)
+			_ = retry.Wait(h.stopped)
 			continue
 		}
 		h.setProc(p)
@@ -113,11 +117,11 @@ func (h *Host) supervise() {
 			return
 		}
 		if p.firstServed.Load() || p.killedByHost.Load() {
-			backoff = 0
+			retry.Reset()
 		} else {
-			backoff = nextBackoff(backoff)
-			h.log.Warn("handler exited before serving", "err", p.exitErr, "retry_in", backoff)
-			h.sleep(backoff)
+			wait := retry.Next()
+			h.log.Warn("handler exited before serving", "err", p.exitErr, "retry_in", wait)
+			_ = backoff.Sleep(h.stopped, wait)
 		}
 	}
 }
@@ -129,20 +133,6 @@ func (h *Host) logReady(p *handlerProc) {
 	case <-p.initDone:
 		h.log.Info("handler ready", "init_ms", float64(p.initDuration.Microseconds())/1000)
 	case <-p.exited:
-	}
-}
-
-func nextBackoff(d time.Duration) time.Duration {
-	if d == 0 {
-		return 100 * time.Millisecond
-	}
-	return min(2*d, 5*time.Second)
-}
-
-func (h *Host) sleep(d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-h.stopped:
 	}
 }
 
@@ -433,7 +423,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("invocations still in flight at shutdown: %w", ctx.Err())
 	}
-	close(h.stopped)
+	h.stop()
 	if p, _, _ := h.current(); p != nil {
 		p.stop(2 * time.Second)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/httpclient"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 )
 
@@ -42,7 +43,12 @@ type httpResult struct {
 	IsBase64Encoded bool              `json:"isBase64Encoded"`
 }
 
-var proxyClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+// proxyClient sends invocations to the handler's own server, once each:
+// an invocation is never sent twice. It has no timeout of its own, since
+// an invocation may run for as long as its function's timeout: proxyHTTP
+// gives every request the invocation's deadline (waitContext), which ends
+// it, connecting included.
+var proxyClient = httpclient.NewPlain(httpclient.Plain{MaxIdleConnsPerHost: 64, DisableCompression: true})
 
 // proxyHTTP sends the event to the handler's HTTP server. An API Gateway
 // v2 event becomes that request; any other event is POSTed to / as JSON and
