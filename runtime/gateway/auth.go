@@ -26,7 +26,7 @@ type AuthOptions struct {
 	// exists before the first nimbus_access_key, so the provider can
 	// upload with it. Nil: none.
 	Operator *kvstore.AccessKey
-	// SigningKey signs artifact URLs (artifact_urls.go).
+	// SigningKey signs artifact URLs (runtime/artifacts).
 	SigningKey []byte
 }
 
@@ -47,10 +47,6 @@ func unrecognized(msg string) *refusal.Error {
 
 func badSignature(msg string) *refusal.Error {
 	return refusal.New(http.StatusUnauthorized, "InvalidSignatureException", msg)
-}
-
-func accessDenied(msg string) *refusal.Error {
-	return refusal.New(http.StatusForbidden, "AccessDeniedException", msg)
 }
 
 // caller is who sent a request, as far as its headers tell. A SigV4
@@ -125,21 +121,21 @@ func (c *caller) mayInvoke(function string) *refusal.Error {
 	if c.open || accesskey.Matches(c.key.Invoke, function) {
 		return nil
 	}
-	return accessDenied(fmt.Sprintf("%s may not invoke %s: add the function's name or a pattern for it to the key's invoke list", c.name(), function))
+	return refusal.AccessDenied(fmt.Sprintf("%s may not invoke %s: add the function's name or a pattern for it to the key's invoke list", c.name(), function))
 }
 
 func (c *caller) mayUpload() *refusal.Error {
 	if c.open || c.key.UploadArtifacts {
 		return nil
 	}
-	return accessDenied(c.name() + " may not upload or read artifacts: set upload_artifacts = true on the key the provider uses (gateway_token)")
+	return refusal.AccessDenied(c.name() + " may not upload or read artifacts: set upload_artifacts = true on the key the provider uses (gateway_token)")
 }
 
 func (c *caller) mayReadOperations() *refusal.Error {
 	if c.open || c.key.ReadOperations {
 		return nil
 	}
-	return accessDenied(c.name() + " may not read metrics or usage: set read_operations = true on the key")
+	return refusal.AccessDenied(c.name() + " may not read metrics or usage: set read_operations = true on the key")
 }
 
 // authenticator identifies callers from their credentials: access keys

@@ -233,13 +233,13 @@ func (g *Gateway) Handler() http.Handler {
 }
 
 // ReferencedArtifacts lists the code digests the functions use, for the
-// artifact store's collection (StoreLimits.Referenced).
+// artifact store's collection (artifacts.StoreLimits.Referenced).
 func (g *Gateway) ReferencedArtifacts() (map[string]bool, bool) { return g.registry.Artifacts() }
 
 // FunctionHandler serves the function listener, which instances reach
 // from inside their network namespaces: the invoke APIs, for calls from
 // one function to another. nimbus-gateway adds the artifact store's
-// signed downloads (ArtifactStore.SignedDownloads), with which each
+// signed downloads (artifacts.Store.SignedDownloads), with which each
 // instance fetches its own package. Function management, uploads, usage
 // and metrics stay on the main listener, which the instances' firewall
 // keeps them away from.

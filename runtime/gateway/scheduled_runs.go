@@ -99,7 +99,7 @@ func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) 
 	job, _, err := g.jobs.Info(req.Launch, (&nomadapi.QueryOptions{Namespace: req.Namespace}).WithContext(callCtx))
 	if err != nil {
 		if strings.Contains(err.Error(), "404") {
-			return ScheduledRun{}, accessDenied("Nomad knows no launch " + req.Launch + ": only a schedule's running launch may deliver its run")
+			return ScheduledRun{}, refusal.AccessDenied("Nomad knows no launch " + req.Launch + ": only a schedule's running launch may deliver its run")
 		}
 		return ScheduledRun{}, refusal.New(http.StatusServiceUnavailable, "ServiceException",
 			fmt.Sprintf("cannot confirm the launch with Nomad at %s: %v; retry later", g.nomadAddress, err))
@@ -107,10 +107,10 @@ func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) 
 	parent := deref(job.ParentID)
 	if !strings.HasPrefix(parent, nomadjob.SchedulePrefix) || !strings.HasPrefix(deref(job.ID), parent+"/periodic-") ||
 		len(job.TaskGroups) != 1 || len(job.TaskGroups[0].Tasks) != 1 {
-		return ScheduledRun{}, accessDenied(req.Launch + " is not a launch of a Nimbus schedule")
+		return ScheduledRun{}, refusal.AccessDenied(req.Launch + " is not a launch of a Nimbus schedule")
 	}
 	if status := deref(job.Status); status == "dead" {
-		return ScheduledRun{}, accessDenied("launch " + req.Launch + " has ended; a launch delivers only while it runs")
+		return ScheduledRun{}, refusal.AccessDenied("launch " + req.Launch + " has ended; a launch delivers only while it runs")
 	}
 	env := job.TaskGroups[0].Tasks[0].Env
 	return ScheduledRun{

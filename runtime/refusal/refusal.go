@@ -26,6 +26,11 @@ func New(status int, errType, msg string) *Error {
 	return &Error{Status: status, Type: errType, Msg: msg}
 }
 
+// AccessDenied refuses a caller who is known but lacks the right.
+func AccessDenied(msg string) *Error {
+	return New(http.StatusForbidden, "AccessDeniedException", msg)
+}
+
 // First returns the first refusal that is not nil.
 func First(refusals ...*Error) *Error {
 	for _, r := range refusals {

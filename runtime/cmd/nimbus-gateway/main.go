@@ -23,6 +23,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/logbuf"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/artifacts"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 )
 
@@ -46,10 +47,10 @@ func main() {
 		"address of the function listener, which serves only the invoke APIs to function instances (the client's bridge address and the port its Nimbus CNI network allows, such as 172.30.0.1:9650); empty: none")
 	bodyBudget := flag.Int("body-budget-mb", gateway.DefaultBodyBudget>>20, "request bodies held in memory at once, in MB; beyond, requests get 503 with Retry-After (keep it well under the gateway's memory limit)")
 	bodyTimeout := flag.Duration("body-timeout", gateway.DefaultBodyTimeout, "how long a client may take to send a request body")
-	storeQuota := flag.Int("store-quota-mb", gateway.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
-	artifactGrace := flag.Duration("artifact-grace", gateway.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
+	storeQuota := flag.Int("store-quota-mb", artifacts.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
+	artifactGrace := flag.Duration("artifact-grace", artifacts.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
 	authMode := flag.String("auth", envOr("NIMBUS_GATEWAY_AUTH", "on"), "\"on\": every caller needs an access key (SigV4 or bearer token); \"off\": anyone may do anything, for local development only")
-	urlTTL := flag.Duration("artifact-url-ttl", envDuration("NIMBUS_GATEWAY_ARTIFACT_URL_TTL", gateway.DefaultArtifactURLTTL), "how long the signed artifact URLs in function jobs stay valid (every apply of a function renews its URL)")
+	urlTTL := flag.Duration("artifact-url-ttl", envDuration("NIMBUS_GATEWAY_ARTIFACT_URL_TTL", artifacts.DefaultArtifactURLTTL), "how long the signed artifact URLs in function jobs stay valid (every apply of a function renews its URL)")
 	drain := flag.Duration("drain-timeout", 16*time.Minute, "on SIGTERM, how long to let invocations in flight finish (the longest function timeout is 15m)")
 	flag.Parse()
 
@@ -60,20 +61,20 @@ func main() {
 		os.Exit(2)
 	}
 	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout, Auth: auth}
-	store := gateway.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace, URLTTL: *urlTTL}
+	store := artifacts.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace, URLTTL: *urlTTL}
 	if err := run(*listen, *functionListen, *dataDir, *drain, limits, store, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, functionListen, dataDir string, drain time.Duration, limits gateway.Options, storeLimits gateway.StoreLimits, logger *slog.Logger) error {
-	store, err := gateway.NewArtifactStore(dataDir, logger)
+func run(listen, functionListen, dataDir string, drain time.Duration, limits gateway.Options, storeLimits artifacts.StoreLimits, logger *slog.Logger) error {
+	store, err := artifacts.NewStore(dataDir, logger)
 	if err != nil {
 		return fmt.Errorf("artifact store in %s: %w", dataDir, err)
 	}
 	store.Limits = storeLimits
-	store.URLs = &gateway.URLSigner{Key: limits.Auth.SigningKey, TTL: cmp.Or(storeLimits.URLTTL, gateway.DefaultArtifactURLTTL)}
+	store.URLs = &artifacts.URLSigner{Key: limits.Auth.SigningKey, TTL: cmp.Or(storeLimits.URLTTL, artifacts.DefaultArtifactURLTTL)}
 	// Nomad and Consul are found the way their CLIs find them.
 	nomadCfg, err := clients.NomadConfig{}.Resolve(os.Getenv)
 	if err != nil {
@@ -195,7 +196,7 @@ func authOptions(mode, dataDir string, logger *slog.Logger) (gateway.AuthOptions
 	} else if !opts.Open {
 		logger.Warn("no operator key (NIMBUS_GATEWAY_OPERATOR_KEY): only nimbus_access_key keys are accepted, so the provider needs one with upload_artifacts as its gateway_token")
 	}
-	key, err := gateway.SigningKey(os.Getenv("NIMBUS_GATEWAY_SIGNING_KEY"), dataDir)
+	key, err := artifacts.SigningKey(os.Getenv("NIMBUS_GATEWAY_SIGNING_KEY"), dataDir)
 	if err != nil {
 		return opts, err
 	}

@@ -1,4 +1,4 @@
-package gateway
+package artifacts
 
 import (
 	"fmt"
@@ -38,7 +38,7 @@ type blob struct {
 }
 
 // blobs lists the stored blobs and their total size.
-func (s *ArtifactStore) blobs() ([]blob, int64, error) {
+func (s *Store) blobs() ([]blob, int64, error) {
 	entries, err := os.ReadDir(filepath.Join(s.Dir, "sha256"))
 	if err != nil {
 		return nil, 0, err
@@ -61,7 +61,7 @@ func (s *ArtifactStore) blobs() ([]blob, int64, error) {
 
 // GC deletes the blobs that no function references and that are older
 // than the grace period.
-func (s *ArtifactStore) GC() (removed int, freed int64) {
+func (s *Store) GC() (removed int, freed int64) {
 	if s.Limits.Referenced == nil {
 		return 0, 0
 	}
@@ -95,7 +95,7 @@ func (s *ArtifactStore) GC() (removed int, freed int64) {
 
 // roomFor makes room for an upload of n bytes under the quota, collecting
 // first if it must; the refusal says what to do.
-func (s *ArtifactStore) roomFor(n int64) *refusal.Error {
+func (s *Store) roomFor(n int64) *refusal.Error {
 	if s.Limits.Quota <= 0 {
 		return nil
 	}

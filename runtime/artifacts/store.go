@@ -1,4 +1,8 @@
-package gateway
+// Package artifacts is the gateway's store of function packages: uploads
+// verified against their sha256, downloads by signed URL, a quota and the
+// collection of what no function references. It decides nothing about
+// callers itself (Uploaders does) and reads no KV.
+package artifacts
 
 import (
 	"crypto/sha256"
@@ -24,22 +28,37 @@ const MaxArtifactBytes = 50 * 1024 * 1024
 
 var hexDigest = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
-// ArtifactStore keeps function packages in a directory, named by their
+// Store keeps function packages in a directory, named by their
 // sha256. A blob becomes visible only complete and verified: it is written
 // to a temporary file, synced, and renamed into place.
-type ArtifactStore struct {
+type Store struct {
 	Dir    string
 	Log    *slog.Logger
 	Limits StoreLimits
 	// Auth admits uploads and reads by access keys with upload_artifacts;
 	// URLs signs the URLs Nomad clients fetch with. Without them (tests of
 	// the store alone) everyone may do everything.
-	Auth *Authorizer
+	Auth Uploaders
 	URLs *URLSigner
 }
 
-// NewArtifactStore prepares dir and removes temporary files a crash left.
-func NewArtifactStore(dir string, log *slog.Logger) (*ArtifactStore, error) {
+// Uploaders decides who may upload and read packages: the holders of
+// access keys with upload_artifacts (the gateway's authentication).
+type Uploaders interface {
+	MayUpload(r *http.Request, digest string) *refusal.Error
+}
+
+// mayUpload refuses a caller without upload_artifacts; without Auth,
+// everyone may.
+func (s *Store) mayUpload(r *http.Request, digest string) *refusal.Error {
+	if s.Auth == nil {
+		return nil
+	}
+	return s.Auth.MayUpload(r, digest)
+}
+
+// NewStore prepares dir and removes temporary files a crash left.
+func NewStore(dir string, log *slog.Logger) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "sha256"), 0o755); err != nil {
 		return nil, err
 	}
@@ -50,10 +69,10 @@ func NewArtifactStore(dir string, log *slog.Logger) (*ArtifactStore, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &ArtifactStore{Dir: dir, Log: log}, nil
+	return &Store{Dir: dir, Log: log}, nil
 }
 
-func (s *ArtifactStore) path(digest string) string {
+func (s *Store) path(digest string) string {
 	return filepath.Join(s.Dir, "sha256", digest)
 }
 
@@ -62,7 +81,7 @@ var ErrDigestMismatch = errors.New("content does not match its sha256")
 
 // Put stores r as digest. It returns created=false when the blob was
 // already there (uploads are idempotent).
-func (s *ArtifactStore) Put(digest string, r io.Reader) (created bool, err error) {
+func (s *Store) Put(digest string, r io.Reader) (created bool, err error) {
 	if _, err := os.Stat(s.path(digest)); err == nil {
 		// Drain so the client's upload completes cleanly. The upload
 		// counts as new: a deployment is under way, and its grace period
@@ -105,12 +124,12 @@ func (s *ArtifactStore) Put(digest string, r io.Reader) (created bool, err error
 }
 
 // Open returns the blob for reading.
-func (s *ArtifactStore) Open(digest string) (*os.File, error) {
+func (s *Store) Open(digest string) (*os.File, error) {
 	return os.Open(s.path(digest))
 }
 
 // Handler serves PUT, GET and HEAD on /v1/artifacts/sha256/{digest}.
-func (s *ArtifactStore) Handler() http.Handler {
+func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/artifacts/sha256/{digest}", s.servePut)
 	mux.HandleFunc("GET /v1/artifacts/sha256/{digest}", s.serveGet)
@@ -119,7 +138,7 @@ func (s *ArtifactStore) Handler() http.Handler {
 	return mux
 }
 
-func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
+func (s *Store) servePut(w http.ResponseWriter, r *http.Request) {
 	digest, ok := s.uploaderDigest(w, r)
 	if !ok {
 		return
@@ -168,7 +187,7 @@ func (s *ArtifactStore) servePut(w http.ResponseWriter, r *http.Request) {
 // SignedDownloads serves packages to signed URLs only, and nothing else
 // of the store: the function listener offers it to instances, whose host
 // fetches its own package with the URL its job names.
-func (s *ArtifactStore) SignedDownloads() http.Handler {
+func (s *Store) SignedDownloads() http.Handler {
 	mux := http.NewServeMux()
 	serve := func(w http.ResponseWriter, r *http.Request) {
 		digest, ok := digestParam(w, r)
@@ -194,7 +213,7 @@ func (s *ArtifactStore) SignedDownloads() http.Handler {
 	return mux
 }
 
-func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
+func (s *Store) serveGet(w http.ResponseWriter, r *http.Request) {
 	digest, ok := digestParam(w, r)
 	if !ok {
 		return
@@ -205,7 +224,7 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query(); q.Has(querySignature) && s.URLs != nil {
 		refused = s.URLs.check(digest, q)
 	} else {
-		refused = s.Auth.mayUpload(r, digest)
+		refused = s.mayUpload(r, digest)
 	}
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
@@ -215,7 +234,7 @@ func (s *ArtifactStore) serveGet(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveBlob sends a stored package to a caller already checked.
-func (s *ArtifactStore) serveBlob(w http.ResponseWriter, r *http.Request, digest string) {
+func (s *Store) serveBlob(w http.ResponseWriter, r *http.Request, digest string) {
 	f, err := s.Open(digest)
 	if errors.Is(err, os.ErrNotExist) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ArtifactNotFound", fmt.Sprintf("no artifact sha256:%s; upload it with PUT first", digest)))
@@ -234,7 +253,7 @@ func (s *ArtifactStore) serveBlob(w http.ResponseWriter, r *http.Request, digest
 
 // serveSignURL gives a caller that may upload a signed URL of a stored
 // artifact, for the function's job.
-func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
+func (s *Store) serveSignURL(w http.ResponseWriter, r *http.Request) {
 	digest, ok := s.uploaderDigest(w, r)
 	if !ok {
 		return
@@ -256,12 +275,12 @@ func (s *ArtifactStore) serveSignURL(w http.ResponseWriter, r *http.Request) {
 
 // uploaderDigest reads the digest of a request that needs
 // upload_artifacts, or refuses the request.
-func (s *ArtifactStore) uploaderDigest(w http.ResponseWriter, r *http.Request) (string, bool) {
+func (s *Store) uploaderDigest(w http.ResponseWriter, r *http.Request) (string, bool) {
 	digest, ok := digestParam(w, r)
 	if !ok {
 		return "", false
 	}
-	if refused := s.Auth.mayUpload(r, digest); refused != nil {
+	if refused := s.mayUpload(r, digest); refused != nil {
 		refusal.Write(w, refusal.Native, refused)
 		return "", false
 	}

@@ -1,4 +1,4 @@
-package gateway
+package artifacts
 
 import (
 	"crypto/hmac"
@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -64,13 +63,13 @@ func (s *URLSigner) Sign(digest string) (query string, expires time.Time) {
 func (s *URLSigner) check(digest string, q url.Values) *refusal.Error {
 	expires, err := strconv.ParseInt(q.Get(queryExpires), 10, 64)
 	if err != nil {
-		return accessDenied("the artifact URL's " + queryExpires + " is not a time; use the URL the provider put in the function's job")
+		return refusal.AccessDenied("the artifact URL's " + queryExpires + " is not a time; use the URL the provider put in the function's job")
 	}
 	if !hmac.Equal([]byte(s.mac(digest, expires)), []byte(q.Get(querySignature))) {
-		return accessDenied("the artifact URL's signature is not valid for this artifact: apply the function again for a fresh URL (the gateways' signing key may have changed)")
+		return refusal.AccessDenied("the artifact URL's signature is not valid for this artifact: apply the function again for a fresh URL (the gateways' signing key may have changed)")
 	}
 	if now := s.clock(); now.Unix() > expires {
-		return accessDenied(fmt.Sprintf("the artifact URL expired at %s: apply the function again, which renews its URL", time.Unix(expires, 0).UTC().Format(time.RFC3339)))
+		return refusal.AccessDenied(fmt.Sprintf("the artifact URL expired at %s: apply the function again, which renews its URL", time.Unix(expires, 0).UTC().Format(time.RFC3339)))
 	}
 	return nil
 }
@@ -100,30 +99,4 @@ func SigningKey(configured, dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("keeping the URL signing key: %w", err)
 	}
 	return key, nil
-}
-
-// Authorizer lets the artifact store check its callers with the
-// gateway's keys.
-type Authorizer struct{ auth *authenticator }
-
-// mayUpload authenticates a caller that must hold upload_artifacts. An
-// upload streams to disk, so a SigV4 upload signs its body by the
-// artifact's sha256 in X-Amz-Content-Sha256, which the store checks
-// against the bytes it receives.
-func (z *Authorizer) mayUpload(r *http.Request, digest string) *refusal.Error {
-	if z == nil {
-		return nil
-	}
-	c, refused := z.auth.identify(r, nativeCredentials)
-	if refused != nil {
-		return refused
-	}
-	claimed := r.Header.Get("X-Amz-Content-Sha256")
-	if c.sig != nil && r.Method == http.MethodPut && claimed != digest {
-		return badSignature("a signed upload must send X-Amz-Content-Sha256 with the artifact's sha256, " + digest)
-	}
-	if refused := c.verifyHash(claimed); refused != nil {
-		return refused
-	}
-	return c.mayUpload()
 }

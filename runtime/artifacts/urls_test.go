@@ -1,4 +1,4 @@
-package gateway
+package artifacts
 
 import (
 	"net/url"

@@ -1,4 +1,4 @@
-package gateway
+package artifacts
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 	"time"
 )
 
-func newStore(t *testing.T) (*ArtifactStore, *httptest.Server) {
+func newStore(t *testing.T) (*Store, *httptest.Server) {
 	t.Helper()
-	store, err := NewArtifactStore(t.TempDir(), nil)
+	store, err := NewStore(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestLeftoverUploadsAreNeverServed(t *testing.T) {
 	if err := os.WriteFile(partial, []byte("half"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewArtifactStore(dir, nil); err != nil {
+	if _, err := NewStore(dir, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(partial); !os.IsNotExist(err) {
