@@ -87,12 +87,30 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	eventsConfig, deadConfig := streamConfigs(opts)
+	events, err := js.CreateOrUpdateStream(ctx, eventsConfig)
+	if err != nil {
+		return nil, fmt.Errorf("creating or updating the JetStream stream %s: %w", EventsStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, deadConfig); err != nil {
+		return nil, fmt.Errorf("creating or updating the JetStream stream %s: %w", DeadStream, err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Queue{js: js, events: events, log: log, consumers: map[string]jetstream.Consumer{}}, nil
+}
+
+// streamConfigs are the settings of the events stream and of the
+// dead-letter stream.
+func streamConfigs(opts Options) (events, dead jetstream.StreamConfig) {
 	replicas := max(opts.Replicas, 1)
 	maxBytes := opts.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = 1 << 30
 	}
-	events, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	events = jetstream.StreamConfig{
 		Name:        EventsStream,
 		Description: "Nimbus asynchronous invocations waiting to run, one subject per function",
 		Subjects:    []string{EventsPrefix + ">"},
@@ -106,11 +124,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
 		Discard:     jetstream.DiscardNew,
 		Duplicates:  2 * time.Minute,
 		AllowDirect: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating or updating the JetStream stream %s: %w", EventsStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	dead = jetstream.StreamConfig{
 		Name:        DeadStream,
 		Description: "Nimbus asynchronous invocations that failed their retries or expired, as Lambda destination records",
 		Subjects:    []string{DeadPrefix + ">"},
@@ -118,14 +133,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		MaxAge:      14 * 24 * time.Hour,
-	}); err != nil {
-		return nil, fmt.Errorf("creating or updating the JetStream stream %s: %w", DeadStream, err)
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Queue{js: js, events: events, log: log, consumers: map[string]jetstream.Consumer{}}, nil
+	return events, dead
 }
 
 // Event is one asynchronous invocation to store.
@@ -139,14 +148,7 @@ type Event struct {
 
 // Enqueue stores the event and returns once JetStream acknowledged it.
 func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
-	msg := nats.NewMsg(EventsPrefix + ev.Function)
-	msg.Data = ev.Payload
-	msg.Header.Set(HeaderRequestID, ev.RequestID)
-	msg.Header.Set(HeaderCaller, ev.Caller)
-	if ev.Qualifier != "" {
-		msg.Header.Set(HeaderQualifier, ev.Qualifier)
-	}
-	_, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(ev.RequestID), jetstream.WithExpectStream(EventsStream))
+	_, err := q.js.PublishMsg(ctx, eventMsg(ev), jetstream.WithMsgID(ev.RequestID), jetstream.WithExpectStream(EventsStream))
 	var apiErr *jetstream.APIError
 	// 10077: the stream refused to store it (its limits are reached, and
 	// it discards new events rather than stored ones).
@@ -154,6 +156,19 @@ func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
 		return fmt.Errorf("%w: %s", ErrFull, apiErr.Description)
 	}
 	return err
+}
+
+// eventMsg is the event as stored: on the function's subject, the payload
+// as the data, the rest in headers (read back by delivery).
+func eventMsg(ev Event) *nats.Msg {
+	msg := nats.NewMsg(EventsPrefix + ev.Function)
+	msg.Data = ev.Payload
+	msg.Header.Set(HeaderRequestID, ev.RequestID)
+	msg.Header.Set(HeaderCaller, ev.Caller)
+	if ev.Qualifier != "" {
+		msg.Header.Set(HeaderQualifier, ev.Qualifier)
+	}
+	return msg
 }
 
 // Publish stores data under a subject of another stream, as a destination
@@ -206,16 +221,7 @@ type Outcome struct {
 // across every gateway sharing the consumer, until ctx ends.
 func (q *Queue) Consume(ctx context.Context, function string, limit int, handle func(context.Context, Delivery) Outcome) error {
 	limit = max(limit, 1)
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, EventsStream, jetstream.ConsumerConfig{
-		Durable:       ConsumerPrefix + function,
-		Description:   "Nimbus gateways running the asynchronous invocations of function " + function,
-		FilterSubject: EventsPrefix + function,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		MaxAckPending: limit,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := q.js.CreateOrUpdateConsumer(ctx, EventsStream, consumerConfig(function, limit))
 	if err != nil {
 		return fmt.Errorf("creating the JetStream consumer of function %s: %w", function, err)
 	}
@@ -272,6 +278,25 @@ func (q *Queue) Consume(ctx context.Context, function string, limit int, handle 
 	return nil
 }
 
+// consumerConfig is the durable consumer every gateway shares for a
+// function: at most limit events out at once, each acknowledged
+// explicitly, redelivered after ackWait without a sign of progress and
+// never given up by count (the handler's outcome ends an event).
+func consumerConfig(function string, limit int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       ConsumerPrefix + function,
+		Description:   "Nimbus gateways running the asynchronous invocations of function " + function,
+		FilterSubject: EventsPrefix + function,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: limit,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// delivery reads a delivered event back (eventMsg stored it) with
+// JetStream's count of deliveries and time of storage.
 func delivery(function string, msg jetstream.Msg) (Delivery, error) {
 	md, err := msg.Metadata()
 	if err != nil {
