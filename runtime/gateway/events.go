@@ -131,7 +131,7 @@ func (g *Gateway) reportQueue(p *pool) {
 		d, err := g.events.Depth(ctx, p.name)
 		cancel()
 		if err == nil {
-			g.metrics.queued.WithLabelValues(p.name).Set(float64(d.Queued))
+			g.metrics.Queued.WithLabelValues(p.name).Set(float64(d.Queued))
 		}
 	}
 }
@@ -153,7 +153,7 @@ func (g *Gateway) queueState(ctx context.Context, name string) map[string]any {
 func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcome {
 	cfg := g.registry.Async(d.Function)
 	age := time.Since(d.Stored)
-	g.metrics.eventAge.Observe(age.Seconds())
+	g.metrics.EventAge.Observe(age.Seconds())
 	if age > time.Duration(cfg.MaxEventAgeSeconds)*time.Second {
 		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
@@ -170,10 +170,10 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 	case inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable):
 		// Throttled or Nomad unavailable: not the event's fault, retried
 		// until it is too old, as Lambda retries throttles.
-		g.metrics.retries.WithLabelValues(d.Function).Inc()
+		g.metrics.Retries.WithLabelValues(d.Function).Inc()
 		return eventq.Outcome{Retry: true, Delay: retryDelay(min(d.Attempt, 30))}
 	case d.Attempt <= cfg.MaxRetries:
-		g.metrics.retries.WithLabelValues(d.Function).Inc()
+		g.metrics.Retries.WithLabelValues(d.Function).Inc()
 		return eventq.Outcome{Retry: true, Delay: retryDelay(d.Attempt)}
 	}
 	return g.failed(ctx, d, cfg, conditionRetriesExhausted, inv)
@@ -193,7 +193,7 @@ func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.Asy
 	}
 	g.log.Warn("asynchronous invocation stored as a dead letter", "function", d.Function, "request_id", d.RequestID,
 		"condition", condition, "attempts", d.Attempt, "dead_letters", eventq.DeadPrefix+d.Function)
-	g.metrics.deadLetters.WithLabelValues(d.Function, condition).Inc()
+	g.metrics.DeadLetters.WithLabelValues(d.Function, condition).Inc()
 	return eventq.Outcome{DeadLetter: rec}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -78,22 +79,22 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			return
 		}
 		inv.answer = answer
-		inv.out.status = answer.status
-		inv.out.durationMs = headerFloat(answer.header, protocol.HeaderDurationMs)
-		inv.out.billedMs = headerFloat(answer.header, protocol.HeaderBilledDurationMs)
-		inv.out.memoryMB = headerFloat(answer.header, protocol.HeaderMemorySizeMB)
-		inv.out.maxMemoryMB = headerFloat(answer.header, protocol.HeaderMaxMemoryUsedMB)
-		inv.out.instanceCold = answer.header.Get(protocol.HeaderColdStart) == "true"
+		inv.out.Status = answer.status
+		inv.out.DurationMs = headerFloat(answer.header, protocol.HeaderDurationMs)
+		inv.out.BilledMs = headerFloat(answer.header, protocol.HeaderBilledDurationMs)
+		inv.out.MemoryMB = headerFloat(answer.header, protocol.HeaderMemorySizeMB)
+		inv.out.MaxMemoryMB = headerFloat(answer.header, protocol.HeaderMaxMemoryUsedMB)
+		inv.out.InstanceCold = answer.header.Get(protocol.HeaderColdStart) == "true"
 		// A cold start is a wait for an instance whose handler started for
 		// this request: a request that queued for a busy instance, or was
 		// refused before any instance answered, is not one.
-		if waited && inv.out.instanceCold {
-			inv.out.cold, inv.out.coldPath = true, coldPathNomad
+		if waited && inv.out.InstanceCold {
+			inv.out.Cold, inv.out.ColdPath = true, metering.ColdPathNomad
 			if inst.pooled != nil {
-				inv.out.coldPath = coldPathPool
+				inv.out.ColdPath = metering.ColdPathPool
 			}
 		}
-		inv.out.errorType = answer.header.Get(protocol.HeaderErrorType)
+		inv.out.ErrorType = answer.header.Get(protocol.HeaderErrorType)
 		return
 	}
 	inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException",

@@ -15,6 +15,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -28,8 +29,8 @@ type Gateway struct {
 	jobs      Jobs
 	allocs    Allocations
 	files     AllocFiles
-	metrics   *metrics
-	usage     *usage
+	metrics   *metering.Metrics
+	usage     *metering.Usage
 	client    *http.Client
 	admission *admission
 	triggers  *triggers
@@ -98,8 +99,8 @@ func New(opts Options) *Gateway {
 		jobs:    opts.Jobs,
 		allocs:  opts.Allocations,
 		files:   opts.AllocFiles,
-		metrics: newMetrics(),
-		usage:   newUsage(),
+		metrics: metering.NewMetrics(),
+		usage:   metering.NewUsage(),
 		client: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		}},
@@ -201,8 +202,8 @@ func (g *Gateway) syncPools(fns map[string]*Function) {
 			p.cancel()
 			g.warm.dropEnv(p.fn.Load().JobID)
 			delete(g.pools, name)
-			g.metrics.forget(name)
-			g.usage.forget(name)
+			g.metrics.Forget(name)
+			g.usage.Forget(name)
 		}
 	}
 }
@@ -224,8 +225,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
 	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
 	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.serveDeleteSource)
-	mux.Handle("GET /v1/usage", g.operations(http.HandlerFunc(g.usage.serve)))
-	mux.Handle("GET /metrics", g.operations(g.metrics.handler()))
+	mux.Handle("GET /v1/usage", g.operations(http.HandlerFunc(g.usage.ServeHTTP)))
+	mux.Handle("GET /metrics", g.operations(g.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	// Everything else is a function's HTTP route.
 	mux.HandleFunc("/", g.serveRoute)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -27,32 +28,12 @@ type invocation struct {
 	// instance's answer; and what the meter records either way.
 	refused *refusal.Error
 	answer  *hostAnswer
-	out     outcome
+	out     metering.Outcome
 }
 
 // invoker is one step of the chain: it runs inv, usually by calling the
 // next step, and leaves the result in it.
 type invoker func(ctx context.Context, inv *invocation)
-
-// outcome of one invocation, for metering and the access log.
-type outcome struct {
-	status       int
-	errorType    string
-	cold         bool
-	coldPath     string // coldPathPool or coldPathNomad, for a cold start
-	durationMs   float64
-	billedMs     float64
-	memoryMB     float64
-	maxMemoryMB  float64
-	instanceCold bool
-}
-
-// Where a cold start's instance came from: a warm pool's instance
-// specialised for the function, or the function's own job.
-const (
-	coldPathPool  = "pool"
-	coldPathNomad = "nomad"
-)
 
 // hostAnswer is an instance's answer to POST /invoke.
 type hostAnswer struct {

@@ -46,10 +46,10 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 
 // writeNative answers an invocation in the native API's shape.
 func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
-	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.out.cold))
-	if inv.out.coldPath != "" {
+	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.out.Cold))
+	if inv.out.ColdPath != "" {
 		// Where the cold start's instance came from: pool or nomad.
-		w.Header().Set("X-Nimbus-Cold-Path", inv.out.coldPath)
+		w.Header().Set("X-Nimbus-Cold-Path", inv.out.ColdPath)
 	}
 	if v := inv.executedVersion(); v != "" {
 		w.Header().Set(headerExecutedVersion, v)
@@ -65,7 +65,7 @@ func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
 		}
 	}
 	status := a.status
-	if status == http.StatusOK && inv.out.errorType == protocol.ErrTimeout {
+	if status == http.StatusOK && inv.out.ErrorType == protocol.ErrTimeout {
 		status = http.StatusGatewayTimeout
 	}
 	w.Header().Set("Content-Type", "application/json")

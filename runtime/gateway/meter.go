@@ -12,19 +12,19 @@ func (g *Gateway) meter(next invoker) invoker {
 		start := time.Now()
 		next(ctx, inv)
 		if inv.refused != nil {
-			inv.out.status, inv.out.errorType = inv.refused.Status, inv.refused.Type
+			inv.out.Status, inv.out.ErrorType = inv.refused.Status, inv.refused.Type
 		}
 		name, out := inv.fn.Name, inv.out
-		g.metrics.observe(name, out)
-		g.usage.add(name, out)
+		g.metrics.Observe(name, out)
+		g.usage.Add(name, out)
 		if inv.fn.Version != "" {
 			// What an alias's deployment judges: the function failed, or the
 			// gateway could not run it (throttles are not the version's).
 			failed := inv.refused == nil && inv.answer.functionFailed() || inv.refused != nil && inv.refused.Status >= 500
 			inv.pool.stats.add(time.Now(), failed, time.Since(start))
 		}
-		g.access.Info("invoke", "function", name, "version", inv.fn.ExecutedVersion(), "request_id", inv.requestID, "status", out.status, "error_type", out.errorType,
-			"cold", out.cold, "cold_path", out.coldPath, "duration_ms", out.durationMs, "billed_ms", out.billedMs, "memory_mb", out.memoryMB,
-			"max_memory_used_mb", out.maxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+		g.access.Info("invoke", "function", name, "version", inv.fn.ExecutedVersion(), "request_id", inv.requestID, "status", out.Status, "error_type", out.ErrorType,
+			"cold", out.Cold, "cold_path", out.ColdPath, "duration_ms", out.DurationMs, "billed_ms", out.BilledMs, "memory_mb", out.MemoryMB,
+			"max_memory_used_mb", out.MaxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
 	}
 }

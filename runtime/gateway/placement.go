@@ -193,7 +193,7 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 	case errors.Is(err, errNotPlaced):
 		p.gw.log.Warn("refusing a registration under a function's service name", "function", p.name,
 			"service_id", svc.ID, "address", inst.addr, "reason", err.Error())
-		p.gw.metrics.refusedInstances.WithLabelValues(p.name).Inc()
+		p.gw.metrics.RefusedInstances.WithLabelValues(p.name).Inc()
 	}
 }
 

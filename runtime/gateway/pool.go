@@ -215,7 +215,7 @@ func (p *pool) release(inst *instance) {
 }
 
 func (p *pool) reportLocked() {
-	p.gw.metrics.inflight.WithLabelValues(p.name).Set(float64(p.inflight))
+	p.gw.metrics.Inflight.WithLabelValues(p.name).Set(float64(p.inflight))
 }
 
 // forget drops an instance that refused or failed a connection.
@@ -344,7 +344,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 			delete(p.instances, id)
 		}
 	}
-	p.gw.metrics.instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
+	p.gw.metrics.Instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
 	p.dispatchLocked()
 }
 

@@ -62,7 +62,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	a := inv.answer
 	switch {
-	case inv.out.errorType == protocol.ErrTimeout:
+	case inv.out.ErrorType == protocol.ErrTimeout:
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout, "the function did not answer within its timeout"))
 		return
 	case a.functionFailed():

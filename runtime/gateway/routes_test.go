@@ -20,6 +20,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -267,8 +268,8 @@ func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
 		}
 	}
 	// The kept function has been invoked once, as the meter records it.
-	g.metrics.observe("kept", outcome{status: http.StatusOK, billedMs: 10, memoryMB: 128})
-	g.usage.add("kept", outcome{status: http.StatusOK, billedMs: 10, memoryMB: 128})
+	g.metrics.Observe("kept", metering.Outcome{Status: http.StatusOK, BilledMs: 10, MemoryMB: 128})
+	g.usage.Add("kept", metering.Outcome{Status: http.StatusOK, BilledMs: 10, MemoryMB: 128})
 	series := func() (unknown, kept bool) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))

@@ -131,7 +131,7 @@ func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource
 			return s.failed(ctx, def, r, log)
 		},
 		Settled: func(outcome string, n int) {
-			s.g.metrics.sourceRecords.WithLabelValues(def.Name, outcome).Add(float64(n))
+			s.g.metrics.SourceRecords.WithLabelValues(def.Name, outcome).Add(float64(n))
 		},
 	}
 }

@@ -106,7 +106,7 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 		if _, ok := recs[id]; !ok {
 			wp.cancel()
 			delete(w.pools, id)
-			w.gw.metrics.poolIdle.DeleteLabelValues(id)
+			w.gw.metrics.PoolIdle.DeleteLabelValues(id)
 		}
 	}
 }
@@ -152,7 +152,7 @@ func (w *warmPools) reportLocked(wp *warmPool) {
 			idle++
 		}
 	}
-	w.gw.metrics.poolIdle.WithLabelValues(wp.rec.JobID).Set(float64(idle))
+	w.gw.metrics.PoolIdle.WithLabelValues(wp.rec.JobID).Set(float64(idle))
 }
 
 // confirm checks a pool instance with Nomad, as a function's instance is

@@ -1,4 +1,4 @@
-package gateway
+package metering
 
 import (
 	"net/http"
@@ -9,8 +9,8 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
-// usage totals invocations and GB-seconds per function since start.
-type usage struct {
+// Usage totals invocations and GB-seconds per function since start.
+type Usage struct {
 	mu    sync.Mutex
 	since time.Time
 	by    map[string]*functionUsage
@@ -25,16 +25,18 @@ type functionUsage struct {
 	GBSeconds   float64 `json:"gb_seconds"`
 }
 
-func newUsage() *usage { return &usage{since: time.Now(), by: map[string]*functionUsage{}} }
+// NewUsage starts the totals now.
+func NewUsage() *Usage { return &Usage{since: time.Now(), by: map[string]*functionUsage{}} }
 
-// forget drops a deleted function's totals.
-func (u *usage) forget(name string) {
+// Forget drops a deleted function's totals.
+func (u *Usage) Forget(name string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.by, name)
 }
 
-func (u *usage) add(name string, o outcome) {
+// Add counts one invocation of name.
+func (u *Usage) Add(name string, o Outcome) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	fu, ok := u.by[name]
@@ -43,19 +45,20 @@ func (u *usage) add(name string, o outcome) {
 		u.by[name] = fu
 	}
 	fu.Invocations++
-	if o.errorType != "" {
+	if o.ErrorType != "" {
 		fu.Errors++
 	}
-	if o.status == http.StatusTooManyRequests {
+	if o.Status == http.StatusTooManyRequests {
 		fu.Throttles++
 	}
-	if o.cold {
+	if o.Cold {
 		fu.ColdStarts++
 	}
 	fu.GBSeconds += gbSeconds(o)
 }
 
-func (u *usage) serve(w http.ResponseWriter, _ *http.Request) {
+// ServeHTTP answers /v1/usage.
+func (u *Usage) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	u.mu.Lock()
 	list := make([]functionUsage, 0, len(u.by))
 	for _, fu := range u.by {
