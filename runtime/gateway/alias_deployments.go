@@ -53,7 +53,7 @@ func (d *aliasDeployments) work(ctx context.Context, w *workers.Worker[kvstore.A
 		<-ctx.Done()
 		return
 	}
-	if st, ok := d.g.registry.deployment(a.Function, a.Name); ok && st.ID == a.DeploymentID && st.Status != kvstore.DeploymentRunning {
+	if st, ok := d.g.registry.Deployment(a.Function, a.Name); ok && st.ID == a.DeploymentID && st.Status != kvstore.DeploymentRunning {
 		return // it ended before: nothing to drive, and no lock to hold
 	}
 	// Once the deployment ends, the lock is released and not taken again.
@@ -152,7 +152,7 @@ func (d *aliasDeployments) announce(ctx context.Context, st kvstore.DeploymentSt
 	}
 	meta := map[string]interface{}{"nimbus.alias": st.Alias, "nimbus.deployment_step": st.Step, "nimbus.deployment_status": st.Status}
 	// No count: Nomad records the event and changes nothing.
-	if _, _, err := d.g.jobs.Scale(f.jobID(), nomadjob.GroupName, nil, msg, st.Status == kvstore.DeploymentRolledBack, meta,
+	if _, _, err := d.g.jobs.Scale(f.NomadJob(), nomadjob.GroupName, nil, msg, st.Status == kvstore.DeploymentRolledBack, meta,
 		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(ctx)); err != nil {
 		log.Warn("cannot record the deployment step in Nomad", "err", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway/sigv4"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // AuthOptions decide who may call the gateway.
@@ -143,12 +144,12 @@ func (c *caller) mayReadOperations() *refusal.Error {
 type authenticator struct {
 	open     bool
 	operator *kvstore.AccessKey
-	keys     *Registry
+	keys     *registry.Snapshot
 	log      *slog.Logger
 	now      func() time.Time
 }
 
-func newAuthenticator(opts AuthOptions, keys *Registry, log *slog.Logger) *authenticator {
+func newAuthenticator(opts AuthOptions, keys *registry.Snapshot, log *slog.Logger) *authenticator {
 	a := &authenticator{open: opts.Open, operator: opts.Operator, keys: keys, log: log, now: time.Now}
 	if a.open {
 		log.Warn("AUTHENTICATION IS OFF: anyone who reaches this gateway may invoke every function, upload code and read metrics and usage. " +
@@ -165,7 +166,7 @@ func (a *authenticator) key(id string) (*kvstore.AccessKey, *refusal.Error) {
 	k, found, synced := a.keys.AccessKey(id)
 	switch {
 	case !found && !synced:
-		return nil, a.keys.notSynced()
+		return nil, a.keys.NotSynced()
 	case !found:
 		return nil, unrecognized(fmt.Sprintf("the access key %s does not exist: use the id of a nimbus_access_key", id))
 	case !k.Enabled:

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 )
 
 // rawRequest opens a connection to srv and sends a POST whose headers
@@ -47,9 +49,9 @@ func answerOf(t *testing.T, conn net.Conn, wait time.Duration) (status int, head
 func syncedGateway(opts Options) *Gateway {
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	g := New(opts)
-	g.registry.applyRoutes(nil)
-	g.registry.applyFunctions(nil)
-	g.registry.applyAccessKeys(nil)
+	g.registry.Apply(kvstore.RoutesPrefix, nil)
+	g.registry.Apply(kvstore.FunctionsPrefix, nil)
+	g.registry.Apply(kvstore.AccessKeysPrefix, nil)
 	return g
 }
 

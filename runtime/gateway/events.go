@@ -15,6 +15,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // Asynchronous (Event) invocations, as Lambda runs them: the caller's 202
@@ -115,7 +116,7 @@ func (g *Gateway) consumeEvents(p *pool) {
 }
 
 // eventLimit bounds a function's events in flight across every gateway.
-func eventLimit(f *Function) int { return max(f.MaxInstances, 1) * max(f.Concurrency, 1) }
+func eventLimit(f *registry.Function) int { return max(f.MaxInstances, 1) * max(f.Concurrency, 1) }
 
 // reportQueue keeps nimbus_async_queued current.
 func (g *Gateway) reportQueue(p *pool) {

@@ -17,6 +17,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -24,7 +25,7 @@ type Gateway struct {
 	log       *slog.Logger
 	access    *slog.Logger // the access lines
 	warm      *warmPools
-	registry  *Registry
+	registry  *registry.Snapshot
 	health    Health
 	jobs      Jobs
 	allocs    Allocations
@@ -53,7 +54,7 @@ type Gateway struct {
 
 // Options wires the gateway to Consul and Nomad.
 type Options struct {
-	KV     KV
+	KV     registry.KV
 	Health Health
 	Jobs   Jobs
 	// Allocations confirms that an instance registered in Consul is one
@@ -117,7 +118,7 @@ func New(opts Options) *Gateway {
 	}
 	g.access = cmp.Or(opts.AccessLog, g.log)
 	g.warm = newWarmPools(g)
-	g.registry = NewRegistry(opts.KV, g.log, g.syncPools)
+	g.registry = registry.New(opts.KV, g.log, g.syncPools)
 	g.auth = newAuthenticator(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()
 	if opts.Consul != nil {
@@ -131,10 +132,10 @@ func New(opts Options) *Gateway {
 // Run follows Consul until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	if g.deployments != nil {
-		g.registry.aliasesChanged = func(aliases map[string]kvstore.AliasRecord) { g.deployments.sync(ctx, aliases) }
+		g.registry.OnAliases(func(aliases map[string]kvstore.AliasRecord) { g.deployments.sync(ctx, aliases) })
 	}
 	if g.triggers != nil {
-		go g.registry.watchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
+		go g.registry.WatchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
 			defs := map[string]kvstore.KVTrigger{}
 			for _, p := range pairs {
 				if t, err := kvstore.DecodeKVTrigger(p.Value); err == nil && t.Name != "" {
@@ -144,7 +145,7 @@ func (g *Gateway) Run(ctx context.Context) {
 			g.triggers.sync(ctx, defs)
 		})
 	}
-	go g.registry.watchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) {
+	go g.registry.WatchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) {
 		defs := map[string]kvstore.EventSource{}
 		for _, p := range pairs {
 			if s, err := kvstore.DecodeEventSource(p.Value); err == nil && p.Key == kvstore.EventSourceKey(s.Name) {
@@ -153,7 +154,7 @@ func (g *Gateway) Run(ctx context.Context) {
 		}
 		g.sources.sync(ctx, defs)
 	})
-	go g.registry.watchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.warm.sync(ctx, pairs) })
+	go g.registry.WatchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.warm.sync(ctx, pairs) })
 	g.registry.Run(ctx)
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -165,12 +166,12 @@ func (g *Gateway) Run(ctx context.Context) {
 
 // isolated reports whether a function's instances run in their own network
 // namespaces; records from before the choice existed had host networking.
-func isolated(f *Function) bool { return f.Network == nomadjob.NetworkIsolated }
+func isolated(f *registry.Function) bool { return f.Network == nomadjob.NetworkIsolated }
 
 // warnIfHostNetworked says loudly that a function's instances share the
 // host's network, where nothing keeps them from the agents, the gateway's
 // API or each other.
-func (g *Gateway) warnIfHostNetworked(f *Function) {
+func (g *Gateway) warnIfHostNetworked(f *registry.Function) {
 	if isolated(f) {
 		return
 	}
@@ -180,7 +181,7 @@ func (g *Gateway) warnIfHostNetworked(f *Function) {
 }
 
 // syncPools keeps one pool per function in the registry.
-func (g *Gateway) syncPools(fns map[string]*Function) {
+func (g *Gateway) syncPools(fns map[string]*registry.Function) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, f := range fns {

@@ -8,6 +8,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // invocation is one request to run a function as it passes down the chain
@@ -21,7 +22,7 @@ type invocation struct {
 	requestID string
 
 	// Found by the resolve step.
-	fn   *Function
+	fn   *registry.Function
 	pool *pool
 
 	// The result, filled on the way: a refusal by the gateway, or the

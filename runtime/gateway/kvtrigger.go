@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
 
@@ -150,8 +151,8 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 	}
 	values := map[string][]byte{} // last seen values, for old values while running
 	first := !resumed
-	apply := func(l kvListing) {
-		pairs, index := l.pairs, l.index
+	apply := func(l registry.Listing) {
+		pairs, index := l.Pairs, l.Index
 		if first && def.StartingPosition != "existing" {
 			// "latest": what is there now is the starting point.
 			for _, p := range pairs {
@@ -211,7 +212,7 @@ func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 			save()
 		}
 	}
-	watch.Loop[kvListing]{What: "trigger " + def.Name + " prefix " + def.Prefix, Log: log, Query: listPrefix(ts.consul.KV(), def.Prefix), Apply: apply}.Run(ctx)
+	watch.Loop[registry.Listing]{What: "trigger " + def.Name + " prefix " + def.Prefix, Log: log, Query: registry.ListPrefix(ts.consul.KV(), def.Prefix), Apply: apply}.Run(ctx)
 }
 
 func wants(events []string) map[string]bool {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // admission counts in-flight invocations (waiting ones included) against
@@ -38,8 +39,8 @@ func (g *Gateway) limit(next invoker) invoker {
 // admit takes a slot for f or explains which limit refuses it. A function
 // with reserved_concurrency is guaranteed that many and capped at it; the
 // others share max_concurrency minus all reservations.
-func (g *Gateway) admit(f *Function) (release func(), refused *refusal.Error) {
-	ns := namespaceOf(f)
+func (g *Gateway) admit(f *registry.Function) (release func(), refused *refusal.Error) {
+	ns := registry.Namespace(f)
 	a := g.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -64,8 +65,8 @@ func (g *Gateway) admit(f *Function) (release func(), refused *refusal.Error) {
 // room is how many instances f's pool may grow to under the namespace's
 // max_instances and max_memory_mb, given the other pools' counts, and the
 // limit that binds ("" when none does).
-func (g *Gateway) room(f *Function, self *pool, want int) (int, string) {
-	ns := namespaceOf(f)
+func (g *Gateway) room(f *registry.Function, self *pool, want int) (int, string) {
+	ns := registry.Namespace(f)
 	lim := g.registry.Limits(ns)
 	if lim.MaxInstances == 0 && lim.MaxMemoryMB == 0 {
 		return want, ""
@@ -74,7 +75,7 @@ func (g *Gateway) room(f *Function, self *pool, want int) (int, string) {
 	g.mu.Lock()
 	pools := make([]*pool, 0, len(g.pools))
 	for _, p := range g.pools {
-		if p != self && namespaceOf(p.fn.Load()) == ns {
+		if p != self && registry.Namespace(p.fn.Load()) == ns {
 			pools = append(pools, p)
 		}
 	}

@@ -179,7 +179,7 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 	readKey := func(ctx context.Context, alloc *nomadapi.Allocation) (string, error) {
 		return p.instanceKey(ctx, inst, alloc)
 	}
-	alloc, key, err := p.gw.confirmPlacement(ctx, slog.String("function", p.name), p.fn.Load().jobID(), nomadjob.GroupName, svc, inst.addr, readKey)
+	alloc, key, err := p.gw.confirmPlacement(ctx, slog.String("function", p.name), p.fn.Load().NomadJob(), nomadjob.GroupName, svc, inst.addr, readKey)
 	switch {
 	case err == nil:
 		if p.gw.files != nil && key == "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // Health is the part of Consul's health API the gateway needs.
@@ -88,7 +89,7 @@ type waiter struct {
 // pool is one function's instances, queue and scaling.
 type pool struct {
 	name string
-	fn   atomic.Pointer[Function]
+	fn   atomic.Pointer[registry.Function]
 	gw   *Gateway
 
 	mu        sync.Mutex
@@ -112,7 +113,7 @@ type pool struct {
 	stats invocationStats
 }
 
-func newPool(gw *Gateway, fn *Function) *pool {
+func newPool(gw *Gateway, fn *registry.Function) *pool {
 	p := &pool{name: fn.Key(), gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -265,7 +266,7 @@ func (p *pool) poke() {
 // watch follows the function's service in Consul. A new instance is probed
 // directly, so a cold start never waits for Consul's check interval.
 func (p *pool) watch(ctx context.Context) {
-	p.gw.watchService(ctx, "instances of "+p.name, p.fn.Load().service(), false, p.watchWait,
+	p.gw.watchService(ctx, "instances of "+p.name, p.fn.Load().ConsulService(), false, p.watchWait,
 		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
 }
 
@@ -285,7 +286,7 @@ func (g *Gateway) watchService(ctx context.Context, what, service string, passin
 		What: what,
 		Log:  g.log,
 		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
-			q := blocking(ctx, index)
+			q := registry.BlockingQuery(ctx, index)
 			if wait != nil {
 				q.WaitTime = wait()
 			}
@@ -415,7 +416,7 @@ func (p *pool) placedLocked() int {
 
 func (p *pool) rescale(ctx context.Context) {
 	f := p.fn.Load()
-	jobID := f.jobID()
+	jobID := f.NomadJob()
 	p.mu.Lock()
 	starved := len(p.waiters) > 0 && p.pickLocked() == nil
 	fewer := p.placedLocked() < p.count

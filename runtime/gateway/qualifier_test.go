@@ -34,18 +34,6 @@ func TestInvokeTarget(t *testing.T) {
 	}
 }
 
-// Only a function's own record and its versions' are function records.
-func TestRecordKey(t *testing.T) {
-	for rel, want := range map[string]string{
-		"fn": "fn", "fn/versions/3": "fn:3", "fn/versions/03": "", "fn/versions/3/x": "", "fn/other": "", "/x": "",
-	} {
-		got, ok := recordKey(rel)
-		if got != want || ok != (want != "") {
-			t.Errorf("recordKey(%q) = %q, %v; want %q", rel, got, ok, want)
-		}
-	}
-}
-
 // An alias sends each additional version its weight of the draws, and its
 // own version the rest.
 func TestPickVersion(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // resolve finds the function, or the version of it, that an invocation
@@ -33,19 +34,19 @@ func (g *Gateway) resolve(next invoker) invoker {
 // callers and deliveries retry, not a 404 that loses their work. Nor is a
 // name unknown that Consul holds and the registry has not read yet: find
 // waits for it (catchUp).
-func (g *Gateway) find(ctx context.Context, function, qualifier string) (*Function, *pool, *refusal.Error) {
+func (g *Gateway) find(ctx context.Context, function, qualifier string) (*registry.Function, *pool, *refusal.Error) {
 	if synced, _ := g.registry.Status(); !synced {
-		return nil, nil, g.registry.notSynced()
+		return nil, nil, g.registry.NotSynced()
 	}
 	f, p, refused := g.lookup(function, qualifier)
-	if refused != nil && refused.Status == http.StatusNotFound && g.registry.catchUp(ctx, function) {
+	if refused != nil && refused.Status == http.StatusNotFound && g.registry.CatchUp(ctx, function) {
 		f, p, refused = g.lookup(function, qualifier)
 	}
 	return f, p, refused
 }
 
 // lookup is find as the registry knows the functions now.
-func (g *Gateway) lookup(function, qualifier string) (*Function, *pool, *refusal.Error) {
+func (g *Gateway) lookup(function, qualifier string) (*registry.Function, *pool, *refusal.Error) {
 	key, refused := g.registryKey(function, qualifier)
 	if refused != nil {
 		return nil, nil, refused

@@ -24,7 +24,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 	synced, _ := g.registry.Status()
 	switch {
 	case route == nil && !synced:
-		refusal.Write(w, refusal.Native, g.registry.notSynced())
+		refusal.Write(w, refusal.Native, g.registry.NotSynced())
 		return
 	case route == nil && allowed != nil:
 		w.Header().Set("Allow", strings.Join(allowed, ", "))

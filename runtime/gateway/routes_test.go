@@ -22,6 +22,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 func sortedRoutes(rs ...kvstore.Route) []kvstore.Route {
@@ -30,8 +31,8 @@ func sortedRoutes(rs ...kvstore.Route) []kvstore.Route {
 		r.ID = kvstore.RouteID(r.Host, r.Path, r.Match, r.Methods)
 		pairs = append(pairs, &consulapi.KVPair{Key: kvstore.RouteKey(r.ID), Value: r.Encode()})
 	}
-	reg := NewRegistry(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	reg.applyRoutes(pairs)
+	reg := registry.New(nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	reg.Apply(kvstore.RoutesPrefix, pairs)
 	return reg.Routes()
 }
 
@@ -131,7 +132,7 @@ func (f *flakyKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPa
 }
 
 func TestRegistryKeepsLastKnownStateWhenConsulIsUnreachable(t *testing.T) {
-	reg := NewRegistry(&flakyKV{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	reg := registry.New(&flakyKV{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go reg.Run(ctx)
@@ -255,9 +256,9 @@ func TestUnsyncedGatewayAnswers503(t *testing.T) {
 func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
 	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}, Auth: AuthOptions{Open: true}})
 	rec := kvstore.FunctionRecord{Name: "kept", Timeout: "3s", IdleTimeout: "5m"}
-	g.registry.applyRoutes(nil)
-	g.registry.applyAccessKeys(nil)
-	g.registry.applyFunctions(consulapi.KVPairs{{Key: kvstore.FunctionKey("kept"), Value: rec.Encode()}})
+	g.registry.Apply(kvstore.RoutesPrefix, nil)
+	g.registry.Apply(kvstore.AccessKeysPrefix, nil)
+	g.registry.Apply(kvstore.FunctionsPrefix, consulapi.KVPairs{{Key: kvstore.FunctionKey("kept"), Value: rec.Encode()}})
 	h := g.Handler()
 	long := strings.Repeat("x", 1024)
 	for i := 0; i < 2000; i++ {
@@ -281,7 +282,7 @@ func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
 	if unknown, kept := series(); unknown || !kept {
 		t.Fatalf("after 2000 unknown names: series of unknown names %v (want none), of the kept function %v (want some)", unknown, kept)
 	}
-	g.registry.applyFunctions(nil) // the function is deleted
+	g.registry.Apply(kvstore.FunctionsPrefix, nil) // the function is deleted
 	if _, kept := series(); kept {
 		t.Error("the deleted function's metrics or usage remain")
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // warmPools follows the warm pools the deployer declared
@@ -175,7 +176,7 @@ func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *c
 
 // claim takes an idle, confirmed instance of the smallest pool that fits
 // the function, or returns nil.
-func (w *warmPools) claim(f *Function) *member {
+func (w *warmPools) claim(f *registry.Function) *member {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	fits := w.fitLocked(f)
@@ -194,14 +195,14 @@ func (w *warmPools) claim(f *Function) *member {
 }
 
 // fits reports whether some warm pool could serve the function.
-func (w *warmPools) fits(f *Function) bool {
+func (w *warmPools) fits(f *registry.Function) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.fitLocked(f)) > 0
 }
 
 // fitLocked lists the pools whose instances could serve the function.
-func (w *warmPools) fitLocked(f *Function) []*warmPool {
+func (w *warmPools) fitLocked(f *registry.Function) []*warmPool {
 	if f.Egress == model.EgressNone || f.Runtime == model.RuntimeHTTP {
 		return nil
 	}
@@ -225,7 +226,7 @@ var errTaken = errors.New("the pool instance already serves a function")
 // specialize hands m the function: the environment the function's own
 // job gives nimbus-host, read from Nomad, so that the instance runs
 // exactly what the function's instances run.
-func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) (jobRead time.Duration, err error) {
+func (w *warmPools) specialize(ctx context.Context, f *registry.Function, m *member) (jobRead time.Duration, err error) {
 	start := time.Now()
 	env, err := w.jobEnv(ctx, f)
 	jobRead = time.Since(start)
@@ -266,7 +267,7 @@ func (w *warmPools) specialize(ctx context.Context, f *Function, m *member) (job
 // one last read while the function's record names its digest, else read
 // from Nomad now. Records from before the digest existed read it every
 // time.
-func (w *warmPools) jobEnv(ctx context.Context, f *Function) (map[string]string, error) {
+func (w *warmPools) jobEnv(ctx context.Context, f *registry.Function) (map[string]string, error) {
 	w.envMu.Lock()
 	cached, ok := w.envs[f.JobID]
 	w.envMu.Unlock()
@@ -289,7 +290,7 @@ func (w *warmPools) jobEnv(ctx context.Context, f *Function) (map[string]string,
 
 // prepare reads a function's job environment ahead of its first pooled
 // cold start, when a warm pool would serve it.
-func (w *warmPools) prepare(f *Function) {
+func (w *warmPools) prepare(f *registry.Function) {
 	if !w.fits(f) || f.EnvSHA256 == "" {
 		return
 	}
@@ -303,7 +304,7 @@ func (w *warmPools) prepare(f *Function) {
 // prepareWarmStarts prepares every function's pooled cold start.
 func (g *Gateway) prepareWarmStarts() {
 	g.mu.Lock()
-	fns := make([]*Function, 0, len(g.pools))
+	fns := make([]*registry.Function, 0, len(g.pools))
 	for _, p := range g.pools {
 		fns = append(fns, p.fn.Load())
 	}

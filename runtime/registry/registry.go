@@ -1,4 +1,10 @@
-package gateway
+// Package registry keeps the gateway's snapshot of Nimbus's records in
+// Consul KV: functions and their versions, aliases and their deployment
+// states, routes, limits, access keys and asynchronous invocation
+// configs. It follows them with blocking queries and serves the last one
+// read, also while Consul is unreachable. It decides nothing about the
+// records: the invoke chain, the instances and the other parts read them.
+package registry
 
 import (
 	"context"
@@ -37,16 +43,16 @@ func (f *Function) Key() string {
 	return model.Qualify(f.Name, f.Version)
 }
 
-// jobID is the Nomad job that runs the function's instances.
-func (f *Function) jobID() string {
+// NomadJob is the Nomad job that runs the function's instances.
+func (f *Function) NomadJob() string {
 	if f.JobID == "" {
 		return nomadjob.JobID(f.Name)
 	}
 	return f.JobID
 }
 
-// service is the Consul service its instances register.
-func (f *Function) service() string {
+// ConsulService is the Consul service its instances register.
+func (f *Function) ConsulService() string {
 	if f.Service == "" {
 		return nomadjob.ServiceName(f.Name)
 	}
@@ -58,10 +64,10 @@ type KV interface {
 	List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error)
 }
 
-// Registry follows nimbus/functions/ in Consul KV with blocking queries.
+// Snapshot follows Nimbus's records in Consul KV with blocking queries.
 // When Consul is unreachable it keeps serving the last known functions and
 // reports itself stale.
-type Registry struct {
+type Snapshot struct {
 	kv  KV
 	log *slog.Logger
 
@@ -89,16 +95,16 @@ type Registry struct {
 	fnRead  chan struct{}
 }
 
-// NewRegistry watches kv; onChange (may be nil) sees every new set.
-func NewRegistry(kv KV, log *slog.Logger, onChange func(map[string]*Function)) *Registry {
-	return &Registry{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange, fnRead: make(chan struct{})}
+// New watches kv; onChange (may be nil) sees every new set.
+func New(kv KV, log *slog.Logger, onChange func(map[string]*Function)) *Snapshot {
+	return &Snapshot{kv: kv, log: log, fns: map[string]*Function{}, changed: onChange, fnRead: make(chan struct{})}
 }
 
 // catchUpWait bounds how long an invocation of a name the registry does
 // not know waits for a record Consul already holds.
 const catchUpWait = 3 * time.Second
 
-// catchUp reads function's records (its own, its versions' and its
+// CatchUp reads function's records (its own, its versions' and its
 // aliases') from Consul, and waits, up to catchUpWait, until the registry
 // has read them if it has not yet: a record written a moment ago (an alias
 // that terraform apply just created) must not answer 404 for the tens of
@@ -106,7 +112,7 @@ const catchUpWait = 3 * time.Second
 // read every record of function that Consul holds (it may have done so
 // since the caller looked), so that the caller looks the name up again.
 // Only a name the registry does not know costs this read.
-func (r *Registry) catchUp(ctx context.Context, function string) bool {
+func (r *Snapshot) CatchUp(ctx context.Context, function string) bool {
 	if r.kv == nil { // a gateway fed by hand, in unit tests
 		return false
 	}
@@ -145,7 +151,7 @@ func (r *Registry) catchUp(ctx context.Context, function string) bool {
 
 // Get returns a function by name, or one of its versions by its qualified
 // name (<name>:<n>).
-func (r *Registry) Get(name string) (*Function, bool) {
+func (r *Snapshot) Get(name string) (*Function, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	f, ok := r.fns[name]
@@ -154,7 +160,7 @@ func (r *Registry) Get(name string) (*Function, bool) {
 
 // Artifacts lists the code digests of all functions; ok is false until the
 // functions have been read, when an absent digest proves nothing.
-func (r *Registry) Artifacts() (digests map[string]bool, ok bool) {
+func (r *Snapshot) Artifacts() (digests map[string]bool, ok bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if !r.synced {
@@ -170,7 +176,7 @@ func (r *Registry) Artifacts() (digests map[string]bool, ok bool) {
 // Status says whether the registry has read the functions and routes at
 // least once (before that, no name can be judged unknown), and the last
 // error reading them.
-func (r *Registry) Status() (synced bool, err error) {
+func (r *Snapshot) Status() (synced bool, err error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.synced && r.routed && r.keyed, r.lastErr
@@ -178,15 +184,15 @@ func (r *Registry) Status() (synced bool, err error) {
 
 // AccessKey finds an access key by id; synced is false until the keys
 // have been read, when an absent key proves nothing.
-func (r *Registry) AccessKey(id string) (key *kvstore.AccessKey, found, synced bool) {
+func (r *Snapshot) AccessKey(id string) (key *kvstore.AccessKey, found, synced bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	key, found = r.keys[id]
 	return key, found, r.keyed
 }
 
-// notSynced is the refusal while Status is not synced: 503, to retry.
-func (r *Registry) notSynced() *refusal.Error {
+// NotSynced is the refusal while Status is not synced: 503, to retry.
+func (r *Snapshot) NotSynced() *refusal.Error {
 	_, err := r.Status()
 	msg := "the gateway has not read the functions, routes and access keys from Consul yet; retry shortly"
 	if err != nil {
@@ -197,34 +203,48 @@ func (r *Registry) notSynced() *refusal.Error {
 
 // Run watches the functions, routes, limits, access keys and asynchronous
 // invocation configs until ctx ends.
-func (r *Registry) Run(ctx context.Context) {
+func (r *Snapshot) Run(ctx context.Context) {
 	var watching sync.WaitGroup
-	for prefix, apply := range map[string]func(consulapi.KVPairs){
+	for prefix, apply := range r.appliers() {
+		watching.Add(1)
+		go func() {
+			defer watching.Done()
+			r.WatchPrefix(ctx, prefix, apply)
+		}()
+	}
+	watching.Wait()
+}
+
+// appliers read each prefix the snapshot follows.
+func (r *Snapshot) appliers() map[string]func(consulapi.KVPairs) {
+	return map[string]func(consulapi.KVPairs){
 		kvstore.FunctionsPrefix:   r.applyFunctions,
 		kvstore.RoutesPrefix:      r.applyRoutes,
 		kvstore.LimitsPrefix:      r.applyLimits,
 		kvstore.AccessKeysPrefix:  r.applyAccessKeys,
 		kvstore.AsyncPrefix:       r.applyAsync,
 		kvstore.DeploymentsPrefix: r.applyDeployments,
-	} {
-		watching.Add(1)
-		go func() {
-			defer watching.Done()
-			r.watchPrefix(ctx, prefix, apply)
-		}()
 	}
-	watching.Wait()
 }
 
-// watchPrefix follows a KV prefix, handing every new listing to apply.
+// Apply reads one listing of a prefix the snapshot follows (one of
+// kvstore's *Prefix), as the watch does: for a gateway fed by hand, in
+// tests and benchmarks.
+func (r *Snapshot) Apply(prefix string, pairs consulapi.KVPairs) {
+	if apply, ok := r.appliers()[prefix]; ok {
+		apply(pairs)
+	}
+}
+
+// WatchPrefix follows a KV prefix, handing every new listing to apply.
 // While Consul is unreachable the registry keeps the last known state and
 // says so in Status.
-func (r *Registry) watchPrefix(ctx context.Context, prefix string, apply func(consulapi.KVPairs)) {
-	watch.Loop[kvListing]{
+func (r *Snapshot) WatchPrefix(ctx context.Context, prefix string, apply func(consulapi.KVPairs)) {
+	watch.Loop[Listing]{
 		What:  "Consul KV " + prefix,
 		Log:   r.log,
-		Query: listPrefix(r.kv, prefix),
-		Apply: func(l kvListing) { apply(l.pairs) },
+		Query: ListPrefix(r.kv, prefix),
+		Apply: func(l Listing) { apply(l.Pairs) },
 		Failed: func(err error, _ time.Duration) {
 			r.mu.Lock()
 			r.lastErr = err
@@ -235,25 +255,25 @@ func (r *Registry) watchPrefix(ctx context.Context, prefix string, apply func(co
 	}.Run(ctx)
 }
 
-// kvListing is one answer to a blocking listing of a KV prefix.
-type kvListing struct {
-	pairs consulapi.KVPairs
-	index uint64
+// Listing is one answer to a blocking listing of a KV prefix.
+type Listing struct {
+	Pairs consulapi.KVPairs
+	Index uint64
 }
 
-// listPrefix is the blocking query that lists prefix.
-func listPrefix(kv KV, prefix string) watch.Query[kvListing] {
-	return func(ctx context.Context, index uint64) (kvListing, uint64, error) {
-		pairs, meta, err := kv.List(prefix, blocking(ctx, index))
+// ListPrefix is the blocking query that lists prefix.
+func ListPrefix(kv KV, prefix string) watch.Query[Listing] {
+	return func(ctx context.Context, index uint64) (Listing, uint64, error) {
+		pairs, meta, err := kv.List(prefix, BlockingQuery(ctx, index))
 		if err != nil {
-			return kvListing{}, 0, err
+			return Listing{}, 0, err
 		}
-		return kvListing{pairs, meta.LastIndex}, meta.LastIndex, nil
+		return Listing{Pairs: pairs, Index: meta.LastIndex}, meta.LastIndex, nil
 	}
 }
 
-// blocking is the query options of a blocking query at index.
-func blocking(ctx context.Context, index uint64) *consulapi.QueryOptions {
+// BlockingQuery is the query options of a blocking query at index.
+func BlockingQuery(ctx context.Context, index uint64) *consulapi.QueryOptions {
 	return (&consulapi.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx)
 }
 
@@ -261,7 +281,7 @@ func blocking(ctx context.Context, index uint64) *consulapi.QueryOptions {
 // (nimbus/functions/<name>, its $LATEST) and its published versions'
 // (nimbus/functions/<name>/versions/<n>), which it keeps under their
 // qualified names, <name>:<n>.
-func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyFunctions(pairs consulapi.KVPairs) {
 	prefix := kvstore.FunctionsPrefix
 	fns := map[string]*Function{}
 	aliases := map[string]kvstore.AliasRecord{}
@@ -316,7 +336,7 @@ func (r *Registry) applyFunctions(pairs consulapi.KVPairs) {
 }
 
 // applyDeployments reads the aliases' deployment states.
-func (r *Registry) applyDeployments(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyDeployments(pairs consulapi.KVPairs) {
 	states := map[string]kvstore.DeploymentState{}
 	for _, p := range pairs {
 		st, err := kvstore.DecodeDeployment(p.Value)
@@ -334,7 +354,7 @@ func (r *Registry) applyDeployments(pairs consulapi.KVPairs) {
 // Routing is how a function's alias routes now: the version that gets the
 // rest of the invocations and the others' weights, as its record says or,
 // during a deployment, as the deployment's step says.
-func (r *Registry) Routing(function, alias string) (primary string, weights map[string]float64, found bool) {
+func (r *Snapshot) Routing(function, alias string) (primary string, weights map[string]float64, found bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	a, ok := r.aliases[model.Qualify(function, alias)]
@@ -349,8 +369,8 @@ func (r *Registry) Routing(function, alias string) (primary string, weights map[
 	return primary, weights, true
 }
 
-// deployment is the state of an alias's deployment, as last read.
-func (r *Registry) deployment(function, alias string) (kvstore.DeploymentState, bool) {
+// Deployment is the state of an alias's deployment, as last read.
+func (r *Snapshot) Deployment(function, alias string) (kvstore.DeploymentState, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	st, ok := r.deployments[model.Qualify(function, alias)]
@@ -358,7 +378,7 @@ func (r *Registry) deployment(function, alias string) (kvstore.DeploymentState, 
 }
 
 // Deployments lists the deployment states of a function's aliases.
-func (r *Registry) Deployments(function string) []kvstore.DeploymentState {
+func (r *Snapshot) Deployments(function string) []kvstore.DeploymentState {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var out []kvstore.DeploymentState
@@ -400,7 +420,7 @@ func recordKey(rel string) (string, bool) {
 	return model.Qualify(name, n), true
 }
 
-func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyRoutes(pairs consulapi.KVPairs) {
 	var routes []kvstore.Route
 	for _, p := range pairs {
 		rt, err := kvstore.DecodeRoute(p.Value)
@@ -427,7 +447,7 @@ func (r *Registry) applyRoutes(pairs consulapi.KVPairs) {
 	r.mu.Unlock()
 }
 
-func (r *Registry) applyLimits(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyLimits(pairs consulapi.KVPairs) {
 	limits := map[string]kvstore.Limits{}
 	for _, p := range pairs {
 		l, err := kvstore.DecodeLimits(p.Value)
@@ -444,7 +464,7 @@ func (r *Registry) applyLimits(pairs consulapi.KVPairs) {
 
 // applyAccessKeys replaces the keys: a new, changed, disabled or deleted
 // key takes effect with the next request.
-func (r *Registry) applyAccessKeys(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyAccessKeys(pairs consulapi.KVPairs) {
 	keys := map[string]*kvstore.AccessKey{}
 	for _, p := range pairs {
 		k, err := kvstore.DecodeAccessKey(p.Value)
@@ -460,7 +480,7 @@ func (r *Registry) applyAccessKeys(pairs consulapi.KVPairs) {
 }
 
 // applyAsync replaces the functions' asynchronous invocation configs.
-func (r *Registry) applyAsync(pairs consulapi.KVPairs) {
+func (r *Snapshot) applyAsync(pairs consulapi.KVPairs) {
 	configs := map[string]kvstore.AsyncConfig{}
 	for _, p := range pairs {
 		a, err := kvstore.DecodeAsync(p.Value)
@@ -477,7 +497,7 @@ func (r *Registry) applyAsync(pairs consulapi.KVPairs) {
 
 // Async returns how the function's asynchronous invocations are handled:
 // its config, or Lambda's defaults.
-func (r *Registry) Async(function string) kvstore.AsyncConfig {
+func (r *Snapshot) Async(function string) kvstore.AsyncConfig {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if a, ok := r.async[function]; ok {
@@ -487,7 +507,7 @@ func (r *Registry) Async(function string) kvstore.AsyncConfig {
 }
 
 // Limits returns a namespace's quotas, Lambda's default where none are set.
-func (r *Registry) Limits(namespace string) kvstore.Limits {
+func (r *Snapshot) Limits(namespace string) kvstore.Limits {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if l, ok := r.limits[namespace]; ok {
@@ -497,13 +517,13 @@ func (r *Registry) Limits(namespace string) kvstore.Limits {
 }
 
 // Reserved sums the namespace's reserved concurrency.
-func (r *Registry) Reserved(namespace string) int {
+func (r *Snapshot) Reserved(namespace string) int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	total := 0
 	for _, f := range r.fns {
 		// A function's versions share its reservation.
-		if f.Version == "" && namespaceOf(f) == namespace {
+		if f.Version == "" && Namespace(f) == namespace {
 			total += f.ReservedConcurrency
 		}
 	}
@@ -511,7 +531,7 @@ func (r *Registry) Reserved(namespace string) int {
 }
 
 // Versions lists a function's published versions, oldest first.
-func (r *Registry) Versions(name string) []int {
+func (r *Snapshot) Versions(name string) []int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	versions := []int{}
@@ -528,7 +548,7 @@ func (r *Registry) Versions(name string) []int {
 
 // ReservedFor is the reserved concurrency of f's function, which its
 // versions share; 0 when it has none.
-func (r *Registry) ReservedFor(f *Function) int {
+func (r *Snapshot) ReservedFor(f *Function) int {
 	if f.Version == "" {
 		return f.ReservedConcurrency
 	}
@@ -540,7 +560,8 @@ func (r *Registry) ReservedFor(f *Function) int {
 	return 0
 }
 
-func namespaceOf(f *Function) string {
+// Namespace is the Nomad namespace of f's jobs: "default" when its record names none.
+func Namespace(f *Function) string {
 	if f.Namespace == "" {
 		return "default"
 	}
@@ -548,8 +569,15 @@ func namespaceOf(f *Function) string {
 }
 
 // Routes returns the route table, most specific first.
-func (r *Registry) Routes() []kvstore.Route {
+func (r *Snapshot) Routes() []kvstore.Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.routes
+}
+
+// OnAliases has fn see every new set of aliases; call it before Run.
+func (r *Snapshot) OnAliases(fn func(map[string]kvstore.AliasRecord)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.aliasesChanged = fn
 }
