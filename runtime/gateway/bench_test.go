@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 )
 
 // The gateway's own cost on the warm path, in process: the same client
@@ -141,7 +142,7 @@ func benchGateway(b *testing.B, instance *httptest.Server) (url, token string) {
 	g := New(Options{
 		KV: benchKV{record: rec.Encode()}, Health: benchHealth{host, port}, Jobs: benchNomad{host, port}, Allocations: benchAllocs{host, port},
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Auth:   AuthOptions{Operator: &kvstore.AccessKey{ID: id, Secret: secret, Enabled: true, Invoke: []string{"*"}}},
+		Auth:   auth.Options{Operator: &kvstore.AccessKey{ID: id, Secret: secret, Enabled: true, Invoke: []string{"*"}}},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 )
 
 // rawRequest opens a connection to srv and sends a POST whose headers
@@ -59,7 +60,7 @@ func syncedGateway(opts Options) *Gateway {
 // the budget, a new body is refused at once with 503 and Retry-After,
 // before it is read; when they are done, it is accepted again.
 func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
-	g := syncedGateway(Options{BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: AuthOptions{Open: true}})
+	g := syncedGateway(Options{BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: auth.Options{Open: true}})
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 
@@ -88,7 +89,7 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 // A client that sends its body slowly is cut off after the body timeout
 // with a 400, rather than holding its connection for ever.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	g := syncedGateway(Options{BodyTimeout: 300 * time.Millisecond, Auth: AuthOptions{Open: true}})
+	g := syncedGateway(Options{BodyTimeout: 300 * time.Millisecond, Auth: auth.Options{Open: true}})
 	srv := httptest.NewServer(g.Handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)

@@ -1,5 +1,7 @@
 package gateway
 
+import "context"
+
 // newChain composes the path that every invocation takes, in one place.
 // Each step is one concern in its own file, and wraps the next:
 //
@@ -25,4 +27,15 @@ package gateway
 // dialect; refuse.go writes every refusal.
 func (g *Gateway) newChain() invoker {
 	return g.authorize(g.resolve(g.meter(g.limit(g.forward))))
+}
+
+// authorize refuses an invocation its caller may not make, before
+// anything else: whether a function exists is not told to whoever may
+// not invoke it.
+func (g *Gateway) authorize(next invoker) invoker {
+	return func(ctx context.Context, inv *invocation) {
+		if inv.refused = inv.caller.MayInvoke(inv.function); inv.refused == nil {
+			next(ctx, inv)
+		}
+	}
 }

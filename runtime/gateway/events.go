@@ -13,6 +13,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -45,10 +46,10 @@ func eventTooLarge(payload []byte) *refusal.Error {
 
 // enqueue stores an Event invocation, or refuses it: never a 202 for an
 // event that may be lost.
-func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string, payload []byte) *refusal.Error {
+func (g *Gateway) enqueue(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte) *refusal.Error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := g.events.Enqueue(ctx, eventq.Event{Function: name, Qualifier: qualifier, RequestID: protocol.NewRequestID(), Caller: c.name(), Payload: payload})
+	err := g.events.Enqueue(ctx, eventq.Event{Function: name, Qualifier: qualifier, RequestID: protocol.NewRequestID(), Caller: c.Name(), Payload: payload})
 	switch {
 	case err == nil:
 		return nil
@@ -64,7 +65,7 @@ func (g *Gateway) enqueue(ctx context.Context, c *caller, name, qualifier string
 // asyncRetries times, when the gateway has no NATS: it is lost if the
 // gateway stops. At most 1024 wait at a time; the event keeps its share of
 // the body budget until it is done (release).
-func (g *Gateway) holdInMemory(c *caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
+func (g *Gateway) holdInMemory(c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
 	select {
 	case g.async <- struct{}{}:
 	default:
@@ -80,7 +81,7 @@ func (g *Gateway) holdInMemory(c *caller, name, qualifier string, payload []byte
 			}
 			// Authorized when accepted; a key disabled since does not
 			// lose the event.
-			inv := g.run(context.Background(), internalCaller("event of "+c.name()), model.Qualify(name, qualifier), payload, false)
+			inv := g.run(context.Background(), auth.Internal("event of "+c.Name()), model.Qualify(name, qualifier), payload, false)
 			if inv.refused == nil && !inv.answer.functionFailed() {
 				return
 			}
@@ -159,7 +160,7 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
 	// Authorized when stored; a key disabled since does not lose the event.
-	inv := g.run(ctx, internalCaller("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
+	inv := g.run(ctx, auth.Internal("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
 	switch {
 	case inv.refused == nil && !inv.answer.functionFailed():
 		if cfg.OnSuccess != nil {

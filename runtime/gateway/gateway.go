@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
@@ -45,7 +46,7 @@ type Gateway struct {
 	bodies       *bodyBudget
 	bodyTimeout  time.Duration
 	chain        invoker // the request path (chain.go)
-	auth         *authenticator
+	auth         *auth.Authenticator
 	launches     launches // scheduled runs delivered
 
 	mu    sync.Mutex
@@ -78,7 +79,7 @@ type Options struct {
 	BodyBudget  int64
 	BodyTimeout time.Duration
 	// Auth decides who may call the gateway.
-	Auth AuthOptions
+	Auth auth.Options
 	// Events stores asynchronous invocations durably (NATS JetStream);
 	// nil holds them in memory, where a restart loses them.
 	Events *eventq.Queue
@@ -119,7 +120,7 @@ func New(opts Options) *Gateway {
 	g.access = cmp.Or(opts.AccessLog, g.log)
 	g.warm = newWarmPools(g)
 	g.registry = registry.New(opts.KV, g.log, g.syncPools)
-	g.auth = newAuthenticator(opts.Auth, g.registry, g.log)
+	g.auth = auth.New(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
@@ -226,8 +227,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
 	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
 	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.serveDeleteSource)
-	mux.Handle("GET /v1/usage", g.operations(http.HandlerFunc(g.usage.ServeHTTP)))
-	mux.Handle("GET /metrics", g.operations(g.metrics.Handler()))
+	mux.Handle("GET /v1/usage", g.auth.Operations(http.HandlerFunc(g.usage.ServeHTTP)))
+	mux.Handle("GET /metrics", g.auth.Operations(g.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	// Everything else is a function's HTTP route.
 	mux.HandleFunc("/", g.serveRoute)
@@ -258,44 +259,20 @@ func (g *Gateway) FunctionHandler() http.Handler {
 	return mux
 }
 
-// operations serves the operations endpoints to keys with
-// read_operations.
-func (g *Gateway) operations(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.allowed(w, r, (*caller).mayReadOperations) {
-			next.ServeHTTP(w, r)
-		}
-	})
-}
-
-// allowed authenticates a request to the native API and checks that the
-// caller has the right; otherwise it writes the refusal.
-func (g *Gateway) allowed(w http.ResponseWriter, r *http.Request, right func(*caller) *refusal.Error) bool {
-	c, refused := g.auth.authenticateHeaders(r, nativeCredentials)
-	if refused == nil {
-		refused = right(c)
-	}
-	if refused != nil {
-		refusal.Write(w, refusal.Native, refused)
-		return false
-	}
-	return true
-}
-
 // Authorizer checks the credentials of requests outside the gateway's own
-// handler (the artifact store's).
-func (g *Gateway) Authorizer() *Authorizer { return &Authorizer{g.auth} }
+// handler (the artifact store's uploads and reads).
+func (g *Gateway) Authorizer() *auth.Authenticator { return g.auth }
 
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 	name, qualifier, refused := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
-	c, notAuthenticated := g.auth.authenticateHeaders(r, nativeCredentials)
+	c, notAuthenticated := g.auth.AuthenticateHeaders(r, auth.NativeCredentials)
 	switch {
 	case notAuthenticated != nil:
 		refused = notAuthenticated
-	case refused == nil && c.mayReadOperations() != nil:
-		refused = c.mayInvoke(name)
+	case refused == nil && c.MayReadOperations() != nil:
+		refused = c.MayInvoke(name)
 	}
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
@@ -345,7 +322,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	synced, err := g.registry.Status()
 	status := map[string]any{"ready": synced, "consul": "ok", "status": "ready", "authentication": "on"}
-	if g.auth.open {
+	if g.auth.Open() {
 		status["authentication"] = "OFF: anyone may invoke, upload and read metrics; for local development only"
 	}
 	if !synced {

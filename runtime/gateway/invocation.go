@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -14,7 +15,7 @@ import (
 // invocation is one request to run a function as it passes down the chain
 // (chain.go), whichever way it came in.
 type invocation struct {
-	caller    *caller
+	caller    *auth.Caller
 	function  string // the function's name, as the caller named it
 	qualifier string // the version or alias the caller named, if any
 	payload   []byte
@@ -52,7 +53,7 @@ func (a *hostAnswer) functionFailed() bool {
 // front ends, asynchronous retries and triggers alike. target is a
 // function's name, or <name>:<qualifier> for one of its versions or
 // aliases.
-func (g *Gateway) run(ctx context.Context, c *caller, target string, payload []byte, tail bool) *invocation {
+func (g *Gateway) run(ctx context.Context, c *auth.Caller, target string, payload []byte, tail bool) *invocation {
 	function, qualifier := model.SplitQualified(target)
 	inv := &invocation{caller: c, function: function, qualifier: qualifier, payload: payload, tail: tail, requestID: protocol.NewRequestID()}
 	g.chain(ctx, inv)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -21,7 +22,7 @@ var passedHeaders = []string{
 // accounting headers, the function's timeout is 504, other function errors
 // keep Lambda's 200 with X-Nimbus-Function-Error.
 func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
-	c, refused := g.auth.identify(r, nativeCredentials)
+	c, refused := g.auth.Identify(r, auth.NativeCredentials)
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
 		return
@@ -37,7 +38,7 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if bad := c.verify(payload); bad != nil {
+	if bad := c.Verify(payload); bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
@@ -288,7 +289,7 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 		if attempt > 0 {
 			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
 		}
-		inv := ts.g.run(ctx, internalCaller("KV trigger "+def.Name), def.Function, event, false)
+		inv := ts.g.run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
 		switch {
 		case inv.refused != nil:
 			lastErr = inv.refused.Type + ": " + inv.refused.Msg

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -15,7 +16,7 @@ import (
 // functions.
 func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 	name, qualifier, bad := invokeTarget(lambdaFunctionName(r.PathValue("name")), r.URL.Query().Get("Qualifier"))
-	c, refused := g.auth.identify(r, lambdaCredentials)
+	c, refused := g.auth.Identify(r, auth.LambdaCredentials)
 	if refused != nil {
 		refusal.Write(w, refusal.Lambda, refused)
 		return
@@ -38,7 +39,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		release()
-		if bad := refusal.First(c.verify(payload), c.mayInvoke(name)); bad != nil {
+		if bad := refusal.First(c.Verify(payload), c.MayInvoke(name)); bad != nil {
 			refusal.Write(w, refusal.Lambda, bad)
 			return
 		}
@@ -59,7 +60,7 @@ func (g *Gateway) serveLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if bad := c.verify(payload); bad != nil {
+	if bad := c.Verify(payload); bad != nil {
 		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
@@ -135,8 +136,8 @@ func (g *Gateway) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byt
 // memory instead, runs it in the background, retrying twice with backoff,
 // and loses it if it stops; at most 1024 wait at a time, beyond which the
 // caller gets 429.
-func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *caller, name, qualifier string) {
-	if bad := c.mayInvoke(name); bad != nil {
+func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *auth.Caller, name, qualifier string) {
+	if bad := c.MayInvoke(name); bad != nil {
 		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
@@ -151,7 +152,7 @@ func (g *Gateway) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *ca
 		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
-	if bad := c.verify(payload); bad != nil {
+	if bad := c.Verify(payload); bad != nil {
 		release()
 		refusal.Write(w, refusal.Lambda, bad)
 		return

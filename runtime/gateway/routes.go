@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -46,7 +47,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	if bad := c.verify(body); bad != nil {
+	if bad := c.Verify(body); bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
@@ -80,17 +81,17 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 // wants: anyone (NONE), an access key's token (API_KEY) or a SigV4
 // signature for execute-api (AWS_IAM). The key must be allowed to invoke
 // the route's function.
-func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*caller, *refusal.Error) {
-	var kinds credentialKinds
+func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*auth.Caller, *refusal.Error) {
+	var kinds auth.Kinds
 	switch route.EffectiveAuthorization() {
 	case kvstore.RouteAuthNone:
-		return internalCaller("public route " + route.ID), nil
+		return auth.Internal("public route " + route.ID), nil
 	case kvstore.RouteAuthAPIKey:
-		kinds = credentialKinds{bearer: true, apiKeyHeader: true}
+		kinds = auth.Kinds{Bearer: true, APIKeyHeader: true}
 	default:
-		kinds = credentialKinds{sigv4Services: routeServices}
+		kinds = auth.Kinds{SigV4Services: auth.RouteServices}
 	}
-	return g.auth.identify(r, kinds)
+	return g.auth.Identify(r, kinds)
 }
 
 // credentialHeaders carry a caller's credentials. A route with

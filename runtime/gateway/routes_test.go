@@ -20,6 +20,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -150,7 +151,7 @@ func TestRegistryKeepsLastKnownStateWhenConsulIsUnreachable(t *testing.T) {
 	if _, ok := reg.Get("keep"); !ok {
 		t.Error("the last known function must still be served")
 	}
-	g := &Gateway{registry: reg, auth: &authenticator{}}
+	g := &Gateway{registry: reg, auth: &auth.Authenticator{}}
 	w := httptest.NewRecorder()
 	g.serveHealth(w, httptest.NewRequest("GET", "/healthz", nil))
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "unreachable, serving the last known") {
@@ -223,7 +224,7 @@ func (downKV) List(_ string, q *consulapi.QueryOptions) (consulapi.KVPairs, *con
 // that a name is unknown: it answers 503 with Retry-After, which callers
 // and deliveries retry, rather than a 404 that loses their work.
 func TestUnsyncedGatewayAnswers503(t *testing.T) {
-	g := New(Options{KV: downKV{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Auth: AuthOptions{Open: true}})
+	g := New(Options{KV: downKV{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Auth: auth.Options{Open: true}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.registry.Run(ctx)
@@ -254,7 +255,7 @@ func TestUnsyncedGatewayAnswers503(t *testing.T) {
 // and usage go with it: names that come and go cannot grow the gateway's
 // memory.
 func TestUnknownAndDeletedFunctionsLeaveNoTrace(t *testing.T) {
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}, Auth: AuthOptions{Open: true}})
+	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Health: quietHealth{}, Jobs: quietJobs{}, Auth: auth.Options{Open: true}})
 	rec := kvstore.FunctionRecord{Name: "kept", Timeout: "3s", IdleTimeout: "5m"}
 	g.registry.Apply(kvstore.RoutesPrefix, nil)
 	g.registry.Apply(kvstore.AccessKeysPrefix, nil)

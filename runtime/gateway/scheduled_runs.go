@@ -13,6 +13,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -85,7 +86,7 @@ func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusConflict, "AlreadyDelivered", "launch "+req.Launch+" was delivered already; each launch runs its function once"))
 		return
 	}
-	inv := g.run(r.Context(), internalCaller("schedule "+run.Schedule), run.Function, event, false)
+	inv := g.run(r.Context(), auth.Internal("schedule "+run.Schedule), run.Function, event, false)
 	if inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable) {
 		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
 	}

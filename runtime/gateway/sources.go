@@ -18,6 +18,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
@@ -125,7 +126,7 @@ func (s *sources) credentials(source string) (eventsource.Credentials, error) {
 func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource.Handler {
 	return eventsource.Handler{
 		Invoke: func(ctx context.Context, event []byte) eventsource.Result {
-			return batchResult(s.g.run(ctx, internalCaller("event source "+def.Name), def.Function, event, false))
+			return batchResult(s.g.run(ctx, auth.Internal("event source "+def.Name), def.Function, event, false))
 		},
 		Failed: func(ctx context.Context, r eventsource.FailedRecord) error {
 			return s.failed(ctx, def, r, log)
@@ -218,7 +219,7 @@ func (s *sources) state(name string) (map[string]any, bool) {
 
 // serveSource describes a source (GET /v1/event-sources/{name}).
 func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
-	if !g.allowed(w, r, (*caller).mayReadOperations) {
+	if !g.auth.Allowed(w, r, (*auth.Caller).MayReadOperations) {
 		return
 	}
 	st, ok := g.sources.state(r.PathValue("name"))
@@ -235,7 +236,7 @@ func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
 // Variable's credentials and finds the queue. The deployer's key (one
 // with upload_artifacts) may call it.
 func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
-	if !g.allowed(w, r, (*caller).mayUpload) {
+	if !g.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
@@ -272,7 +273,7 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 // provider has deleted its record (DELETE
 // /v1/event-sources/{name}?stream=S).
 func (g *Gateway) serveDeleteSource(w http.ResponseWriter, r *http.Request) {
-	if !g.allowed(w, r, (*caller).mayUpload) {
+	if !g.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
 		return
 	}
 	stream := r.URL.Query().Get("stream")

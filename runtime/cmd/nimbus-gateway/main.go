@@ -24,6 +24,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/logbuf"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/artifacts"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 )
 
@@ -55,12 +56,12 @@ func main() {
 	flag.Parse()
 
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	auth, err := authOptions(*authMode, *dataDir, logger)
+	authOpts, err := authOptions(*authMode, *dataDir, logger)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
 		os.Exit(2)
 	}
-	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout, Auth: auth}
+	limits := gateway.Options{BodyBudget: int64(*bodyBudget) << 20, BodyTimeout: *bodyTimeout, Auth: authOpts}
 	store := artifacts.StoreLimits{Quota: int64(*storeQuota) << 20, Grace: *artifactGrace, URLTTL: *urlTTL}
 	if err := run(*listen, *functionListen, *dataDir, *drain, limits, store, logger); err != nil {
 		fmt.Fprintf(os.Stderr, "nimbus-gateway: %v\n", err)
@@ -178,8 +179,8 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 // key (NIMBUS_GATEWAY_OPERATOR_KEY, a bearer token) and the key that signs
 // artifact URLs (NIMBUS_GATEWAY_SIGNING_KEY, or one the gateway makes and
 // keeps in its data directory).
-func authOptions(mode, dataDir string, logger *slog.Logger) (gateway.AuthOptions, error) {
-	var opts gateway.AuthOptions
+func authOptions(mode, dataDir string, logger *slog.Logger) (auth.Options, error) {
+	var opts auth.Options
 	switch mode {
 	case "on":
 	case "off":
@@ -188,7 +189,7 @@ func authOptions(mode, dataDir string, logger *slog.Logger) (gateway.AuthOptions
 		return opts, fmt.Errorf("-auth is %q: use \"on\" (the default) or \"off\" (local development only)", mode)
 	}
 	if token := os.Getenv("NIMBUS_GATEWAY_OPERATOR_KEY"); token != "" {
-		key, err := gateway.OperatorKey(token)
+		key, err := auth.OperatorKey(token)
 		if err != nil {
 			return opts, fmt.Errorf("NIMBUS_GATEWAY_OPERATOR_KEY: %w", err)
 		}

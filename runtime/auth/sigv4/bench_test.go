@@ -9,7 +9,7 @@ import (
 
 // The cost of verifying a SigV4 signature, against its floor: hashing the
 // payload, which any integrity check must do. Run with make bench or
-// go test -bench . ./runtime/gateway/sigv4/.
+// go test -bench . ./runtime/auth/sigv4/.
 func benchPayload() []byte { return bytes.Repeat([]byte(`{"order":42}`), 100) } // 1.2 KB
 
 func BenchmarkFloorPayloadHash(b *testing.B) {
