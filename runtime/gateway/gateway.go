@@ -13,7 +13,9 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/deployments"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
@@ -37,7 +39,7 @@ type Gateway struct {
 	admission *admission
 	triggers  *triggers
 	// deployments drives the aliases' deployments (nil without Consul).
-	deployments *aliasDeployments
+	deployments *deployments.Driver
 	async       chan struct{} // slots for asynchronous invocations held in memory
 	events      *eventq.Queue // where asynchronous invocations are stored, when set
 	sources     *sources      // event sources consumed (sources.go)
@@ -124,16 +126,25 @@ func New(opts Options) *Gateway {
 	g.chain = g.newChain()
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
-		g.deployments = newAliasDeployments(g, opts.Consul)
+		g.deployments = deployments.New(opts.Consul, g.registry, g.versionStats, g.jobs, g.log)
 	}
 	g.sources = newSources(g, opts.NATS, opts.Variables, opts.SourceSlots)
 	return g
 }
 
+// versionStats are a published version's invocations through this
+// gateway since a time, which its alias's deployment judges.
+func (g *Gateway) versionStats(version string, since time.Time) progressive.Stats {
+	if p, ok := g.pool(version); ok {
+		return p.stats.since(since)
+	}
+	return progressive.Stats{}
+}
+
 // Run follows Consul until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
 	if g.deployments != nil {
-		g.registry.OnAliases(func(aliases map[string]kvstore.AliasRecord) { g.deployments.sync(ctx, aliases) })
+		g.registry.OnAliases(func(aliases map[string]kvstore.AliasRecord) { g.deployments.Sync(ctx, aliases) })
 	}
 	if g.triggers != nil {
 		go g.registry.WatchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
