@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 )
 
 // The gateway's own cost on the warm path, in process: the same client
@@ -85,7 +86,7 @@ func (h benchHealth) Service(service, _ string, _ bool, q *consulapi.QueryOption
 	}
 	entry := &consulapi.ServiceEntry{
 		Node: &consulapi.Node{Address: h.host},
-		Service: &consulapi.AgentService{ID: nomadServicePrefix + benchAllocID + "-" + nomadjob.TaskName + "-" + service + "-http",
+		Service: &consulapi.AgentService{ID: instances.NomadServicePrefix + benchAllocID + "-" + nomadjob.TaskName + "-" + service + "-http",
 			Service: service, Address: h.host, Port: h.port},
 		Checks: consulapi.HealthChecks{{Status: consulapi.HealthPassing}},
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
@@ -94,24 +95,24 @@ func (g *Gateway) holdInMemory(c *auth.Caller, name, qualifier string, payload [
 // consumeEvents runs the function's stored events until the function
 // goes, at most max_instances × concurrency at once; a change of either
 // restarts the consumption with the new bound (events in flight finish).
-func (g *Gateway) consumeEvents(p *pool) {
+func (g *Gateway) consumeEvents(p *instances.Pool) {
 	go g.reportQueue(p)
-	for p.ctx.Err() == nil {
-		limit := eventLimit(p.fn.Load())
-		ctx, cancel := context.WithCancel(p.ctx)
+	for p.Context().Err() == nil {
+		limit := eventLimit(p.Function())
+		ctx, cancel := context.WithCancel(p.Context())
 		stop := watch.Every(5*time.Second, func() {
-			if eventLimit(p.fn.Load()) != limit {
+			if eventLimit(p.Function()) != limit {
 				cancel()
 			}
 		})
-		err := g.events.Consume(ctx, p.name, limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+		err := g.events.Consume(ctx, p.Function().Key(), limit, func(ctx context.Context, d eventq.Delivery) eventq.Outcome {
 			return g.runEvent(ctx, d)
 		})
 		stop()
 		cancel()
-		if err != nil && p.ctx.Err() == nil {
-			g.log.Warn("cannot consume asynchronous invocations; retrying", "function", p.name, "err", err)
-			watch.Sleep(p.ctx, 2*time.Second)
+		if err != nil && p.Context().Err() == nil {
+			g.log.Warn("cannot consume asynchronous invocations; retrying", "function", p.Function().Key(), "err", err)
+			watch.Sleep(p.Context(), 2*time.Second)
 		}
 	}
 }
@@ -120,20 +121,20 @@ func (g *Gateway) consumeEvents(p *pool) {
 func eventLimit(f *registry.Function) int { return max(f.MaxInstances, 1) * max(f.Concurrency, 1) }
 
 // reportQueue keeps nimbus_async_queued current.
-func (g *Gateway) reportQueue(p *pool) {
+func (g *Gateway) reportQueue(p *instances.Pool) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
-		case <-p.ctx.Done():
+		case <-p.Context().Done():
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-		d, err := g.events.Depth(ctx, p.name)
+		ctx, cancel := context.WithTimeout(p.Context(), 5*time.Second)
+		d, err := g.events.Depth(ctx, p.Function().Key())
 		cancel()
 		if err == nil {
-			g.metrics.Queued.WithLabelValues(p.name).Set(float64(d.Queued))
+			g.metrics.Queued.WithLabelValues(p.Function().Key()).Set(float64(d.Queued))
 		}
 	}
 }

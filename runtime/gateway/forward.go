@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
@@ -35,18 +36,18 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 	defer cancel()
 	waited := false
 	for range forwardAttempts {
-		inst, cold, err := p.acquire(waitCtx)
+		inst, cold, err := p.Acquire(waitCtx)
 		waited = waited || cold
-		if errors.Is(err, ErrThrottled) {
+		if errors.Is(err, instances.ErrThrottled) {
 			inv.refused = refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", err.Error())
 			return
 		}
-		if errors.Is(err, ErrScaleDenied) {
+		if errors.Is(err, instances.ErrScaleDenied) {
 			// Not the caller's fault and not worth a retry: no Retry-After.
 			inv.refused = refusal.New(http.StatusInternalServerError, "ServiceException", err.Error())
 			return
 		}
-		if errors.Is(err, ErrNomadUnavailable) {
+		if errors.Is(err, instances.ErrNomadUnavailable) {
 			// Not the caller's fault, and worth a retry: 503 with Retry-After.
 			inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", err.Error())
 			return
@@ -61,14 +62,14 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		// slot freed early would send the next request to a busy instance.
 		deadline := time.Now().Add(f.TimeoutD)
 		answer, err := g.send(context.WithoutCancel(ctx), inst, inv, deadline)
-		p.release(inst)
+		p.Release(inst)
 		var notStarted *notStartedError
 		switch {
 		case errors.As(err, &notStarted) && notStarted.busy:
 			// Busy is busy, not gone: the instance stays in the pool.
 			continue
 		case errors.As(err, &notStarted):
-			p.forget(inst)
+			p.Forget(inst)
 			continue
 		case errors.Is(err, context.DeadlineExceeded):
 			inv.refused = refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout,
@@ -90,7 +91,7 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		// refused before any instance answered, is not one.
 		if waited && inv.out.InstanceCold {
 			inv.out.Cold, inv.out.ColdPath = true, metering.ColdPathNomad
-			if inst.pooled != nil {
+			if inst.FromWarmPool() {
 				inv.out.ColdPath = metering.ColdPathPool
 			}
 		}
@@ -111,10 +112,10 @@ type notStartedError struct {
 func (e *notStartedError) Error() string { return e.err.Error() }
 
 // send is one POST /invoke to an instance (protocol.go's contract).
-func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, deadline time.Time) (*hostAnswer, error) {
+func (g *Gateway) send(ctx context.Context, inst *instances.Instance, inv *invocation, deadline time.Time) (*hostAnswer, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(timeoutMargin))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.addr+"/invoke", bytes.NewReader(inv.payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.Addr()+"/invoke", bytes.NewReader(inv.payload))
 	if err != nil {
 		return nil, err
 	}
@@ -127,8 +128,8 @@ func (g *Gateway) send(ctx context.Context, inst *instance, inv *invocation, dea
 	if inv.qualifier != "" {
 		req.Header.Set(protocol.HeaderQualifier, inv.qualifier)
 	}
-	if inst.key != "" {
-		req.Header.Set(protocol.HeaderInstanceKey, inst.key)
+	if inst.Key() != "" {
+		req.Header.Set(protocol.HeaderInstanceKey, inst.Key())
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {

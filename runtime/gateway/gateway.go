@@ -5,19 +5,18 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/nats-io/nats.go"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/deployments"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -27,12 +26,9 @@ import (
 type Gateway struct {
 	log       *slog.Logger
 	access    *slog.Logger // the access lines
-	warm      *warmPools
 	registry  *registry.Snapshot
-	health    Health
-	jobs      Jobs
-	allocs    Allocations
-	files     AllocFiles
+	jobs      instances.Jobs
+	instances *instances.Set
 	metrics   *metering.Metrics
 	usage     *metering.Usage
 	client    *http.Client
@@ -50,22 +46,19 @@ type Gateway struct {
 	chain        invoker // the request path (chain.go)
 	auth         *auth.Authenticator
 	launches     launches // scheduled runs delivered
-
-	mu    sync.Mutex
-	pools map[string]*pool
 }
 
 // Options wires the gateway to Consul and Nomad.
 type Options struct {
 	KV     registry.KV
-	Health Health
-	Jobs   Jobs
+	Health instances.Health
+	Jobs   instances.Jobs
 	// Allocations confirms that an instance registered in Consul is one
 	// Nomad placed for the function.
-	Allocations Allocations
+	Allocations instances.Allocations
 	// AllocFiles reads the instances' keys; nil (tests without Nomad)
 	// sends invocations without keys.
-	AllocFiles AllocFiles
+	AllocFiles instances.AllocFiles
 	Logger     *slog.Logger
 	// AccessLog takes the one line per invocation (meter.go); nil: Logger.
 	// nimbus-gateway batches its writes (internal/logbuf), so the access
@@ -99,16 +92,12 @@ type Options struct {
 func New(opts Options) *Gateway {
 	g := &Gateway{
 		log:     opts.Logger,
-		health:  opts.Health,
 		jobs:    opts.Jobs,
-		allocs:  opts.Allocations,
-		files:   opts.AllocFiles,
 		metrics: metering.NewMetrics(),
 		usage:   metering.NewUsage(),
 		client: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 		}},
-		pools:        map[string]*pool{},
 		nomadAddress: opts.NomadAddress,
 		bodies:       &bodyBudget{max: cmp.Or(opts.BodyBudget, DefaultBodyBudget)},
 		bodyTimeout:  cmp.Or(opts.BodyTimeout, DefaultBodyTimeout),
@@ -120,8 +109,10 @@ func New(opts Options) *Gateway {
 		g.log = slog.Default()
 	}
 	g.access = cmp.Or(opts.AccessLog, g.log)
-	g.warm = newWarmPools(g)
+	// The registry hands its functions to the pools once Run starts.
 	g.registry = registry.New(opts.KV, g.log, g.syncPools)
+	g.instances = instances.New(instances.Options{Health: opts.Health, Jobs: opts.Jobs, Allocations: opts.Allocations, AllocFiles: opts.AllocFiles,
+		Limits: g.registry, Metrics: g.metrics, Log: g.log, NomadAddress: opts.NomadAddress, Started: g.poolStarted})
 	g.auth = auth.New(opts.Auth, g.registry, g.log)
 	g.chain = g.newChain()
 	if opts.Consul != nil {
@@ -135,8 +126,8 @@ func New(opts Options) *Gateway {
 // versionStats are a published version's invocations through this
 // gateway since a time, which its alias's deployment judges.
 func (g *Gateway) versionStats(version string, since time.Time) progressive.Stats {
-	if p, ok := g.pool(version); ok {
-		return p.stats.since(since)
+	if p, ok := g.instances.Get(version); ok {
+		return p.StatsSince(since)
 	}
 	return progressive.Stats{}
 }
@@ -166,66 +157,26 @@ func (g *Gateway) Run(ctx context.Context) {
 		}
 		g.sources.sync(ctx, defs)
 	})
-	go g.registry.WatchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.warm.sync(ctx, pairs) })
+	go g.registry.WatchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.instances.SyncWarmPools(ctx, pairs) })
 	g.registry.Run(ctx)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for name, p := range g.pools {
-		p.cancel()
-		delete(g.pools, name)
-	}
+	g.instances.Close()
 }
 
-// isolated reports whether a function's instances run in their own network
-// namespaces; records from before the choice existed had host networking.
-func isolated(f *registry.Function) bool { return f.Network == nomadjob.NetworkIsolated }
-
-// warnIfHostNetworked says loudly that a function's instances share the
-// host's network, where nothing keeps them from the agents, the gateway's
-// API or each other.
-func (g *Gateway) warnIfHostNetworked(f *registry.Function) {
-	if isolated(f) {
-		return
-	}
-	g.log.Warn("function runs with host networking: its instances can reach the host's Nomad and Consul ports, this gateway's API and artifacts, and other instances, and its egress is not enforced. "+
-		"Set up the Nimbus CNI networks on the clients (docs/guides/platform.md) and apply without host_network.",
-		"function", f.Name)
-}
-
-// syncPools keeps one pool per function in the registry.
+// syncPools keeps one pool per function in the registry, and forgets the
+// counts of the functions that went.
 func (g *Gateway) syncPools(fns map[string]*registry.Function) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for name, f := range fns {
-		p, ok := g.pools[name]
-		if !ok || p.fn.Load().Network != f.Network {
-			g.warnIfHostNetworked(f)
-		}
-		if !ok || p.fn.Load().EnvSHA256 != f.EnvSHA256 {
-			go g.warm.prepare(f)
-		}
-		if ok {
-			p.fn.Store(f)
-			continue
-		}
-		g.pools[name] = newPool(g, f)
-	}
-	for name, p := range g.pools {
-		if _, ok := fns[name]; !ok {
-			p.cancel()
-			g.warm.dropEnv(p.fn.Load().JobID)
-			delete(g.pools, name)
-			g.metrics.Forget(name)
-			g.usage.Forget(name)
-		}
+	for _, name := range g.instances.Sync(fns) {
+		g.metrics.Forget(name)
+		g.usage.Forget(name)
 	}
 }
 
-func (g *Gateway) pool(name string) (*pool, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	p, ok := g.pools[name]
-	return p, ok
+// poolStarted starts consuming a new function's asynchronous invocations,
+// which name the function, never a version.
+func (g *Gateway) poolStarted(p *instances.Pool) {
+	if g.events != nil && p.Function().Version == "" {
+		go g.consumeEvents(p)
+	}
 }
 
 // Handler serves the gateway's HTTP API.
@@ -294,17 +245,11 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	p.mu.Lock()
-	ready := 0
-	for _, in := range p.instances {
-		if in.usable() {
-			ready++
-		}
-	}
+	st := p.State()
 	state := map[string]any{
-		"function": f.FunctionRecord, "instances": len(p.instances), "ready_instances": ready,
-		"inflight": p.inflight, "waiting": len(p.waiters), "group_count": p.count,
-		"isolated_network": isolated(f), "version": f.ExecutedVersion(),
+		"function": f.FunctionRecord, "instances": st.Instances, "ready_instances": st.ReadyInstances,
+		"inflight": st.Inflight, "waiting": st.Waiting, "group_count": st.GroupCount,
+		"isolated_network": instances.Isolated(f), "version": f.ExecutedVersion(),
 	}
 	if f.Version == "" {
 		state["published_versions"] = g.registry.Versions(name)
@@ -312,13 +257,12 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 			state["alias_deployments"] = deployments
 		}
 	}
-	if p.scaleErr != nil {
-		state["scale_error"] = p.scaleErr.Error()
+	if st.ScaleError != nil {
+		state["scale_error"] = st.ScaleError.Error()
 	}
-	if pooled := p.pooledInstancesLocked(); len(pooled) > 0 {
-		state["warm_pool_instances"] = pooled
+	if len(st.WarmPoolInstances) > 0 {
+		state["warm_pool_instances"] = st.WarmPoolInstances
 	}
-	p.mu.Unlock()
 	if g.triggers != nil {
 		if problems := g.triggers.problems(name); len(problems) > 0 {
 			state["kv_trigger_problems"] = problems

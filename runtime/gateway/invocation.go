@@ -7,6 +7,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -24,7 +25,7 @@ type invocation struct {
 
 	// Found by the resolve step.
 	fn   *registry.Function
-	pool *pool
+	pool *instances.Pool
 
 	// The result, filled on the way: a refusal by the gateway, or the
 	// instance's answer; and what the meter records either way.

@@ -61,38 +61,3 @@ func (g *Gateway) admit(f *registry.Function) (release func(), refused *refusal.
 	a.unreserved[ns]++
 	return func() { a.mu.Lock(); a.unreserved[ns]--; a.mu.Unlock() }, nil
 }
-
-// room is how many instances f's pool may grow to under the namespace's
-// max_instances and max_memory_mb, given the other pools' counts, and the
-// limit that binds ("" when none does).
-func (g *Gateway) room(f *registry.Function, self *pool, want int) (int, string) {
-	ns := registry.Namespace(f)
-	lim := g.registry.Limits(ns)
-	if lim.MaxInstances == 0 && lim.MaxMemoryMB == 0 {
-		return want, ""
-	}
-	otherInstances, otherMemory := 0, 0
-	g.mu.Lock()
-	pools := make([]*pool, 0, len(g.pools))
-	for _, p := range g.pools {
-		if p != self && registry.Namespace(p.fn.Load()) == ns {
-			pools = append(pools, p)
-		}
-	}
-	g.mu.Unlock()
-	for _, p := range pools {
-		p.mu.Lock()
-		n := p.count
-		p.mu.Unlock()
-		otherInstances += n
-		otherMemory += n * p.fn.Load().MemoryMB
-	}
-	allowed, binding := want, ""
-	if lim.MaxInstances > 0 && otherInstances+allowed > lim.MaxInstances {
-		allowed, binding = max(lim.MaxInstances-otherInstances, 0), fmt.Sprintf("max_instances %d", lim.MaxInstances)
-	}
-	if mem := max(f.MemoryMB, 1); lim.MaxMemoryMB > 0 && otherMemory+allowed*mem > lim.MaxMemoryMB {
-		allowed, binding = max((lim.MaxMemoryMB-otherMemory)/mem, 0), fmt.Sprintf("max_memory_mb %d", lim.MaxMemoryMB)
-	}
-	return allowed, binding
-}

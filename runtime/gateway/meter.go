@@ -21,7 +21,7 @@ func (g *Gateway) meter(next invoker) invoker {
 			// What an alias's deployment judges: the function failed, or the
 			// gateway could not run it (throttles are not the version's).
 			failed := inv.refused == nil && inv.answer.functionFailed() || inv.refused != nil && inv.refused.Status >= 500
-			inv.pool.stats.add(time.Now(), failed, time.Since(start))
+			inv.pool.Record(time.Now(), failed, time.Since(start))
 		}
 		g.access.Info("invoke", "function", name, "version", inv.fn.ExecutedVersion(), "request_id", inv.requestID, "status", out.Status, "error_type", out.ErrorType,
 			"cold", out.Cold, "cold_path", out.ColdPath, "duration_ms", out.DurationMs, "billed_ms", out.BilledMs, "memory_mb", out.MemoryMB,

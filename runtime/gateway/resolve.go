@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
@@ -34,7 +35,7 @@ func (g *Gateway) resolve(next invoker) invoker {
 // callers and deliveries retry, not a 404 that loses their work. Nor is a
 // name unknown that Consul holds and the registry has not read yet: find
 // waits for it (catchUp).
-func (g *Gateway) find(ctx context.Context, function, qualifier string) (*registry.Function, *pool, *refusal.Error) {
+func (g *Gateway) find(ctx context.Context, function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
 	if synced, _ := g.registry.Status(); !synced {
 		return nil, nil, g.registry.NotSynced()
 	}
@@ -46,13 +47,13 @@ func (g *Gateway) find(ctx context.Context, function, qualifier string) (*regist
 }
 
 // lookup is find as the registry knows the functions now.
-func (g *Gateway) lookup(function, qualifier string) (*registry.Function, *pool, *refusal.Error) {
+func (g *Gateway) lookup(function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
 	key, refused := g.registryKey(function, qualifier)
 	if refused != nil {
 		return nil, nil, refused
 	}
 	f, ok := g.registry.Get(key)
-	p, okPool := g.pool(key)
+	p, okPool := g.instances.Get(key)
 	switch {
 	case ok && okPool:
 		return f, p, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -95,7 +96,7 @@ func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
 
 // scheduledLaunch confirms a launch with Nomad and reads its run.
 func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *refusal.Error) {
-	callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
+	callCtx, cancel := context.WithTimeout(ctx, instances.ControlPlaneTimeout)
 	defer cancel()
 	job, _, err := g.jobs.Info(req.Launch, (&nomadapi.QueryOptions{Namespace: req.Namespace}).WithContext(callCtx))
 	if err != nil {

@@ -1,4 +1,4 @@
-package gateway
+package instances
 
 import (
 	"context"
@@ -59,16 +59,16 @@ func readInstanceKey(ctx context.Context, files AllocFiles, alloc *nomadapi.Allo
 // pending or running, and was given exactly the address and port that the
 // registration advertises. The answer is kept for the registration's life.
 
-// nomadServicePrefix starts the Consul service ids that Nomad registers:
+// NomadServicePrefix starts the Consul service ids that Nomad registers:
 // _nomad-task-<alloc id>-<task or "group-<group>">-<service>-<port label>.
-const nomadServicePrefix = "_nomad-task-"
+const NomadServicePrefix = "_nomad-task-"
 
 // errNotPlaced is a registration that Nomad did not place for the function.
 var errNotPlaced = errors.New("not an instance Nomad placed for the function")
 
 // allocIDOf extracts the allocation id from a Nomad-registered service id.
 func allocIDOf(serviceID string) (string, bool) {
-	rest, ok := strings.CutPrefix(serviceID, nomadServicePrefix)
+	rest, ok := strings.CutPrefix(serviceID, NomadServicePrefix)
 	if !ok || len(rest) < 36 {
 		return "", false
 	}
@@ -160,12 +160,12 @@ func allocatedAddrs(alloc *nomadapi.Allocation) []string {
 // that the read overlaps the host's start instead of following it. The
 // host writes the key before it listens: once it answers, a failed read
 // is a real error.
-func (p *pool) instanceKey(ctx context.Context, inst *instance, alloc *nomadapi.Allocation) (string, error) {
+func (p *Pool) instanceKey(ctx context.Context, inst *Instance, alloc *nomadapi.Allocation) (string, error) {
 	for {
 		p.mu.Lock()
 		answered := inst.ready || inst.gone
 		p.mu.Unlock()
-		key, err := readInstanceKey(ctx, p.gw.files, alloc)
+		key, err := readInstanceKey(ctx, p.set.files, alloc)
 		if err == nil || answered || ctx.Err() != nil {
 			return key, err
 		}
@@ -175,15 +175,15 @@ func (p *pool) instanceKey(ctx context.Context, inst *instance, alloc *nomadapi.
 
 // confirm verifies a new instance and either trusts it or refuses it for
 // good.
-func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.AgentService) {
+func (p *Pool) confirm(ctx context.Context, inst *Instance, svc *consulapi.AgentService) {
 	readKey := func(ctx context.Context, alloc *nomadapi.Allocation) (string, error) {
 		return p.instanceKey(ctx, inst, alloc)
 	}
-	alloc, key, err := p.gw.confirmPlacement(ctx, slog.String("function", p.name), p.fn.Load().NomadJob(), nomadjob.GroupName, svc, inst.addr, readKey)
+	alloc, key, err := p.set.confirmPlacement(ctx, slog.String("function", p.name), p.fn.Load().NomadJob(), nomadjob.GroupName, svc, inst.addr, readKey)
 	switch {
 	case err == nil:
-		if p.gw.files != nil && key == "" {
-			p.gw.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
+		if p.set.files != nil && key == "" {
+			p.set.log.Warn("instance without an instance key: its job is from before instance keys, so anyone who reaches it may invoke it; apply the function again",
 				"function", p.name, "alloc_id", alloc.ID)
 		}
 		p.mu.Lock()
@@ -191,9 +191,9 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 		p.dispatchLocked()
 		p.mu.Unlock()
 	case errors.Is(err, errNotPlaced):
-		p.gw.log.Warn("refusing a registration under a function's service name", "function", p.name,
+		p.set.log.Warn("refusing a registration under a function's service name", "function", p.name,
 			"service_id", svc.ID, "address", inst.addr, "reason", err.Error())
-		p.gw.metrics.RefusedInstances.WithLabelValues(p.name).Inc()
+		p.set.metrics.RefusedInstances.WithLabelValues(p.name).Inc()
 	}
 }
 
@@ -202,14 +202,14 @@ func (p *pool) confirm(ctx context.Context, inst *instance, svc *consulapi.Agent
 // fails or does not answer. It returns an error wrapping errNotPlaced for
 // a registration Nomad did not place for jobID's group, or ctx's error.
 // whose names the instance's function or pool in the log.
-func (g *Gateway) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, group string, svc *consulapi.AgentService, addr string,
+func (s *Set) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, group string, svc *consulapi.AgentService, addr string,
 	readKey func(context.Context, *nomadapi.Allocation) (string, error)) (*nomadapi.Allocation, string, error) {
 	backoff := time.Duration(0)
 	for {
-		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		alloc, err := verifyPlacement(callCtx, g.allocs, jobID, group, svc, addr)
+		callCtx, cancel := context.WithTimeout(ctx, ControlPlaneTimeout)
+		alloc, err := verifyPlacement(callCtx, s.allocs, jobID, group, svc, addr)
 		key := ""
-		if err == nil && g.files != nil {
+		if err == nil && s.files != nil {
 			key, err = readKey(callCtx, alloc)
 		}
 		cancel()
@@ -220,7 +220,7 @@ func (g *Gateway) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, 
 			return nil, "", ctx.Err()
 		}
 		backoff = watch.NextBackoff(backoff)
-		g.log.Warn("cannot confirm an instance with Nomad yet", whose, "service_id", svc.ID, "err", err, "retry_in", backoff)
+		s.log.Warn("cannot confirm an instance with Nomad yet", whose, "service_id", svc.ID, "err", err, "retry_in", backoff)
 		watch.Sleep(ctx, backoff)
 	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package instances
 
 import (
 	"context"
@@ -44,9 +44,9 @@ var ErrThrottled = errors.New("throttled")
 // not over any limit.
 var ErrNomadUnavailable = errors.New("Nomad is unavailable")
 
-// controlPlaneTimeout bounds each Nomad call on a request's path, so that a
+// ControlPlaneTimeout bounds each Nomad call on a request's path, so that a
 // hung agent fails the waiting requests instead of holding them.
-const controlPlaneTimeout = 5 * time.Second
+const ControlPlaneTimeout = 5 * time.Second
 
 // errDeploying means Nomad refused a scale request while a deployment
 // replaces the function's instances (internal/rollout): requests wait,
@@ -58,8 +58,8 @@ var errDeploying = errors.New("deployment in progress")
 // helps until an operator grants it.
 var ErrScaleDenied = errors.New("the gateway may not scale this function")
 
-// instance is one running nimbus-host.
-type instance struct {
+// Instance is one running nimbus-host.
+type Instance struct {
 	id, addr   string
 	inflight   int
 	ready      bool // probed or passing its Consul check
@@ -77,23 +77,23 @@ type instance struct {
 
 // usable reports whether the instance may be sent requests: Nomad placed
 // it, it answers, and it is still registered.
-func (in *instance) usable() bool { return in.ready && in.trusted && !in.gone }
+func (in *Instance) usable() bool { return in.ready && in.trusted && !in.gone }
 
 type waiter struct {
-	ch chan *instance
+	ch chan *Instance
 	// denied receives the refusal when Nomad denies the scale request the
 	// waiter needs: waiting longer cannot help.
 	denied chan error
 }
 
-// pool is one function's instances, queue and scaling.
-type pool struct {
+// Pool is one function's instances, queue and scaling.
+type Pool struct {
 	name string
 	fn   atomic.Pointer[registry.Function]
-	gw   *Gateway
+	set  *Set
 
 	mu        sync.Mutex
-	instances map[string]*instance
+	instances map[string]*Instance
 	waiters   []*waiter
 	inflight  int
 	lastBusy  time.Time
@@ -113,33 +113,32 @@ type pool struct {
 	stats invocationStats
 }
 
-func newPool(gw *Gateway, fn *registry.Function) *pool {
-	p := &pool{name: fn.Key(), gw: gw, instances: map[string]*instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
+func newPool(s *Set, fn *registry.Function) *Pool {
+	p := &Pool{name: fn.Key(), set: s, instances: map[string]*Instance{}, kick: make(chan struct{}, 1), lastBusy: time.Now()}
 	p.fn.Store(fn)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
 	go p.watch(ctx)
 	go p.scaleLoop(ctx)
-	// Asynchronous invocations name the function, never a version.
-	if gw.events != nil && fn.Version == "" {
-		go gw.consumeEvents(p)
+	if s.started != nil {
+		s.started(p)
 	}
 	return p
 }
 
-func (p *pool) concurrency() int {
+func (p *Pool) concurrency() int {
 	return max(p.fn.Load().Concurrency, 1)
 }
 
 // maxQueue bounds the requests that wait for an instance.
-func (p *pool) maxQueue() int {
+func (p *Pool) maxQueue() int {
 	f := p.fn.Load()
 	return max(f.MaxInstances*max(f.Concurrency, 1)*2, 16)
 }
 
-// acquire returns an instance with a free slot, waiting (bounded) for one
+// Acquire returns an instance with a free slot, waiting (bounded) for one
 // to start when none is free. cold reports that the request waited.
-func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err error) {
+func (p *Pool) Acquire(ctx context.Context) (inst *Instance, cold bool, err error) {
 	p.mu.Lock()
 	if inst := p.pickLocked(); inst != nil {
 		inst.inflight++
@@ -153,7 +152,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 		p.mu.Unlock()
 		return nil, false, fmt.Errorf("%w: %d requests already wait for an instance of %s", ErrThrottled, len(p.waiters), p.name)
 	}
-	w := &waiter{ch: make(chan *instance, 1), denied: make(chan error, 1)}
+	w := &waiter{ch: make(chan *Instance, 1), denied: make(chan error, 1)}
 	p.waiters = append(p.waiters, w)
 	p.lastBusy = time.Now()
 	fromWarm := !p.specialising && p.usableLocked() == 0
@@ -196,7 +195,7 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 		// Handed an instance (or a refusal) just as the wait ended.
 		select {
 		case inst := <-w.ch:
-			p.release(inst)
+			p.Release(inst)
 		case err := <-w.denied:
 			return nil, true, err
 		}
@@ -204,8 +203,8 @@ func (p *pool) acquire(ctx context.Context) (inst *instance, cold bool, err erro
 	}
 }
 
-// release frees an instance's slot and hands it to the next waiter.
-func (p *pool) release(inst *instance) {
+// Release frees an instance's slot and hands it to the next waiter.
+func (p *Pool) Release(inst *Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	inst.inflight--
@@ -215,12 +214,12 @@ func (p *pool) release(inst *instance) {
 	p.reportLocked()
 }
 
-func (p *pool) reportLocked() {
-	p.gw.metrics.Inflight.WithLabelValues(p.name).Set(float64(p.inflight))
+func (p *Pool) reportLocked() {
+	p.set.metrics.Inflight.WithLabelValues(p.name).Set(float64(p.inflight))
 }
 
-// forget drops an instance that refused or failed a connection.
-func (p *pool) forget(inst *instance) {
+// Forget drops an instance that refused or failed a connection.
+func (p *Pool) Forget(inst *Instance) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	inst.gone = true
@@ -228,8 +227,8 @@ func (p *pool) forget(inst *instance) {
 	delete(p.instances, inst.id)
 }
 
-func (p *pool) pickLocked() *instance {
-	var best *instance
+func (p *Pool) pickLocked() *Instance {
+	var best *Instance
 	conc := p.concurrency()
 	for _, in := range p.instances {
 		if !in.usable() || in.inflight >= conc {
@@ -242,7 +241,7 @@ func (p *pool) pickLocked() *instance {
 	return best
 }
 
-func (p *pool) dispatchLocked() {
+func (p *Pool) dispatchLocked() {
 	for len(p.waiters) > 0 {
 		inst := p.pickLocked()
 		if inst == nil {
@@ -256,7 +255,7 @@ func (p *pool) dispatchLocked() {
 	}
 }
 
-func (p *pool) poke() {
+func (p *Pool) poke() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -265,8 +264,8 @@ func (p *pool) poke() {
 
 // watch follows the function's service in Consul. A new instance is probed
 // directly, so a cold start never waits for Consul's check interval.
-func (p *pool) watch(ctx context.Context) {
-	p.gw.watchService(ctx, "instances of "+p.name, p.fn.Load().ConsulService(), false, p.watchWait,
+func (p *Pool) watch(ctx context.Context) {
+	p.set.watchService(ctx, "instances of "+p.name, p.fn.Load().ConsulService(), false, p.watchWait,
 		func(entries []*consulapi.ServiceEntry) { p.update(ctx, entries) })
 }
 
@@ -276,21 +275,21 @@ func (p *pool) watch(ctx context.Context) {
 // instances were replaced (hashicorp/consul#4810 and kin). So the watch
 // asks again every 10 s, whatever it last saw, and a missed wake-up costs
 // at most that.
-func (p *pool) watchWait() time.Duration { return 10 * time.Second }
+func (p *Pool) watchWait() time.Duration { return 10 * time.Second }
 
 // watchService follows a service's registrations in Consul (only the
 // passing ones with passingOnly) with blocking queries of at most wait()
 // (a minute when nil) until ctx ends.
-func (g *Gateway) watchService(ctx context.Context, what, service string, passingOnly bool, wait func() time.Duration, apply func([]*consulapi.ServiceEntry)) {
+func (s *Set) watchService(ctx context.Context, what, service string, passingOnly bool, wait func() time.Duration, apply func([]*consulapi.ServiceEntry)) {
 	watch.Loop[[]*consulapi.ServiceEntry]{
 		What: what,
-		Log:  g.log,
+		Log:  s.log,
 		Query: func(ctx context.Context, index uint64) ([]*consulapi.ServiceEntry, uint64, error) {
 			q := registry.BlockingQuery(ctx, index)
 			if wait != nil {
 				q.WaitTime = wait()
 			}
-			entries, meta, err := g.health.Service(service, "", passingOnly, q)
+			entries, meta, err := s.health.Service(service, "", passingOnly, q)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -310,7 +309,7 @@ func serviceAddr(e *consulapi.ServiceEntry) string {
 	return net.JoinHostPort(addr, strconv.Itoa(e.Service.Port))
 }
 
-func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
+func (p *Pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	seen := map[string]bool{}
@@ -320,7 +319,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 		status := e.Checks.AggregatedStatus()
 		inst, ok := p.instances[id]
 		if !ok {
-			inst = &instance{id: id, addr: serviceAddr(e)}
+			inst = &Instance{id: id, addr: serviceAddr(e)}
 			p.instances[id] = inst
 			go p.confirm(ctx, inst, e.Service)
 			if status != consulapi.HealthPassing {
@@ -345,7 +344,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 			delete(p.instances, id)
 		}
 	}
-	p.gw.metrics.Instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
+	p.set.metrics.Instances.WithLabelValues(p.name).Set(float64(len(p.instances)))
 	p.dispatchLocked()
 }
 
@@ -353,7 +352,7 @@ func (p *pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 // the answer until its handler is ready (protocol.QueryHealthWait), so
 // the pool learns of it at once; until the host listens, its port refuses
 // and the probe tries again shortly.
-func (p *pool) probe(ctx context.Context, inst *instance) {
+func (p *Pool) probe(ctx context.Context, inst *Instance) {
 	const wait = 2 * time.Second
 	client := &http.Client{Timeout: wait + 500*time.Millisecond}
 	url := "http://" + inst.addr + "/healthz?" + protocol.QueryHealthWait + "=" + wait.String()
@@ -387,7 +386,7 @@ func (p *pool) probe(ctx context.Context, inst *instance) {
 
 // scaleLoop raises the group count as soon as demand needs more instances
 // and lowers it to min_instances after idle_timeout without any.
-func (p *pool) scaleLoop(ctx context.Context) {
+func (p *Pool) scaleLoop(ctx context.Context) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -404,7 +403,7 @@ func (p *pool) scaleLoop(ctx context.Context) {
 }
 
 // placedLocked counts the instances that Nomad confirmed it placed.
-func (p *pool) placedLocked() int {
+func (p *Pool) placedLocked() int {
 	n := 0
 	for _, in := range p.instances {
 		if in.trusted {
@@ -414,7 +413,7 @@ func (p *pool) placedLocked() int {
 	return n
 }
 
-func (p *pool) rescale(ctx context.Context) {
+func (p *Pool) rescale(ctx context.Context) {
 	f := p.fn.Load()
 	jobID := f.NomadJob()
 	p.mu.Lock()
@@ -428,8 +427,8 @@ func (p *pool) rescale(ctx context.Context) {
 		p.known = false
 	}
 	if !p.known {
-		callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-		st, _, err := p.gw.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(callCtx))
+		callCtx, cancel := context.WithTimeout(ctx, ControlPlaneTimeout)
+		st, _, err := p.set.jobs.ScaleStatus(jobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(callCtx))
 		cancel()
 		if err != nil {
 			p.setScaleErr(p.nomadFailed("read the scale status of", err))
@@ -450,7 +449,7 @@ func (p *pool) rescale(ctx context.Context) {
 	need := (demand + max(f.Concurrency, 1) - 1) / max(f.Concurrency, 1)
 	target := min(max(need, f.MinInstances), f.MaxInstances)
 	if target > count {
-		allowed, binding := p.gw.room(f, p, target)
+		allowed, binding := p.set.room(f, p, target)
 		if allowed <= count {
 			p.setScaleErr(fmt.Errorf("not scaling %s beyond %d instances: the namespace's %s is reached", p.name, count, binding))
 			return
@@ -467,8 +466,8 @@ func (p *pool) rescale(ctx context.Context) {
 	default:
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, controlPlaneTimeout)
-	_, _, err := p.gw.jobs.Scale(jobID, nomadjob.GroupName, &target, msg, false, nil,
+	callCtx, cancel := context.WithTimeout(ctx, ControlPlaneTimeout)
+	_, _, err := p.set.jobs.Scale(jobID, nomadjob.GroupName, &target, msg, false, nil,
 		(&nomadapi.WriteOptions{Namespace: f.Namespace}).WithContext(callCtx))
 	cancel()
 	if err != nil {
@@ -477,7 +476,7 @@ func (p *pool) rescale(ctx context.Context) {
 		p.known = false
 		return
 	}
-	p.gw.log.Info("scaled", "function", p.name, "from", count, "to", target, "reason", msg)
+	p.set.log.Info("scaled", "function", p.name, "from", count, "to", target, "reason", msg)
 	p.mu.Lock()
 	p.count = target
 	p.mu.Unlock()
@@ -487,7 +486,7 @@ func (p *pool) rescale(ctx context.Context) {
 // nomadFailed classifies a failed Nomad call: a refusal for want of a
 // right (ErrScaleDenied), or Nomad failing or not answering in time
 // (ErrNomadUnavailable), named with its address.
-func (p *pool) nomadFailed(what string, err error) error {
+func (p *Pool) nomadFailed(what string, err error) error {
 	if strings.Contains(err.Error(), "blocked due to active deployment") {
 		return fmt.Errorf("%w: Nomad refuses to %s %s until the deployment that replaces its instances ends", errDeploying, what, p.name)
 	}
@@ -495,19 +494,19 @@ func (p *pool) nomadFailed(what string, err error) error {
 		return fmt.Errorf("%w (%s): %w", ErrScaleDenied, p.name, err)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: Nomad at %s did not answer within %s when asked to %s %s; retry later, and check the Nomad agent", ErrNomadUnavailable, p.gw.nomadAddress, controlPlaneTimeout, what, p.name)
+		return fmt.Errorf("%w: Nomad at %s did not answer within %s when asked to %s %s; retry later, and check the Nomad agent", ErrNomadUnavailable, p.set.nomadAddress, ControlPlaneTimeout, what, p.name)
 	}
-	return fmt.Errorf("%w: Nomad at %s failed when asked to %s %s: %w", ErrNomadUnavailable, p.gw.nomadAddress, what, p.name, err)
+	return fmt.Errorf("%w: Nomad at %s failed when asked to %s %s: %w", ErrNomadUnavailable, p.set.nomadAddress, what, p.name, err)
 }
 
 // setScaleErr records the last scale failure (nil: success), logs a new
 // one once, and fails the waiting requests at once when Nomad refused or
 // failed and no instance can serve them: waiting longer cannot help them.
-func (p *pool) setScaleErr(err error) {
+func (p *Pool) setScaleErr(err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil && (p.scaleErr == nil || p.scaleErr.Error() != err.Error()) {
-		p.gw.log.Warn("scale request failed", "function", p.name, "err", err)
+		p.set.log.Warn("scale request failed", "function", p.name, "err", err)
 	}
 	p.scaleErr = err
 	final := errors.Is(err, ErrScaleDenied) || errors.Is(err, ErrNomadUnavailable)

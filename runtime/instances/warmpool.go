@@ -1,4 +1,4 @@
-package gateway
+package instances
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ import (
 // with egress "none" (a pool instance fetches its package over the
 // network) or whose code Nomad fetches (source_url) are never pooled.
 type warmPools struct {
-	gw     *Gateway
+	set    *Set
 	mu     sync.Mutex
 	pools  map[string]*warmPool // by job id
 	client *http.Client
@@ -74,8 +74,8 @@ type member struct {
 	claimed              bool // handed to a function: never again to another
 }
 
-func newWarmPools(gw *Gateway) *warmPools {
-	return &warmPools{gw: gw, pools: map[string]*warmPool{}, client: &http.Client{}, envs: map[string]jobEnv{}}
+func newWarmPools(s *Set) *warmPools {
+	return &warmPools{set: s, pools: map[string]*warmPool{}, client: &http.Client{}, envs: map[string]jobEnv{}}
 }
 
 // sync starts following new pools and stops following removed ones.
@@ -84,7 +84,7 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 	for _, p := range pairs {
 		rec, err := kvstore.DecodePool(p.Value)
 		if err != nil || rec.JobID == "" {
-			w.gw.log.Warn("ignoring a bad warm pool record", "key", p.Key, "err", err)
+			w.set.log.Warn("ignoring a bad warm pool record", "key", p.Key, "err", err)
 			continue
 		}
 		recs[rec.JobID] = rec
@@ -101,20 +101,20 @@ func (w *warmPools) sync(ctx context.Context, pairs consulapi.KVPairs) {
 		w.pools[id] = wp
 		go w.watch(pctx, wp)
 		// Functions it may serve read their job ahead (once w.mu is free).
-		go w.gw.prepareWarmStarts()
+		go w.set.prepareWarmStarts()
 	}
 	for id, wp := range w.pools {
 		if _, ok := recs[id]; !ok {
 			wp.cancel()
 			delete(w.pools, id)
-			w.gw.metrics.PoolIdle.DeleteLabelValues(id)
+			w.set.metrics.PoolIdle.DeleteLabelValues(id)
 		}
 	}
 }
 
 // watch follows a pool's healthy instances in Consul.
 func (w *warmPools) watch(ctx context.Context, wp *warmPool) {
-	w.gw.watchService(ctx, "instances of warm pool "+wp.rec.JobID, wp.rec.JobID, true, nil,
+	w.set.watchService(ctx, "instances of warm pool "+wp.rec.JobID, wp.rec.JobID, true, nil,
 		func(entries []*consulapi.ServiceEntry) { w.update(ctx, wp, entries) })
 }
 
@@ -153,16 +153,16 @@ func (w *warmPools) reportLocked(wp *warmPool) {
 			idle++
 		}
 	}
-	w.gw.metrics.PoolIdle.WithLabelValues(wp.rec.JobID).Set(float64(idle))
+	w.set.metrics.PoolIdle.WithLabelValues(wp.rec.JobID).Set(float64(idle))
 }
 
 // confirm checks a pool instance with Nomad, as a function's instance is
 // checked (placement.go), and reads its key.
 func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *consulapi.AgentService) {
 	readKey := func(ctx context.Context, alloc *nomadapi.Allocation) (string, error) {
-		return readInstanceKey(ctx, w.gw.files, alloc)
+		return readInstanceKey(ctx, w.set.files, alloc)
 	}
-	alloc, key, err := w.gw.confirmPlacement(ctx, slog.String("pool", wp.rec.JobID), wp.rec.JobID, nomadjob.PoolGroupName, svc, m.addr, readKey)
+	alloc, key, err := w.set.confirmPlacement(ctx, slog.String("pool", wp.rec.JobID), wp.rec.JobID, nomadjob.PoolGroupName, svc, m.addr, readKey)
 	switch {
 	case err == nil:
 		w.mu.Lock()
@@ -170,7 +170,7 @@ func (w *warmPools) confirm(ctx context.Context, wp *warmPool, m *member, svc *c
 		w.reportLocked(wp)
 		w.mu.Unlock()
 	case errors.Is(err, errNotPlaced):
-		w.gw.log.Warn("refusing a registration under a warm pool's service name", "pool", wp.rec.JobID, "service_id", svc.ID, "reason", err.Error())
+		w.set.log.Warn("refusing a registration under a warm pool's service name", "pool", wp.rec.JobID, "service_id", svc.ID, "reason", err.Error())
 	}
 }
 
@@ -274,7 +274,7 @@ func (w *warmPools) jobEnv(ctx context.Context, f *registry.Function) (map[strin
 	if ok && f.EnvSHA256 != "" && cached.digest == f.EnvSHA256 {
 		return cached.env, nil
 	}
-	job, _, err := w.gw.jobs.Info(f.JobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
+	job, _, err := w.set.jobs.Info(f.JobID, (&nomadapi.QueryOptions{Namespace: f.Namespace}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("reading the job of %s: %w", f.Name, err)
 	}
@@ -294,23 +294,23 @@ func (w *warmPools) prepare(f *registry.Function) {
 	if !w.fits(f) || f.EnvSHA256 == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ControlPlaneTimeout)
 	defer cancel()
 	if _, err := w.jobEnv(ctx, f); err != nil && !errors.Is(err, errNotPoolable) {
-		w.gw.log.Debug("cannot read a function's job ahead of a pooled cold start; its first one reads it", "function", f.Name, "err", err)
+		w.set.log.Debug("cannot read a function's job ahead of a pooled cold start; its first one reads it", "function", f.Name, "err", err)
 	}
 }
 
 // prepareWarmStarts prepares every function's pooled cold start.
-func (g *Gateway) prepareWarmStarts() {
-	g.mu.Lock()
-	fns := make([]*registry.Function, 0, len(g.pools))
-	for _, p := range g.pools {
+func (s *Set) prepareWarmStarts() {
+	s.mu.Lock()
+	fns := make([]*registry.Function, 0, len(s.pools))
+	for _, p := range s.pools {
 		fns = append(fns, p.fn.Load())
 	}
-	g.mu.Unlock()
+	s.mu.Unlock()
 	for _, f := range fns {
-		g.warm.prepare(f)
+		s.warm.prepare(f)
 	}
 }
 
@@ -321,7 +321,7 @@ func (w *warmPools) dropEnv(jobID string) {
 	w.envMu.Unlock()
 }
 
-// forget drops an instance another gateway specialised, without stopping
+// Forget drops an instance another gateway specialised, without stopping
 // it: it stays spent until it leaves Consul.
 func (w *warmPools) forget(m *member) {
 	w.mu.Lock()
@@ -344,17 +344,17 @@ func (w *warmPools) release(m *member, why string) {
 	if m.alloc == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), controlPlaneTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), ControlPlaneTimeout)
 	defer cancel()
-	if _, err := w.gw.allocs.Stop(m.alloc, (&nomadapi.QueryOptions{Namespace: m.alloc.Namespace}).WithContext(ctx)); err != nil {
-		w.gw.log.Warn("cannot stop a released warm pool instance; it keeps its function until Nomad stops it", "pool", m.pool, "alloc_id", m.alloc.ID, "err", err)
+	if _, err := w.set.allocs.Stop(m.alloc, (&nomadapi.QueryOptions{Namespace: m.alloc.Namespace}).WithContext(ctx)); err != nil {
+		w.set.log.Warn("cannot stop a released warm pool instance; it keeps its function until Nomad stops it", "pool", m.pool, "alloc_id", m.alloc.ID, "err", err)
 		return
 	}
-	w.gw.log.Info("warm pool instance released", "pool", m.pool, "alloc_id", m.alloc.ID, "reason", why)
+	w.set.log.Info("warm pool instance released", "pool", m.pool, "alloc_id", m.alloc.ID, "reason", why)
 }
 
 // usableLocked counts the function's instances that may take requests.
-func (p *pool) usableLocked() int {
+func (p *Pool) usableLocked() int {
 	n := 0
 	for _, in := range p.instances {
 		if in.usable() {
@@ -366,36 +366,36 @@ func (p *pool) usableLocked() int {
 
 // fromWarmPool serves a cold start from a warm pool's instance, if one
 // fits, while the function's own instance starts as usual.
-func (p *pool) fromWarmPool() {
+func (p *Pool) fromWarmPool() {
 	defer func() {
 		p.mu.Lock()
 		p.specialising = false
 		p.mu.Unlock()
 	}()
 	f := p.fn.Load()
-	m := p.gw.warm.claim(f)
+	m := p.set.warm.claim(f)
 	if m == nil {
 		return
 	}
 	start := time.Now()
-	jobRead, err := p.gw.warm.specialize(p.ctx, f, m)
+	jobRead, err := p.set.warm.specialize(p.ctx, f, m)
 	if err != nil {
 		switch {
 		case errors.Is(err, errTaken):
-			p.gw.warm.forget(m)
+			p.set.warm.forget(m)
 			p.fromWarmPoolAgain()
 			return
 		case !errors.Is(err, errNotPoolable):
-			p.gw.log.Warn("a warm pool instance could not take the function; its own instance serves the cold start", "function", p.name, "pool", m.pool, "err", err)
+			p.set.log.Warn("a warm pool instance could not take the function; its own instance serves the cold start", "function", p.name, "pool", m.pool, "err", err)
 		}
 		// Not handed anything, or half handed: spent either way.
-		p.gw.warm.release(m, "not specialised: "+err.Error())
+		p.set.warm.release(m, "not specialised: "+err.Error())
 		return
 	}
-	p.gw.log.Info("cold start served from a warm pool", "function", p.name, "pool", m.pool, "alloc_id", m.alloc.ID,
+	p.set.log.Info("cold start served from a warm pool", "function", p.name, "pool", m.pool, "alloc_id", m.alloc.ID,
 		"specialise_ms", float64(time.Since(start).Microseconds())/1000, "job_read_ms", float64(jobRead.Microseconds())/1000)
 	p.mu.Lock()
-	inst := &instance{id: "pool/" + m.alloc.ID, addr: m.addr, key: m.key, ready: true, trusted: true, sawPassing: true, pooled: m}
+	inst := &Instance{id: "pool/" + m.alloc.ID, addr: m.addr, key: m.key, ready: true, trusted: true, sawPassing: true, pooled: m}
 	p.instances[inst.id] = inst
 	p.dispatchLocked()
 	p.mu.Unlock()
@@ -403,7 +403,7 @@ func (p *pool) fromWarmPool() {
 
 // fromWarmPoolAgain tries the next idle instance after one turned out
 // taken, while requests still wait and none of the function's own serve.
-func (p *pool) fromWarmPoolAgain() {
+func (p *Pool) fromWarmPoolAgain() {
 	p.mu.Lock()
 	again := len(p.waiters) > 0 && p.usableLocked() == 0
 	p.mu.Unlock()
@@ -415,7 +415,7 @@ func (p *pool) fromWarmPoolAgain() {
 // releasePooled hands back the pool instances the function no longer
 // needs: once one of its own instances serves, or after idle_timeout
 // without requests; all of them when the function goes.
-func (p *pool) releasePooled(all bool) {
+func (p *Pool) releasePooled(all bool) {
 	f := p.fn.Load()
 	p.mu.Lock()
 	own := 0
@@ -424,7 +424,7 @@ func (p *pool) releasePooled(all bool) {
 			own++
 		}
 	}
-	var done []*instance
+	var done []*Instance
 	reason := "the function's own instance serves"
 	switch {
 	case all:
@@ -444,13 +444,13 @@ func (p *pool) releasePooled(all bool) {
 	}
 	p.mu.Unlock()
 	for _, in := range done {
-		p.gw.warm.release(in.pooled, reason)
+		p.set.warm.release(in.pooled, reason)
 	}
 }
 
 // pooledInstances describes the pool instances serving the function, for
 // GET /v1/functions/{name}.
-func (p *pool) pooledInstancesLocked() []map[string]string {
+func (p *Pool) pooledInstancesLocked() []map[string]string {
 	var out []map[string]string
 	for _, in := range p.instances {
 		if in.pooled != nil && in.pooled.alloc != nil {
