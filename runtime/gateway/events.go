@@ -16,6 +16,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
@@ -43,6 +44,22 @@ func eventTooLarge(payload []byte) *refusal.Error {
 	}
 	return refusal.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLargeException",
 		fmt.Sprintf("the payload is %d bytes; an asynchronous invocation's payload is at most 1 MB (1048576 bytes), as on Lambda: invoke synchronously for up to 6 MB", len(payload)))
+}
+
+// acceptEvent takes an Event invocation (invoke.Events): stored in NATS
+// JetStream, or, in a gateway without NATS, held in memory, run in the
+// background with two retries and lost if the gateway stops; at most 1024
+// wait at a time, beyond which the caller gets 429.
+func (g *Gateway) acceptEvent(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
+	if bad := eventTooLarge(payload); bad != nil {
+		release()
+		return bad
+	}
+	if g.events != nil {
+		defer release()
+		return g.enqueue(ctx, c, name, qualifier, payload)
+	}
+	return g.holdInMemory(c, name, qualifier, payload, release)
 }
 
 // enqueue stores an Event invocation, or refuses it: never a 202 for an
@@ -82,8 +99,8 @@ func (g *Gateway) holdInMemory(c *auth.Caller, name, qualifier string, payload [
 			}
 			// Authorized when accepted; a key disabled since does not
 			// lose the event.
-			inv := g.run(context.Background(), auth.Internal("event of "+c.Name()), model.Qualify(name, qualifier), payload, false)
-			if inv.refused == nil && !inv.answer.functionFailed() {
+			inv := g.invoke.Run(context.Background(), auth.Internal("event of "+c.Name()), model.Qualify(name, qualifier), payload, false)
+			if inv.Refused == nil && !inv.Answer.FunctionFailed() {
 				return
 			}
 		}
@@ -161,16 +178,16 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
 	// Authorized when stored; a key disabled since does not lose the event.
-	inv := g.run(ctx, auth.Internal("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
+	inv := g.invoke.Run(ctx, auth.Internal("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
 	switch {
-	case inv.refused == nil && !inv.answer.functionFailed():
+	case inv.Refused == nil && !inv.Answer.FunctionFailed():
 		if cfg.OnSuccess != nil {
 			if err := g.deliver(ctx, *cfg.OnSuccess, destinationRecord(d, conditionSuccess, inv)); err != nil {
 				g.log.Warn("cannot deliver an asynchronous invocation's success record to its on_success destination", "function", d.Function, "request_id", d.RequestID, "err", err)
 			}
 		}
 		return eventq.Outcome{}
-	case inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable):
+	case inv.Refused != nil && (inv.Refused.Status == http.StatusTooManyRequests || inv.Refused.Status == http.StatusServiceUnavailable):
 		// Throttled or Nomad unavailable: not the event's fault, retried
 		// until it is too old, as Lambda retries throttles.
 		g.metrics.Retries.WithLabelValues(d.Function).Inc()
@@ -185,7 +202,7 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 // failed hands a spent or expired event's record to its on_failure
 // destination, or to the dead letters when it has none or it cannot be
 // delivered: never dropped.
-func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.AsyncConfig, condition string, inv *invocation) eventq.Outcome {
+func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.AsyncConfig, condition string, inv *invoke.Invocation) eventq.Outcome {
 	rec := destinationRecord(d, condition, inv)
 	if cfg.OnFailure != nil {
 		err := g.deliver(ctx, *cfg.OnFailure, rec)
@@ -226,22 +243,22 @@ const (
 
 // destinationRecord is Lambda's record of an asynchronous invocation that
 // went to a destination; inv is its last run (nil when it never ran).
-func destinationRecord(d eventq.Delivery, condition string, inv *invocation) []byte {
+func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocation) []byte {
 	rec := lambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
 	rec["requestPayload"] = json.RawMessage(orNull(d.Payload))
 	if inv != nil {
-		resp := map[string]any{"executedVersion": cmp.Or(inv.executedVersion(), model.Latest)}
+		resp := map[string]any{"executedVersion": cmp.Or(inv.ExecutedVersion(), model.Latest)}
 		switch {
-		case inv.refused != nil:
-			resp["statusCode"] = inv.refused.Status
-			resp["functionError"] = inv.refused.Type
-			rec["responsePayload"] = map[string]string{"errorType": inv.refused.Type, "errorMessage": inv.refused.Msg}
-		case inv.answer != nil:
+		case inv.Refused != nil:
+			resp["statusCode"] = inv.Refused.Status
+			resp["functionError"] = inv.Refused.Type
+			rec["responsePayload"] = map[string]string{"errorType": inv.Refused.Type, "errorMessage": inv.Refused.Msg}
+		case inv.Answer != nil:
 			resp["statusCode"] = http.StatusOK
-			if fe := inv.answer.header.Get(protocol.HeaderFunctionError); fe != "" {
+			if fe := inv.Answer.Header.Get(protocol.HeaderFunctionError); fe != "" {
 				resp["functionError"] = fe
 			}
-			rec["responsePayload"] = json.RawMessage(orNull(inv.answer.body))
+			rec["responsePayload"] = json.RawMessage(orNull(inv.Answer.Body))
 		}
 		rec["responseContext"] = resp
 	}

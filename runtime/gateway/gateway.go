@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
@@ -25,14 +25,12 @@ import (
 // Gateway serves invocations of the functions in the registry.
 type Gateway struct {
 	log       *slog.Logger
-	access    *slog.Logger // the access lines
 	registry  *registry.Snapshot
 	jobs      instances.Jobs
 	instances *instances.Set
 	metrics   *metering.Metrics
 	usage     *metering.Usage
-	client    *http.Client
-	admission *admission
+	invoke    *invoke.Service // the request path
 	triggers  *triggers
 	// deployments drives the aliases' deployments (nil without Consul).
 	deployments *deployments.Driver
@@ -41,9 +39,6 @@ type Gateway struct {
 	sources     *sources      // event sources consumed (sources.go)
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
-	bodies       *bodyBudget
-	bodyTimeout  time.Duration
-	chain        invoker // the request path (chain.go)
 	auth         *auth.Authenticator
 	launches     launches // scheduled runs delivered
 }
@@ -91,30 +86,24 @@ type Options struct {
 // New returns a gateway; Run starts following Consul.
 func New(opts Options) *Gateway {
 	g := &Gateway{
-		log:     opts.Logger,
-		jobs:    opts.Jobs,
-		metrics: metering.NewMetrics(),
-		usage:   metering.NewUsage(),
-		client: &http.Client{Transport: &http.Transport{
-			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-		}},
+		log:          opts.Logger,
+		jobs:         opts.Jobs,
+		metrics:      metering.NewMetrics(),
+		usage:        metering.NewUsage(),
 		nomadAddress: opts.NomadAddress,
-		bodies:       &bodyBudget{max: cmp.Or(opts.BodyBudget, DefaultBodyBudget)},
-		bodyTimeout:  cmp.Or(opts.BodyTimeout, DefaultBodyTimeout),
-		admission:    newAdmission(),
 		async:        make(chan struct{}, 1024),
 		events:       opts.Events,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
-	g.access = cmp.Or(opts.AccessLog, g.log)
 	// The registry hands its functions to the pools once Run starts.
 	g.registry = registry.New(opts.KV, g.log, g.syncPools)
 	g.instances = instances.New(instances.Options{Health: opts.Health, Jobs: opts.Jobs, Allocations: opts.Allocations, AllocFiles: opts.AllocFiles,
 		Limits: g.registry, Metrics: g.metrics, Log: g.log, NomadAddress: opts.NomadAddress, Started: g.poolStarted})
 	g.auth = auth.New(opts.Auth, g.registry, g.log)
-	g.chain = g.newChain()
+	g.invoke = invoke.New(invoke.Options{Registry: g.registry, Instances: g.instances, Auth: g.auth, Metrics: g.metrics, Usage: g.usage,
+		Log: g.log, AccessLog: opts.AccessLog, BodyBudget: opts.BodyBudget, BodyTimeout: opts.BodyTimeout, Events: g.acceptEvent})
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
 		g.deployments = deployments.New(opts.Consul, g.registry, g.versionStats, g.jobs, g.log)
@@ -182,9 +171,9 @@ func (g *Gateway) poolStarted(p *instances.Pool) {
 // Handler serves the gateway's HTTP API.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.invoke.ServeInvoke)
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
-	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invoke.ServeLambdaInvoke)
 	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
 	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
 	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
@@ -193,7 +182,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("GET /metrics", g.auth.Operations(g.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	// Everything else is a function's HTTP route.
-	mux.HandleFunc("/", g.serveRoute)
+	mux.HandleFunc("/", g.invoke.ServeRoute)
 	return mux
 }
 
@@ -210,8 +199,8 @@ func (g *Gateway) ReferencedArtifacts() (map[string]bool, bool) { return g.regis
 // keeps them away from.
 func (g *Gateway) FunctionHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.serveInvoke)
-	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.serveLambdaInvoke)
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.invoke.ServeInvoke)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invoke.ServeLambdaInvoke)
 	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -228,7 +217,7 @@ func (g *Gateway) Authorizer() *auth.Authenticator { return g.auth }
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
-	name, qualifier, refused := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	name, qualifier, refused := invoke.InvokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
 	c, notAuthenticated := g.auth.AuthenticateHeaders(r, auth.NativeCredentials)
 	switch {
 	case notAuthenticated != nil:
@@ -240,7 +229,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	f, p, refused := g.find(r.Context(), name, qualifier)
+	f, p, refused := g.invoke.Find(r.Context(), name, qualifier)
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
 		return

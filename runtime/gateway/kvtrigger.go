@@ -289,12 +289,12 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 		if attempt > 0 {
 			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
 		}
-		inv := ts.g.run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
+		inv := ts.g.invoke.Run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
 		switch {
-		case inv.refused != nil:
-			lastErr = inv.refused.Type + ": " + inv.refused.Msg
-		case inv.answer.status != http.StatusOK || inv.answer.functionFailed():
-			lastErr = string(inv.answer.body)
+		case inv.Refused != nil:
+			lastErr = inv.Refused.Type + ": " + inv.Refused.Msg
+		case inv.Answer.Status != http.StatusOK || inv.Answer.FunctionFailed():
+			lastErr = string(inv.Answer.Body)
 		default:
 			return
 		}

@@ -87,11 +87,11 @@ func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusConflict, "AlreadyDelivered", "launch "+req.Launch+" was delivered already; each launch runs its function once"))
 		return
 	}
-	inv := g.run(r.Context(), auth.Internal("schedule "+run.Schedule), run.Function, event, false)
-	if inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable) {
+	inv := g.invoke.Run(r.Context(), auth.Internal("schedule "+run.Schedule), run.Function, event, false)
+	if inv.Refused != nil && (inv.Refused.Status == http.StatusTooManyRequests || inv.Refused.Status == http.StatusServiceUnavailable) {
 		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
 	}
-	g.writeNative(w, inv)
+	g.invoke.WriteNative(w, inv)
 }
 
 // scheduledLaunch confirms a launch with Nomad and reads its run.

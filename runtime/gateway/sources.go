@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
@@ -126,7 +127,7 @@ func (s *sources) credentials(source string) (eventsource.Credentials, error) {
 func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource.Handler {
 	return eventsource.Handler{
 		Invoke: func(ctx context.Context, event []byte) eventsource.Result {
-			return batchResult(s.g.run(ctx, auth.Internal("event source "+def.Name), def.Function, event, false))
+			return batchResult(s.g.invoke.Run(ctx, auth.Internal("event source "+def.Name), def.Function, event, false))
 		},
 		Failed: func(ctx context.Context, r eventsource.FailedRecord) error {
 			return s.failed(ctx, def, r, log)
@@ -139,27 +140,27 @@ func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource
 
 // batchResult reads what became of a batch: throttled, failed as a whole,
 // or failed in part (Lambda's ReportBatchItemFailures answer).
-func batchResult(inv *invocation) eventsource.Result {
+func batchResult(inv *invoke.Invocation) eventsource.Result {
 	switch {
-	case inv.refused != nil && (inv.refused.Status == http.StatusTooManyRequests || inv.refused.Status == http.StatusServiceUnavailable):
+	case inv.Refused != nil && (inv.Refused.Status == http.StatusTooManyRequests || inv.Refused.Status == http.StatusServiceUnavailable):
 		return eventsource.Result{Throttled: true}
-	case inv.refused != nil:
-		body, _ := json.Marshal(map[string]string{"errorType": inv.refused.Type, "errorMessage": inv.refused.Msg})
-		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.refused.Status, FunctionError: inv.refused.Type, Response: body,
-			ExecutedVersion: inv.executedVersion()}}
-	case inv.answer.functionFailed():
+	case inv.Refused != nil:
+		body, _ := json.Marshal(map[string]string{"errorType": inv.Refused.Type, "errorMessage": inv.Refused.Msg})
+		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: inv.Refused.Status, FunctionError: inv.Refused.Type, Response: body,
+			ExecutedVersion: inv.ExecutedVersion()}}
+	case inv.Answer.FunctionFailed():
 		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
-			FunctionError: inv.answer.header.Get(protocol.HeaderFunctionError), Response: orNull(inv.answer.body), ExecutedVersion: inv.executedVersion()}}
+			FunctionError: inv.Answer.Header.Get(protocol.HeaderFunctionError), Response: orNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	}
 	var partial struct {
 		BatchItemFailures []struct {
 			ItemIdentifier *string `json:"itemIdentifier"`
 		} `json:"batchItemFailures"`
 	}
-	if json.Unmarshal(inv.answer.body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
+	if json.Unmarshal(inv.Answer.Body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
 		return eventsource.Result{}
 	}
-	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.answer.body), ExecutedVersion: inv.executedVersion()}}
+	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	for _, f := range partial.BatchItemFailures {
 		if f.ItemIdentifier == nil || *f.ItemIdentifier == "" {
 			// As on Lambda: a failure without an identifier fails the batch.

@@ -26,6 +26,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/artifacts"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 )
 
 func main() {
@@ -46,8 +47,8 @@ func main() {
 	dataDir := flag.String("data-dir", envOr("NIMBUS_GATEWAY_DATA_DIR", "nimbus-gateway-data"), "directory for stored artifacts")
 	functionListen := flag.String("function-listen", os.Getenv("NIMBUS_GATEWAY_FUNCTION_LISTEN"),
 		"address of the function listener, which serves only the invoke APIs to function instances (the client's bridge address and the port its Nimbus CNI network allows, such as 172.30.0.1:9650); empty: none")
-	bodyBudget := flag.Int("body-budget-mb", gateway.DefaultBodyBudget>>20, "request bodies held in memory at once, in MB; beyond, requests get 503 with Retry-After (keep it well under the gateway's memory limit)")
-	bodyTimeout := flag.Duration("body-timeout", gateway.DefaultBodyTimeout, "how long a client may take to send a request body")
+	bodyBudget := flag.Int("body-budget-mb", invoke.DefaultBodyBudget>>20, "request bodies held in memory at once, in MB; beyond, requests get 503 with Retry-After (keep it well under the gateway's memory limit)")
+	bodyTimeout := flag.Duration("body-timeout", invoke.DefaultBodyTimeout, "how long a client may take to send a request body")
 	storeQuota := flag.Int("store-quota-mb", artifacts.DefaultStoreQuota>>20, "the artifact store's size limit in MB; 0: none")
 	artifactGrace := flag.Duration("artifact-grace", artifacts.DefaultArtifactGrace, "how long an artifact no function references is kept (uploads come before the function that names them)")
 	authMode := flag.String("auth", envOr("NIMBUS_GATEWAY_AUTH", "on"), "\"on\": every caller needs an access key (SigV4 or bearer token); \"off\": anyone may do anything, for local development only")

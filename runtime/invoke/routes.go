@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"encoding/base64"
@@ -17,15 +17,15 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
-// serveRoute turns an HTTP request on a nimbus_http_route into an API
+// ServeRoute turns an HTTP request on a nimbus_http_route into an API
 // Gateway v2 (payload format 2.0) event, invokes the function and turns its
 // answer back into an HTTP response.
-func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
-	route, allowed := matchRoute(g.registry.Routes(), r)
-	synced, _ := g.registry.Status()
+func (s *Service) ServeRoute(w http.ResponseWriter, r *http.Request) {
+	route, allowed := matchRoute(s.registry.Routes(), r)
+	synced, _ := s.registry.Status()
 	switch {
 	case route == nil && !synced:
-		refusal.Write(w, refusal.Native, g.registry.NotSynced())
+		refusal.Write(w, refusal.Native, s.registry.NotSynced())
 		return
 	case route == nil && allowed != nil:
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
@@ -36,12 +36,12 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "NotFound", fmt.Sprintf("no route for %s %s%s", r.Method, hostOnly(r.Host), r.URL.Path)))
 		return
 	}
-	c, refused := g.routeCaller(r, route)
+	c, refused := s.routeCaller(r, route)
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	body, release, bad := g.readPayload(w, r)
+	body, release, bad := s.readPayload(w, r)
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
@@ -56,23 +56,23 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusInternalServerError, "ServiceException", err.Error()))
 		return
 	}
-	inv := g.run(r.Context(), c, route.Function, event, false)
-	if inv.refused != nil {
-		refusal.Write(w, refusal.Native, inv.refused)
+	inv := s.Run(r.Context(), c, route.Function, event, false)
+	if inv.Refused != nil {
+		refusal.Write(w, refusal.Native, inv.Refused)
 		return
 	}
-	a := inv.answer
+	a := inv.Answer
 	switch {
-	case inv.out.ErrorType == protocol.ErrTimeout:
+	case inv.Out.ErrorType == protocol.ErrTimeout:
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout, "the function did not answer within its timeout"))
 		return
-	case a.functionFailed():
+	case a.FunctionFailed():
 		// As API Gateway does: the details stay in the function's logs.
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadGateway, "FunctionError",
-			"the function failed; its logs have the details (request "+a.header.Get(protocol.HeaderRequestID)+")"))
+			"the function failed; its logs have the details (request "+a.Header.Get(protocol.HeaderRequestID)+")"))
 		return
 	}
-	if bad := writeFunctionResponse(w, a.body); bad != nil {
+	if bad := writeFunctionResponse(w, a.Body); bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 	}
 }
@@ -81,7 +81,7 @@ func (g *Gateway) serveRoute(w http.ResponseWriter, r *http.Request) {
 // wants: anyone (NONE), an access key's token (API_KEY) or a SigV4
 // signature for execute-api (AWS_IAM). The key must be allowed to invoke
 // the route's function.
-func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*auth.Caller, *refusal.Error) {
+func (s *Service) routeCaller(r *http.Request, route *kvstore.Route) (*auth.Caller, *refusal.Error) {
 	var kinds auth.Kinds
 	switch route.EffectiveAuthorization() {
 	case kvstore.RouteAuthNone:
@@ -91,7 +91,7 @@ func (g *Gateway) routeCaller(r *http.Request, route *kvstore.Route) (*auth.Call
 	default:
 		kinds = auth.Kinds{SigV4Services: auth.RouteServices}
 	}
-	return g.auth.Identify(r, kinds)
+	return s.auth.Identify(r, kinds)
 }
 
 // credentialHeaders carry a caller's credentials. A route with

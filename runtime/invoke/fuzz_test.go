@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"encoding/base64"
@@ -25,7 +25,7 @@ func FuzzReadEvent(f *testing.F) {
 	for _, s := range []string{"", "{}", `{"a":1}`, "[1,2", "\xff", strings.Repeat("[", 1000), `"x"`} {
 		f.Add([]byte(s))
 	}
-	g := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	g := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/functions/f/invoke", strings.NewReader(string(body)))
 		payload, release, bad := g.readEvent(httptest.NewRecorder(), r)

@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"net/http"
@@ -18,21 +18,21 @@ var passedHeaders = []string{
 	protocol.HeaderErrorType, protocol.HeaderLogResult,
 }
 
-// serveInvoke is the native API: results pass through with the host's
+// ServeInvoke is the native API: results pass through with the host's
 // accounting headers, the function's timeout is 504, other function errors
 // keep Lambda's 200 with X-Nimbus-Function-Error.
-func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
-	c, refused := g.auth.Identify(r, auth.NativeCredentials)
+func (s *Service) ServeInvoke(w http.ResponseWriter, r *http.Request) {
+	c, refused := s.auth.Identify(r, auth.NativeCredentials)
 	if refused != nil {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	name, qualifier, bad := invokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	name, qualifier, bad := InvokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
-	payload, release, bad := g.readEvent(w, r)
+	payload, release, bad := s.readEvent(w, r)
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
@@ -42,34 +42,34 @@ func (g *Gateway) serveInvoke(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
-	g.writeNative(w, g.run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
+	s.WriteNative(w, s.Run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
 }
 
-// writeNative answers an invocation in the native API's shape.
-func (g *Gateway) writeNative(w http.ResponseWriter, inv *invocation) {
-	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.out.Cold))
-	if inv.out.ColdPath != "" {
+// WriteNative answers an invocation in the native API's shape.
+func (s *Service) WriteNative(w http.ResponseWriter, inv *Invocation) {
+	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.Out.Cold))
+	if inv.Out.ColdPath != "" {
 		// Where the cold start's instance came from: pool or nomad.
-		w.Header().Set("X-Nimbus-Cold-Path", inv.out.ColdPath)
+		w.Header().Set("X-Nimbus-Cold-Path", inv.Out.ColdPath)
 	}
-	if v := inv.executedVersion(); v != "" {
+	if v := inv.ExecutedVersion(); v != "" {
 		w.Header().Set(headerExecutedVersion, v)
 	}
-	if inv.refused != nil {
-		refusal.Write(w, refusal.Native, inv.refused)
+	if inv.Refused != nil {
+		refusal.Write(w, refusal.Native, inv.Refused)
 		return
 	}
-	a := inv.answer
+	a := inv.Answer
 	for _, h := range passedHeaders {
-		if v := a.header.Get(h); v != "" {
+		if v := a.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}
 	}
-	status := a.status
-	if status == http.StatusOK && inv.out.ErrorType == protocol.ErrTimeout {
+	status := a.Status
+	if status == http.StatusOK && inv.Out.ErrorType == protocol.ErrTimeout {
 		status = http.StatusGatewayTimeout
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(a.body) //nolint:gosec // the function's answer, served as application/json as Lambda's Invoke API serves it
+	_, _ = w.Write(a.Body) //nolint:gosec // the function's answer, served as application/json as Lambda's Invoke API serves it
 }

@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"cmp"
@@ -17,48 +17,48 @@ import (
 
 // resolve finds the function, or the version of it, that an invocation
 // names (find).
-func (g *Gateway) resolve(next invoker) invoker {
-	return func(ctx context.Context, inv *invocation) {
-		f, p, refused := g.find(ctx, inv.function, inv.qualifier)
+func (s *Service) resolve(next invoker) invoker {
+	return func(ctx context.Context, inv *Invocation) {
+		f, p, refused := s.Find(ctx, inv.Function, inv.Qualifier)
 		if refused != nil {
-			inv.refused = refused
+			inv.Refused = refused
 			return
 		}
-		inv.fn, inv.pool = f, p
+		inv.Fn, inv.Pool = f, p
 		next(ctx, inv)
 	}
 }
 
-// find is the function, or the version of it, and its pool, that a caller
+// Find is the function, or the version of it, and its pool, that a caller
 // names by function and qualifier. Until the gateway has read the
 // functions from Consul, no name is unknown: the answer is 503, which
 // callers and deliveries retry, not a 404 that loses their work. Nor is a
 // name unknown that Consul holds and the registry has not read yet: find
 // waits for it (catchUp).
-func (g *Gateway) find(ctx context.Context, function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
-	if synced, _ := g.registry.Status(); !synced {
-		return nil, nil, g.registry.NotSynced()
+func (s *Service) Find(ctx context.Context, function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
+	if synced, _ := s.registry.Status(); !synced {
+		return nil, nil, s.registry.NotSynced()
 	}
-	f, p, refused := g.lookup(function, qualifier)
-	if refused != nil && refused.Status == http.StatusNotFound && g.registry.CatchUp(ctx, function) {
-		f, p, refused = g.lookup(function, qualifier)
+	f, p, refused := s.lookup(function, qualifier)
+	if refused != nil && refused.Status == http.StatusNotFound && s.registry.CatchUp(ctx, function) {
+		f, p, refused = s.lookup(function, qualifier)
 	}
 	return f, p, refused
 }
 
 // lookup is find as the registry knows the functions now.
-func (g *Gateway) lookup(function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
-	key, refused := g.registryKey(function, qualifier)
+func (s *Service) lookup(function, qualifier string) (*registry.Function, *instances.Pool, *refusal.Error) {
+	key, refused := s.registryKey(function, qualifier)
 	if refused != nil {
 		return nil, nil, refused
 	}
-	f, ok := g.registry.Get(key)
-	p, okPool := g.instances.Get(key)
+	f, ok := s.registry.Get(key)
+	p, okPool := s.instances.Get(key)
 	switch {
 	case ok && okPool:
 		return f, p, nil
 	case key != function:
-		if _, exists := g.registry.Get(function); exists {
+		if _, exists := s.registry.Get(function); exists {
 			// The version asked for, or the one an alias picked.
 			_, version := model.SplitQualified(key)
 			return nil, nil, refusal.New(http.StatusNotFound, "ResourceNotFoundException",
@@ -72,12 +72,12 @@ func (g *Gateway) lookup(function, qualifier string) (*registry.Function, *insta
 // registryKey is the registry's key of what a caller invokes: the function
 // for no qualifier or $LATEST, <name>:<n> for its version n, and for an
 // alias the version it picks for this invocation.
-func (g *Gateway) registryKey(function, qualifier string) (string, *refusal.Error) {
+func (s *Service) registryKey(function, qualifier string) (string, *refusal.Error) {
 	if err := model.ValidateQualifier(qualifier); err != nil {
 		return "", refusal.New(http.StatusBadRequest, "InvalidParameterValueException", err.Error())
 	}
 	if !model.IsVersionNumber(qualifier) && qualifier != "" && qualifier != model.Latest {
-		primary, weights, ok := g.registry.Routing(function, qualifier)
+		primary, weights, ok := s.registry.Routing(function, qualifier)
 		if !ok {
 			return "", refusal.New(http.StatusNotFound, "ResourceNotFoundException",
 				fmt.Sprintf("function %q has no alias %s; declare it with a nimbus_alias, or invoke a version number", function, qualifier))

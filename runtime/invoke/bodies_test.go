@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"bufio"
@@ -14,6 +14,9 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
 
 // rawRequest opens a connection to srv and sends a POST whose headers
@@ -45,23 +48,34 @@ func answerOf(t *testing.T, conn net.Conn, wait time.Duration) (status int, head
 	return resp.StatusCode, resp.Header, nil
 }
 
-// syncedGateway is a quiet gateway that has read an empty Consul: no
-// functions, routes or keys.
-func syncedGateway(opts Options) *Gateway {
-	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	g := New(opts)
-	g.registry.Apply(kvstore.RoutesPrefix, nil)
-	g.registry.Apply(kvstore.FunctionsPrefix, nil)
-	g.registry.Apply(kvstore.AccessKeysPrefix, nil)
-	return g
+// syncedService is a quiet request path that has read an empty Consul:
+// no functions, routes or keys.
+func syncedService(opts Options, authOpts auth.Options) *Service {
+	opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := registry.New(nil, opts.Log, nil)
+	reg.Apply(kvstore.RoutesPrefix, nil)
+	reg.Apply(kvstore.FunctionsPrefix, nil)
+	reg.Apply(kvstore.AccessKeysPrefix, nil)
+	opts.Registry = reg
+	opts.Auth = auth.New(authOpts, reg, opts.Log)
+	opts.Instances = instances.New(instances.Options{Limits: reg, Log: opts.Log})
+	opts.Metrics, opts.Usage = metering.NewMetrics(), metering.NewUsage()
+	return New(opts)
+}
+
+// handler serves the native invoke API, as the gateway does.
+func (s *Service) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/functions/{name}/invoke", s.ServeInvoke)
+	return mux
 }
 
 // The bodies the gateway holds at once are bounded: while slow clients hold
 // the budget, a new body is refused at once with 503 and Retry-After,
 // before it is read; when they are done, it is accepted again.
 func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
-	g := syncedGateway(Options{BodyBudget: 8 << 20, BodyTimeout: time.Minute, Auth: auth.Options{Open: true}})
-	srv := httptest.NewServer(g.Handler())
+	g := syncedService(Options{BodyBudget: 8 << 20, BodyTimeout: time.Minute}, auth.Options{Open: true})
+	srv := httptest.NewServer(g.handler())
 	defer srv.Close()
 
 	slow := rawRequest(t, srv, "/v1/functions/f/invoke", 6<<20, 10) // holds 6 MB of budget
@@ -77,7 +91,7 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 	_ = slow.Close() // the slow client gives up: its share returns
 	time.Sleep(200 * time.Millisecond)
 	w := httptest.NewRecorder()
-	g.Handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/functions/f/invoke", strings.NewReader(strings.Repeat(" ", 6<<20))))
+	g.handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/functions/f/invoke", strings.NewReader(strings.Repeat(" ", 6<<20))))
 	if w.Code == http.StatusServiceUnavailable {
 		t.Errorf("the budget did not come back after the slow client left: %d %s", w.Code, w.Body.String())
 	}
@@ -89,8 +103,8 @@ func TestBodyBudgetRefusesWhatDoesNotFit(t *testing.T) {
 // A client that sends its body slowly is cut off after the body timeout
 // with a 400, rather than holding its connection for ever.
 func TestSlowBodyIsCutOff(t *testing.T) {
-	g := syncedGateway(Options{BodyTimeout: 300 * time.Millisecond, Auth: auth.Options{Open: true}})
-	srv := httptest.NewServer(g.Handler())
+	g := syncedService(Options{BodyTimeout: 300 * time.Millisecond}, auth.Options{Open: true})
+	srv := httptest.NewServer(g.handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
 	status, _, err := answerOf(t, conn, 10*time.Second)
@@ -106,8 +120,8 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 // never sending the body: the gateway answers and closes it within
 // moments, as it does for a slow body.
 func TestRefusedCallerCannotHoldItsConnection(t *testing.T) {
-	g := syncedGateway(Options{BodyTimeout: time.Minute})
-	srv := httptest.NewServer(g.Handler())
+	g := syncedService(Options{BodyTimeout: time.Minute}, auth.Options{})
+	srv := httptest.NewServer(g.handler())
 	defer srv.Close()
 	conn := rawRequest(t, srv, "/v1/functions/f/invoke", 1000, 10)
 	status, _, err := answerOf(t, conn, 5*time.Second)

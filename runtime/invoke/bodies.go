@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"encoding/json"
@@ -51,7 +51,7 @@ func (b *bodyBudget) give(n int64) {
 // is a 400: it never reaches a function as if complete. release gives the
 // payload's bytes back to the budget; call it once the payload is no
 // longer needed.
-func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload []byte, release func(), bad *refusal.Error) {
+func (s *Service) readPayload(w http.ResponseWriter, r *http.Request) (payload []byte, release func(), bad *refusal.Error) {
 	tooLarge := func(msg string) *refusal.Error {
 		return refusal.New(http.StatusRequestEntityTooLarge, protocol.ErrRequestTooLarge, msg)
 	}
@@ -62,29 +62,29 @@ func (g *Gateway) readPayload(w http.ResponseWriter, r *http.Request) (payload [
 	if r.ContentLength >= 0 {
 		reserved = r.ContentLength
 	}
-	if !g.bodies.take(reserved) {
+	if !s.bodies.take(reserved) {
 		return nil, nil, refusal.New(http.StatusServiceUnavailable, "ServiceException",
-			fmt.Sprintf("the gateway holds as many request bodies as it may (%d MB); retry shortly", g.bodies.max>>20))
+			fmt.Sprintf("the gateway holds as many request bodies as it may (%d MB); retry shortly", s.bodies.max>>20))
 	}
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(g.bodyTimeout)) // unsupported only off a real connection
+	_ = rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) // unsupported only off a real connection
 	payload, err := readBody(r)
 	switch {
 	case err != nil:
 		// The deadline stays: the server gives up on the rest of the body
 		// and closes the connection after the answer.
-		g.bodies.give(reserved)
+		s.bodies.give(reserved)
 		return nil, nil, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest,
-			fmt.Sprintf("reading the request body failed before its end (within %s): %v", g.bodyTimeout, err))
+			fmt.Sprintf("reading the request body failed before its end (within %s): %v", s.bodyTimeout, err))
 	case len(payload) > protocol.MaxPayloadBytes:
-		g.bodies.give(reserved)
+		s.bodies.give(reserved)
 		return nil, nil, tooLarge(fmt.Sprintf("request payload exceeds the limit of %d bytes", protocol.MaxPayloadBytes))
 	}
 	_ = rc.SetReadDeadline(time.Time{})
 	kept := int64(len(payload))
-	g.bodies.give(reserved - kept)
+	s.bodies.give(reserved - kept)
 	var once sync.Once
-	return payload, func() { once.Do(func() { g.bodies.give(kept) }) }, nil
+	return payload, func() { once.Do(func() { s.bodies.give(kept) }) }, nil
 }
 
 // readBody reads the body into one buffer of its announced length, where
@@ -102,8 +102,8 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // readEvent reads and checks an event body: JSON, or empty for {}.
-func (g *Gateway) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
-	payload, release, bad := g.readPayload(w, r)
+func (s *Service) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
+	payload, release, bad := s.readPayload(w, r)
 	switch {
 	case bad != nil:
 		return nil, nil, bad

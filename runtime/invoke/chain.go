@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import "context"
 
@@ -25,16 +25,16 @@ import "context"
 // The front ends (invoke_api.go, lambda_api.go, routes.go) turn HTTP
 // requests into invocations and results back into HTTP in their own
 // dialect; refuse.go writes every refusal.
-func (g *Gateway) newChain() invoker {
-	return g.authorize(g.resolve(g.meter(g.limit(g.forward))))
+func (s *Service) newChain() invoker {
+	return s.authorize(s.resolve(s.meter(s.limit(s.forward))))
 }
 
 // authorize refuses an invocation its caller may not make, before
 // anything else: whether a function exists is not told to whoever may
 // not invoke it.
-func (g *Gateway) authorize(next invoker) invoker {
-	return func(ctx context.Context, inv *invocation) {
-		if inv.refused = inv.caller.MayInvoke(inv.function); inv.refused == nil {
+func (s *Service) authorize(next invoker) invoker {
+	return func(ctx context.Context, inv *Invocation) {
+		if inv.Refused = inv.Caller.MayInvoke(inv.Function); inv.Refused == nil {
 			next(ctx, inv)
 		}
 	}

@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"bytes"
@@ -30,8 +30,8 @@ const forwardAttempts = 3
 // forward waits (bounded) for an instance, sends it the invocation and
 // reads its answer. A request that an instance never started (refused
 // connection, shutting down, busy) is offered to another.
-func (g *Gateway) forward(ctx context.Context, inv *invocation) {
-	f, p := inv.fn, inv.pool
+func (s *Service) forward(ctx context.Context, inv *Invocation) {
+	f, p := inv.Fn, inv.Pool
 	waitCtx, cancel := context.WithTimeout(ctx, maxQueueWait)
 	defer cancel()
 	waited := false
@@ -39,21 +39,21 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		inst, cold, err := p.Acquire(waitCtx)
 		waited = waited || cold
 		if errors.Is(err, instances.ErrThrottled) {
-			inv.refused = refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", err.Error())
+			inv.Refused = refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", err.Error())
 			return
 		}
 		if errors.Is(err, instances.ErrScaleDenied) {
 			// Not the caller's fault and not worth a retry: no Retry-After.
-			inv.refused = refusal.New(http.StatusInternalServerError, "ServiceException", err.Error())
+			inv.Refused = refusal.New(http.StatusInternalServerError, "ServiceException", err.Error())
 			return
 		}
 		if errors.Is(err, instances.ErrNomadUnavailable) {
 			// Not the caller's fault, and worth a retry: 503 with Retry-After.
-			inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", err.Error())
+			inv.Refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", err.Error())
 			return
 		}
 		if err != nil {
-			inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: "+err.Error())
+			inv.Refused = refusal.New(http.StatusServiceUnavailable, "ServiceException", "the request ended before an instance was free: "+err.Error())
 			return
 		}
 		// The function's allowance starts once an instance has the request.
@@ -61,7 +61,7 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 		// goes away first: the host runs the invocation to its end, and a
 		// slot freed early would send the next request to a busy instance.
 		deadline := time.Now().Add(f.TimeoutD)
-		answer, err := g.send(context.WithoutCancel(ctx), inst, inv, deadline)
+		answer, err := s.send(context.WithoutCancel(ctx), inst, inv, deadline)
 		p.Release(inst)
 		var notStarted *notStartedError
 		switch {
@@ -72,33 +72,33 @@ func (g *Gateway) forward(ctx context.Context, inv *invocation) {
 			p.Forget(inst)
 			continue
 		case errors.Is(err, context.DeadlineExceeded):
-			inv.refused = refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout,
+			inv.Refused = refusal.New(http.StatusGatewayTimeout, protocol.ErrTimeout,
 				fmt.Sprintf("function %s did not answer within its timeout of %s", f.Name, f.TimeoutD))
 			return
 		case err != nil:
-			inv.refused = refusal.New(http.StatusBadGateway, "ServiceException", "the instance failed mid-request: "+err.Error())
+			inv.Refused = refusal.New(http.StatusBadGateway, "ServiceException", "the instance failed mid-request: "+err.Error())
 			return
 		}
-		inv.answer = answer
-		inv.out.Status = answer.status
-		inv.out.DurationMs = headerFloat(answer.header, protocol.HeaderDurationMs)
-		inv.out.BilledMs = headerFloat(answer.header, protocol.HeaderBilledDurationMs)
-		inv.out.MemoryMB = headerFloat(answer.header, protocol.HeaderMemorySizeMB)
-		inv.out.MaxMemoryMB = headerFloat(answer.header, protocol.HeaderMaxMemoryUsedMB)
-		inv.out.InstanceCold = answer.header.Get(protocol.HeaderColdStart) == "true"
+		inv.Answer = answer
+		inv.Out.Status = answer.Status
+		inv.Out.DurationMs = headerFloat(answer.Header, protocol.HeaderDurationMs)
+		inv.Out.BilledMs = headerFloat(answer.Header, protocol.HeaderBilledDurationMs)
+		inv.Out.MemoryMB = headerFloat(answer.Header, protocol.HeaderMemorySizeMB)
+		inv.Out.MaxMemoryMB = headerFloat(answer.Header, protocol.HeaderMaxMemoryUsedMB)
+		inv.Out.InstanceCold = answer.Header.Get(protocol.HeaderColdStart) == "true"
 		// A cold start is a wait for an instance whose handler started for
 		// this request: a request that queued for a busy instance, or was
 		// refused before any instance answered, is not one.
-		if waited && inv.out.InstanceCold {
-			inv.out.Cold, inv.out.ColdPath = true, metering.ColdPathNomad
+		if waited && inv.Out.InstanceCold {
+			inv.Out.Cold, inv.Out.ColdPath = true, metering.ColdPathNomad
 			if inst.FromWarmPool() {
-				inv.out.ColdPath = metering.ColdPathPool
+				inv.Out.ColdPath = metering.ColdPathPool
 			}
 		}
-		inv.out.ErrorType = answer.header.Get(protocol.HeaderErrorType)
+		inv.Out.ErrorType = answer.Header.Get(protocol.HeaderErrorType)
 		return
 	}
-	inv.refused = refusal.New(http.StatusServiceUnavailable, "ServiceException",
+	inv.Refused = refusal.New(http.StatusServiceUnavailable, "ServiceException",
 		fmt.Sprintf("no instance accepted the request after %d attempts; retry", forwardAttempts))
 }
 
@@ -112,26 +112,26 @@ type notStartedError struct {
 func (e *notStartedError) Error() string { return e.err.Error() }
 
 // send is one POST /invoke to an instance (protocol.go's contract).
-func (g *Gateway) send(ctx context.Context, inst *instances.Instance, inv *invocation, deadline time.Time) (*hostAnswer, error) {
+func (s *Service) send(ctx context.Context, inst *instances.Instance, inv *Invocation, deadline time.Time) (*HostAnswer, error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(timeoutMargin))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.Addr()+"/invoke", bytes.NewReader(inv.payload))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+inst.Addr()+"/invoke", bytes.NewReader(inv.Payload))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(protocol.HeaderRequestID, inv.requestID)
+	req.Header.Set(protocol.HeaderRequestID, inv.RequestID)
 	req.Header.Set(protocol.HeaderDeadlineMs, strconv.FormatInt(deadline.UnixMilli(), 10))
-	if inv.tail {
+	if inv.Tail {
 		req.Header.Set(protocol.HeaderLogType, "Tail")
 	}
-	if inv.qualifier != "" {
-		req.Header.Set(protocol.HeaderQualifier, inv.qualifier)
+	if inv.Qualifier != "" {
+		req.Header.Set(protocol.HeaderQualifier, inv.Qualifier)
 	}
 	if inst.Key() != "" {
 		req.Header.Set(protocol.HeaderInstanceKey, inst.Key())
 	}
-	resp, err := g.client.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, &notStartedError{err: err}
@@ -154,7 +154,7 @@ func (g *Gateway) send(ctx context.Context, inst *instances.Instance, inv *invoc
 		// the same address): never started; forget it.
 		return nil, &notStartedError{err: fmt.Errorf("instance answered %s", et)}
 	}
-	return &hostAnswer{status: resp.StatusCode, header: resp.Header, body: body}, nil
+	return &HostAnswer{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
 func headerFloat(h http.Header, key string) float64 {

@@ -1,4 +1,4 @@
-package gateway
+package invoke
 
 import (
 	"context"
@@ -24,11 +24,11 @@ func newAdmission() *admission {
 
 // limit admits an invocation under its namespace's limits, holding the
 // slot until the invocation ends, or refuses it.
-func (g *Gateway) limit(next invoker) invoker {
-	return func(ctx context.Context, inv *invocation) {
-		release, refused := g.admit(inv.fn)
+func (s *Service) limit(next invoker) invoker {
+	return func(ctx context.Context, inv *Invocation) {
+		release, refused := s.admit(inv.Fn)
 		if refused != nil {
-			inv.refused = refused
+			inv.Refused = refused
 			return
 		}
 		defer release()
@@ -39,12 +39,12 @@ func (g *Gateway) limit(next invoker) invoker {
 // admit takes a slot for f or explains which limit refuses it. A function
 // with reserved_concurrency is guaranteed that many and capped at it; the
 // others share max_concurrency minus all reservations.
-func (g *Gateway) admit(f *registry.Function) (release func(), refused *refusal.Error) {
+func (s *Service) admit(f *registry.Function) (release func(), refused *refusal.Error) {
 	ns := registry.Namespace(f)
-	a := g.admission
+	a := s.admission
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r := g.registry.ReservedFor(f); r > 0 {
+	if r := s.registry.ReservedFor(f); r > 0 {
 		if a.reserved[f.Name] >= r {
 			return nil, refusal.New(http.StatusTooManyRequests, "TooManyRequestsException",
 				fmt.Sprintf("function %s is at its reserved_concurrency of %d; retry later", f.Name, r))
@@ -52,8 +52,8 @@ func (g *Gateway) admit(f *registry.Function) (release func(), refused *refusal.
 		a.reserved[f.Name]++
 		return func() { a.mu.Lock(); a.reserved[f.Name]--; a.mu.Unlock() }, nil
 	}
-	lim := g.registry.Limits(ns)
-	capacity := lim.MaxConcurrency - g.registry.Reserved(ns)
+	lim := s.registry.Limits(ns)
+	capacity := lim.MaxConcurrency - s.registry.Reserved(ns)
 	if a.unreserved[ns] >= capacity {
 		return nil, refusal.New(http.StatusTooManyRequests, "TooManyRequestsException",
 			fmt.Sprintf("namespace %s is at its max_concurrency of %d (%d of it reserved for other functions); retry later", ns, lim.MaxConcurrency, lim.MaxConcurrency-capacity))

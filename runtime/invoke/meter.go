@@ -1,0 +1,30 @@
+package invoke
+
+import (
+	"context"
+	"time"
+)
+
+// meter records every invocation that reaches it: Prometheus metrics, usage
+// totals and one access line.
+func (s *Service) meter(next invoker) invoker {
+	return func(ctx context.Context, inv *Invocation) {
+		start := time.Now()
+		next(ctx, inv)
+		if inv.Refused != nil {
+			inv.Out.Status, inv.Out.ErrorType = inv.Refused.Status, inv.Refused.Type
+		}
+		name, out := inv.Fn.Name, inv.Out
+		s.metrics.Observe(name, out)
+		s.usage.Add(name, out)
+		if inv.Fn.Version != "" {
+			// What an alias's deployment judges: the function failed, or the
+			// gateway could not run it (throttles are not the version's).
+			failed := inv.Refused == nil && inv.Answer.FunctionFailed() || inv.Refused != nil && inv.Refused.Status >= 500
+			inv.Pool.Record(time.Now(), failed, time.Since(start))
+		}
+		s.access.Info("invoke", "function", name, "version", inv.Fn.ExecutedVersion(), "request_id", inv.RequestID, "status", out.Status, "error_type", out.ErrorType,
+			"cold", out.Cold, "cold_path", out.ColdPath, "duration_ms", out.DurationMs, "billed_ms", out.BilledMs, "memory_mb", out.MemoryMB,
+			"max_memory_used_mb", out.MaxMemoryMB, "latency_ms", float64(time.Since(start).Microseconds())/1000)
+	}
+}
