@@ -11,6 +11,7 @@ import (
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/progressive"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/async"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/deployments"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
@@ -34,9 +35,8 @@ type Gateway struct {
 	triggers  *triggers
 	// deployments drives the aliases' deployments (nil without Consul).
 	deployments *deployments.Driver
-	async       chan struct{} // slots for asynchronous invocations held in memory
-	events      *eventq.Queue // where asynchronous invocations are stored, when set
-	sources     *sources      // event sources consumed (sources.go)
+	async       *async.Service
+	sources     *sources // event sources consumed (sources.go)
 	// nomadAddress names Nomad in answers about it.
 	nomadAddress string
 	auth         *auth.Authenticator
@@ -91,8 +91,6 @@ func New(opts Options) *Gateway {
 		metrics:      metering.NewMetrics(),
 		usage:        metering.NewUsage(),
 		nomadAddress: opts.NomadAddress,
-		async:        make(chan struct{}, 1024),
-		events:       opts.Events,
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -104,6 +102,7 @@ func New(opts Options) *Gateway {
 	g.auth = auth.New(opts.Auth, g.registry, g.log)
 	g.invoke = invoke.New(invoke.Options{Registry: g.registry, Instances: g.instances, Auth: g.auth, Metrics: g.metrics, Usage: g.usage,
 		Log: g.log, AccessLog: opts.AccessLog, BodyBudget: opts.BodyBudget, BodyTimeout: opts.BodyTimeout, Events: g.acceptEvent})
+	g.async = async.New(async.Options{Events: opts.Events, Invoker: g.invoke, Registry: g.registry, Metrics: g.metrics, Log: g.log})
 	if opts.Consul != nil {
 		g.triggers = newTriggers(g, opts.Consul)
 		g.deployments = deployments.New(opts.Consul, g.registry, g.versionStats, g.jobs, g.log)
@@ -151,6 +150,13 @@ func (g *Gateway) Run(ctx context.Context) {
 	g.instances.Close()
 }
 
+// acceptEvent hands Lambda's Event invocations to the asynchronous
+// invocations (the two are made one after the other, and each needs the
+// other).
+func (g *Gateway) acceptEvent(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
+	return g.async.Accept(ctx, c, name, qualifier, payload, release)
+}
+
 // syncPools keeps one pool per function in the registry, and forgets the
 // counts of the functions that went.
 func (g *Gateway) syncPools(fns map[string]*registry.Function) {
@@ -163,8 +169,8 @@ func (g *Gateway) syncPools(fns map[string]*registry.Function) {
 // poolStarted starts consuming a new function's asynchronous invocations,
 // which name the function, never a version.
 func (g *Gateway) poolStarted(p *instances.Pool) {
-	if g.events != nil && p.Function().Version == "" {
-		go g.consumeEvents(p)
+	if g.async.Durable() && p.Function().Version == "" {
+		go g.async.Consume(p)
 	}
 }
 
@@ -257,8 +263,8 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 			state["kv_trigger_problems"] = problems
 		}
 	}
-	if g.events != nil {
-		state["async"] = g.queueState(r.Context(), name)
+	if g.async.Durable() {
+		state["async"] = g.async.State(r.Context(), name)
 	}
 	refusal.WriteJSON(w, http.StatusOK, state)
 }

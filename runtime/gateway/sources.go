@@ -18,6 +18,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/async"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
@@ -150,7 +151,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 			ExecutedVersion: inv.ExecutedVersion()}}
 	case inv.Answer.FunctionFailed():
 		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
-			FunctionError: inv.Answer.Header.Get(protocol.HeaderFunctionError), Response: orNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
+			FunctionError: inv.Answer.Header.Get(protocol.HeaderFunctionError), Response: async.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	}
 	var partial struct {
 		BatchItemFailures []struct {
@@ -160,7 +161,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 	if json.Unmarshal(inv.Answer.Body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
 		return eventsource.Result{}
 	}
-	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: orNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
+	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: async.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	for _, f := range partial.BatchItemFailures {
 		if f.ItemIdentifier == nil || *f.ItemIdentifier == "" {
 			// As on Lambda: a failure without an identifier fails the batch.
@@ -175,24 +176,24 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 // failed sends a spent record to the source's on_failure destination, or
 // to the dead letters (nimbus.dead.sources.<source>).
 func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
-	fields := lambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
+	fields := async.LambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
 	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": cmp.Or(r.Failure.ExecutedVersion, model.Latest), "functionError": r.Failure.FunctionError}
 	fields["responsePayload"] = r.Failure.Response
 	fields["eventSource"] = map[string]any{"name": def.Name, "type": sourceType(def)}
 	fields["record"] = r.Record
 	rec, _ := json.Marshal(fields)
 	if def.OnFailure != nil {
-		err := s.g.deliver(ctx, *def.OnFailure, rec)
+		err := s.g.async.Deliver(ctx, *def.OnFailure, rec)
 		if err == nil {
 			return nil
 		}
 		log.Warn("cannot deliver a failed record to its on_failure destination; storing it as a dead letter", "record", r.ID, "err", err)
 	}
-	if s.g.events == nil {
+	if !s.g.async.Durable() {
 		return errors.New("no dead-letter stream: this gateway has no NATS (NIMBUS_GATEWAY_NATS_URL)")
 	}
 	log.Warn("event source record stored as a dead letter", "record", r.ID, "attempts", r.Attempts, "dead_letters", eventq.DeadPrefix+eventq.SourceDeadLetters(def.Name))
-	return s.g.events.StoreDeadLetter(ctx, eventq.SourceDeadLetters(def.Name), r.ID, rec)
+	return s.g.async.StoreSourceDeadLetter(ctx, def.Name, r.ID, rec)
 }
 
 func sourceType(def kvstore.EventSource) string {

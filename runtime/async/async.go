@@ -1,4 +1,10 @@
-package gateway
+// Package async runs Lambda's asynchronous (Event) invocations: it
+// accepts them (stored in NATS JetStream through runtime/eventq, or held
+// in memory by a gateway without NATS), consumes each function's stored
+// events, retries them as the function's config says, and delivers the
+// destination records and dead letters. It invokes through an Invoker and
+// knows nothing of HTTP front ends or pools' internals.
+package async
 
 import (
 	"cmp"
@@ -6,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -17,6 +24,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 )
@@ -46,11 +54,11 @@ func eventTooLarge(payload []byte) *refusal.Error {
 		fmt.Sprintf("the payload is %d bytes; an asynchronous invocation's payload is at most 1 MB (1048576 bytes), as on Lambda: invoke synchronously for up to 6 MB", len(payload)))
 }
 
-// acceptEvent takes an Event invocation (invoke.Events): stored in NATS
+// Accept takes an Event invocation (invoke.Events): stored in NATS
 // JetStream, or, in a gateway without NATS, held in memory, run in the
 // background with two retries and lost if the gateway stops; at most 1024
 // wait at a time, beyond which the caller gets 429.
-func (g *Gateway) acceptEvent(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
+func (g *Service) Accept(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
 	if bad := eventTooLarge(payload); bad != nil {
 		release()
 		return bad
@@ -64,7 +72,7 @@ func (g *Gateway) acceptEvent(ctx context.Context, c *auth.Caller, name, qualifi
 
 // enqueue stores an Event invocation, or refuses it: never a 202 for an
 // event that may be lost.
-func (g *Gateway) enqueue(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte) *refusal.Error {
+func (g *Service) enqueue(ctx context.Context, c *auth.Caller, name, qualifier string, payload []byte) *refusal.Error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	err := g.events.Enqueue(ctx, eventq.Event{Function: name, Qualifier: qualifier, RequestID: protocol.NewRequestID(), Caller: c.Name(), Payload: payload})
@@ -83,23 +91,23 @@ func (g *Gateway) enqueue(ctx context.Context, c *auth.Caller, name, qualifier s
 // asyncRetries times, when the gateway has no NATS: it is lost if the
 // gateway stops. At most 1024 wait at a time; the event keeps its share of
 // the body budget until it is done (release).
-func (g *Gateway) holdInMemory(c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
+func (g *Service) holdInMemory(c *auth.Caller, name, qualifier string, payload []byte, release func()) *refusal.Error {
 	select {
-	case g.async <- struct{}{}:
+	case g.held <- struct{}{}:
 	default:
 		release()
 		return refusal.New(http.StatusTooManyRequests, "TooManyRequestsException", "too many asynchronous invocations are queued; retry later")
 	}
 	// The queued event keeps its share of the body budget until it is done.
 	go func() {
-		defer func() { <-g.async; release() }()
+		defer func() { <-g.held; release() }()
 		for attempt := 0; attempt <= asyncRetries; attempt++ {
 			if attempt > 0 {
 				time.Sleep(time.Duration(attempt) * time.Second)
 			}
 			// Authorized when accepted; a key disabled since does not
 			// lose the event.
-			inv := g.invoke.Run(context.Background(), auth.Internal("event of "+c.Name()), model.Qualify(name, qualifier), payload, false)
+			inv := g.invoker.Run(context.Background(), auth.Internal("event of "+c.Name()), model.Qualify(name, qualifier), payload, false)
 			if inv.Refused == nil && !inv.Answer.FunctionFailed() {
 				return
 			}
@@ -109,10 +117,10 @@ func (g *Gateway) holdInMemory(c *auth.Caller, name, qualifier string, payload [
 	return nil
 }
 
-// consumeEvents runs the function's stored events until the function
+// Consume runs the function's stored events until the function
 // goes, at most max_instances × concurrency at once; a change of either
 // restarts the consumption with the new bound (events in flight finish).
-func (g *Gateway) consumeEvents(p *instances.Pool) {
+func (g *Service) Consume(p *instances.Pool) {
 	go g.reportQueue(p)
 	for p.Context().Err() == nil {
 		limit := eventLimit(p.Function())
@@ -138,7 +146,7 @@ func (g *Gateway) consumeEvents(p *instances.Pool) {
 func eventLimit(f *registry.Function) int { return max(f.MaxInstances, 1) * max(f.Concurrency, 1) }
 
 // reportQueue keeps nimbus_async_queued current.
-func (g *Gateway) reportQueue(p *instances.Pool) {
+func (g *Service) reportQueue(p *instances.Pool) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -156,8 +164,8 @@ func (g *Gateway) reportQueue(p *instances.Pool) {
 	}
 }
 
-// queueState describes the function's queue for GET /v1/functions/{name}.
-func (g *Gateway) queueState(ctx context.Context, name string) map[string]any {
+// State describes the function's queue for GET /v1/functions/{name}.
+func (g *Service) State(ctx context.Context, name string) map[string]any {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	d, err := g.events.Depth(ctx, name)
@@ -170,7 +178,7 @@ func (g *Gateway) queueState(ctx context.Context, name string) map[string]any {
 // runEvent runs one delivery and says what becomes of it, by the
 // function's config (nimbus_function_event_invoke_config, or Lambda's
 // defaults).
-func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcome {
+func (g *Service) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcome {
 	cfg := g.registry.Async(d.Function)
 	age := time.Since(d.Stored)
 	g.metrics.EventAge.Observe(age.Seconds())
@@ -178,11 +186,11 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 		return g.failed(ctx, d, cfg, conditionExpired, nil)
 	}
 	// Authorized when stored; a key disabled since does not lose the event.
-	inv := g.invoke.Run(ctx, auth.Internal("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
+	inv := g.invoker.Run(ctx, auth.Internal("event of "+d.Caller), model.Qualify(d.Function, d.Qualifier), d.Payload, false)
 	switch {
 	case inv.Refused == nil && !inv.Answer.FunctionFailed():
 		if cfg.OnSuccess != nil {
-			if err := g.deliver(ctx, *cfg.OnSuccess, destinationRecord(d, conditionSuccess, inv)); err != nil {
+			if err := g.Deliver(ctx, *cfg.OnSuccess, destinationRecord(d, conditionSuccess, inv)); err != nil {
 				g.log.Warn("cannot deliver an asynchronous invocation's success record to its on_success destination", "function", d.Function, "request_id", d.RequestID, "err", err)
 			}
 		}
@@ -202,10 +210,10 @@ func (g *Gateway) runEvent(ctx context.Context, d eventq.Delivery) eventq.Outcom
 // failed hands a spent or expired event's record to its on_failure
 // destination, or to the dead letters when it has none or it cannot be
 // delivered: never dropped.
-func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.AsyncConfig, condition string, inv *invoke.Invocation) eventq.Outcome {
+func (g *Service) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.AsyncConfig, condition string, inv *invoke.Invocation) eventq.Outcome {
 	rec := destinationRecord(d, condition, inv)
 	if cfg.OnFailure != nil {
-		err := g.deliver(ctx, *cfg.OnFailure, rec)
+		err := g.Deliver(ctx, *cfg.OnFailure, rec)
 		if err == nil {
 			return eventq.Outcome{}
 		}
@@ -217,9 +225,9 @@ func (g *Gateway) failed(ctx context.Context, d eventq.Delivery, cfg kvstore.Asy
 	return eventq.Outcome{DeadLetter: rec}
 }
 
-// deliver sends a destination record: an Event invocation of a function,
+// Deliver sends a destination record: an Event invocation of a function,
 // or a message on a NATS subject that a stream captures.
-func (g *Gateway) deliver(ctx context.Context, to kvstore.Destination, rec []byte) error {
+func (g *Service) Deliver(ctx context.Context, to kvstore.Destination, rec []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if to.Function != "" {
@@ -244,8 +252,8 @@ const (
 // destinationRecord is Lambda's record of an asynchronous invocation that
 // went to a destination; inv is its last run (nil when it never ran).
 func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocation) []byte {
-	rec := lambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
-	rec["requestPayload"] = json.RawMessage(orNull(d.Payload))
+	rec := LambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
+	rec["requestPayload"] = json.RawMessage(OrNull(d.Payload))
 	if inv != nil {
 		resp := map[string]any{"executedVersion": cmp.Or(inv.ExecutedVersion(), model.Latest)}
 		switch {
@@ -258,7 +266,7 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocati
 			if fe := inv.Answer.Header.Get(protocol.HeaderFunctionError); fe != "" {
 				resp["functionError"] = fe
 			}
-			rec["responsePayload"] = json.RawMessage(orNull(inv.Answer.Body))
+			rec["responsePayload"] = json.RawMessage(OrNull(inv.Answer.Body))
 		}
 		rec["responseContext"] = resp
 	}
@@ -266,11 +274,11 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocati
 	return b
 }
 
-// lambdaRecord is what Lambda's destination and failure records share:
+// LambdaRecord is what Lambda's destination and failure records share:
 // their version, time and request context. target is what was invoked, a
 // function or <name>:<qualifier>; the ARN names its qualifier, $LATEST
 // when it has none, as Lambda's do.
-func lambdaRecord(requestID, target, condition string, attempts int) map[string]any {
+func LambdaRecord(requestID, target, condition string, attempts int) map[string]any {
 	function, qualifier := model.SplitQualified(target)
 	return map[string]any{
 		"version":   "1.0",
@@ -284,10 +292,60 @@ func lambdaRecord(requestID, target, condition string, attempts int) map[string]
 	}
 }
 
-// orNull keeps a payload that is JSON, and says null for one that is not.
-func orNull(b []byte) []byte {
+// OrNull keeps a payload that is JSON, and says null for one that is not.
+func OrNull(b []byte) []byte {
 	if len(b) == 0 || !json.Valid(b) {
 		return []byte("null")
 	}
 	return b
+}
+
+// Invoker runs an invocation through the gateway's chain.
+type Invoker interface {
+	Run(ctx context.Context, c *auth.Caller, target string, payload []byte, tail bool) *invoke.Invocation
+}
+
+// Registry is where the functions and their asynchronous invocation
+// configs are.
+type Registry interface {
+	Async(function string) kvstore.AsyncConfig
+	Get(name string) (*registry.Function, bool)
+}
+
+// Options wire the asynchronous invocations.
+type Options struct {
+	// Events stores them durably (NATS JetStream); nil holds them in
+	// memory, where a restart loses them.
+	Events   *eventq.Queue
+	Invoker  Invoker
+	Registry Registry
+	Metrics  *metering.Metrics
+	Log      *slog.Logger
+}
+
+// Service runs the asynchronous invocations.
+type Service struct {
+	events   *eventq.Queue
+	invoker  Invoker
+	registry Registry
+	metrics  *metering.Metrics
+	log      *slog.Logger
+	held     chan struct{} // slots for invocations held in memory
+}
+
+// New returns the service.
+func New(o Options) *Service {
+	return &Service{events: o.Events, invoker: o.Invoker, registry: o.Registry, metrics: o.Metrics, log: o.Log, held: make(chan struct{}, 1024)}
+}
+
+// Durable reports whether accepted events are stored in JetStream.
+func (g *Service) Durable() bool { return g.events != nil }
+
+// StoreSourceDeadLetter keeps an event source's record whose retries are
+// spent, in the dead letters of the source.
+func (g *Service) StoreSourceDeadLetter(ctx context.Context, source, id string, rec []byte) error {
+	if g.events == nil {
+		return errors.New("no dead-letter stream: this gateway has no NATS (NIMBUS_GATEWAY_NATS_URL)")
+	}
+	return g.events.StoreDeadLetter(ctx, eventq.SourceDeadLetters(source), id, rec)
 }
