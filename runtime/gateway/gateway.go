@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/triggers"
 )
 
 // Gateway serves invocations of the functions in the registry.
@@ -32,7 +33,7 @@ type Gateway struct {
 	metrics   *metering.Metrics
 	usage     *metering.Usage
 	invoke    *invoke.Service // the request path
-	triggers  *triggers
+	triggers  *triggers.Runner
 	// deployments drives the aliases' deployments (nil without Consul).
 	deployments *deployments.Driver
 	async       *async.Service
@@ -104,7 +105,7 @@ func New(opts Options) *Gateway {
 		Log: g.log, AccessLog: opts.AccessLog, BodyBudget: opts.BodyBudget, BodyTimeout: opts.BodyTimeout, Events: g.acceptEvent})
 	g.async = async.New(async.Options{Events: opts.Events, Invoker: g.invoke, Registry: g.registry, Metrics: g.metrics, Log: g.log})
 	if opts.Consul != nil {
-		g.triggers = newTriggers(g, opts.Consul)
+		g.triggers = triggers.New(opts.Consul, g.invoke, g.log)
 		g.deployments = deployments.New(opts.Consul, g.registry, g.versionStats, g.jobs, g.log)
 	}
 	g.sources = newSources(g, opts.NATS, opts.Variables, opts.SourceSlots)
@@ -126,15 +127,7 @@ func (g *Gateway) Run(ctx context.Context) {
 		g.registry.OnAliases(func(aliases map[string]kvstore.AliasRecord) { g.deployments.Sync(ctx, aliases) })
 	}
 	if g.triggers != nil {
-		go g.registry.WatchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) {
-			defs := map[string]kvstore.KVTrigger{}
-			for _, p := range pairs {
-				if t, err := kvstore.DecodeKVTrigger(p.Value); err == nil && t.Name != "" {
-					defs[t.Name] = t
-				}
-			}
-			g.triggers.sync(ctx, defs)
-		})
+		go g.registry.WatchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) { g.triggers.SyncPairs(ctx, pairs) })
 	}
 	go g.registry.WatchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) {
 		defs := map[string]kvstore.EventSource{}
@@ -259,7 +252,7 @@ func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
 		state["warm_pool_instances"] = st.WarmPoolInstances
 	}
 	if g.triggers != nil {
-		if problems := g.triggers.problems(name); len(problems) > 0 {
+		if problems := g.triggers.Problems(name); len(problems) > 0 {
 			state["kv_trigger_problems"] = problems
 		}
 	}

@@ -581,3 +581,22 @@ func (r *Snapshot) OnAliases(fn func(map[string]kvstore.AliasRecord)) {
 	defer r.mu.Unlock()
 	r.aliasesChanged = fn
 }
+
+// Decode reads the records of a KV listing by name. name says what a
+// record is called, from its key and its decoded value (false: not a
+// record of this kind, left out quietly); a record that does not decode
+// is logged and left out, so that one bad record never stops the others.
+func Decode[T any](pairs consulapi.KVPairs, decode func([]byte) (T, error), name func(key string, v T) (string, bool), log *slog.Logger) map[string]T {
+	out := map[string]T{}
+	for _, p := range pairs {
+		v, err := decode(p.Value)
+		if err != nil {
+			log.Warn("ignoring a record that does not decode", "key", p.Key, "err", err)
+			continue
+		}
+		if n, ok := name(p.Key, v); ok {
+			out[n] = v
+		}
+	}
+	return out
+}

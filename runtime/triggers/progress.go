@@ -1,4 +1,4 @@
-package gateway
+package triggers
 
 import (
 	"context"
@@ -84,13 +84,13 @@ type progressMeta struct {
 	Keys    map[string]uint64 `json:"keys,omitempty"`
 }
 
-func (ts *triggers) shardPrefix(name string) string { return kvstore.KVTriggerProgressKeys(name) }
+func (ts *Runner) shardPrefix(name string) string { return kvstore.KVTriggerProgressKeys(name) }
 
 // loadProgress reads a trigger's progress. resumed is false when there is
 // none (a first start). An error means it could not be read, which is not
 // the same: the caller retries rather than start over and skip or repeat
 // what happened meanwhile.
-func (ts *triggers) loadProgress(ctx context.Context, name string) (p *triggerProgress, resumed bool, err error) {
+func (ts *Runner) loadProgress(ctx context.Context, name string) (p *triggerProgress, resumed bool, err error) {
 	q := (&consulapi.QueryOptions{}).WithContext(ctx)
 	pair, _, err := ts.consul.KV().Get(ts.stateKeyOf(name), q)
 	if err != nil {
@@ -131,7 +131,7 @@ func (ts *triggers) loadProgress(ctx context.Context, name string) (p *triggerPr
 
 // saveProgress writes the changed shards, then the index, in transactions
 // of at most txnOps operations.
-func (ts *triggers) saveProgress(ctx context.Context, name string, p *triggerProgress) error {
+func (ts *Runner) saveProgress(ctx context.Context, name string, p *triggerProgress) error {
 	var ops consulapi.KVTxnOps
 	dirty := make([]int, 0, len(p.dirty))
 	for s := range p.dirty {

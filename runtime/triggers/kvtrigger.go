@@ -1,4 +1,9 @@
-package gateway
+// Package triggers runs the KV triggers (nimbus_kv_trigger): for each, one
+// gateway at a time (a Consul session lock) follows a KV prefix and
+// invokes the function with batches of changes, at least once, keeping
+// its progress in Consul so that the next holder resumes. It invokes
+// through an Invoker; it serves no HTTP.
+package triggers
 
 import (
 	"context"
@@ -20,6 +25,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
@@ -44,30 +50,43 @@ type kvBatch struct {
 	Records []ChangeRecord `json:"Records"`
 }
 
-// triggers runs one worker per KV trigger; a Consul session lock makes
+// Runner runs one worker per KV trigger; a Consul session lock makes
 // sure only one gateway works on each.
-type triggers struct {
-	g       *Gateway
+type Runner struct {
+	invoker Invoker
+	log     *slog.Logger
 	consul  *consulapi.Client
 	workers *workers.Set[kvstore.KVTrigger]
 }
 
+// Invoker runs an invocation through the gateway's chain.
+type Invoker interface {
+	Run(ctx context.Context, c *auth.Caller, target string, payload []byte, tail bool) *invoke.Invocation
+}
+
 type triggerWorker = workers.Worker[kvstore.KVTrigger]
 
-func newTriggers(g *Gateway, c *consulapi.Client) *triggers {
-	return &triggers{g: g, consul: c, workers: workers.New[kvstore.KVTrigger]()}
+// New returns the triggers' runner.
+func New(c *consulapi.Client, inv Invoker, log *slog.Logger) *Runner {
+	return &Runner{invoker: inv, log: log, consul: c, workers: workers.New[kvstore.KVTrigger]()}
+}
+
+// SyncPairs starts, restarts and stops workers to match a listing of the
+// trigger records.
+func (ts *Runner) SyncPairs(ctx context.Context, pairs consulapi.KVPairs) {
+	ts.sync(ctx, registry.Decode(pairs, kvstore.DecodeKVTrigger, func(_ string, t kvstore.KVTrigger) (string, bool) { return t.Name, t.Name != "" }, ts.log))
 }
 
 // sync starts, restarts and stops workers to match the trigger records.
-func (ts *triggers) sync(ctx context.Context, defs map[string]kvstore.KVTrigger) {
+func (ts *Runner) sync(ctx context.Context, defs map[string]kvstore.KVTrigger) {
 	ts.workers.Sync(ctx, defs, func(kvstore.KVTrigger) bool { return true }, ts.work)
 }
 
 // work holds the trigger's lock and delivers changes until ctx ends or the
 // lock is lost, then tries to take the lock again.
-func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
+func (ts *Runner) work(ctx context.Context, w *triggerWorker) {
 	def := w.Def
-	log := ts.g.log.With("trigger", def.Name)
+	log := ts.log.With("trigger", def.Name)
 	if kvstore.OverlapsNimbus(def.Prefix) {
 		// The provider refuses such a prefix at plan; a record written
 		// some other way must not start an endless loop either.
@@ -84,14 +103,14 @@ func (ts *triggers) work(ctx context.Context, w *triggerWorker) {
 	})
 }
 
-func (ts *triggers) stateKeyOf(name string) string { return kvstore.KVTriggerState + name }
+func (ts *Runner) stateKeyOf(name string) string { return kvstore.KVTriggerState + name }
 
 // awaitPrefixRead returns once the gateway may read the trigger's prefix.
 // Consul answers a listing it may not read as an empty one (404), which
 // would leave the trigger silent forever; a plain read of the prefix's own
 // key is refused with 403 instead, so that is the probe. Until the right
 // is granted the trigger reports the rule to add, and checks again.
-func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *slog.Logger) {
+func (ts *Runner) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *slog.Logger) {
 	def := w.Def
 	wait := time.Second
 	for ctx.Err() == nil {
@@ -111,9 +130,9 @@ func (ts *triggers) awaitPrefixRead(ctx context.Context, w *triggerWorker, log *
 	}
 }
 
-// problems lists, for the triggers that invoke function (any of its
+// Problems lists, for the triggers that invoke function (any of its
 // versions or aliases included), the ones that cannot deliver and why.
-func (ts *triggers) problems(function string) map[string]string {
+func (ts *Runner) Problems(function string) map[string]string {
 	return ts.workers.Problems(func(t kvstore.KVTrigger) bool {
 		name, _ := model.SplitQualified(t.Function)
 		return name == function
@@ -123,8 +142,8 @@ func (ts *triggers) problems(function string) map[string]string {
 // deliverLoop follows the prefix with blocking queries, turns each new
 // listing into change records against the progress, and delivers them in
 // batches.
-func (ts *triggers) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
-	log := ts.g.log.With("trigger", def.Name)
+func (ts *Runner) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
+	log := ts.log.With("trigger", def.Name)
 	var progress *triggerProgress
 	var resumed bool
 	for backoff := time.Duration(0); ; {
@@ -282,14 +301,14 @@ func encodeValue(v []byte, encoding string) (string, string) {
 
 // deliver invokes the function with one batch, retrying with backoff up to
 // max_retries; a batch that still fails goes to the dead-letter prefix.
-func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records []ChangeRecord) {
+func (ts *Runner) deliver(ctx context.Context, def kvstore.KVTrigger, records []ChangeRecord) {
 	event, _ := json.Marshal(kvBatch{Trigger: def.Name, Prefix: def.Prefix, Records: records})
 	var lastErr string
 	for attempt := 0; attempt <= def.MaxRetries && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
 		}
-		inv := ts.g.invoke.Run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
+		inv := ts.invoker.Run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
 		switch {
 		case inv.Refused != nil:
 			lastErr = inv.Refused.Type + ": " + inv.Refused.Msg
@@ -306,8 +325,8 @@ func (ts *triggers) deliver(ctx context.Context, def kvstore.KVTrigger, records 
 	b, _ := json.Marshal(dead)
 	key := kvstore.KVTriggerDeadPrefix + def.Name + "/" + strconv.FormatUint(records[0].ModifyIndex, 10) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if _, err := ts.consul.KV().Put(&consulapi.KVPair{Key: key, Value: b}, (&consulapi.WriteOptions{}).WithContext(ctx)); err != nil {
-		ts.g.log.Error("cannot record a failed batch in the dead-letter prefix", "trigger", def.Name, "err", err)
+		ts.log.Error("cannot record a failed batch in the dead-letter prefix", "trigger", def.Name, "err", err)
 		return
 	}
-	ts.g.log.Warn("batch failed after its retries; recorded as dead letter", "trigger", def.Name, "key", key, "records", len(records), "error", lastErr)
+	ts.log.Warn("batch failed after its retries; recorded as dead letter", "trigger", def.Name, "key", key, "records", len(records), "error", lastErr)
 }

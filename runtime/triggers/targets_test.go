@@ -1,4 +1,4 @@
-package gateway
+package triggers
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 // Triggers may invoke <name>:<qualifier>; what is told per function (its
 // triggers' problems) is told of the function the target names.
 func TestQualifiedTargets(t *testing.T) {
-	ts := &triggers{workers: workers.New[kvstore.KVTrigger]()}
+	ts := &Runner{workers: workers.New[kvstore.KVTrigger]()}
 	problem := "cannot read the prefix"
 	defs := map[string]kvstore.KVTrigger{}
 	for name, function := range map[string]string{"plain": "fn", "on-alias": "fn:live", "on-version": "fn:2", "other": "fnx:live"} {
@@ -28,7 +28,7 @@ func TestQualifiedTargets(t *testing.T) {
 	for range defs {
 		<-reported
 	}
-	got := ts.problems("fn")
+	got := ts.Problems("fn")
 	if len(got) != 3 || got["plain"] == "" || got["on-alias"] == "" || got["on-version"] == "" {
 		t.Errorf("the problems of fn's triggers are %v; want those of plain, on-alias and on-version", got)
 	}
