@@ -21,6 +21,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/schedules"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/triggers"
 )
 
@@ -38,10 +39,8 @@ type Gateway struct {
 	deployments *deployments.Driver
 	async       *async.Service
 	sources     *sources // event sources consumed (sources.go)
-	// nomadAddress names Nomad in answers about it.
-	nomadAddress string
-	auth         *auth.Authenticator
-	launches     launches // scheduled runs delivered
+	auth        *auth.Authenticator
+	runs        *schedules.Runs // scheduled runs delivered
 }
 
 // Options wires the gateway to Consul and Nomad.
@@ -87,11 +86,10 @@ type Options struct {
 // New returns a gateway; Run starts following Consul.
 func New(opts Options) *Gateway {
 	g := &Gateway{
-		log:          opts.Logger,
-		jobs:         opts.Jobs,
-		metrics:      metering.NewMetrics(),
-		usage:        metering.NewUsage(),
-		nomadAddress: opts.NomadAddress,
+		log:     opts.Logger,
+		jobs:    opts.Jobs,
+		metrics: metering.NewMetrics(),
+		usage:   metering.NewUsage(),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -103,6 +101,7 @@ func New(opts Options) *Gateway {
 	g.auth = auth.New(opts.Auth, g.registry, g.log)
 	g.invoke = invoke.New(invoke.Options{Registry: g.registry, Instances: g.instances, Auth: g.auth, Metrics: g.metrics, Usage: g.usage,
 		Log: g.log, AccessLog: opts.AccessLog, BodyBudget: opts.BodyBudget, BodyTimeout: opts.BodyTimeout, Events: g.acceptEvent})
+	g.runs = schedules.NewRuns(opts.Jobs, g.invoke, opts.NomadAddress)
 	g.async = async.New(async.Options{Events: opts.Events, Invoker: g.invoke, Registry: g.registry, Metrics: g.metrics, Log: g.log})
 	if opts.Consul != nil {
 		g.triggers = triggers.New(opts.Consul, g.invoke, g.log)
@@ -173,7 +172,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.invoke.ServeInvoke)
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invoke.ServeLambdaInvoke)
-	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
+	mux.Handle("POST "+schedules.ScheduledRunPath, g.runs)
 	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
 	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
 	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.serveDeleteSource)
@@ -200,7 +199,7 @@ func (g *Gateway) FunctionHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/functions/{name}/invoke", g.invoke.ServeInvoke)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invoke.ServeLambdaInvoke)
-	mux.HandleFunc("POST "+ScheduledRunPath, g.serveScheduledRun)
+	mux.Handle("POST "+schedules.ScheduledRunPath, g.runs)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ResourceNotFoundException",

@@ -42,11 +42,11 @@ func (s *Service) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
-	s.WriteNative(w, s.Run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
+	WriteNative(w, s.Run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
 }
 
 // WriteNative answers an invocation in the native API's shape.
-func (s *Service) WriteNative(w http.ResponseWriter, inv *Invocation) {
+func WriteNative(w http.ResponseWriter, inv *Invocation) {
 	w.Header().Set("X-Nimbus-Cold", strconv.FormatBool(inv.Out.Cold))
 	if inv.Out.ColdPath != "" {
 		// Where the cold start's instance came from: pool or nomad.

@@ -27,6 +27,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/gateway"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/schedules"
 )
 
 func main() {
@@ -241,14 +242,14 @@ func envOr(key, def string) string {
 // minute so that a gateway restart does not lose the tick.
 func invokeScheduled() int {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	run := gateway.ScheduledRun{
+	run := schedules.ScheduledRun{
 		GatewayURL: os.Getenv(protocol.EnvGatewayURL),
 		Function:   os.Getenv(protocol.EnvScheduleFunction),
 		Schedule:   os.Getenv(protocol.EnvScheduleName),
 		Payload:    os.Getenv(protocol.EnvSchedulePayload),
 		LaunchID:   os.Getenv("NOMAD_JOB_ID"),
 		Namespace:  os.Getenv("NOMAD_NAMESPACE"),
-		Launched:   gateway.LaunchTime(os.Getenv("NOMAD_JOB_ID")),
+		Launched:   schedules.LaunchTime(os.Getenv("NOMAD_JOB_ID")),
 	}
 	if run.GatewayURL == "" || run.Function == "" {
 		logger.Error("NIMBUS_GATEWAY_URL and NIMBUS_FUNCTION must be set")
@@ -258,7 +259,7 @@ func invokeScheduled() int {
 	defer cancel()
 	// A failed run exits 1: the child job shows it failed in Nomad, and its
 	// restart policy (none) does not run the function again.
-	if err := run.Deliver(ctx, clients.NewHTTPClient(gateway.DeliveryPolicy, nil, logger)); err != nil {
+	if err := run.Deliver(ctx, clients.NewHTTPClient(schedules.DeliveryPolicy, nil, logger)); err != nil {
 		logger.Error("scheduled invocation failed", "schedule", run.Schedule, "function", run.Function, "err", err)
 		return 1
 	}

@@ -1,4 +1,4 @@
-package gateway
+package schedules
 
 import (
 	"context"

@@ -1,4 +1,9 @@
-package gateway
+// Package schedules delivers the runs of nimbus_schedule: the client half
+// that each launch (a Nomad periodic job's child) runs to deliver its
+// event to its node's gateway, and the gateway's half that confirms the
+// launch with Nomad and runs the function once per launch. It invokes
+// through an Invoker.
+package schedules
 
 import (
 	"context"
@@ -15,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/instances"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -62,12 +68,36 @@ func (l *launches) unclaim(id string) {
 	delete(l.seen, id)
 }
 
-// serveScheduledRun runs a schedule's launch. A launch holds no key: the
+// Jobs reads a launch's job from Nomad.
+type Jobs interface {
+	Info(jobID string, q *nomadapi.QueryOptions) (*nomadapi.Job, *nomadapi.QueryMeta, error)
+}
+
+// Invoker runs an invocation through the gateway's chain.
+type Invoker interface {
+	Run(ctx context.Context, c *auth.Caller, target string, payload []byte, tail bool) *invoke.Invocation
+}
+
+// Runs serves the scheduled runs that launches deliver.
+type Runs struct {
+	jobs         Jobs
+	invoker      Invoker
+	nomadAddress string
+	launches     launches
+}
+
+// NewRuns returns the gateway's half of scheduled runs; nomadAddress names
+// Nomad in answers about it.
+func NewRuns(jobs Jobs, inv Invoker, nomadAddress string) *Runs {
+	return &Runs{jobs: jobs, invoker: inv, nomadAddress: nomadAddress}
+}
+
+// ServeHTTP runs a schedule's launch. A launch holds no key: the
 // launch itself is the credential. Nomad must know it as a running child
 // of a Nimbus schedule's periodic job, and the event (function, payload)
 // comes from that job, not from the request: whoever presents a launch can
 // at most deliver, once, the run Nomad started anyway.
-func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
+func (g *Runs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var req scheduledRunRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Launch == "" {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusBadRequest, protocol.ErrInvalidRequest, `the body must be {"launch": "<periodic child job id>"}`))
@@ -87,15 +117,15 @@ func (g *Gateway) serveScheduledRun(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusConflict, "AlreadyDelivered", "launch "+req.Launch+" was delivered already; each launch runs its function once"))
 		return
 	}
-	inv := g.invoke.Run(r.Context(), auth.Internal("schedule "+run.Schedule), run.Function, event, false)
+	inv := g.invoker.Run(r.Context(), auth.Internal("schedule "+run.Schedule), run.Function, event, false)
 	if inv.Refused != nil && (inv.Refused.Status == http.StatusTooManyRequests || inv.Refused.Status == http.StatusServiceUnavailable) {
 		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
 	}
-	g.invoke.WriteNative(w, inv)
+	invoke.WriteNative(w, inv)
 }
 
 // scheduledLaunch confirms a launch with Nomad and reads its run.
-func (g *Gateway) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *refusal.Error) {
+func (g *Runs) scheduledLaunch(ctx context.Context, req scheduledRunRequest) (ScheduledRun, *refusal.Error) {
 	callCtx, cancel := context.WithTimeout(ctx, instances.ControlPlaneTimeout)
 	defer cancel()
 	job, _, err := g.jobs.Info(req.Launch, (&nomadapi.QueryOptions{Namespace: req.Namespace}).WithContext(callCtx))
