@@ -22,6 +22,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/schedules"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/sources"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/triggers"
 )
 
@@ -38,7 +39,7 @@ type Gateway struct {
 	// deployments drives the aliases' deployments (nil without Consul).
 	deployments *deployments.Driver
 	async       *async.Service
-	sources     *sources // event sources consumed (sources.go)
+	sources     *sources.Runner // event sources consumed
 	auth        *auth.Authenticator
 	runs        *schedules.Runs // scheduled runs delivered
 }
@@ -77,7 +78,7 @@ type Options struct {
 	// (the one Events uses); nil: no NATS sources.
 	NATS *nats.Conn
 	// Variables reads RabbitMQ sources' credentials.
-	Variables Variables
+	Variables sources.Variables
 	// SourceSlots bound each event source's batches across every gateway
 	// (in NATS); nil bounds them in this gateway only.
 	SourceSlots *eventsource.Slots
@@ -107,7 +108,8 @@ func New(opts Options) *Gateway {
 		g.triggers = triggers.New(opts.Consul, g.invoke, g.log)
 		g.deployments = deployments.New(opts.Consul, g.registry, g.versionStats, g.jobs, g.log)
 	}
-	g.sources = newSources(g, opts.NATS, opts.Variables, opts.SourceSlots)
+	g.sources = sources.New(sources.Options{Invoker: g.invoke, Failures: g.async, Auth: g.auth, Metrics: g.metrics, Log: g.log,
+		NATS: opts.NATS, Variables: opts.Variables, Slots: opts.SourceSlots})
 	return g
 }
 
@@ -128,15 +130,7 @@ func (g *Gateway) Run(ctx context.Context) {
 	if g.triggers != nil {
 		go g.registry.WatchPrefix(ctx, kvstore.KVTriggersPrefix, func(pairs consulapi.KVPairs) { g.triggers.SyncPairs(ctx, pairs) })
 	}
-	go g.registry.WatchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) {
-		defs := map[string]kvstore.EventSource{}
-		for _, p := range pairs {
-			if s, err := kvstore.DecodeEventSource(p.Value); err == nil && p.Key == kvstore.EventSourceKey(s.Name) {
-				defs[s.Name] = s
-			}
-		}
-		g.sources.sync(ctx, defs)
-	})
+	go g.registry.WatchPrefix(ctx, kvstore.EventSourcesPrefix, func(pairs consulapi.KVPairs) { g.sources.SyncPairs(ctx, pairs) })
 	go g.registry.WatchPrefix(ctx, kvstore.PoolsPrefix, func(pairs consulapi.KVPairs) { g.instances.SyncWarmPools(ctx, pairs) })
 	g.registry.Run(ctx)
 	g.instances.Close()
@@ -173,9 +167,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/functions/{name}", g.serveFunction)
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.invoke.ServeLambdaInvoke)
 	mux.Handle("POST "+schedules.ScheduledRunPath, g.runs)
-	mux.HandleFunc("GET /v1/event-sources/{name}", g.serveSource)
-	mux.HandleFunc("PUT /v1/event-sources/{name}", g.servePrepareSource)
-	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.serveDeleteSource)
+	mux.HandleFunc("GET /v1/event-sources/{name}", g.sources.ServeSource)
+	mux.HandleFunc("PUT /v1/event-sources/{name}", g.sources.ServePrepare)
+	mux.HandleFunc("DELETE /v1/event-sources/{name}", g.sources.ServeDelete)
 	mux.Handle("GET /v1/usage", g.auth.Operations(http.HandlerFunc(g.usage.ServeHTTP)))
 	mux.Handle("GET /metrics", g.auth.Operations(g.metrics.Handler()))
 	mux.HandleFunc("GET /healthz", g.serveHealth)

@@ -1,4 +1,9 @@
-package gateway
+// Package sources consumes the event sources (nimbus_event_source): NATS
+// JetStream streams and RabbitMQ queues, with Lambda's batch semantics
+// (runtime/eventsource batches and settles). Every gateway consumes every
+// enabled source and invokes its function through an Invoker; it also
+// serves the provider's preparation and removal of a source's consumer.
+package sources
 
 import (
 	"cmp"
@@ -11,6 +16,7 @@ import (
 	"net/http"
 	"time"
 
+	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/nats-io/nats.go"
 
@@ -23,7 +29,9 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/invoke"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/metering"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/registry"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/workers"
 )
 
@@ -40,11 +48,15 @@ type Variables interface {
 	Read(path string, q *nomadapi.QueryOptions) (*nomadapi.Variable, *nomadapi.QueryMeta, error)
 }
 
-// sources runs one worker per enabled event source.
-type sources struct {
-	g    *Gateway
-	nats *nats.Conn
-	vars Variables
+// Runner runs one worker per enabled event source.
+type Runner struct {
+	invoker  Invoker
+	failures Failures
+	auth     *auth.Authenticator
+	metrics  *metering.Metrics
+	log      *slog.Logger
+	nats     *nats.Conn
+	vars     Variables
 	// slots bound each source's batches across every gateway; nil (no
 	// NATS) bounds them in each gateway only.
 	slots   *eventsource.Slots
@@ -53,20 +65,60 @@ type sources struct {
 
 type sourceWorker = workers.Worker[kvstore.EventSource]
 
-func newSources(g *Gateway, nc *nats.Conn, vars Variables, slots *eventsource.Slots) *sources {
-	return &sources{g: g, nats: nc, vars: vars, slots: slots, workers: workers.New[kvstore.EventSource]()}
+// Invoker runs an invocation through the gateway's chain.
+type Invoker interface {
+	Run(ctx context.Context, c *auth.Caller, target string, payload []byte, tail bool) *invoke.Invocation
+}
+
+// Failures takes the records whose retries are spent: to the source's
+// on_failure destination, else to its dead letters.
+type Failures interface {
+	Deliver(ctx context.Context, to kvstore.Destination, rec []byte) error
+	Durable() bool
+	StoreSourceDeadLetter(ctx context.Context, source, id string, rec []byte) error
+}
+
+// Options wire the event sources.
+type Options struct {
+	Invoker  Invoker
+	Failures Failures
+	Auth     *auth.Authenticator
+	Metrics  *metering.Metrics
+	Log      *slog.Logger
+	// NATS is the connection sources of type nats consume through; nil:
+	// no NATS sources.
+	NATS *nats.Conn
+	// Variables reads RabbitMQ sources' credentials.
+	Variables Variables
+	// Slots bound each source's batches across every gateway (in NATS);
+	// nil bounds them in this gateway only.
+	Slots *eventsource.Slots
+}
+
+// New returns the runner.
+func New(o Options) *Runner {
+	return &Runner{invoker: o.Invoker, failures: o.Failures, auth: o.Auth, metrics: o.Metrics, log: o.Log,
+		nats: o.NATS, vars: o.Variables, slots: o.Slots, workers: workers.New[kvstore.EventSource]()}
+}
+
+// SyncPairs starts, restarts and stops workers to match a listing of the
+// source records.
+func (s *Runner) SyncPairs(ctx context.Context, pairs consulapi.KVPairs) {
+	s.sync(ctx, registry.Decode(pairs, kvstore.DecodeEventSource, func(key string, src kvstore.EventSource) (string, bool) {
+		return src.Name, key == kvstore.EventSourceKey(src.Name)
+	}, s.log))
 }
 
 // sync starts, restarts and stops workers to match the source records.
-func (s *sources) sync(ctx context.Context, defs map[string]kvstore.EventSource) {
+func (s *Runner) sync(ctx context.Context, defs map[string]kvstore.EventSource) {
 	s.workers.Sync(ctx, defs, func(def kvstore.EventSource) bool { return def.Enabled }, s.work)
 }
 
 // work consumes the source until ctx ends, connecting again after a
 // failure.
-func (s *sources) work(ctx context.Context, w *sourceWorker) {
+func (s *Runner) work(ctx context.Context, w *sourceWorker) {
 	def := w.Def
-	log := s.g.log.With("event_source", def.Name, "function", def.Function)
+	log := s.log.With("event_source", def.Name, "function", def.Function)
 	h := s.handler(def, log)
 	for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
 		started := time.Now()
@@ -104,7 +156,7 @@ func (s *sources) work(ctx context.Context, w *sourceWorker) {
 }
 
 // credentials reads a RabbitMQ source's Nomad Variable.
-func (s *sources) credentials(source string) (eventsource.Credentials, error) {
+func (s *Runner) credentials(source string) (eventsource.Credentials, error) {
 	path := kvstore.EventSourceVariable(source)
 	if s.vars == nil {
 		return eventsource.Credentials{}, errors.New("this gateway cannot read Nomad Variables")
@@ -125,16 +177,16 @@ func (s *sources) credentials(source string) (eventsource.Credentials, error) {
 
 // handler invokes the source's function with batches and stores records
 // whose retries are spent.
-func (s *sources) handler(def kvstore.EventSource, log *slog.Logger) eventsource.Handler {
+func (s *Runner) handler(def kvstore.EventSource, log *slog.Logger) eventsource.Handler {
 	return eventsource.Handler{
 		Invoke: func(ctx context.Context, event []byte) eventsource.Result {
-			return batchResult(s.g.invoke.Run(ctx, auth.Internal("event source "+def.Name), def.Function, event, false))
+			return batchResult(s.invoker.Run(ctx, auth.Internal("event source "+def.Name), def.Function, event, false))
 		},
 		Failed: func(ctx context.Context, r eventsource.FailedRecord) error {
 			return s.failed(ctx, def, r, log)
 		},
 		Settled: func(outcome string, n int) {
-			s.g.metrics.SourceRecords.WithLabelValues(def.Name, outcome).Add(float64(n))
+			s.metrics.SourceRecords.WithLabelValues(def.Name, outcome).Add(float64(n))
 		},
 	}
 }
@@ -175,7 +227,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 
 // failed sends a spent record to the source's on_failure destination, or
 // to the dead letters (nimbus.dead.sources.<source>).
-func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
+func (s *Runner) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
 	fields := async.LambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
 	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": cmp.Or(r.Failure.ExecutedVersion, model.Latest), "functionError": r.Failure.FunctionError}
 	fields["responsePayload"] = r.Failure.Response
@@ -183,17 +235,17 @@ func (s *sources) failed(ctx context.Context, def kvstore.EventSource, r eventso
 	fields["record"] = r.Record
 	rec, _ := json.Marshal(fields)
 	if def.OnFailure != nil {
-		err := s.g.async.Deliver(ctx, *def.OnFailure, rec)
+		err := s.failures.Deliver(ctx, *def.OnFailure, rec)
 		if err == nil {
 			return nil
 		}
 		log.Warn("cannot deliver a failed record to its on_failure destination; storing it as a dead letter", "record", r.ID, "err", err)
 	}
-	if !s.g.async.Durable() {
+	if !s.failures.Durable() {
 		return errors.New("no dead-letter stream: this gateway has no NATS (NIMBUS_GATEWAY_NATS_URL)")
 	}
 	log.Warn("event source record stored as a dead letter", "record", r.ID, "attempts", r.Attempts, "dead_letters", eventq.DeadPrefix+eventq.SourceDeadLetters(def.Name))
-	return s.g.async.StoreSourceDeadLetter(ctx, def.Name, r.ID, rec)
+	return s.failures.StoreSourceDeadLetter(ctx, def.Name, r.ID, rec)
 }
 
 func sourceType(def kvstore.EventSource) string {
@@ -204,7 +256,7 @@ func sourceType(def kvstore.EventSource) string {
 }
 
 // state describes a source as this gateway runs it.
-func (s *sources) state(name string) (map[string]any, bool) {
+func (s *Runner) state(name string) (map[string]any, bool) {
 	def, w, ok := s.workers.Get(name)
 	if !ok {
 		return nil, false
@@ -219,12 +271,12 @@ func (s *sources) state(name string) (map[string]any, bool) {
 	return st, true
 }
 
-// serveSource describes a source (GET /v1/event-sources/{name}).
-func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
-	if !g.auth.Allowed(w, r, (*auth.Caller).MayReadOperations) {
+// ServeSource describes a source (GET /v1/event-sources/{name}).
+func (s *Runner) ServeSource(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.Allowed(w, r, (*auth.Caller).MayReadOperations) {
 		return
 	}
-	st, ok := g.sources.state(r.PathValue("name"))
+	st, ok := s.state(r.PathValue("name"))
 	if !ok {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusNotFound, "ResourceNotFoundException", "no event source "+r.PathValue("name")+" is known to this gateway"))
 		return
@@ -232,13 +284,13 @@ func (g *Gateway) serveSource(w http.ResponseWriter, r *http.Request) {
 	refusal.WriteJSON(w, http.StatusOK, st)
 }
 
-// servePrepareSource checks a source against its broker before the
+// ServePrepare checks a source against its broker before the
 // provider records it (PUT /v1/event-sources/{name}): for NATS it creates
 // or updates the durable consumer; for RabbitMQ it logs in with the
 // Variable's credentials and finds the queue. The deployer's key (one
 // with upload_artifacts) may call it.
-func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
-	if !g.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
+func (s *Runner) ServePrepare(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
@@ -254,13 +306,13 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	switch {
-	case def.NATS != nil && g.sources.nats == nil:
+	case def.NATS != nil && s.nats == nil:
 		err = errors.New("the gateway has no NATS (set NIMBUS_GATEWAY_NATS_URL), so it cannot consume a JetStream stream")
 	case def.NATS != nil:
-		err = eventsource.PrepareNATS(ctx, g.sources.nats, def)
+		err = eventsource.PrepareNATS(ctx, s.nats, def)
 	default:
 		var creds eventsource.Credentials
-		if creds, err = g.sources.credentials(def.Name); err == nil {
+		if creds, err = s.credentials(def.Name); err == nil {
 			err = eventsource.PrepareRabbitMQ(ctx, def, creds)
 		}
 	}
@@ -271,22 +323,22 @@ func (g *Gateway) servePrepareSource(w http.ResponseWriter, r *http.Request) {
 	refusal.WriteJSON(w, http.StatusOK, map[string]string{"name": def.Name, "status": "prepared"})
 }
 
-// serveDeleteSource removes a NATS source's durable consumer once the
+// ServeDelete removes a NATS source's durable consumer once the
 // provider has deleted its record (DELETE
 // /v1/event-sources/{name}?stream=S).
-func (g *Gateway) serveDeleteSource(w http.ResponseWriter, r *http.Request) {
-	if !g.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
+func (s *Runner) ServeDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.auth.Allowed(w, r, (*auth.Caller).MayUpload) {
 		return
 	}
 	stream := r.URL.Query().Get("stream")
 	if stream != "" {
-		if g.sources.nats == nil {
+		if s.nats == nil {
 			refusal.Write(w, refusal.Native, refusal.New(http.StatusServiceUnavailable, "ServiceException", "the gateway has no NATS, so it cannot remove the consumer"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 		defer cancel()
-		if err := eventsource.DeleteNATS(ctx, g.sources.nats, stream, r.PathValue("name")); err != nil {
+		if err := eventsource.DeleteNATS(ctx, s.nats, stream, r.PathValue("name")); err != nil {
 			refusal.Write(w, refusal.Native, refusal.New(http.StatusBadGateway, "EventSourceRefused", "JetStream refused to delete the consumer: "+err.Error()))
 			return
 		}
