@@ -78,3 +78,86 @@ func listDeps(t *testing.T, pattern string) map[string][]string {
 	}
 	return result
 }
+
+// gatewayParts are the gateway's packages under runtime/, each with the
+// other runtime/ packages it may import directly (non-test code). The
+// lower parts know nothing of the higher ones: the chain (invoke) knows
+// no queue or trigger, the pools know no chain, and only the composition
+// root, runtime/gateway, knows them all. Nothing imports the root but the
+// nimbus-gateway command.
+var gatewayParts = map[string][]string{
+	"refusal":     {},
+	"workers":     {},
+	"metering":    {"refusal"},
+	"registry":    {"refusal"},
+	"auth":        {"refusal", "auth/sigv4"},
+	"auth/sigv4":  {},
+	"artifacts":   {"refusal"},
+	"instances":   {"metering", "registry"},
+	"deployments": {"registry", "workers"},
+	"invoke":      {"auth", "instances", "metering", "refusal", "registry"},
+	"async":       {"auth", "eventq", "instances", "invoke", "metering", "refusal", "registry"},
+	"triggers":    {"auth", "invoke", "registry", "workers"},
+	"schedules":   {"auth", "instances", "invoke", "refusal"},
+	"sources":     {"auth", "eventq", "eventsource", "invoke", "metering", "refusal", "registry", "workers"},
+	"gateway": {"async", "auth", "deployments", "eventq", "eventsource", "instances", "invoke", "metering", "refusal",
+		"registry", "schedules", "sources", "triggers"},
+}
+
+func TestGatewayPartsImportOnlyWhatTheyMay(t *testing.T) {
+	imports := listImports(t, "./runtime/...")
+	if len(imports) == 0 {
+		t.Fatal("go list found no runtime packages; this check would prove nothing")
+	}
+	for part, allowed := range gatewayParts {
+		pkg := module + "/runtime/" + part
+		got, ok := imports[pkg]
+		if !ok {
+			t.Errorf("%s is listed as a part of the gateway but does not exist", pkg)
+			continue
+		}
+		may := map[string]bool{}
+		for _, a := range allowed {
+			may[module+"/runtime/"+a] = true
+		}
+		for _, dep := range got {
+			if strings.HasPrefix(dep, module+"/runtime/") && !may[dep] {
+				t.Errorf("%s imports %s; the gateway's parts import only what gatewayParts allows (a part that needs another's work takes a narrow interface, wired by runtime/gateway)", pkg, dep)
+			}
+		}
+	}
+	for pkg, deps := range imports {
+		for _, dep := range deps {
+			if dep == module+"/runtime/gateway" && pkg != module+"/runtime/cmd/nimbus-gateway" {
+				t.Errorf("%s imports the composition root runtime/gateway; only the nimbus-gateway command may", pkg)
+			}
+		}
+	}
+}
+
+// listImports returns each package matching pattern with its direct
+// imports (non-test code).
+func listImports(t *testing.T, pattern string) map[string][]string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports", pattern)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pattern, err)
+	}
+	result := map[string][]string{}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("decode go list output: %v", err)
+		}
+		result[p.ImportPath] = p.Imports
+	}
+	return result
+}

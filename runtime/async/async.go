@@ -252,8 +252,8 @@ const (
 // destinationRecord is Lambda's record of an asynchronous invocation that
 // went to a destination; inv is its last run (nil when it never ran).
 func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocation) []byte {
-	rec := LambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
-	rec["requestPayload"] = json.RawMessage(OrNull(d.Payload))
+	rec := eventq.LambdaRecord(d.RequestID, model.Qualify(d.Function, d.Qualifier), condition, d.Attempt)
+	rec["requestPayload"] = json.RawMessage(eventq.OrNull(d.Payload))
 	if inv != nil {
 		resp := map[string]any{"executedVersion": cmp.Or(inv.ExecutedVersion(), model.Latest)}
 		switch {
@@ -266,37 +266,11 @@ func destinationRecord(d eventq.Delivery, condition string, inv *invoke.Invocati
 			if fe := inv.Answer.Header.Get(protocol.HeaderFunctionError); fe != "" {
 				resp["functionError"] = fe
 			}
-			rec["responsePayload"] = json.RawMessage(OrNull(inv.Answer.Body))
+			rec["responsePayload"] = json.RawMessage(eventq.OrNull(inv.Answer.Body))
 		}
 		rec["responseContext"] = resp
 	}
 	b, _ := json.Marshal(rec)
-	return b
-}
-
-// LambdaRecord is what Lambda's destination and failure records share:
-// their version, time and request context. target is what was invoked, a
-// function or <name>:<qualifier>; the ARN names its qualifier, $LATEST
-// when it has none, as Lambda's do.
-func LambdaRecord(requestID, target, condition string, attempts int) map[string]any {
-	function, qualifier := model.SplitQualified(target)
-	return map[string]any{
-		"version":   "1.0",
-		"timestamp": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
-		"requestContext": map[string]any{
-			"requestId":              requestID,
-			"functionArn":            "arn:aws:lambda:nimbus:000000000000:function:" + function + ":" + cmp.Or(qualifier, model.Latest),
-			"condition":              condition,
-			"approximateInvokeCount": attempts,
-		},
-	}
-}
-
-// OrNull keeps a payload that is JSON, and says null for one that is not.
-func OrNull(b []byte) []byte {
-	if len(b) == 0 || !json.Valid(b) {
-		return []byte("null")
-	}
 	return b
 }
 

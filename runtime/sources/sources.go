@@ -24,7 +24,6 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
-	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/async"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
@@ -203,7 +202,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 			ExecutedVersion: inv.ExecutedVersion()}}
 	case inv.Answer.FunctionFailed():
 		return eventsource.Result{FailedAll: true, Failure: eventsource.Failure{StatusCode: http.StatusOK,
-			FunctionError: inv.Answer.Header.Get(protocol.HeaderFunctionError), Response: async.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
+			FunctionError: inv.Answer.Header.Get(protocol.HeaderFunctionError), Response: eventq.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	}
 	var partial struct {
 		BatchItemFailures []struct {
@@ -213,7 +212,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 	if json.Unmarshal(inv.Answer.Body, &partial) != nil || len(partial.BatchItemFailures) == 0 {
 		return eventsource.Result{}
 	}
-	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: async.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
+	res := eventsource.Result{Failure: eventsource.Failure{StatusCode: http.StatusOK, Response: eventq.OrNull(inv.Answer.Body), ExecutedVersion: inv.ExecutedVersion()}}
 	for _, f := range partial.BatchItemFailures {
 		if f.ItemIdentifier == nil || *f.ItemIdentifier == "" {
 			// As on Lambda: a failure without an identifier fails the batch.
@@ -228,7 +227,7 @@ func batchResult(inv *invoke.Invocation) eventsource.Result {
 // failed sends a spent record to the source's on_failure destination, or
 // to the dead letters (nimbus.dead.sources.<source>).
 func (s *Runner) failed(ctx context.Context, def kvstore.EventSource, r eventsource.FailedRecord, log *slog.Logger) error {
-	fields := async.LambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
+	fields := eventq.LambdaRecord(r.ID, def.Function, "RetryAttemptsExhausted", r.Attempts)
 	fields["responseContext"] = map[string]any{"statusCode": r.Failure.StatusCode, "executedVersion": cmp.Or(r.Failure.ExecutedVersion, model.Latest), "functionError": r.Failure.FunctionError}
 	fields["responsePayload"] = r.Failure.Response
 	fields["eventSource"] = map[string]any{"name": def.Name, "type": sourceType(def)}

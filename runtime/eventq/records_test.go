@@ -1,4 +1,4 @@
-package async
+package eventq
 
 import "testing"
 
@@ -11,7 +11,7 @@ func TestFailureRecordsNameTheQualifiedFunction(t *testing.T) {
 		"fn:3":       "arn:aws:lambda:nimbus:000000000000:function:fn:3",
 		"fn:live":    "arn:aws:lambda:nimbus:000000000000:function:fn:live",
 	} {
-		rc := LambdaRecord("r", target, conditionRetriesExhausted, 1)["requestContext"].(map[string]any)
+		rc := LambdaRecord("r", target, "RetriesExhausted", 1)["requestContext"].(map[string]any)
 		if rc["functionArn"] != arn {
 			t.Errorf("the record of %s names %v; want %s", target, rc["functionArn"], arn)
 		}
