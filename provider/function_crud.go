@@ -2,7 +2,6 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -184,11 +183,9 @@ func fromJob(m *functionModel, job *nomadapi.Job) error {
 	}
 	user, _ := protocol.FunctionVariables(env)
 	m.Environment = environmentValue(user, m.Environment.IsNull())
-	var refs map[string]protocol.SecretRef
-	if raw := env[protocol.EnvSecrets]; raw != "" {
-		if err := json.Unmarshal([]byte(raw), &refs); err != nil {
-			return fmt.Errorf("job %s has unreadable %s: %w", *job.ID, protocol.EnvSecrets, err)
-		}
+	refs, err := protocol.SecretRefs(env)
+	if err != nil {
+		return fmt.Errorf("job %s: %w", *job.ID, err)
 	}
 	m.Secrets = secretsValue(refs, m.Secrets.IsNull())
 	// Jobs from before egress existed had host networking and no choice.

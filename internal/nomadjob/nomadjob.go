@@ -43,7 +43,6 @@ package nomadjob
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -354,10 +353,7 @@ func taskEnv(f model.Function, src Source, opts Options) map[string]string {
 	e[protocol.EnvTimeout] = f.Timeout.String()
 	e[protocol.EnvBillingGranularity] = f.BillingGranularity.String()
 	e[protocol.EnvConcurrency] = strconv.Itoa(f.Concurrency)
-	if len(f.Secrets) > 0 {
-		refs, _ := json.Marshal(f.Secrets)
-		e[protocol.EnvSecrets] = string(refs)
-	}
+	protocol.SetSecretRefs(e, f.Secrets)
 	if hostFetches(f, src, opts) {
 		e[protocol.EnvPackageURL] = src.URL
 		e[protocol.EnvPackageSHA256] = src.SHA256

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -132,4 +134,28 @@ func EnvironMap(environ []string) map[string]string {
 		}
 	}
 	return m
+}
+
+// SetSecretRefs names a function's secrets in a task's environment
+// (EnvSecrets): references only, never values.
+func SetSecretRefs(env map[string]string, refs map[string]SecretRef) {
+	if len(refs) == 0 {
+		return
+	}
+	b, _ := json.Marshal(refs)
+	env[EnvSecrets] = string(b)
+}
+
+// SecretRefs reads the references SetSecretRefs wrote; none when the task
+// has no secrets.
+func SecretRefs(env map[string]string) (map[string]SecretRef, error) {
+	raw := env[EnvSecrets]
+	if raw == "" {
+		return nil, nil
+	}
+	var refs map[string]SecretRef
+	if err := json.Unmarshal([]byte(raw), &refs); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", EnvSecrets, err)
+	}
+	return refs, nil
 }

@@ -46,3 +46,19 @@ func TestEnvironMap(t *testing.T) {
 		t.Errorf("EnvironMap = %v", got)
 	}
 }
+
+func TestSecretRefsRoundTrip(t *testing.T) {
+	refs := map[string]SecretRef{"DB_PASSWORD": {Path: "nomad/jobs/nimbus-fn-a", Key: "password"}}
+	task := map[string]string{}
+	SetSecretRefs(task, refs)
+	got, err := SecretRefs(task)
+	if err != nil || !maps.Equal(got, refs) {
+		t.Errorf("SecretRefs = %v, %v; want %v", got, err, refs)
+	}
+	if none, err := SecretRefs(map[string]string{}); none != nil || err != nil {
+		t.Errorf("a task without secrets: %v, %v", none, err)
+	}
+	if _, err := SecretRefs(map[string]string{EnvSecrets: "{"}); err == nil {
+		t.Error("an unreadable reference list must be an error")
+	}
+}

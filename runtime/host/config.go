@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 )
 
 // Runtimes the host can run.
@@ -73,7 +75,7 @@ func (c Config) withDefaults() Config {
 		c.MemoryMB = 128
 	}
 	if c.Timeout == 0 {
-		c.Timeout = 3 * time.Second
+		c.Timeout = model.DefaultTimeout
 	}
 	if c.BillingGranularity == 0 {
 		c.BillingGranularity = time.Millisecond

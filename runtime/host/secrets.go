@@ -16,11 +16,7 @@ import (
 // against the file that the job's template rendered in secretsDir, and
 // returns "NAME=value" entries for the handler's environment. Errors name
 // variables, paths and keys, never values.
-func LoadSecrets(refsJSON, secretsDir string) ([]string, error) {
-	var refs map[string]protocol.SecretRef
-	if err := json.Unmarshal([]byte(refsJSON), &refs); err != nil {
-		return nil, fmt.Errorf("%s is not valid JSON: %w", protocol.EnvSecrets, err)
-	}
+func LoadSecrets(refs map[string]protocol.SecretRef, secretsDir string) ([]string, error) {
 	if len(refs) == 0 {
 		return nil, nil
 	}

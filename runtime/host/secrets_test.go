@@ -17,7 +17,10 @@ func TestLoadSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refs := `{"DB_PASSWORD":{"path":"nomad/jobs/nimbus-fn-a","key":"password"},"TOKEN":{"path":"nomad/jobs/nimbus-fn-a/fn","key":"token"}}`
+	refs, err := protocol.SecretRefs(map[string]string{protocol.EnvSecrets: `{"DB_PASSWORD":{"path":"nomad/jobs/nimbus-fn-a","key":"password"},"TOKEN":{"path":"nomad/jobs/nimbus-fn-a/fn","key":"token"}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	write(`{"nomad/jobs/nimbus-fn-a": {"password": "p\"w=\n2", "user": "u"}, "nomad/jobs/nimbus-fn-a/fn": {"token": "t"}}`)
 	env, err := LoadSecrets(refs, dir)

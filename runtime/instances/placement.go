@@ -14,6 +14,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
@@ -204,7 +205,7 @@ func (p *Pool) confirm(ctx context.Context, inst *Instance, svc *consulapi.Agent
 // whose names the instance's function or pool in the log.
 func (s *Set) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, group string, svc *consulapi.AgentService, addr string,
 	readKey func(context.Context, *nomadapi.Allocation) (string, error)) (*nomadapi.Allocation, string, error) {
-	backoff := time.Duration(0)
+	retry := backoff.Fast.Start()
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, ControlPlaneTimeout)
 		alloc, err := verifyPlacement(callCtx, s.allocs, jobID, group, svc, addr)
@@ -219,8 +220,8 @@ func (s *Set) confirmPlacement(ctx context.Context, whose slog.Attr, jobID, grou
 		case ctx.Err() != nil:
 			return nil, "", ctx.Err()
 		}
-		backoff = watch.NextBackoff(backoff)
-		s.log.Warn("cannot confirm an instance with Nomad yet", whose, "service_id", svc.ID, "err", err, "retry_in", backoff)
-		watch.Sleep(ctx, backoff)
+		wait := retry.Next()
+		s.log.Warn("cannot confirm an instance with Nomad yet", whose, "service_id", svc.ID, "err", err, "retry_in", wait)
+		_ = backoff.Sleep(ctx, wait)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/httpclient"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
@@ -354,7 +355,7 @@ func (p *Pool) update(ctx context.Context, entries []*consulapi.ServiceEntry) {
 // and the probe tries again shortly.
 func (p *Pool) probe(ctx context.Context, inst *Instance) {
 	const wait = 2 * time.Second
-	client := &http.Client{Timeout: wait + 500*time.Millisecond}
+	client := httpclient.NewPlain(httpclient.Plain{Timeout: wait + 500*time.Millisecond})
 	url := "http://" + inst.addr + "/healthz?" + protocol.QueryHealthWait + "=" + wait.String()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {

@@ -16,6 +16,7 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/httpclient"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
@@ -75,7 +76,9 @@ type member struct {
 }
 
 func newWarmPools(s *Set) *warmPools {
-	return &warmPools{set: s, pools: map[string]*warmPool{}, client: &http.Client{}, envs: map[string]jobEnv{}}
+	// No client-wide timeout: a specialisation carries its own deadline
+	// (the function's timeout and the package's fetch).
+	return &warmPools{set: s, pools: map[string]*warmPool{}, client: httpclient.NewPlain(httpclient.Plain{}), envs: map[string]jobEnv{}}
 }
 
 // sync starts following new pools and stops following removed ones.

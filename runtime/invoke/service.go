@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/httpclient"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
@@ -68,9 +69,9 @@ func New(o Options) *Service {
 	s := &Service{
 		log: cmp.Or(o.Log, slog.Default()), registry: o.Registry, instances: o.Instances, auth: o.Auth,
 		metrics: o.Metrics, usage: o.Usage, events: o.Events,
-		client: &http.Client{Transport: &http.Transport{
-			MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
-		}},
+		// No client-wide timeout: every request to an instance carries its
+		// invocation's deadline (forward.go's send).
+		client:      httpclient.NewPlain(httpclient.Plain{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, DisableCompression: true}),
 		admission:   newAdmission(),
 		bodies:      &bodyBudget{max: cmp.Or(o.BodyBudget, DefaultBodyBudget)},
 		bodyTimeout: cmp.Or(o.BodyTimeout, DefaultBodyTimeout),

@@ -310,11 +310,11 @@ func (r *Snapshot) applyFunctions(pairs consulapi.KVPairs) {
 		f := &Function{FunctionRecord: rec}
 		f.TimeoutD, _ = time.ParseDuration(rec.Timeout)
 		if f.TimeoutD <= 0 {
-			f.TimeoutD = 3 * time.Second
+			f.TimeoutD = model.DefaultTimeout
 		}
 		f.IdleD, _ = time.ParseDuration(rec.IdleTimeout)
 		if f.IdleD <= 0 {
-			f.IdleD = 5 * time.Minute
+			f.IdleD = model.DefaultIdle
 		}
 		fns[key] = f
 	}

@@ -20,10 +20,10 @@ import (
 	nomadapi "github.com/hashicorp/nomad/api"
 	"github.com/nats-io/nats.go"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/watch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventsource"
@@ -119,7 +119,7 @@ func (s *Runner) work(ctx context.Context, w *sourceWorker) {
 	def := w.Def
 	log := s.log.With("event_source", def.Name, "function", def.Function)
 	h := s.handler(def, log)
-	for backoff := time.Second; ctx.Err() == nil; backoff = min(2*backoff, 30*time.Second) {
+	for retry := backoff.Slow.Start(); ctx.Err() == nil; {
 		started := time.Now()
 		w.Problem.Store(nil)
 		var err error
@@ -146,11 +146,12 @@ func (s *Runner) work(ctx context.Context, w *sourceWorker) {
 		}
 		problem := err.Error()
 		w.Problem.Store(&problem)
-		log.Warn("event source is not consuming; trying again", "err", err, "in", backoff)
 		if time.Since(started) > time.Minute {
-			backoff = time.Second
+			retry.Reset() // it consumed for a while: a new failure starts over
 		}
-		watch.Sleep(ctx, backoff)
+		wait := retry.Next()
+		log.Warn("event source is not consuming; trying again", "err", err, "in", wait)
+		_ = backoff.Sleep(ctx, wait)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	consulapi "github.com/hashicorp/consul/api"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/backoff"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
@@ -146,15 +147,14 @@ func (ts *Runner) deliverLoop(ctx context.Context, def kvstore.KVTrigger) {
 	log := ts.log.With("trigger", def.Name)
 	var progress *triggerProgress
 	var resumed bool
-	for backoff := time.Duration(0); ; {
+	for retry := backoff.Fast.Start(); ; {
 		var err error
 		if progress, resumed, err = ts.loadProgress(ctx, def.Name); err == nil {
 			break
 		}
-		backoff = watch.NextBackoff(backoff)
-		log.Warn("cannot read the trigger's progress; not starting until it can be read", "err", err, "retry_in", backoff)
-		watch.Sleep(ctx, backoff)
-		if ctx.Err() != nil {
+		wait := retry.Next()
+		log.Warn("cannot read the trigger's progress; not starting until it can be read", "err", err, "retry_in", wait)
+		if backoff.Sleep(ctx, wait) != nil {
 			return
 		}
 	}
@@ -299,6 +299,10 @@ func encodeValue(v []byte, encoding string) (string, string) {
 	return base64.StdEncoding.EncodeToString(v), "base64"
 }
 
+// deliveryRetry spaces a failing batch's attempts: 400 ms, 800 ms, ... up
+// to 10 s.
+var deliveryRetry = backoff.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second}
+
 // deliver invokes the function with one batch, retrying with backoff up to
 // max_retries; a batch that still fails goes to the dead-letter prefix.
 func (ts *Runner) deliver(ctx context.Context, def kvstore.KVTrigger, records []ChangeRecord) {
@@ -306,7 +310,7 @@ func (ts *Runner) deliver(ctx context.Context, def kvstore.KVTrigger, records []
 	var lastErr string
 	for attempt := 0; attempt <= def.MaxRetries && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
-			watch.Sleep(ctx, min(time.Duration(1<<attempt)*200*time.Millisecond, 10*time.Second))
+			_ = backoff.Sleep(ctx, deliveryRetry.Delay(attempt))
 		}
 		inv := ts.invoker.Run(ctx, auth.Internal("KV trigger "+def.Name), def.Function, event, false)
 		switch {

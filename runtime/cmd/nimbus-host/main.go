@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/codefetch"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/host"
@@ -228,7 +229,11 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 	if url := getenv(protocol.EnvGatewayForFunctions); url != "" && !strings.Contains(url, "${") {
 		cfg.GatewayURL = url
 	}
-	if refs := getenv(protocol.EnvSecrets); refs != "" {
+	refs, err := protocol.SecretRefs(map[string]string{protocol.EnvSecrets: getenv(protocol.EnvSecrets)})
+	if err != nil {
+		return cfg, "", err
+	}
+	if len(refs) > 0 {
 		dir := getenv("NOMAD_SECRETS_DIR")
 		if dir == "" {
 			dir = "secrets"
@@ -241,7 +246,7 @@ func parseConfig(args []string, getenv func(string) string) (host.Config, string
 		return cfg, "", errors.New("no address to listen on: pass -listen or run under Nomad with a port labelled http")
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 3 * time.Second
+		cfg.Timeout = model.DefaultTimeout
 	}
 	return cfg, listen, nil
 }
