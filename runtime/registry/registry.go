@@ -8,6 +8,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -448,15 +449,7 @@ func (r *Snapshot) applyRoutes(pairs consulapi.KVPairs) {
 }
 
 func (r *Snapshot) applyLimits(pairs consulapi.KVPairs) {
-	limits := map[string]kvstore.Limits{}
-	for _, p := range pairs {
-		l, err := kvstore.DecodeLimits(p.Value)
-		if err != nil {
-			r.log.Warn("ignoring a bad limits record", "key", p.Key, "err", err)
-			continue
-		}
-		limits[l.Namespace] = l
-	}
+	limits := Decode(pairs, kvstore.DecodeLimits, func(_ string, l kvstore.Limits) (string, error) { return l.Namespace, nil }, r.log, "limits record")
 	r.mu.Lock()
 	r.limits = limits
 	r.mu.Unlock()
@@ -466,13 +459,10 @@ func (r *Snapshot) applyLimits(pairs consulapi.KVPairs) {
 // key takes effect with the next request.
 func (r *Snapshot) applyAccessKeys(pairs consulapi.KVPairs) {
 	keys := map[string]*kvstore.AccessKey{}
-	for _, p := range pairs {
-		k, err := kvstore.DecodeAccessKey(p.Value)
-		if err != nil || k.ID == "" || p.Key != kvstore.AccessKeyKey(k.ID) {
-			r.log.Warn("ignoring a bad access key record", "key", p.Key, "err", err)
-			continue
-		}
-		keys[k.ID] = &k
+	for id, k := range Decode(pairs, kvstore.DecodeAccessKey, func(at string, k kvstore.AccessKey) (string, error) {
+		return Keyed(kvstore.AccessKeyKey, k.ID, at)
+	}, r.log, "access key record") {
+		keys[id] = &k
 	}
 	r.mu.Lock()
 	r.keys, r.keyed = keys, true
@@ -481,15 +471,9 @@ func (r *Snapshot) applyAccessKeys(pairs consulapi.KVPairs) {
 
 // applyAsync replaces the functions' asynchronous invocation configs.
 func (r *Snapshot) applyAsync(pairs consulapi.KVPairs) {
-	configs := map[string]kvstore.AsyncConfig{}
-	for _, p := range pairs {
-		a, err := kvstore.DecodeAsync(p.Value)
-		if err != nil || p.Key != kvstore.AsyncKey(a.Function) {
-			r.log.Warn("ignoring a bad asynchronous invocation config", "key", p.Key, "err", err)
-			continue
-		}
-		configs[a.Function] = a
-	}
+	configs := Decode(pairs, kvstore.DecodeAsync, func(at string, a kvstore.AsyncConfig) (string, error) {
+		return Keyed(kvstore.AsyncKey, a.Function, at)
+	}, r.log, "asynchronous invocation config")
 	r.mu.Lock()
 	r.async = configs
 	r.mu.Unlock()
@@ -583,20 +567,32 @@ func (r *Snapshot) OnAliases(fn func(map[string]kvstore.AliasRecord)) {
 }
 
 // Decode reads the records of a KV listing by name. name says what a
-// record is called, from its key and its decoded value (false: not a
-// record of this kind, left out quietly); a record that does not decode
-// is logged and left out, so that one bad record never stops the others.
-func Decode[T any](pairs consulapi.KVPairs, decode func([]byte) (T, error), name func(key string, v T) (string, bool), log *slog.Logger) map[string]T {
+// record is called, from its key and its decoded value, or why it is not
+// a record of this kind. A record that does not decode or has no name is
+// logged as a bad what and left out, so that one bad record never stops
+// the others.
+func Decode[T any](pairs consulapi.KVPairs, decode func([]byte) (T, error), name func(key string, v T) (string, error), log *slog.Logger, what string) map[string]T {
 	out := map[string]T{}
 	for _, p := range pairs {
 		v, err := decode(p.Value)
+		var n string
+		if err == nil {
+			n, err = name(p.Key, v)
+		}
 		if err != nil {
-			log.Warn("ignoring a record that does not decode", "key", p.Key, "err", err)
+			log.Warn("ignoring a bad "+what, "key", p.Key, "err", err)
 			continue
 		}
-		if n, ok := name(p.Key, v); ok {
-			out[n] = v
-		}
+		out[n] = v
 	}
 	return out
+}
+
+// Keyed names a record that must live at key(name): anything else is a
+// stray.
+func Keyed(key func(string) string, name string, at string) (string, error) {
+	if name == "" || at != key(name) {
+		return "", fmt.Errorf("the record at %s names %q, which belongs at %s", at, name, key(name))
+	}
+	return name, nil
 }

@@ -103,9 +103,9 @@ func New(o Options) *Runner {
 // SyncPairs starts, restarts and stops workers to match a listing of the
 // source records.
 func (s *Runner) SyncPairs(ctx context.Context, pairs consulapi.KVPairs) {
-	s.sync(ctx, registry.Decode(pairs, kvstore.DecodeEventSource, func(key string, src kvstore.EventSource) (string, bool) {
-		return src.Name, key == kvstore.EventSourceKey(src.Name)
-	}, s.log))
+	s.sync(ctx, registry.Decode(pairs, kvstore.DecodeEventSource, func(at string, src kvstore.EventSource) (string, error) {
+		return registry.Keyed(kvstore.EventSourceKey, src.Name, at)
+	}, s.log, "event source record"))
 }
 
 // sync starts, restarts and stops workers to match the source records.

@@ -75,7 +75,9 @@ func New(c *consulapi.Client, inv Invoker, log *slog.Logger) *Runner {
 // SyncPairs starts, restarts and stops workers to match a listing of the
 // trigger records.
 func (ts *Runner) SyncPairs(ctx context.Context, pairs consulapi.KVPairs) {
-	ts.sync(ctx, registry.Decode(pairs, kvstore.DecodeKVTrigger, func(_ string, t kvstore.KVTrigger) (string, bool) { return t.Name, t.Name != "" }, ts.log))
+	ts.sync(ctx, registry.Decode(pairs, kvstore.DecodeKVTrigger, func(at string, t kvstore.KVTrigger) (string, error) {
+		return registry.Keyed(kvstore.KVTriggerKey, t.Name, at)
+	}, ts.log, "KV trigger record"))
 }
 
 // sync starts, restarts and stops workers to match the trigger records.
