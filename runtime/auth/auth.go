@@ -257,6 +257,9 @@ func (a *Authenticator) identifySigV4(r *http.Request, authz string, services []
 	if _, err := sigv4.RequestTime(r, sig, now); err != nil {
 		return nil, sigError(err)
 	}
+	if unsigned := sigv4.UnsignedAmzHeaders(r, sig); len(unsigned) > 0 {
+		return nil, BadSignature(fmt.Sprintf("the headers %s are not signed: sign every x-amz-* header you send (AWS SDKs do)", strings.Join(unsigned, ", ")))
+	}
 	return &Caller{key: k, sig: &sig, req: r, now: now}, nil
 }
 

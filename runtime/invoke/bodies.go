@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/protocol"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/refusal"
 )
 
@@ -101,9 +102,17 @@ func readBody(r *http.Request) ([]byte, error) {
 	return payload, nil
 }
 
-// readEvent reads and checks an event body: JSON, or empty for {}.
-func (s *Service) readEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
+// readEvent reads an event body, checks c's signature over the bytes as
+// sent, and then the event: JSON, or empty for {}. The signature comes
+// first: an AWS SDK or CLI that invokes without a payload signs the empty
+// body, not the {} the function gets.
+func (s *Service) readEvent(w http.ResponseWriter, r *http.Request, c *auth.Caller) ([]byte, func(), *refusal.Error) {
 	payload, release, bad := s.readPayload(w, r)
+	if bad == nil {
+		if bad = c.Verify(payload); bad != nil {
+			release()
+		}
+	}
 	switch {
 	case bad != nil:
 		return nil, nil, bad

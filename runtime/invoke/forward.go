@@ -24,6 +24,14 @@ const timeoutMargin = time.Second
 // maxQueueWait bounds how long a request waits for an instance.
 const maxQueueWait = 30 * time.Second
 
+// maxAnswerBytes bounds what the gateway reads of an instance's answer: a
+// result of Lambda's 6 MB, and room for the host's error shape around it.
+const maxAnswerBytes = protocol.MaxPayloadBytes + 64<<10
+
+// errAnswerTooLarge is an instance that answered more than any result
+// may be.
+var errAnswerTooLarge = fmt.Errorf("the instance answered more than %d bytes, more than any result may be", maxAnswerBytes)
+
 // forwardAttempts bounds the instances one invocation is offered to.
 const forwardAttempts = 3
 
@@ -139,9 +147,20 @@ func (s *Service) send(ctx context.Context, inst *instances.Instance, inv *Invoc
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(resp.Body)
+	return readAnswer(resp)
+}
+
+// readAnswer reads an instance's answer to POST /invoke. The host refuses
+// results over 6 MB itself, but the handler shares its uid and could
+// answer in its place: the gateway reads no more than a result may be,
+// whatever the instance sends.
+func readAnswer(resp *http.Response) (*HostAnswer, error) {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(body) > maxAnswerBytes {
+		return nil, errAnswerTooLarge
 	}
 	// An instance that is stopping, or busy despite our count, never ran it.
 	switch et := resp.Header.Get(protocol.HeaderErrorType); {

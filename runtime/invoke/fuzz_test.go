@@ -28,7 +28,7 @@ func FuzzReadEvent(f *testing.F) {
 	g := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		r := httptest.NewRequest(http.MethodPost, "/v1/functions/f/invoke", strings.NewReader(string(body)))
-		payload, release, bad := g.readEvent(httptest.NewRecorder(), r)
+		payload, release, bad := g.readEvent(httptest.NewRecorder(), r, nil)
 		if bad != nil {
 			if bad.Status < 400 || bad.Status > 499 {
 				t.Fatalf("a bad body got %d", bad.Status)

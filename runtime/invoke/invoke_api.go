@@ -32,16 +32,12 @@ func (s *Service) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
-	payload, release, bad := s.readEvent(w, r)
+	payload, release, bad := s.readEvent(w, r, c)
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	defer release()
-	if bad := c.Verify(payload); bad != nil {
-		refusal.Write(w, refusal.Native, bad)
-		return
-	}
 	WriteNative(w, s.Run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get(protocol.HeaderLogType) == "Tail"))
 }
 

@@ -54,16 +54,12 @@ func (s *Service) ServeLambdaInvoke(w http.ResponseWriter, r *http.Request) {
 			"X-Amz-Invocation-Type must be RequestResponse, Event or DryRun"))
 		return
 	}
-	payload, release, bad := s.readLambdaEvent(w, r)
+	payload, release, bad := s.readLambdaEvent(w, r, c)
 	if bad != nil {
 		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	defer release()
-	if bad := c.Verify(payload); bad != nil {
-		refusal.Write(w, refusal.Lambda, bad)
-		return
-	}
 	inv := s.Run(r.Context(), c, model.Qualify(name, qualifier), payload, r.Header.Get("X-Amz-Log-Type") == "Tail")
 	if inv.Refused != nil {
 		if inv.Refused.Status == http.StatusGatewayTimeout {
@@ -123,8 +119,8 @@ func InvokeTarget(s, queryQualifier string) (name, qualifier string, bad *refusa
 }
 
 // readLambdaEvent is readEvent with Lambda's name for a payload too large.
-func (s *Service) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byte, func(), *refusal.Error) {
-	payload, release, bad := s.readEvent(w, r)
+func (s *Service) readLambdaEvent(w http.ResponseWriter, r *http.Request, c *auth.Caller) ([]byte, func(), *refusal.Error) {
+	payload, release, bad := s.readEvent(w, r, c)
 	if bad != nil && bad.Status == http.StatusRequestEntityTooLarge {
 		bad.Type = "RequestTooLargeException"
 	}
@@ -135,22 +131,21 @@ func (s *Service) readLambdaEvent(w http.ResponseWriter, r *http.Request) ([]byt
 // has it (stored in NATS JetStream, or held in memory by a gateway
 // without NATS).
 func (s *Service) serveLambdaEvent(w http.ResponseWriter, r *http.Request, c *auth.Caller, name, qualifier string) {
+	// The signature first: a caller proves it holds the key before it
+	// learns what the key may invoke or which functions exist.
+	payload, release, bad := s.readLambdaEvent(w, r, c)
+	if bad != nil {
+		refusal.Write(w, refusal.Lambda, bad)
+		return
+	}
 	if bad := c.MayInvoke(name); bad != nil {
+		release()
 		refusal.Write(w, refusal.Lambda, bad)
 		return
 	}
 	// What it names must exist now; an alias picks its version when the
 	// event runs, as Lambda's does.
 	if _, _, bad := s.Find(r.Context(), name, qualifier); bad != nil {
-		refusal.Write(w, refusal.Lambda, bad)
-		return
-	}
-	payload, release, bad := s.readLambdaEvent(w, r)
-	if bad != nil {
-		refusal.Write(w, refusal.Lambda, bad)
-		return
-	}
-	if bad := c.Verify(payload); bad != nil {
 		release()
 		refusal.Write(w, refusal.Lambda, bad)
 		return

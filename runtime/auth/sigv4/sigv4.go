@@ -278,6 +278,25 @@ func Verify(r *http.Request, a Authorization, secret, payloadHash string, now ti
 	return nil
 }
 
+// UnsignedAmzHeaders lists the x-amz-* headers r carries that a does not
+// sign. A replayed request could add or change any of them (X-Amz-Log-Type,
+// X-Amz-Invocation-Type, ...), so a verifier refuses a request with one.
+// X-Amz-Content-Sha256 is bound by the signature's payload hash already.
+func UnsignedAmzHeaders(r *http.Request, a Authorization) []string {
+	var unsigned []string
+	for name := range r.Header {
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(lower, "x-amz-") || lower == "x-amz-content-sha256" {
+			continue
+		}
+		if i := sort.SearchStrings(a.SignedHeaders, lower); i == len(a.SignedHeaders) || a.SignedHeaders[i] != lower {
+			unsigned = append(unsigned, name)
+		}
+	}
+	sort.Strings(unsigned)
+	return unsigned
+}
+
 // PayloadHash is the hex sha256 of a body.
 func PayloadHash(body []byte) string {
 	sum := sha256.Sum256(body)

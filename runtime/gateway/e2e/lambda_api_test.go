@@ -50,6 +50,13 @@ func TestAWSSDKInvoke(t *testing.T) {
 		t.Errorf("LogType Tail should return the REPORT line, got %q", logs)
 	}
 
+	// `aws lambda invoke --function-name sdk out.json`: no payload. The
+	// signature holds and the handler gets {} (an action it does not know).
+	out, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("sdk")})
+	if err != nil || aws.ToString(out.FunctionError) != "Unhandled" || !strings.Contains(string(out.Payload), "unknown action") {
+		t.Errorf("an invoke without a payload: %v %v %s; want the handler to run with {}", err, aws.ToString(out.FunctionError), out.Payload)
+	}
+
 	out, err = client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("sdk"), Payload: []byte(`{"action":"error","value":"sdk"}`)})
 	if err != nil || aws.ToString(out.FunctionError) != "Unhandled" || !strings.Contains(string(out.Payload), "something went wrong: sdk") {
 		t.Errorf("function error: %v %v %s", err, aws.ToString(out.FunctionError), out.Payload)
