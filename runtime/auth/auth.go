@@ -88,6 +88,15 @@ func (c *Caller) Name() string {
 	return "access key " + c.key.ID
 }
 
+// KeyID is the id of the access key the caller proved it holds; "" for
+// the gateway's own callers and where authentication is off.
+func (c *Caller) KeyID() string {
+	if c == nil || c.open || c.key == nil {
+		return ""
+	}
+	return c.key.ID
+}
+
 // Internal is the gateway itself invoking for what.
 func Internal(what string) *Caller { return &Caller{open: true, internal: what} }
 

@@ -5,14 +5,15 @@ import "context"
 // newChain composes the path that every invocation takes, in one place.
 // Each step is one concern in its own file, and wraps the next:
 //
-//  1. authorize (auth.go) refuses with 403 a caller whose key may not
+//  0. audit (meter.go) writes the access line of every invocation that
+//     enters the chain, refused or not, with the caller's access key.
+//  1. authorize (chain.go) refuses with 403 a caller whose key may not
 //     invoke the function, before it can learn whether the name exists.
 //     The front ends have authenticated the caller already.
 //  2. resolve (resolve.go) finds the function and its pool. An unknown name
 //     is refused with 404 before anything is counted, so made-up names
 //     cannot grow the metrics.
-//  3. meter (meter.go) records metrics, usage and the access line for
-//     everything below it, refusals included: a throttle or a timeout is
+//  3. meter (meter.go) records metrics and usage for everything below it, refusals included: a throttle or a timeout is
 //     something an operator must see.
 //  4. limit (limits.go) admits the invocation under the namespace's
 //     max_concurrency and the function's reserved_concurrency, or refuses
@@ -24,9 +25,9 @@ import "context"
 //
 // The front ends (invoke_api.go, lambda_api.go, routes.go) turn HTTP
 // requests into invocations and results back into HTTP in their own
-// dialect; refuse.go writes every refusal.
+// dialect; runtime/refusal writes every refusal.
 func (s *Service) newChain() invoker {
-	return s.authorize(s.resolve(s.meter(s.limit(s.forward))))
+	return s.audit(s.authorize(s.resolve(s.meter(s.limit(s.forward)))))
 }
 
 // authorize refuses an invocation its caller may not make, before
