@@ -1,5 +1,18 @@
 # Nomad client configuration for Nimbus function instances. Merge it into
 # each client's configuration (Linux, Nomad running as root).
+
+# No exec task gets a capability, whatever its job asks for: function
+# instances, warm pools, schedule runs, the gateway and NATS all run as
+# nobody and need none. (Nomad's default gives exec tasks CHOWN,
+# DAC_OVERRIDE, SETUID, MKNOD and more as ambient capabilities.) The
+# directories behind the writable host volumes must then belong to nobody:
+# see docs/guides/platform.md.
+plugin "exec" {
+  config {
+    allow_caps = []
+  }
+}
+
 client {
   enabled = true
 

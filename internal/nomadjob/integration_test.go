@@ -267,3 +267,42 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestClientGrantsNoCapabilities registers, as someone with submit-job
+// might, a function job that asks for a capability back. The client's
+// exec driver allows none (allow_caps = [], as in
+// examples/platform/nomad-client.hcl), so the task never starts with it.
+func TestClientGrantsNoCapabilities(t *testing.T) {
+	env := testenv.Get(t)
+	f := model.Function{Name: "wants-caps", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1}
+	job := nomadjob.Render(f, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{})
+	job.TaskGroups[0].RestartPolicy = &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
+	job.TaskGroups[0].ReschedulePolicy = &nomadapi.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	job.TaskGroups[0].Tasks[0].Config["cap_add"] = []string{"chown"}
+	register(t, env, job)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		allocs, _, err := env.Nomad.Jobs().Allocations(*job.ID, true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range allocs {
+			for _, st := range a.TaskStates {
+				for _, ev := range st.Events {
+					msg := strings.ToLower(ev.DisplayMessage + " " + ev.DriverError)
+					if strings.Contains(msg, "cap") && strings.Contains(msg, "chown") {
+						t.Logf("the client refused: %s", ev.DisplayMessage)
+						return
+					}
+				}
+				if st.State == "running" {
+					t.Fatalf("a task that asked for CAP_CHOWN runs: the client's exec driver must allow no capabilities")
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatal("the task neither ran nor was refused for its capability within 60 s")
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -136,6 +136,9 @@ func (c NomadConfig) HCL() string {
 		fmt.Fprintf(&b, "  host_volume %s {\n    path = %s\n    read_only = false\n  }\n", strconv.Quote(name), strconv.Quote(c.WritableHostVolumes[name]))
 	}
 	b.WriteString("}\n")
+	// No exec task may hold a capability, whatever its job asks for (see
+	// examples/platform/nomad-client.hcl).
+	b.WriteString("plugin \"exec\" {\n  config {\n    allow_caps = []\n  }\n}\n")
 	if c.ACL != nil {
 		b.WriteString("acl {\n  enabled = true\n}\n")
 		fmt.Fprintf(&b, "consul {\n  address = %s\n  token = %s\n}\n", strconv.Quote(c.ConsulHTTP), strconv.Quote(c.ACL.NomadAgentConsul))
