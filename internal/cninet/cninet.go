@@ -57,6 +57,25 @@ const PluginType = "nimbus-cni"
 // instance may reach it.
 var LinkLocal = netip.MustParsePrefix("169.254.0.0/16")
 
+// PrivateRanges are the IPv4 ranges that are not the public internet:
+// private networks (RFC 1918), shared address space (CGNAT), this network
+// and loopback, IETF protocol assignments, multicast and reserved space.
+// Like Lambda's functions, an instance with public egress reaches the
+// internet and none of these, unless the network's allow list names a
+// destination in them (a database, say). Link-local addresses are denied
+// with them and can never be allowed.
+var PrivateRanges = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
 // Mode is the Nomad network mode of a function with the given egress.
 func Mode(egress string) string {
 	if egress == EgressNone {
@@ -84,10 +103,13 @@ type Client struct {
 	// may reach on the host's own addresses: the gateway's function
 	// listener. Every other host port is closed to them.
 	GatewayPorts []int
-	// Deny lists further destinations no instance may reach, such as the
-	// cluster's node network. Link-local addresses and every Nimbus subnet
-	// are always denied.
+	// Deny lists further destinations no instance may reach. Link-local
+	// addresses, every Nimbus subnet and PrivateRanges are always denied.
 	Deny []netip.Prefix
+	// Allow names private destinations that instances with public egress
+	// may reach all the same, such as a database on the cluster's network.
+	// Never a link-local address or a Nimbus subnet (Validate).
+	Allow []netip.Prefix
 	// IPAMDataDir, when set, keeps host-local's address leases apart from
 	// other Nomad agents' on the same machine.
 	IPAMDataDir string
@@ -115,6 +137,9 @@ type PolicyConf struct {
 	Subnet       string   `json:"subnet"`
 	GatewayPorts []int    `json:"gatewayPorts,omitempty"`
 	Deny         []string `json:"deny"`
+	// Allow names destinations within Deny that instances may reach all
+	// the same (public egress only).
+	Allow []string `json:"allow,omitempty"`
 	// Capabilities asks Nomad for the allocation's port mappings.
 	Capabilities map[string]bool `json:"capabilities,omitempty"`
 }
@@ -128,6 +153,9 @@ func (c Client) Policy(n Network) PolicyConf {
 	for _, other := range c.Networks() {
 		deny = append(deny, other.Subnet.String())
 	}
+	for _, p := range PrivateRanges {
+		deny = append(deny, p.String())
+	}
 	for _, p := range c.Deny {
 		deny = append(deny, p.String())
 	}
@@ -135,8 +163,29 @@ func (c Client) Policy(n Network) PolicyConf {
 		Capabilities: map[string]bool{"portMappings": true}}
 	if n.Egress == EgressPublic {
 		p.GatewayPorts = slices.Clone(c.GatewayPorts)
+		for _, a := range c.Allow {
+			p.Allow = append(p.Allow, a.String())
+		}
 	}
 	return p
+}
+
+// Validate refuses an allow list that would open what must stay closed:
+// link-local addresses (cloud metadata and its credentials) and the
+// Nimbus subnets (other instances).
+func (c Client) Validate() error {
+	closed := []netip.Prefix{LinkLocal}
+	for _, n := range c.Networks() {
+		closed = append(closed, n.Subnet)
+	}
+	for _, a := range c.Allow {
+		for _, never := range closed {
+			if a.Overlaps(never) {
+				return fmt.Errorf("the allow list's %s overlaps %s, which no instance may reach: allow only the private destinations functions need, such as a database's address", a, never)
+			}
+		}
+	}
+	return nil
 }
 
 // Conflists returns each network's CNI configuration list by file name,
@@ -250,11 +299,22 @@ func rules(p PolicyConf) string {
 	br := fmt.Sprintf("%q", p.Bridge)
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	// auto-merge: the Nimbus subnets and the operator's entries may lie
+	// within the private ranges.
 	w("  set denied {")
 	w("    type ipv4_addr")
 	w("    flags interval")
+	w("    auto-merge")
 	w("    elements = { %s }", strings.Join(p.Deny, ", "))
 	w("  }")
+	if len(p.Allow) > 0 {
+		w("  set allowed {")
+		w("    type ipv4_addr")
+		w("    flags interval")
+		w("    auto-merge")
+		w("    elements = { %s }", strings.Join(p.Allow, ", "))
+		w("  }")
+	}
 	// Connections to the host itself: replies, and the gateway's function
 	// listener for instances that may have egress. Nothing else: not the
 	// agents' ports, not the gateway's admin and artifact paths.
@@ -279,6 +339,9 @@ func rules(p PolicyConf) string {
 	w("    type filter hook forward priority filter - 5; policy accept;")
 	w("    iifname %s ct state established,related accept", br)
 	if p.Egress == EgressPublic {
+		if len(p.Allow) > 0 {
+			w("    iifname %s meta nfproto ipv4 ip daddr @allowed accept", br)
+		}
 		w("    iifname %s meta nfproto ipv4 ip daddr != @denied accept", br)
 	}
 	w("    iifname %s meta l4proto tcp reject with tcp reset", br)

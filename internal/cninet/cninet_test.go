@@ -3,6 +3,7 @@ package cninet_test
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,8 @@ func TestPolicies(t *testing.T) {
 	c := cninet.DefaultClient()
 	pub, none := c.Policy(c.Public), c.Policy(c.None)
 	for _, p := range []cninet.PolicyConf{pub, none} {
-		for _, want := range []string{"169.254.0.0/16", c.Public.Subnet.String(), c.None.Subnet.String()} {
+		for _, want := range []string{"169.254.0.0/16", c.Public.Subnet.String(), c.None.Subnet.String(),
+			"10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16"} {
 			if !slices.Contains(p.Deny, want) {
 				t.Errorf("%s denies %v, not %s", p.Bridge, p.Deny, want)
 			}
@@ -63,6 +65,35 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
+// A private destination the operator allows is reached before the deny
+// list is consulted, on the public network only; an allow list that would
+// open link-local addresses or another instance is refused.
+func TestAllowList(t *testing.T) {
+	c := cninet.DefaultClient()
+	c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.5.10/32")}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	pub := cninet.Ruleset(c.Policy(c.Public))
+	allow, deny := strings.Index(pub, "ip daddr @allowed accept"), strings.Index(pub, "ip daddr != @denied accept")
+	if allow < 0 || deny < 0 || allow > deny || !strings.Contains(pub, "10.0.5.10/32") {
+		t.Errorf("the public ruleset does not accept the allowed destination before the deny list:\n%s", pub)
+	}
+	if none := cninet.Ruleset(c.Policy(c.None)); strings.Contains(none, "@allowed") {
+		t.Errorf("egress none allows something:\n%s", none)
+	}
+	for _, bad := range []string{"169.254.169.254/32", "172.30.0.0/24", "172.30.16.5/32", "172.16.0.0/12"} {
+		c.Allow = []netip.Prefix{netip.MustParsePrefix(bad)}
+		if err := c.Validate(); err == nil {
+			t.Errorf("an allow list of %s was accepted; it opens what no instance may reach", bad)
+		}
+	}
+	c.Allow = nil
+	if strings.Contains(cninet.Ruleset(c.Policy(c.Public)), "@allowed") {
+		t.Error("without an allow list, the ruleset has an allowed set")
+	}
+}
+
 // The kernel accepts the rulesets (nft -c checks without applying).
 func TestRulesetsAreValidNftables(t *testing.T) {
 	nft, err := cninet.NftCommand()
@@ -73,6 +104,8 @@ func TestRulesetsAreValidNftables(t *testing.T) {
 		t.Skip("nft -c needs root to ask the kernel; the integration tests install these rules for real")
 	}
 	c := cninet.DefaultClient()
+	c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.5.10/32"), netip.MustParsePrefix("192.168.7.0/24")}
+	c.Deny = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")} // within a private range: merged
 	for _, n := range c.Networks() {
 		cmd := exec.Command(nft, "-c", "-f", "-")
 		cmd.Stdin = strings.NewReader(cninet.Ruleset(c.Policy(n)))

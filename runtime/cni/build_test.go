@@ -103,7 +103,7 @@ func TestPolicyOfShippedNetworks(t *testing.T) {
 
 			denied := table.blocks["set denied"]
 			wantElems := "elements = { " + strings.Join(p.Deny, ", ") + " }"
-			if !slices.Equal(denied, []string{"type ipv4_addr", "flags interval", wantElems}) {
+			if !slices.Equal(denied, []string{"type ipv4_addr", "flags interval", "auto-merge", wantElems}) {
 				t.Errorf("set denied %q, want every denied prefix: %s", denied, wantElems)
 			}
 			for _, must := range []string{cninet.LinkLocal.String(), c.Public.Subnet.String(), c.None.Subnet.String()} {

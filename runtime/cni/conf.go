@@ -71,6 +71,23 @@ func validate(conf *Conf) error {
 			return fmt.Errorf("nimbus-cni: network %q denies %q; \"deny\" lists IPv4 prefixes (10.0.0.0/8), addresses or ranges (10.0.0.1-10.0.0.9)", conf.Name, d)
 		}
 	}
+	subnet, _ := netip.ParsePrefix(p.Subnet)
+	for _, a := range p.Allow {
+		pfx, err := netip.ParsePrefix(a)
+		if err != nil {
+			if addr, errAddr := netip.ParseAddr(a); errAddr == nil {
+				pfx, err = addr.Prefix(addr.BitLen())
+			}
+		}
+		switch {
+		case err != nil || !pfx.Addr().Is4():
+			return fmt.Errorf("nimbus-cni: network %q allows %q; \"allow\" lists IPv4 prefixes (10.0.5.0/24) or addresses (10.0.5.10)", conf.Name, a)
+		case pfx.Overlaps(cninet.LinkLocal) || pfx.Overlaps(subnet):
+			return fmt.Errorf("nimbus-cni: network %q allows %s, which overlaps link-local addresses or the network's own subnet; no instance may reach those", conf.Name, a)
+		case p.Egress != cninet.EgressPublic:
+			return fmt.Errorf("nimbus-cni: network %q has egress %q and an allow list; only a network with public egress may allow destinations", conf.Name, p.Egress)
+		}
+	}
 	for _, port := range p.GatewayPorts {
 		if port < 0 || port > 65535 {
 			return fmt.Errorf("nimbus-cni: network %q lists gateway port %d; a port is at most 65535", conf.Name, port)

@@ -150,6 +150,13 @@ func TestValidate(t *testing.T) {
 		{"port out of range", set("gatewayPorts", []int{9650, 70000}), `nimbus-cni: network "nimbus" lists gateway port 70000; a port is at most 65535`},
 		{"denied address, prefix and range", set("deny", []string{"10.0.0.5", "192.168.0.0/16", "10.0.1.1-10.0.1.9"}), ""},
 		{"no gateway ports", set("gatewayPorts", []int{}), ""},
+		{"allowed private address and prefix", set("allow", []string{"10.0.5.10", "192.168.7.0/24"}), ""},
+		{"allowed host name", set("allow", []string{"db.internal"}),
+			`nimbus-cni: network "nimbus" allows "db.internal"; "allow" lists IPv4 prefixes (10.0.5.0/24) or addresses (10.0.5.10)`},
+		{"allowed link-local", set("allow", []string{"169.254.169.254"}),
+			`nimbus-cni: network "nimbus" allows 169.254.169.254, which overlaps link-local addresses or the network's own subnet; no instance may reach those`},
+		{"allowed own subnet", set("allow", []string{"172.30.0.0/16"}),
+			`nimbus-cni: network "nimbus" allows 172.30.0.0/16, which overlaps link-local addresses or the network's own subnet; no instance may reach those`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			conf := parseShipped(t, public, nil, tc.edit)

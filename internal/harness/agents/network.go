@@ -69,6 +69,9 @@ func TestNetworks(slot int, gatewayPort int, ipamDir string) cninet.Client {
 
 // WriteCNIConfig writes the client's network configurations into dir.
 func WriteCNIConfig(dir string, c cninet.Client) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

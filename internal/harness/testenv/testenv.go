@@ -68,8 +68,11 @@ type Options struct {
 	// functions with host networking.
 	HostNetwork bool
 	// DenyEgress adds destinations to the networks' deny list, beside
-	// link-local addresses and the Nimbus subnets.
+	// link-local addresses, the Nimbus subnets and the private ranges.
 	DenyEgress []netip.Prefix
+	// AllowEgress names private destinations instances with public egress
+	// may reach all the same.
+	AllowEgress []netip.Prefix
 	// MaxKillTimeout is the client's max_kill_timeout: 0 sets the one
 	// the platform guide asks for (nomadjob.ClientMaxKillTimeout),
 	// KeepNomadDefault none.
@@ -197,7 +200,7 @@ func Start(opts Options) (env *Env, err error) {
 	var cni *agents.NomadCNI
 	var meta map[string]string
 	if !opts.HostNetwork {
-		if cni, meta, err = env.networks(opts.DenyEgress); err != nil {
+		if cni, meta, err = env.networks(opts.DenyEgress, opts.AllowEgress); err != nil {
 			return env, err
 		}
 	}
@@ -287,7 +290,7 @@ func Start(opts Options) (env *Env, err error) {
 
 // networks sets up the client's Nimbus networks: the reference plugins and
 // nimbus-cni on the CNI path, and network configurations of the slot's own.
-func (e *Env) networks(deny []netip.Prefix) (*agents.NomadCNI, map[string]string, error) {
+func (e *Env) networks(deny, allow []netip.Prefix) (*agents.NomadCNI, map[string]string, error) {
 	plugins, err := agents.CNIPlugins()
 	if err != nil {
 		return nil, nil, err
@@ -298,7 +301,7 @@ func (e *Env) networks(deny []netip.Prefix) (*agents.NomadCNI, map[string]string
 	}
 	port := e.portSlot.GatewayPort()
 	nets := agents.TestNetworks(e.portSlot.Index, port, filepath.Join(e.Dir, "cni-ipam"))
-	nets.Deny = deny
+	nets.Deny, nets.Allow = deny, allow
 	confDir := filepath.Join(e.Dir, "cni")
 	if err := agents.WriteCNIConfig(confDir, nets); err != nil {
 		return nil, nil, err

@@ -73,7 +73,8 @@ func TestMain(m *testing.M) {
 		// The KV triggers of kvtrigger_e2e_test watch these, and only these.
 		TriggerPrefixes: []string{"every/", "resume/", "dlq/", "big/"},
 		// network_e2e_test's denied address.
-		DenyEgress: worldDenyList,
+		DenyEgress:  worldDenyList,
+		AllowEgress: worldAllowList,
 		// sources_e2e_test's queues.
 		RabbitMQ: true,
 	})

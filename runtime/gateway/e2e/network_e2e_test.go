@@ -49,7 +49,20 @@ const (
 	worldDenied   = "198.18.0.3"
 )
 
-var worldDenyList = []netip.Prefix{netip.MustParsePrefix(worldDenied + "/32")}
+// The world's private side: a private (RFC 1918) network that only the
+// test's namespace holds, routed by the host to the namespace alone.
+// Instances may not reach private networks, except the destinations the
+// network's allow list names (here, worldPrivateAllowed).
+const (
+	worldPrivateHostAddr = "10.254.254.1/24"
+	worldPrivate         = "10.254.254.2"
+	worldPrivateAllowed  = "10.254.254.3"
+)
+
+var (
+	worldDenyList  = []netip.Prefix{netip.MustParsePrefix(worldDenied + "/32")}
+	worldAllowList = []netip.Prefix{netip.MustParsePrefix(worldPrivateAllowed + "/32")}
+)
 
 // TestInstancesAreIsolatedOnTheNetwork runs a hostile tenant's function and
 // lets it probe, from inside its instance, everything an instance must not
@@ -103,6 +116,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 
 	w := theWorld(t, env)
 	closed["denied address"] = net.JoinHostPort(worldDenied, strconv.Itoa(w.port))
+	closed["private address (RFC 1918) not in the allow list"] = net.JoinHostPort(worldPrivate, strconv.Itoa(w.port))
 
 	// Positive controls: from the host, every target is open.
 	for name, addr := range closed {
@@ -115,7 +129,8 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 			_ = c.Close()
 		}
 	}
-	for _, url := range []string{exposed.URL + "/healthz", "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))} {
+	for _, url := range []string{exposed.URL + "/healthz", "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port)),
+		"http://" + net.JoinHostPort(worldPrivateAllowed, strconv.Itoa(w.port))} {
 		if status := httpStatus(t, url); status != http.StatusOK {
 			t.Fatalf("control: GET %s from the host answered %d", url, status)
 		}
@@ -151,6 +166,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		{"name": "gateway health on the bridge address", "url": exposed.URL + "/healthz"},
 		{"name": "gateway artifact on the bridge address", "url": exposed.URL + "/v1/artifacts/sha256/" + digest},
 		{"name": "allowed address", "url": "http://" + net.JoinHostPort(worldAllowed, strconv.Itoa(w.port))},
+		{"name": "private address in the allow list", "url": "http://" + net.JoinHostPort(worldPrivateAllowed, strconv.Itoa(w.port))},
 		{"name": "function listener: artifact", "url": fnListener + "/v1/artifacts/sha256/" + digest},
 		{"name": "function listener: a package with its signed URL", "url": fnListener + signed.RequestURI()},
 		{"name": "function listener: a package with another's signature", "url": fnListener + "/v1/artifacts/sha256/" + proberDigest + "?" + signed.RawQuery},
@@ -184,6 +200,7 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		}
 	}
 	expectStatus(t, report, "allowed address", http.StatusOK, "world")
+	expectStatus(t, report, "private address in the allow list", http.StatusOK, "world")
 	expectStatus(t, report, "function listener: artifact", http.StatusForbidden, "only to signed URLs")
 	expectStatus(t, report, "function listener: a package with its signed URL", http.StatusOK, "")
 	expectStatus(t, report, "function listener: a package with another's signature", http.StatusForbidden, "not valid for this artifact")
@@ -218,7 +235,8 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		t.Fatalf("nft list table inet %s: %v: %s", table, err, out)
 	}
 	rules := string(out)
-	for _, want := range []string{"169.254.0.0/16", worldDenied, "ip daddr != @denied accept"} {
+	for _, want := range []string{"169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", worldDenied,
+		"ip daddr != @denied accept", "ip daddr @allowed accept", worldPrivateAllowed} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("the installed ruleset lacks %q:\n%s", want, rules)
 		}
@@ -492,9 +510,12 @@ func startWorld(env *testenv.Env) (w world, err error) {
 	undo = append(undo, func() { _ = exec.Command("ip", "link", "delete", hostIf).Run() })
 	for _, args := range [][]string{
 		{"addr", "add", worldHostAddr, "dev", hostIf},
+		{"addr", "add", worldPrivateHostAddr, "dev", hostIf},
 		{"link", "set", hostIf, "up"},
 		{"-n", ns, "addr", "add", worldAllowed + "/24", "dev", "eth0"},
 		{"-n", ns, "addr", "add", worldDenied + "/24", "dev", "eth0"},
+		{"-n", ns, "addr", "add", worldPrivate + "/24", "dev", "eth0"},
+		{"-n", ns, "addr", "add", worldPrivateAllowed + "/24", "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
 	} {
