@@ -177,7 +177,9 @@ func (a *Authenticator) key(id string) (*kvstore.AccessKey, *refusal.Error) {
 	}
 	k, found, synced := a.keys.AccessKey(id)
 	switch {
-	case !found && !synced:
+	case !synced:
+		// Not read yet, or not heard of for too long: a key found may have
+		// been disabled since.
 		return nil, a.keys.NotSynced()
 	case !found:
 		return nil, Unrecognized(fmt.Sprintf("the access key %s does not exist: use the id of a nimbus_access_key", id))

@@ -89,6 +89,10 @@ type Snapshot struct {
 	keyed          bool                           // access keys read at least once
 	lastErr        error
 	changed        func(map[string]*Function)
+	// keysHeard is when Consul last answered a listing of the access
+	// keys (AccessKey); now is the clock (time.Now when nil).
+	keysHeard time.Time
+	now       func() time.Time
 	// fnIndex is the highest modify index among the function records
 	// last read, and fnRead is closed when the next are read: catchUp
 	// waits on them.
@@ -185,16 +189,51 @@ func (r *Snapshot) Status() (synced bool, err error) {
 
 // AccessKey finds an access key by id; synced is false until the keys
 // have been read, when an absent key proves nothing.
+//
+// The keys are current only while Consul answers: a gateway cut off from
+// Consul longer than KeyStaleness no longer knows whether a key was
+// disabled or deleted since, and says it is not synced (callers get 503,
+// to retry) rather than keep admitting keys that may be gone.
 func (r *Snapshot) AccessKey(id string) (key *kvstore.AccessKey, found, synced bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	key, found = r.keys[id]
-	return key, found, r.keyed
+	return key, found, r.keyed && !r.keysStaleLocked()
 }
 
-// NotSynced is the refusal while Status is not synced: 503, to retry.
+// KeyStaleness bounds how long a gateway that cannot hear from Consul
+// keeps trusting the access keys it last read. A healthy blocking query
+// answers within its wait time (a minute) and Consul's jitter (up to a
+// sixteenth of it); beyond this, Consul is unreachable or hung.
+const KeyStaleness = 90 * time.Second
+
+// keysStaleLocked reports whether the access keys were last heard of
+// longer ago than KeyStaleness (never, for a snapshot fed by hand).
+func (r *Snapshot) keysStaleLocked() bool {
+	return r.kv != nil && !r.keysHeard.IsZero() && r.clock().Sub(r.keysHeard) > KeyStaleness
+}
+
+func (r *Snapshot) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
+}
+
+// NotSynced is the refusal while Status is not synced, or the access keys
+// are stale: 503, to retry.
 func (r *Snapshot) NotSynced() *refusal.Error {
 	_, err := r.Status()
+	r.mu.RLock()
+	stale, heard := r.keysStaleLocked(), r.keysHeard
+	r.mu.RUnlock()
+	if stale {
+		msg := fmt.Sprintf("the gateway has not heard from Consul for %s: access keys may have been disabled since, so it admits none until Consul answers; retry, or call another gateway", r.clock().Sub(heard).Round(time.Second))
+		if err != nil {
+			msg += " (Consul: " + err.Error() + ")"
+		}
+		return refusal.New(http.StatusServiceUnavailable, "ServiceException", msg)
+	}
 	msg := "the gateway has not read the functions, routes and access keys from Consul yet; retry shortly"
 	if err != nil {
 		msg += " (Consul: " + err.Error() + ")"
@@ -241,10 +280,24 @@ func (r *Snapshot) Apply(prefix string, pairs consulapi.KVPairs) {
 // While Consul is unreachable the registry keeps the last known state and
 // says so in Status.
 func (r *Snapshot) WatchPrefix(ctx context.Context, prefix string, apply func(consulapi.KVPairs)) {
+	query := ListPrefix(r.kv, prefix)
+	if prefix == kvstore.AccessKeysPrefix {
+		// Every answer, changed or not, says the keys are current.
+		list := query
+		query = func(ctx context.Context, index uint64) (Listing, uint64, error) {
+			l, next, err := list(ctx, index)
+			if err == nil {
+				r.mu.Lock()
+				r.keysHeard = r.clock()
+				r.mu.Unlock()
+			}
+			return l, next, err
+		}
+	}
 	watch.Loop[Listing]{
 		What:  "Consul KV " + prefix,
 		Log:   r.log,
-		Query: ListPrefix(r.kv, prefix),
+		Query: query,
 		Apply: func(l Listing) { apply(l.Pairs) },
 		Failed: func(err error, _ time.Duration) {
 			r.mu.Lock()

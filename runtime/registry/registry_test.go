@@ -1,9 +1,14 @@
 package registry
 
 import (
+	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -43,5 +48,73 @@ func TestDecodeLogsAndSkipsBadRecords(t *testing.T) {
 		if !strings.Contains(logged.String(), key) {
 			t.Errorf("the log does not name the bad record %s:\n%s", key, logged.String())
 		}
+	}
+}
+
+// answeringKV answers listings of the access keys with one enabled key
+// until it is told to stop answering, as a partition would.
+type answeringKV struct {
+	mu   sync.Mutex
+	down bool
+	key  kvstore.AccessKey
+}
+
+func (k *answeringKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+	k.mu.Lock()
+	down := k.down
+	k.mu.Unlock()
+	if down {
+		return nil, nil, errors.New("dial tcp: i/o timeout")
+	}
+	if q.WaitIndex == 7 {
+		// A healthy blocking query: no change within its wait.
+		time.Sleep(20 * time.Millisecond)
+	}
+	return consulapi.KVPairs{{Key: kvstore.AccessKeyKey(k.key.ID), Value: k.key.Encode()}}, &consulapi.QueryMeta{LastIndex: 7}, nil
+}
+
+// A gateway cut off from Consul keeps admitting the keys it read for at
+// most KeyStaleness, then says it is not synced: a key disabled during the
+// partition stops working within that bound.
+func TestAccessKeysGoStaleWithoutConsul(t *testing.T) {
+	kv := &answeringKV{key: kvstore.AccessKey{ID: "NIMBKEY", Enabled: true}}
+	var mu sync.Mutex
+	now := time.Unix(1_800_000_000, 0)
+	r := New(kv, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	r.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.WatchPrefix(ctx, kvstore.AccessKeysPrefix, func(p consulapi.KVPairs) { r.Apply(kvstore.AccessKeysPrefix, p) })
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, found, synced := r.AccessKey("NIMBKEY"); found && synced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the key was never read")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Healthy: blocking queries keep answering, however long it has been.
+	advance(10 * time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if _, _, synced := r.AccessKey("NIMBKEY"); !synced {
+		t.Fatal("keys went stale while Consul answered every blocking query")
+	}
+	kv.mu.Lock()
+	kv.down = true
+	kv.mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	advance(KeyStaleness - time.Second)
+	if _, _, synced := r.AccessKey("NIMBKEY"); !synced {
+		t.Error("keys went stale before KeyStaleness")
+	}
+	advance(2 * time.Second)
+	key, found, synced := r.AccessKey("NIMBKEY")
+	if synced || !found || key == nil {
+		t.Fatalf("after KeyStaleness without Consul: found %v synced %v; want the key known but not trusted", found, synced)
+	}
+	if msg := r.NotSynced().Msg; !strings.Contains(msg, "has not heard from Consul for") || !strings.Contains(msg, "may have been disabled") {
+		t.Errorf("the refusal does not say why: %s", msg)
 	}
 }
