@@ -12,6 +12,9 @@ package eventq
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +72,10 @@ type Options struct {
 	// MaxBytes bounds the events stream (0: 1 GiB).
 	MaxBytes int64
 	Logger   *slog.Logger
+	// SigningKey, the key every gateway shares, signs each event stored
+	// and is checked on each event delivered: an event that no gateway
+	// stored (published by anyone else who reaches NATS) never runs.
+	SigningKey []byte
 }
 
 // Queue is the events stream and its consumers.
@@ -76,6 +83,7 @@ type Queue struct {
 	js     jetstream.JetStream
 	events jetstream.Stream
 	log    *slog.Logger
+	key    []byte
 
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer // by function
@@ -99,7 +107,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Queue, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Queue{js: js, events: events, log: log, consumers: map[string]jetstream.Consumer{}}, nil
+	return &Queue{js: js, events: events, log: log, key: opts.SigningKey, consumers: map[string]jetstream.Consumer{}}, nil
 }
 
 // streamConfigs are the settings of the events stream and of the
@@ -148,7 +156,7 @@ type Event struct {
 
 // Enqueue stores the event and returns once JetStream acknowledged it.
 func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
-	_, err := q.js.PublishMsg(ctx, eventMsg(ev), jetstream.WithMsgID(ev.RequestID), jetstream.WithExpectStream(EventsStream))
+	_, err := q.js.PublishMsg(ctx, eventMsg(ev, q.key), jetstream.WithMsgID(ev.RequestID), jetstream.WithExpectStream(EventsStream))
 	var apiErr *jetstream.APIError
 	// 10077: the stream refused to store it (its limits are reached, and
 	// it discards new events rather than stored ones).
@@ -160,7 +168,7 @@ func (q *Queue) Enqueue(ctx context.Context, ev Event) error {
 
 // eventMsg is the event as stored: on the function's subject, the payload
 // as the data, the rest in headers (read back by delivery).
-func eventMsg(ev Event) *nats.Msg {
+func eventMsg(ev Event, key []byte) *nats.Msg {
 	msg := nats.NewMsg(EventsPrefix + ev.Function)
 	msg.Data = ev.Payload
 	msg.Header.Set(HeaderRequestID, ev.RequestID)
@@ -168,7 +176,36 @@ func eventMsg(ev Event) *nats.Msg {
 	if ev.Qualifier != "" {
 		msg.Header.Set(HeaderQualifier, ev.Qualifier)
 	}
+	if len(key) > 0 {
+		msg.Header.Set(HeaderSignature, ev.signature(key))
+	}
 	return msg
+}
+
+// HeaderSignature carries the event's signature (Event.signature).
+const HeaderSignature = "Nimbus-Signature"
+
+// signature is an HMAC of everything that decides what an event runs and
+// as whom: its function, qualifier, request id, caller and payload.
+func (ev Event) signature(key []byte) string {
+	m := hmac.New(sha256.New, key)
+	payload := sha256.Sum256(ev.Payload)
+	fmt.Fprintf(m, "nimbus-event\n%s\n%s\n%s\n%s\n%x", ev.Function, ev.Qualifier, ev.RequestID, ev.Caller, payload)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// errForged is an event whose signature does not hold.
+var errForged = errors.New("its signature does not hold: no gateway stored it (it was published to NATS by someone else, or stored by a gateway with another signing key)")
+
+// verify checks a delivered event's signature, when the queue signs.
+func (q *Queue) verify(d Delivery, sig string) error {
+	if len(q.key) == 0 {
+		return nil
+	}
+	if !hmac.Equal([]byte(d.signature(q.key)), []byte(sig)) {
+		return errForged
+	}
+	return nil
 }
 
 // Publish stores data under a subject of another stream, as a destination
@@ -260,6 +297,12 @@ func (q *Queue) Consume(ctx context.Context, function string, limit int, handle 
 			d, err := delivery(function, msg)
 			if err != nil {
 				q.log.Error("an event without JetStream metadata cannot be run; terminating it", "function", function, "err", err)
+				_ = msg.Term()
+				continue
+			}
+			if err := q.verify(d, msg.Headers().Get(HeaderSignature)); err != nil {
+				q.log.Error("an event that no gateway stored is not run; terminating it", "function", function,
+					"request_id", d.RequestID, "caller", d.Caller, "err", err)
 				_ = msg.Term()
 				continue
 			}

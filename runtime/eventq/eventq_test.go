@@ -74,7 +74,7 @@ func TestEventRoundTrip(t *testing.T) {
 		{Function: "orders", Qualifier: "live", RequestID: "req-1", Caller: "key AKIA1", Payload: []byte(`{"id":1}`)},
 		{Function: "orders", RequestID: "req-2", Caller: "a destination", Payload: []byte(`{}`)},
 	} {
-		msg := eventMsg(ev)
+		msg := eventMsg(ev, nil)
 		if msg.Subject != "nimbus.events.orders" || !bytes.Equal(msg.Data, ev.Payload) {
 			t.Errorf("stored on %s with %q, want nimbus.events.orders with the payload", msg.Subject, msg.Data)
 		}
@@ -269,5 +269,50 @@ func TestConsumerConfig(t *testing.T) {
 	}
 	if progress := ackWait / 3; progress >= ackWait || progress <= 0 {
 		t.Errorf("progress every %v with an ack wait of %v", progress, ackWait)
+	}
+}
+
+// Every gateway signs the events it stores; an event anyone else publishes
+// on a function's subject (reaching NATS directly, or through a cluster
+// route), or one altered in the stream, does not verify and never runs.
+func TestEventsRunOnlyWithTheGatewaysSignature(t *testing.T) {
+	key := []byte("the gateways' shared signing key")
+	q := &Queue{key: key, log: slog.New(slog.DiscardHandler)}
+	ev := Event{Function: "orders", Qualifier: "live", RequestID: "req-1", Caller: "access key NIMB1", Payload: []byte(`{"id":1}`)}
+	read := func(msg *nats.Msg) (Delivery, string) {
+		t.Helper()
+		d, err := delivery(ev.Function, &fakeMsg{data: msg.Data, headers: msg.Header, md: &jetstream.MsgMetadata{NumDelivered: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, msg.Header.Get(HeaderSignature)
+	}
+	if d, sig := read(eventMsg(ev, key)); q.verify(d, sig) != nil {
+		t.Fatal("an event this queue stored does not verify")
+	}
+	forged := eventMsg(ev, nil) // no signature at all
+	if d, sig := read(forged); !errors.Is(q.verify(d, sig), errForged) {
+		t.Error("an unsigned event verified")
+	}
+	other := eventMsg(ev, []byte("another key"))
+	if d, sig := read(other); !errors.Is(q.verify(d, sig), errForged) {
+		t.Error("an event signed with another key verified")
+	}
+	for name, change := range map[string]func(*nats.Msg){
+		"payload":   func(m *nats.Msg) { m.Data = []byte(`{"id":2}`) },
+		"qualifier": func(m *nats.Msg) { m.Header.Set(HeaderQualifier, "1") },
+		"caller":    func(m *nats.Msg) { m.Header.Set(HeaderCaller, "operator") },
+	} {
+		msg := eventMsg(ev, key)
+		change(msg)
+		if d, sig := read(msg); !errors.Is(q.verify(d, sig), errForged) {
+			t.Errorf("an event whose %s changed after it was signed verified", name)
+		}
+	}
+	// The same event on another function's subject (a replay).
+	msg := eventMsg(ev, key)
+	d, err := delivery("billing", &fakeMsg{data: msg.Data, headers: msg.Header, md: &jetstream.MsgMetadata{NumDelivered: 1}})
+	if err != nil || !errors.Is(q.verify(d, msg.Header.Get(HeaderSignature)), errForged) {
+		t.Error("an event replayed on another function's subject verified")
 	}
 }

@@ -16,8 +16,16 @@
 #
 # The servers' configuration comes from the Nomad variable
 # nomad/jobs/nimbus-nats, which only this job reads: the gateway's user and
-# password, and the admin's.
-#   nomad var put nomad/jobs/nimbus-nats gateway_password=<secret> admin_password=<secret>
+# password, the admin's, and the password the servers' cluster routes
+# present to each other. Without route authorization, anyone who reaches
+# port 6222 (a function on another client, say) could join the cluster as
+# a route, past every user's permissions, and read or publish any event.
+#   nomad var put nomad/jobs/nimbus-nats gateway_password=<secret> admin_password=<secret> route_password=<secret>
+# The gateways also sign each event they store and run only events that
+# verify (their shared NIMBUS_GATEWAY_SIGNING_KEY), so an event published
+# by anyone else never runs. Put the cluster port on a network only the
+# NATS servers reach, or add TLS (cluster { tls { ... } }) where the
+# clients' network is not trusted.
 job "nimbus-nats" {
   type        = "service"
   datacenters = ["*"]
@@ -100,9 +108,13 @@ job "nimbus-nats" {
           cluster {
             name: nimbus
             listen: 0.0.0.0:6222
-            routes: [{{ range service "nimbus-nats-cluster" }}
-              nats://{{ .Address }}:6222{{ end }}
-            ]
+            {{ with nomadVar "nomad/jobs/nimbus-nats" }}authorization {
+              user: route
+              password: "{{ .route_password }}"
+            }
+            routes: [{{ $password := .route_password }}{{ range service "nimbus-nats-cluster" }}
+              nats://route:{{ $password }}@{{ .Address }}:6222{{ end }}
+            ]{{ end }}
           }
           include ./gateway-permissions.conf
           authorization {

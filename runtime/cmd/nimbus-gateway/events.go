@@ -21,7 +21,7 @@ import (
 // NIMBUS_GATEWAY_NATS_REPLICAS replicas of each stream (1 by default; 3 on
 // the cluster of examples/platform/nats). Without a URL it returns nil, and
 // the gateway says loudly that a restart loses queued events.
-func openEvents(ctx context.Context, logger *slog.Logger) (*eventq.Queue, *eventsource.Slots, *nats.Conn, error) {
+func openEvents(ctx context.Context, logger *slog.Logger, signingKey []byte) (*eventq.Queue, *eventsource.Slots, *nats.Conn, error) {
 	url := os.Getenv("NIMBUS_GATEWAY_NATS_URL")
 	if url == "" {
 		logger.Warn("NO DURABLE QUEUE: asynchronous (Event) invocations are held in this gateway's memory, and a restart or crash loses every queued one. " +
@@ -57,7 +57,7 @@ func openEvents(ctx context.Context, logger *slog.Logger) (*eventq.Queue, *event
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	q, err := eventq.Open(openCtx, nc, eventq.Options{Replicas: replicas, Logger: logger})
+	q, err := eventq.Open(openCtx, nc, eventq.Options{Replicas: replicas, Logger: logger, SigningKey: signingKey})
 	var slots *eventsource.Slots
 	if err == nil {
 		host, _ := os.Hostname()

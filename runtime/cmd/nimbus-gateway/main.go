@@ -97,7 +97,7 @@ func run(listen, functionListen, dataDir string, drain time.Duration, limits gat
 	if err != nil {
 		return err
 	}
-	events, slots, nc, err := openEvents(context.Background(), logger)
+	events, slots, nc, err := openEvents(context.Background(), logger, limits.Auth.SigningKey)
 	if err != nil {
 		return err
 	}

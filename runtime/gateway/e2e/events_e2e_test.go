@@ -20,6 +20,7 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/model"
+	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/eventq"
 )
 
 // sendEvents sends n Event invocations {"action":"print","value":"<prefix>-<i>","n":sleepMs}
@@ -392,5 +393,59 @@ func TestExpiredEventsAreNotRun(t *testing.T) {
 	}
 	if seen := printedValues(t, env, "expiring", "expired"); len(seen) != 0 {
 		t.Errorf("an event past its maximum age ran: %v", seen)
+	}
+}
+
+// TestForgedEventsNeverRun publishes events straight to a function's
+// subject in NATS, as a tenant who reached the NATS port (or joined the
+// cluster as a route) could: no gateway stored them, so none runs, and
+// each is named in the log. A real event sent after them runs.
+func TestForgedEventsNeverRun(t *testing.T) {
+	env, gw := gateway(t)
+	deploy(t, model.Function{Name: "forged-target", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 10 * time.Second})
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	forged := []*nats.Msg{}
+	for i, sig := range []string{"", strings.Repeat("0", 64)} {
+		msg := nats.NewMsg(eventq.EventsPrefix + "forged-target")
+		msg.Data = []byte(`{"action":"echo","value":"forged"}`)
+		msg.Header.Set(eventq.HeaderRequestID, fmt.Sprintf("forged-%d", i))
+		msg.Header.Set(eventq.HeaderCaller, "operator")
+		if sig != "" {
+			msg.Header.Set(eventq.HeaderSignature, sig)
+		}
+		forged = append(forged, msg)
+	}
+	for _, msg := range forged {
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, answer := sendEvent(t, gw, "forged-target", `{"action":"echo","value":"real"}`); status != http.StatusAccepted {
+		t.Fatalf("a real event: %d %s", status, answer)
+	}
+	for deadline := time.Now().Add(60 * time.Second); accessLines(t, gw.LogPath, "forged-target") < 1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the real event never ran")
+		}
+	}
+	time.Sleep(time.Second)
+	if n := accessLines(t, gw.LogPath, "forged-target"); n != 1 {
+		t.Errorf("forged-target ran %d times; only the real event may run", n)
+	}
+	refused := gatewayLogLines(t, func(line string) bool {
+		return strings.Contains(line, "an event that no gateway stored is not run") && strings.Contains(line, `"function":"forged-target"`)
+	})
+	if len(refused) != len(forged) {
+		t.Errorf("the gateway logged %d forged events of %d:\n%s", len(refused), len(forged), strings.Join(refused, "\n"))
 	}
 }
