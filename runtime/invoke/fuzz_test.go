@@ -89,7 +89,7 @@ func FuzzWriteFunctionResponse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := httptest.NewRecorder()
-		if bad := writeFunctionResponse(w, body); bad != nil {
+		if bad := writeFunctionResponse(w, body, "shop.example.com"); bad != nil {
 			if bad.Status != http.StatusBadGateway {
 				t.Fatalf("refused with %d", bad.Status)
 			}

@@ -72,7 +72,7 @@ func (s *Service) ServeRoute(w http.ResponseWriter, r *http.Request) {
 			"the function failed; its logs have the details (request "+a.Header.Get(protocol.HeaderRequestID)+")"))
 		return
 	}
-	if bad := writeFunctionResponse(w, a.Body); bad != nil {
+	if bad := writeFunctionResponse(w, a.Body, hostOnly(r.Host)); bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 	}
 }
@@ -208,7 +208,7 @@ func apiGatewayEvent(r *http.Request, route *kvstore.Route, body []byte) map[str
 // response it cannot honour (a status outside 200-599, a body flagged
 // base64 that is not) is refused before anything is written: the caller
 // answers 502 with it, as API Gateway does for a malformed proxy response.
-func writeFunctionResponse(w http.ResponseWriter, body []byte) *refusal.Error {
+func writeFunctionResponse(w http.ResponseWriter, body []byte, host string) *refusal.Error {
 	var resp struct {
 		StatusCode      int               `json:"statusCode"`
 		Headers         map[string]string `json:"headers"`
@@ -240,10 +240,16 @@ func writeFunctionResponse(w http.ResponseWriter, body []byte) *refusal.Error {
 		}
 	}
 	for k, v := range resp.Headers {
+		if strings.EqualFold(k, "Set-Cookie") {
+			resp.Cookies = append(resp.Cookies, v)
+			continue
+		}
 		w.Header().Set(k, v)
 	}
 	for _, c := range resp.Cookies {
-		w.Header().Add("Set-Cookie", c)
+		if cookieStaysOnHost(c, host) {
+			w.Header().Add("Set-Cookie", c)
+		}
 	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "application/json")
@@ -252,4 +258,17 @@ func writeFunctionResponse(w http.ResponseWriter, body []byte) *refusal.Error {
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(out)
 	return nil
+}
+
+// cookieStaysOnHost reports whether a cookie a route's function sets is
+// the route's own: one without a Domain attribute (the browser keeps it
+// for this host alone) or whose Domain is this very host. A Domain wider
+// than the host (a parent domain) would reach every other tenant's routes
+// under it, so the gateway drops such a cookie, and one it cannot read.
+func cookieStaysOnHost(setCookie, host string) bool {
+	c, err := http.ParseSetCookie(setCookie)
+	if err != nil {
+		return false
+	}
+	return c.Domain == "" || strings.EqualFold(strings.TrimPrefix(c.Domain, "."), host)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +87,12 @@ func TestAPIGatewayEventAndResponse(t *testing.T) {
 	}
 
 	w := httptest.NewRecorder()
-	writeFunctionResponse(w, []byte(`{"statusCode":201,"headers":{"X-Made":"1"},"cookies":["s=1"],"body":"aGk=","isBase64Encoded":true}`))
+	writeFunctionResponse(w, []byte(`{"statusCode":201,"headers":{"X-Made":"1"},"cookies":["s=1"],"body":"aGk=","isBase64Encoded":true}`), "shop.example.com")
 	if w.Code != 201 || w.Body.String() != "hi" || w.Header().Get("X-Made") != "1" || w.Header().Get("Set-Cookie") != "s=1" {
 		t.Errorf("full response: %d %q %v", w.Code, w.Body.String(), w.Header())
 	}
 	w = httptest.NewRecorder()
-	writeFunctionResponse(w, []byte(`{"hello":"world"}`))
+	writeFunctionResponse(w, []byte(`{"hello":"world"}`), "shop.example.com")
 	if w.Code != 200 || w.Body.String() != `{"hello":"world"}` || w.Header().Get("Content-Type") != "application/json" {
 		t.Errorf("a plain object is a 200 JSON body: %d %q", w.Code, w.Body.String())
 	}
@@ -109,7 +110,7 @@ func TestMalformedFunctionResponsesAre502(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			if bad := writeFunctionResponse(w, []byte(body)); bad != nil {
+			if bad := writeFunctionResponse(w, []byte(body), "shop.example.com"); bad != nil {
 				refusal.Write(w, refusal.Native, bad)
 			}
 			var got map[string]string
@@ -144,5 +145,21 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler never finished reading")
+	}
+}
+
+// A route's function may set cookies for its own host only: a cookie for
+// a wider domain would reach every other tenant's routes under it.
+func TestRouteCookiesStayOnTheirHost(t *testing.T) {
+	w := httptest.NewRecorder()
+	writeFunctionResponse(w, []byte(`{"statusCode":200,"headers":{"set-cookie":"h=1; Domain=example.com"},"cookies":[
+		"own=1; Path=/", "same=1; Domain=shop.example.com", "dot=1; Domain=.shop.example.com",
+		"parent=1; Domain=example.com", "other=1; Domain=evil.example.net", "broken"],"body":"ok"}`), "shop.example.com")
+	var got []string
+	for _, c := range w.Result().Cookies() {
+		got = append(got, c.Name)
+	}
+	if want := []string{"own", "same", "dot"}; !slices.Equal(got, want) {
+		t.Errorf("cookies set %v, want only the host's own %v", got, want)
 	}
 }
