@@ -73,6 +73,7 @@ type Caller struct {
 	// an accepted event, public routes), which were authorized already.
 	internal string
 	sig      *sigv4.Authorization
+	verified bool // the signature held (VerifyHash)
 	req      *http.Request
 	now      time.Time
 }
@@ -87,6 +88,23 @@ func (c *Caller) Name() string {
 	}
 	return "access key " + c.key.ID
 }
+
+// Proven reports whether the caller has proven who it is before its body
+// is read: a bearer token or x-api-key is checked whole, a SigV4 signature
+// only once the body is read (Verify), and a public route's caller is
+// anyone.
+func (c *Caller) Proven() bool {
+	switch {
+	case c == nil, c.internal != "", c.sig != nil:
+		return false
+	default:
+		return true
+	}
+}
+
+// Verified reports whether the caller has proven who it is: Proven, or a
+// SigV4 signature that Verify accepted.
+func (c *Caller) Verified() bool { return c.Proven() || (c != nil && c.sig != nil && c.verified) }
 
 // KeyID is the id of the access key the caller proved it holds; "" for
 // the gateway's own callers and where authentication is off.
@@ -305,7 +323,11 @@ func (c *Caller) VerifyHash(hash string) *refusal.Error {
 	if hash == "" {
 		hash = sigv4.EmptyPayloadHash
 	}
-	return sigError(sigv4.Verify(c.req, *c.sig, c.key.Secret, hash, c.now))
+	if refused := sigError(sigv4.Verify(c.req, *c.sig, c.key.Secret, hash, c.now)); refused != nil {
+		return refused
+	}
+	c.verified = true
+	return nil
 }
 
 // OperatorKey reads the operator's key from its Bearer token.

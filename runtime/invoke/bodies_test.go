@@ -133,3 +133,44 @@ func TestRefusedCallerCannotHoldItsConnection(t *testing.T) {
 		t.Errorf("the refused caller's connection stayed open (%v); the gateway must close it", err)
 	}
 }
+
+// Slow senders who have not proven who they are (SigV4 before its check,
+// public routes) hold at most half the budget, and one address at most a
+// quarter: a caller whose bearer token is checked still gets through.
+func TestUnprovenBodiesHoldAtMostTheirShare(t *testing.T) {
+	b := &bodyBudget{max: 64 << 20}
+	six := int64(6 << 20)
+	n := 0
+	for b.take(six, "198.51.100.7") {
+		n++
+	}
+	if n != 2 {
+		t.Errorf("one address held %d six-megabyte bodies, want 2 (a quarter of 64 MB)", n)
+	}
+	for _, addr := range []string{"198.51.100.8", "198.51.100.9", "198.51.100.10"} {
+		for b.take(six, addr) {
+		}
+	}
+	if b.unproven > b.max/2 {
+		t.Errorf("unproven senders hold %d bytes, more than half of %d", b.unproven, b.max)
+	}
+	if !b.take(six, "") {
+		t.Fatal("a proven sender was refused while unproven ones hold only their share")
+	}
+	b.give(six, "")
+	b.give(six, "198.51.100.7")
+	if !b.take(six, "198.51.100.7") {
+		t.Error("an address that gave back a body cannot take one again")
+	}
+}
+
+func TestOnlyProvenCallersSkipTheUnprovenShare(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	r.RemoteAddr = "198.51.100.7:4567"
+	if got := unprovenSource(r, nil); got != "198.51.100.7" {
+		t.Errorf("an unknown caller's source is %q, want its address", got)
+	}
+	if got := unprovenSource(r, auth.Internal("public route r1")); got != "198.51.100.7" {
+		t.Errorf("a public route's caller counts as %q, want its address", got)
+	}
+}

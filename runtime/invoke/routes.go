@@ -41,16 +41,12 @@ func (s *Service) ServeRoute(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	body, release, bad := s.readPayload(w, r)
+	body, release, bad := s.readPayload(w, r, c)
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return
 	}
 	defer release()
-	if bad := c.Verify(body); bad != nil {
-		refusal.Write(w, refusal.Native, bad)
-		return
-	}
 	event, err := json.Marshal(apiGatewayEvent(r, route, body))
 	if err != nil {
 		refusal.Write(w, refusal.Native, refusal.New(http.StatusInternalServerError, "ServiceException", err.Error()))

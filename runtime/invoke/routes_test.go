@@ -132,7 +132,7 @@ func TestTruncatedBodyIsRefused(t *testing.T) {
 	got := make(chan outcome, 1)
 	g := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _, bad := g.readPayload(w, r)
+		b, _, bad := g.readPayload(w, r, nil)
 		got <- outcome{b, bad}
 	}))
 	defer srv.Close()
