@@ -111,7 +111,7 @@ func (r ScheduledRun) Deliver(ctx context.Context, client *http.Client) error {
 		return fmt.Errorf("invoking %s: the gateway answered %s: %s", r.Function, resp.Status, answer)
 	}
 	if resp.Header.Get(protocol.HeaderFunctionError) != "" {
-		return fmt.Errorf("function %s failed: %s", r.Function, answer)
+		return fmt.Errorf("function %s failed (%s; its output is in its logs)", r.Function, answer)
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (g *Runs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if inv.Refused != nil && (inv.Refused.Status == http.StatusTooManyRequests || inv.Refused.Status == http.StatusServiceUnavailable) {
 		g.launches.unclaim(req.Namespace + "/" + req.Launch) // never started: its retry may run
 	}
-	invoke.WriteNative(w, inv)
+	writeOutcome(w, inv)
 }
 
 // scheduledLaunch confirms a launch with Nomad and reads its run.
@@ -156,4 +156,26 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// writeOutcome tells the launch what became of its run, never the
+// function's answer: whoever presents a launch learns whether the run
+// happened and how it ended, and no more. The function's output stays in
+// its logs, as a scheduled Lambda's does.
+func writeOutcome(w http.ResponseWriter, inv *invoke.Invocation) {
+	if inv.Refused != nil {
+		refusal.Write(w, refusal.Native, inv.Refused)
+		return
+	}
+	a := inv.Answer
+	outcome := map[string]any{"status": a.Status, "request_id": inv.RequestID, "version": inv.ExecutedVersion()}
+	if fe := a.Header.Get(protocol.HeaderFunctionError); fe != "" {
+		w.Header().Set(protocol.HeaderFunctionError, fe)
+		outcome["function_error"], outcome["error_type"] = fe, a.Header.Get(protocol.HeaderErrorType)
+	}
+	status := a.Status
+	if status == http.StatusOK && inv.Out.ErrorType == protocol.ErrTimeout {
+		status = http.StatusGatewayTimeout
+	}
+	refusal.WriteJSON(w, status, outcome)
 }
