@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	_ "github.com/aws/aws-lambda-go/lambda" // the test handler is built with it
 	consulapi "github.com/hashicorp/consul/api"
+	nomadapi "github.com/hashicorp/nomad/api"
 
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
@@ -260,18 +262,25 @@ func TestColdStartFromZeroAndScaleDownToZero(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	events, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID("cold"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, ev := range events.TaskGroups[nomadjob.GroupName].Events {
-		if strings.Contains(ev.Message, "idle for") && strings.Contains(ev.Message, "nimbus-gateway") {
-			found = true
+	// Nomad records the new count and the scaling event in two raft
+	// writes: the event may show a moment after the count.
+	var events []nomadapi.ScalingEvent
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		st, _, err := env.Nomad.Jobs().ScaleStatus(nomadjob.JobID("cold"), nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if !found {
-		t.Errorf("no scale event in Nomad explains the scale-down: %+v", events.TaskGroups[nomadjob.GroupName].Events)
+		events = st.TaskGroups[nomadjob.GroupName].Events
+		found := slices.ContainsFunc(events, func(ev nomadapi.ScalingEvent) bool {
+			return strings.Contains(ev.Message, "idle for") && strings.Contains(ev.Message, "nimbus-gateway")
+		})
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("no scale event in Nomad explains the scale-down: %+v", events)
+			break
+		}
 	}
 }
 
