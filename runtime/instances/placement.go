@@ -88,8 +88,6 @@ func allocIDOf(serviceID string) (string, bool) {
 	return id, len(rest) == 36 || rest[36] == '-'
 }
 
-// verifyPlacement checks one registration against Nomad. Errors wrapping
-// errNotPlaced are final; others (Nomad unreachable) may be retried.
 // expectsInstanceKey reports whether the allocation's job has its host
 // make an instance key: every job since instance keys exist.
 func expectsInstanceKey(alloc *nomadapi.Allocation) bool {
@@ -107,6 +105,8 @@ func expectsInstanceKey(alloc *nomadapi.Allocation) bool {
 	return true
 }
 
+// verifyPlacement checks one registration against Nomad. Errors wrapping
+// errNotPlaced are final; others (Nomad unreachable) may be retried.
 func verifyPlacement(ctx context.Context, allocs Allocations, jobID, group string, svc *consulapi.AgentService, addr string) (*nomadapi.Allocation, error) {
 	allocID, ok := allocIDOf(svc.ID)
 	if !ok {

@@ -118,3 +118,71 @@ func TestAccessKeysGoStaleWithoutConsul(t *testing.T) {
 		t.Errorf("the refusal does not say why: %s", msg)
 	}
 }
+
+// recordsKV holds function records: a listing of the functions' prefix
+// waits for the next write (the watch), a read of one function's records
+// (the catch-up) answers at once.
+type recordsKV struct {
+	mu      sync.Mutex
+	pairs   consulapi.KVPairs
+	index   uint64
+	changed chan struct{}
+}
+
+func (k *recordsKV) put(name string, rec kvstore.FunctionRecord) {
+	k.mu.Lock()
+	k.index++
+	k.pairs = append(k.pairs, &consulapi.KVPair{Key: kvstore.FunctionKey(name), Value: rec.Encode(), ModifyIndex: k.index})
+	close(k.changed)
+	k.changed = make(chan struct{})
+	k.mu.Unlock()
+}
+
+func (k *recordsKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+	k.mu.Lock()
+	index, changed := k.index, k.changed
+	k.mu.Unlock()
+	if prefix == kvstore.FunctionsPrefix && q.WaitIndex >= index {
+		select {
+		case <-changed:
+		case <-q.Context().Done():
+			return nil, nil, q.Context().Err()
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out consulapi.KVPairs
+	for _, p := range k.pairs {
+		if strings.HasPrefix(p.Key, prefix) {
+			out = append(out, p)
+		}
+	}
+	return out, &consulapi.QueryMeta{LastIndex: max(k.index, 1)}, nil
+}
+
+// A name the snapshot does not know yet costs one read of its records:
+// if Consul holds one, CatchUp waits until the watch has read it, and
+// says to look again; if Consul holds none, it answers at once.
+func TestCatchUpWaitsForRecordsConsulHolds(t *testing.T) {
+	kv := &recordsKV{changed: make(chan struct{})}
+	r := New(kv, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.WatchPrefix(ctx, kvstore.FunctionsPrefix, r.applyFunctions)
+
+	start := time.Now()
+	if r.CatchUp(ctx, "nowhere") {
+		t.Error("CatchUp said to look again for a name Consul does not hold")
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("a name Consul does not hold waited %s", waited)
+	}
+
+	kv.put("fresh", kvstore.FunctionRecord{Name: "fresh"})
+	if !r.CatchUp(ctx, "fresh") {
+		t.Fatal("CatchUp gave up on a record Consul holds")
+	}
+	if _, ok := r.Get("fresh"); !ok {
+		t.Error("CatchUp said the record was read, but the snapshot does not have it")
+	}
+}
