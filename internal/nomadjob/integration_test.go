@@ -16,7 +16,6 @@ import (
 	_ "github.com/aws/aws-lambda-go/lambda" // testdata/probe is built with it
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/agents"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
@@ -69,15 +68,7 @@ func upload(t *testing.T, dir string) nomadjob.Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := clients.Artifacts{BaseURL: gateway(t).URL, Token: gateway(t).Token(), HTTP: http.DefaultClient}
-	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
-		t.Fatalf("upload: %v", err)
-	}
-	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
-	if err != nil {
-		t.Fatalf("signing the artifact's URL: %v", err)
-	}
-	return nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
+	return testkit.Upload(t, gateway(t).URL, gateway(t).Token(), pkg)
 }
 
 func register(t *testing.T, env *testenv.Env, job *nomadapi.Job) {
@@ -276,8 +267,8 @@ func TestClientGrantsNoCapabilities(t *testing.T) {
 	env := testenv.Get(t)
 	f := model.Function{Name: "wants-caps", Runtime: model.RuntimeProvided, MinInstances: 1, MaxInstances: 1}
 	job := nomadjob.Render(f, upload(t, filepath.Join(fnDir, "probe")), nomadjob.Options{})
-	job.TaskGroups[0].RestartPolicy = &nomadapi.RestartPolicy{Attempts: ptr(0), Mode: ptr("fail")}
-	job.TaskGroups[0].ReschedulePolicy = &nomadapi.ReschedulePolicy{Attempts: ptr(0), Unlimited: ptr(false)}
+	job.TaskGroups[0].RestartPolicy = &nomadapi.RestartPolicy{Attempts: testkit.Ptr(0), Mode: testkit.Ptr("fail")}
+	job.TaskGroups[0].ReschedulePolicy = &nomadapi.ReschedulePolicy{Attempts: testkit.Ptr(0), Unlimited: testkit.Ptr(false)}
 	job.TaskGroups[0].Tasks[0].Config["cap_add"] = []string{"chown"}
 	register(t, env, job)
 	deadline := time.Now().Add(60 * time.Second)
@@ -305,4 +296,3 @@ func TestClientGrantsNoCapabilities(t *testing.T) {
 	t.Fatal("the task neither ran nor was refused for its capability within 60 s")
 }
 
-func ptr[T any](v T) *T { return &v }

@@ -1,18 +1,23 @@
 // Package testkit holds the helpers that tests of several packages share:
 // pointers for API structs, the one Nomad job shape that integration tests
-// register by hand, and the wait for passing instances in Consul.
+// register by hand, uploading a package as the provider does, and the wait
+// for passing instances in Consul.
 package testkit
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/nomadjob"
+	"github.com/nimbus-faas/terraform-provider-nimbus/internal/packaging"
 )
 
 // Ptr returns a pointer to v, for the optional fields of API structs.
@@ -153,4 +158,20 @@ func WaitInstances(ctx context.Context, t testing.TB, c *consulapi.Client, servi
 			return all[0]
 		}
 	}
+}
+
+// Upload puts a package in a gateway's artifact store, as the provider
+// does, and returns it as a job's source: the signed URL nimbus-host
+// fetches it by.
+func Upload(t testing.TB, gatewayURL, token string, pkg *packaging.Package) nomadjob.Source {
+	t.Helper()
+	store := clients.Artifacts{BaseURL: gatewayURL, Token: token, HTTP: http.DefaultClient}
+	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
+		t.Fatalf("uploading the package: %v", err)
+	}
+	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
+	if err != nil {
+		t.Fatalf("signing the package's URL: %v", err)
+	}
+	return nomadjob.Source{URL: url, SHA256: pkg.SHA256, FromStore: true}
 }

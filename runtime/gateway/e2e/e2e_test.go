@@ -17,7 +17,6 @@ import (
 	consulapi "github.com/hashicorp/consul/api"
 	nomadapi "github.com/hashicorp/nomad/api"
 
-	"github.com/nimbus-faas/terraform-provider-nimbus/internal/clients"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testenv"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/harness/testkit"
 	"github.com/nimbus-faas/terraform-provider-nimbus/internal/kvstore"
@@ -180,15 +179,7 @@ func awaitFunction(t *testing.T, gw *testenv.Gateway, name string) {
 // and returns the signed URL Nomad fetches it with.
 func upload(t *testing.T, env *testenv.Env, gw *testenv.Gateway, pkg *packaging.Package) string {
 	t.Helper()
-	store := clients.Artifacts{BaseURL: gw.URL, Token: env.GatewayToken, HTTP: http.DefaultClient}
-	if _, err := store.Ensure(context.Background(), pkg.SHA256, pkg.Zip); err != nil {
-		t.Fatal(err)
-	}
-	url, _, err := store.SignedURL(context.Background(), pkg.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return url
+	return testkit.Upload(t, gw.URL, env.GatewayToken, pkg).URL
 }
 
 type answer struct {
