@@ -102,7 +102,11 @@ func TestPlainSendsOnceAndHonoursItsTimeout(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || hits.Load() != 1 {
 		t.Errorf("answered %d after %d requests, want 503 after exactly one", resp.StatusCode, hits.Load())
 	}
-	if _, err := c.Get(srv.URL + "/slow"); err == nil || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "Timeout") {
+	slow, err := c.Get(srv.URL + "/slow")
+	if err == nil {
+		_ = slow.Body.Close()
+	}
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) && !strings.Contains(err.Error(), "Timeout") {
 		t.Errorf("want the client's timeout, got %v", err)
 	}
 	tr := c.Transport.(*http.Transport)

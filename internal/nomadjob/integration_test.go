@@ -295,4 +295,3 @@ func TestClientGrantsNoCapabilities(t *testing.T) {
 	}
 	t.Fatal("the task neither ran nor was refused for its capability within 60 s")
 }
-

@@ -52,8 +52,9 @@ var (
 	RouteServices = []string{"execute-api"}
 )
 
-// Refusals of callers, in the names AWS SDKs decode. 401: the gateway
+// Refusals of callers are in the names AWS SDKs decode. 401: the gateway
 // does not know who calls; 403: it knows, and the key may not.
+
 // Unrecognized refuses a caller the gateway does not know.
 func Unrecognized(msg string) *refusal.Error {
 	return refusal.New(http.StatusUnauthorized, "UnrecognizedClientException", msg)
@@ -147,7 +148,8 @@ func sigError(err error) *refusal.Error {
 	}
 }
 
-// mayInvoke: the key's invoke patterns name the function.
+// MayInvoke refuses a caller whose key's invoke patterns do not name the
+// function.
 func (c *Caller) MayInvoke(function string) *refusal.Error {
 	if c.open || accesskey.Matches(c.key.Invoke, function) {
 		return nil
@@ -155,6 +157,7 @@ func (c *Caller) MayInvoke(function string) *refusal.Error {
 	return refusal.AccessDenied(fmt.Sprintf("%s may not invoke %s: add the function's name or a pattern for it to the key's invoke list", c.Name(), function))
 }
 
+// MayUpload refuses a caller whose key may not upload or read packages.
 func (c *Caller) MayUpload() *refusal.Error {
 	if c.open || c.key.UploadArtifacts {
 		return nil
@@ -162,6 +165,8 @@ func (c *Caller) MayUpload() *refusal.Error {
 	return refusal.AccessDenied(c.Name() + " may not upload or read artifacts: set upload_artifacts = true on the key the provider uses (gateway_token)")
 }
 
+// MayReadOperations refuses a caller whose key may not read metrics or
+// usage.
 func (c *Caller) MayReadOperations() *refusal.Error {
 	if c.open || c.key.ReadOperations {
 		return nil
@@ -179,6 +184,8 @@ type Authenticator struct {
 	now      func() time.Time
 }
 
+// New returns the authenticator of the keys, and of the operator's key
+// opts names.
 func New(opts Options, keys Keys, log *slog.Logger) *Authenticator {
 	a := &Authenticator{open: opts.Open, operator: opts.Operator, keys: keys, log: log, now: time.Now}
 	if a.open {
@@ -214,6 +221,7 @@ type Kinds struct {
 	APIKeyHeader  bool     // x-api-key, as API Gateway's API keys
 }
 
+// What Lambda's Invoke API and Nimbus's own API accept.
 var (
 	LambdaCredentials = Kinds{SigV4Services: lambdaServices, Bearer: true}
 	NativeCredentials = Kinds{SigV4Services: nativeServices, Bearer: true}

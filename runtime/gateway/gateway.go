@@ -209,7 +209,7 @@ func (g *Gateway) Authorizer() *auth.Authenticator { return g.auth }
 // serveFunction describes a function as the gateway sees it, without
 // invoking it.
 func (g *Gateway) serveFunction(w http.ResponseWriter, r *http.Request) {
-	name, qualifier, refused := invoke.InvokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	name, qualifier, refused := invoke.Target(r.PathValue("name"), r.URL.Query().Get("qualifier"))
 	c, notAuthenticated := g.auth.AuthenticateHeaders(r, auth.NativeCredentials)
 	switch {
 	case notAuthenticated != nil:

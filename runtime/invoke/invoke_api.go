@@ -27,7 +27,7 @@ func (s *Service) ServeInvoke(w http.ResponseWriter, r *http.Request) {
 		refusal.Write(w, refusal.Native, refused)
 		return
 	}
-	name, qualifier, bad := InvokeTarget(r.PathValue("name"), r.URL.Query().Get("qualifier"))
+	name, qualifier, bad := Target(r.PathValue("name"), r.URL.Query().Get("qualifier"))
 	if bad != nil {
 		refusal.Write(w, refusal.Native, bad)
 		return

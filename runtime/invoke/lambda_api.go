@@ -15,7 +15,7 @@ import (
 // SDK pointed at the gateway with an endpoint override invokes Nimbus
 // functions.
 func (s *Service) ServeLambdaInvoke(w http.ResponseWriter, r *http.Request) {
-	name, qualifier, bad := InvokeTarget(lambdaFunctionName(r.PathValue("name")), r.URL.Query().Get("Qualifier"))
+	name, qualifier, bad := Target(lambdaFunctionName(r.PathValue("name")), r.URL.Query().Get("Qualifier"))
 	c, refused := s.auth.Identify(r, auth.LambdaCredentials)
 	if refused != nil {
 		refusal.Write(w, refusal.Lambda, refused)
@@ -99,10 +99,10 @@ func lambdaFunctionName(s string) string {
 // APIs, as Lambda's Invoke API does.
 const headerExecutedVersion = "X-Amz-Executed-Version"
 
-// InvokeTarget is what a caller invokes: a function, and the qualifier in
+// Target is what a caller invokes: a function, and the qualifier in
 // its name (name:qualifier) or in the query (Qualifier=), or a refusal
 // when the two differ, as Lambda refuses them.
-func InvokeTarget(s, queryQualifier string) (name, qualifier string, bad *refusal.Error) {
+func Target(s, queryQualifier string) (name, qualifier string, bad *refusal.Error) {
 	name, qualifier = model.SplitQualified(s)
 	switch {
 	case queryQualifier == "" || queryQualifier == qualifier:

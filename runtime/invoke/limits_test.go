@@ -33,31 +33,37 @@ func TestAdmissionHoldsReservationsAndTheNamespaceLimit(t *testing.T) {
 	}
 
 	var releases []func()
-	admit := func(name string) bool {
-		release, refused := s.admit(fn(name))
-		if refused != nil {
-			if refused.Status != http.StatusTooManyRequests {
-				t.Fatalf("%s refused with %d, want 429", name, refused.Status)
+	// admits reports how many of n invocations of name are admitted,
+	// keeping their slots.
+	admits := func(name string, n int) int {
+		admitted := 0
+		for range n {
+			release, refused := s.admit(fn(name))
+			if refused != nil {
+				if refused.Status != http.StatusTooManyRequests {
+					t.Fatalf("%s refused with %d, want 429", name, refused.Status)
+				}
+				continue
 			}
-			return false
+			releases = append(releases, release)
+			admitted++
 		}
-		releases = append(releases, release)
-		return true
+		return admitted
 	}
-	if !admit("reserved") || !admit("reserved") || admit("reserved") {
-		t.Error("a function with reserved_concurrency 2 must get exactly 2")
+	if n := admits("reserved", 3); n != 2 {
+		t.Errorf("a function with reserved_concurrency 2 got %d of 3, want exactly 2", n)
 	}
-	if !admit("a") || !admit("b") || admit("a") || admit("b") {
-		t.Error("the others must share exactly max_concurrency minus the reservations (2)")
+	if a, b := admits("a", 2), admits("b", 2); a+b != 2 {
+		t.Errorf("the others got %d and %d; they share exactly max_concurrency minus the reservations (2)", a, b)
 	}
 	for _, release := range releases {
 		release()
 	}
 	releases = nil
-	if !admit("a") || !admit("a") {
-		t.Error("released slots must be free again")
+	if n := admits("a", 2); n != 2 {
+		t.Errorf("after every release, a got %d of 2", n)
 	}
-	if !admit("reserved") || !admit("reserved") {
-		t.Error("the others' load must never take a reservation's slots")
+	if n := admits("reserved", 2); n != 2 {
+		t.Errorf("with the others at their limit, the reserved function got %d of its 2", n)
 	}
 }

@@ -20,13 +20,13 @@ func TestInvokeTarget(t *testing.T) {
 		{"fn:01", "", "", "", http.StatusBadRequest},
 		{"fn", "a/b", "", "", http.StatusBadRequest},
 	} {
-		name, q, bad := InvokeTarget(c.path, c.query)
+		name, q, bad := Target(c.path, c.query)
 		status := 0
 		if bad != nil {
 			status = bad.Status
 		}
 		if name != c.name || q != c.qualifier || status != c.status {
-			t.Errorf("InvokeTarget(%q, %q) = %q, %q, %v; want %q, %q, status %d", c.path, c.query, name, q, bad, c.name, c.qualifier, c.status)
+			t.Errorf("Target(%q, %q) = %q, %q, %v; want %q, %q, status %d", c.path, c.query, name, q, bad, c.name, c.qualifier, c.status)
 		}
 	}
 	if got := lambdaFunctionName("arn:aws:lambda:us-east-1:123456789012:function:fn:7"); got != "fn:7" {

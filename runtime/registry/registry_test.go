@@ -59,7 +59,7 @@ type answeringKV struct {
 	key  kvstore.AccessKey
 }
 
-func (k *answeringKV) List(prefix string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
+func (k *answeringKV) List(_ string, q *consulapi.QueryOptions) (consulapi.KVPairs, *consulapi.QueryMeta, error) {
 	k.mu.Lock()
 	down := k.down
 	k.mu.Unlock()

@@ -18,7 +18,7 @@ import (
 // launchJobs is Nomad knowing one running launch of a schedule.
 type launchJobs struct{ id string }
 
-func (l launchJobs) Info(jobID string, _ *nomadapi.QueryOptions) (*nomadapi.Job, *nomadapi.QueryMeta, error) {
+func (l launchJobs) Info(_ string, _ *nomadapi.QueryOptions) (*nomadapi.Job, *nomadapi.QueryMeta, error) {
 	parent := nomadjob.SchedulePrefix + "nightly"
 	status := "running"
 	return &nomadapi.Job{ID: &l.id, ParentID: &parent, Status: &status, TaskGroups: []*nomadapi.TaskGroup{{Tasks: []*nomadapi.Task{{
