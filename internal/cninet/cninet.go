@@ -140,6 +140,11 @@ type PolicyConf struct {
 	// Allow names destinations within Deny that instances may reach all
 	// the same (public egress only).
 	Allow []string `json:"allow,omitempty"`
+	// Resolvers are the host's DNS servers (its resolv.conf, which the
+	// instances' chroot shares), which instances with public egress may
+	// ask on port 53 even at a private address. nimbus-cni reads them
+	// when it installs the rules; no configuration names them.
+	Resolvers []string `json:"-"`
 	// Capabilities asks Nomad for the allocation's port mappings.
 	Capabilities map[string]bool `json:"capabilities,omitempty"`
 }
@@ -307,6 +312,12 @@ func rules(p PolicyConf) string {
 	w("    auto-merge")
 	w("    elements = { %s }", strings.Join(p.Deny, ", "))
 	w("  }")
+	if len(p.Resolvers) > 0 && p.Egress == EgressPublic {
+		w("  set resolvers {")
+		w("    type ipv4_addr")
+		w("    elements = { %s }", strings.Join(p.Resolvers, ", "))
+		w("  }")
+	}
 	if len(p.Allow) > 0 {
 		w("  set allowed {")
 		w("    type ipv4_addr")
@@ -339,6 +350,9 @@ func rules(p PolicyConf) string {
 	w("    type filter hook forward priority filter - 5; policy accept;")
 	w("    iifname %s ct state established,related accept", br)
 	if p.Egress == EgressPublic {
+		if len(p.Resolvers) > 0 {
+			w("    iifname %s meta nfproto ipv4 ip daddr @resolvers meta l4proto { tcp, udp } th dport 53 accept", br)
+		}
 		if len(p.Allow) > 0 {
 			w("    iifname %s meta nfproto ipv4 ip daddr @allowed accept", br)
 		}
@@ -356,4 +370,19 @@ func rules(p PolicyConf) string {
 		w("  }")
 	}
 	return b.String()
+}
+
+// HostResolvers reads the IPv4 nameservers of a resolv.conf.
+func HostResolvers(resolvConf []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(resolvConf), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || fields[0] != "nameserver" {
+			continue
+		}
+		if a, err := netip.ParseAddr(fields[1]); err == nil && a.Is4() && !a.IsLoopback() && !slices.Contains(out, a.String()) {
+			out = append(out, a.String())
+		}
+	}
+	return out
 }

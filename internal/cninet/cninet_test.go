@@ -107,10 +107,36 @@ func TestRulesetsAreValidNftables(t *testing.T) {
 	c.Allow = []netip.Prefix{netip.MustParsePrefix("10.0.5.10/32"), netip.MustParsePrefix("192.168.7.0/24")}
 	c.Deny = []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")} // within a private range: merged
 	for _, n := range c.Networks() {
+		p := c.Policy(n)
+		p.Resolvers = []string{"10.255.255.53", "169.254.169.253"}
 		cmd := exec.Command(nft, "-c", "-f", "-")
-		cmd.Stdin = strings.NewReader(cninet.Ruleset(c.Policy(n)))
+		cmd.Stdin = strings.NewReader(cninet.Ruleset(p))
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("nft rejects the ruleset of %s: %v: %s\n%s", n.Name, err, out, cninet.Ruleset(c.Policy(n)))
+			t.Errorf("nft rejects the ruleset of %s: %v: %s\n%s", n.Name, err, out, cninet.Ruleset(p))
 		}
+	}
+}
+
+// The host's DNS servers stay reachable on port 53 from a public network,
+// even at a private or link-local address (a VPC's resolver), and only
+// there; a network without egress asks no one.
+func TestResolvers(t *testing.T) {
+	got := cninet.HostResolvers([]byte("# generated\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver fd00::53\nsearch example.com\nnameserver 169.254.169.253\nnameserver 10.255.255.53\n"))
+	if !slices.Equal(got, []string{"10.255.255.53", "169.254.169.253"}) {
+		t.Errorf("HostResolvers = %v, want the IPv4 nameservers off loopback, once each", got)
+	}
+	c := cninet.DefaultClient()
+	pub, none := c.Policy(c.Public), c.Policy(c.None)
+	pub.Resolvers, none.Resolvers = got, got
+	rules := cninet.Ruleset(pub)
+	dns, deny := strings.Index(rules, "ip daddr @resolvers meta l4proto { tcp, udp } th dport 53 accept"), strings.Index(rules, "ip daddr != @denied accept")
+	if dns < 0 || dns > deny || !strings.Contains(rules, "10.255.255.53, 169.254.169.253") {
+		t.Errorf("the public ruleset does not let DNS to the host's resolvers through before the deny list:\n%s", rules)
+	}
+	if strings.Contains(cninet.Ruleset(none), "resolvers") {
+		t.Error("a network without egress asks resolvers")
+	}
+	if cninet.GenerationChain(pub) == cninet.GenerationChain(c.Policy(c.Public)) {
+		t.Error("a change of the host's resolvers does not change the generation, so no installed ruleset would follow it")
 	}
 }

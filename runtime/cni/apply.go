@@ -31,6 +31,7 @@ func Add(conf *Conf) (*current.Result, error) {
 	if err := validate(conf); err != nil {
 		return nil, err
 	}
+	withHostResolvers(conf)
 	if conf.PrevResult == nil {
 		return nil, fmt.Errorf("nimbus-cni: network %q must list nimbus-cni after the bridge plugin", conf.Name)
 	}
@@ -56,6 +57,7 @@ func Check(conf *Conf) error {
 	if err := validate(conf); err != nil {
 		return err
 	}
+	withHostResolvers(conf)
 	ok, err := installed(conf.Policy)
 	if err != nil {
 		return err
@@ -238,4 +240,16 @@ func newConn() (*nftables.Conn, error) {
 		return nil, fmt.Errorf("nimbus-cni: netlink: %w", err)
 	}
 	return conn, nil
+}
+
+// withHostResolvers lets a public network's instances ask the host's DNS
+// servers, which the chroot's resolv.conf names, even at a private
+// address: a VPC's resolver usually is one.
+func withHostResolvers(conf *Conf) {
+	if conf.Policy.Egress != cninet.EgressPublic {
+		return
+	}
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		conf.Policy.Resolvers = cninet.HostResolvers(b)
+	}
 }

@@ -235,8 +235,16 @@ func TestInstancesAreIsolatedOnTheNetwork(t *testing.T) {
 		t.Fatalf("nft list table inet %s: %v: %s", table, err, out)
 	}
 	rules := string(out)
-	for _, want := range []string{"169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", worldDenied,
-		"ip daddr != @denied accept", "ip daddr @allowed accept", worldPrivateAllowed} {
+	wants := []string{"169.254.0.0/16", "10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", worldDenied,
+		"ip daddr != @denied accept", "ip daddr @allowed accept", worldPrivateAllowed}
+	// The host's DNS servers stay reachable on port 53 (read, not probed).
+	if conf, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		if resolvers := cninet.HostResolvers(conf); len(resolvers) > 0 {
+			wants = append(wants, "th dport 53 accept")
+			wants = append(wants, resolvers...)
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(rules, want) {
 			t.Errorf("the installed ruleset lacks %q:\n%s", want, rules)
 		}
