@@ -54,8 +54,20 @@ func TestLayoutImportRules(t *testing.T) {
 // listDeps returns each package matching pattern with its transitive
 // imports. A pattern matching no packages yet yields nothing.
 func listDeps(t *testing.T, pattern string) map[string][]string {
+	return listPackages(t, pattern, "Deps")
+}
+
+// listImports returns each package matching pattern with its direct
+// imports (non-test code).
+func listImports(t *testing.T, pattern string) map[string][]string {
+	return listPackages(t, pattern, "Imports")
+}
+
+// listPackages returns each package matching pattern with the list that
+// go list's field names: Deps or Imports.
+func listPackages(t *testing.T, pattern, field string) map[string][]string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Deps", pattern)
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,"+field, pattern)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
 	var exitErr *exec.ExitError
@@ -66,8 +78,8 @@ func listDeps(t *testing.T, pattern string) map[string][]string {
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	for {
 		var p struct {
-			ImportPath string
-			Deps       []string
+			ImportPath    string
+			Deps, Imports []string
 		}
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
@@ -75,6 +87,9 @@ func listDeps(t *testing.T, pattern string) map[string][]string {
 			t.Fatalf("decode go list output: %v", err)
 		}
 		result[p.ImportPath] = p.Deps
+		if field == "Imports" {
+			result[p.ImportPath] = p.Imports
+		}
 	}
 	return result
 }
@@ -133,31 +148,4 @@ func TestGatewayPartsImportOnlyWhatTheyMay(t *testing.T) {
 			}
 		}
 	}
-}
-
-// listImports returns each package matching pattern with its direct
-// imports (non-test code).
-func listImports(t *testing.T, pattern string) map[string][]string {
-	t.Helper()
-	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Imports", pattern)
-	cmd.Dir = "../.."
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list %s: %v", pattern, err)
-	}
-	result := map[string][]string{}
-	dec := json.NewDecoder(strings.NewReader(string(out)))
-	for {
-		var p struct {
-			ImportPath string
-			Imports    []string
-		}
-		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("decode go list output: %v", err)
-		}
-		result[p.ImportPath] = p.Imports
-	}
-	return result
 }

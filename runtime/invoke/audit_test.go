@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	consulapi "github.com/hashicorp/consul/api"
@@ -18,44 +17,28 @@ import (
 	"github.com/nimbus-faas/terraform-provider-nimbus/runtime/auth"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
 // Every invocation leaves one access line naming who asked, with which
 // key, for what and with what result, refusals included, as CloudTrail's
 // data events do.
 func TestAccessLinesNameTheCallersKey(t *testing.T) {
-	var access lockedBuffer
+	var access bytes.Buffer
 	s := syncedService(Options{AccessLog: slog.New(slog.NewJSONHandler(&access, nil))}, auth.Options{})
 	id, secret, _ := accesskey.New()
 	key := kvstore.AccessKey{ID: id, Secret: secret, Enabled: true, Invoke: []string{"orders-*"}}
 	s.registry.Apply(kvstore.AccessKeysPrefix, consulapi.KVPairs{{Key: kvstore.AccessKeyKey(id), Value: key.Encode()}})
-	srv := httptest.NewServer(s.handler())
-	defer srv.Close()
-	for _, target := range []string{"billing", "orders-eu?qualifier=live"} {
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/functions/"+target, strings.NewReader(`{}`))
-		req.URL.Path += "/invoke"
+	// Served in this goroutine: each access line is written before the
+	// next request.
+	for _, target := range []string{"/v1/functions/billing/invoke", "/v1/functions/orders-eu/invoke?qualifier=live"} {
+		req := httptest.NewRequest(http.MethodPost, target, strings.NewReader(`{}`))
 		req.Header.Set("Authorization", "Bearer "+accesskey.Token(id, secret))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
+		s.handler().ServeHTTP(httptest.NewRecorder(), req)
 	}
 	want := map[string]struct {
 		status    float64
 		qualifier string
 	}{"billing": {http.StatusForbidden, ""}, "orders-eu": {http.StatusNotFound, "live"}}
 	lines := 0
-	sc := bufio.NewScanner(strings.NewReader(access.b.String()))
+	sc := bufio.NewScanner(strings.NewReader(access.String()))
 	for sc.Scan() {
 		var line map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line["msg"] != "invoke" {
@@ -68,6 +51,6 @@ func TestAccessLinesNameTheCallersKey(t *testing.T) {
 		}
 	}
 	if lines != len(want) {
-		t.Errorf("%d access lines for %d refused invocations:\n%s", lines, len(want), access.b.String())
+		t.Errorf("%d access lines for %d refused invocations:\n%s", lines, len(want), access.String())
 	}
 }

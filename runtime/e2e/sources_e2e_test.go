@@ -356,15 +356,7 @@ func TestNATSEventSource(t *testing.T) {
 	env, gw := gateway(t)
 	deployFrom(t, model.Function{Name: "nats-consumer", Runtime: model.RuntimeProvided, MaxInstances: 8, Timeout: 30 * time.Second}, fx.sqsSource, 0)
 
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := operatorJetStream(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: testenv.SourceStream, Subjects: []string{"orders.>"}, Storage: jetstream.FileStorage}); err != nil {

@@ -87,6 +87,22 @@ func printedValues(t *testing.T, env *testenv.Env, function, prefix string) map[
 	return seen
 }
 
+// operatorJetStream is JetStream as the operator (NATS's admin user) sees
+// it, for the test's whole run.
+func operatorJetStream(t *testing.T, env *testenv.Env) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // deadLetters subscribes, as the operator, to the function's dead letters
 // as they are stored.
 func deadLetters(t *testing.T, env *testenv.Env, function string) (*nats.Conn, <-chan *nats.Msg) {
@@ -403,15 +419,7 @@ func TestExpiredEventsAreNotRun(t *testing.T) {
 func TestForgedEventsNeverRun(t *testing.T) {
 	env, gw := gateway(t)
 	deploy(t, model.Function{Name: "forged-target", Runtime: model.RuntimeProvided, MaxInstances: 1, Timeout: 10 * time.Second})
-	nc, err := nats.Connect(env.NATS.URL, env.NATS.Admin.Options()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := operatorJetStream(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	forged := []*nats.Msg{}
